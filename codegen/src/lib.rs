@@ -1,0 +1,1 @@
+//! Code generation arrives with the native backend (issue 3).

@@ -1,0 +1,8 @@
+//! kiln's frontends: every way a graph gets in.
+//!
+//! - [`builder`]: the WebNN `MLGraphBuilder` API in Rust.
+//! - [`op_table`]: WebNN operator names and arguments onto typed ops; shared
+//!   by the text format and the conformance JSON.
+
+pub mod builder;
+pub mod op_table;

@@ -1,0 +1,408 @@
+//! The WebNN operator table: maps an operator's JavaScript name and its
+//! arguments (positional in spec order, options by name) onto the typed
+//! [`Op`]. The `.webnn` text format and the WPT conformance JSON both go
+//! through here, so operator names stop at this file.
+
+use std::collections::BTreeMap;
+
+use kiln_ir::*;
+
+use crate::builder::{BuildError, GraphBuilder};
+
+/// An argument value before it is typed by the operator's signature.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArgValue {
+    Operand(OperandId),
+    Number(Number),
+    Str(String),
+    Bool(bool),
+    Null,
+    List(Vec<ArgValue>),
+}
+
+/// An error in a call's arguments, or from building the operator.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("unknown operator `{0}`")]
+    UnknownOperator(String),
+    #[error("{op}: argument `{arg}`: {rule}")]
+    Argument { op: String, arg: String, rule: String },
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Every operator name the table maps, sorted.
+pub fn operator_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    names.extend(BinaryOp::ALL.iter().map(|k| k.name()));
+    names.extend(CompareOp::ALL.iter().map(|k| k.name()));
+    names.extend(LogicalOp::ALL.iter().map(|k| k.name()));
+    names.extend(UnaryOp::ALL.iter().map(|k| k.name()));
+    names.extend(ReduceOp::ALL.iter().map(|k| k.name()));
+    names.extend(PoolOp::ALL.iter().map(|k| k.name()));
+    names.extend([
+        "clamp", "elu", "leakyRelu", "hardSigmoid", "linear", "prelu", "cast", "conv2d", "convTranspose2d", "gemm",
+        "matmul", "batchNormalization", "layerNormalization", "instanceNormalization", "softmax", "reshape",
+        "transpose", "concat", "split", "slice", "expand", "gather", "pad", "resample2d", "where",
+    ]);
+    names.sort_unstable();
+    names
+}
+
+/// Whether `name` is an operator the table maps.
+pub fn is_operator(name: &str) -> bool {
+    operator_names().contains(&name)
+}
+
+/// A call's arguments being consumed by an operator signature.
+struct Args<'a> {
+    op: &'a str,
+    positional: std::vec::IntoIter<ArgValue>,
+    position: usize,
+    named: BTreeMap<String, ArgValue>,
+}
+
+impl Args<'_> {
+    fn error<T>(&self, arg: &str, rule: impl Into<String>) -> Result<T, CallError> {
+        Err(CallError::Argument { op: self.op.to_string(), arg: arg.to_string(), rule: rule.into() })
+    }
+
+    fn next(&mut self, name: &str) -> Result<ArgValue, CallError> {
+        self.position += 1;
+        match self.positional.next() {
+            Some(v) => Ok(v),
+            None => self.error(name, format!("missing positional argument {}", self.position)),
+        }
+    }
+
+    fn option(&mut self, name: &str) -> Option<ArgValue> {
+        self.named.remove(name).filter(|v| *v != ArgValue::Null)
+    }
+
+    fn operand(&mut self, name: &str) -> Result<OperandId, CallError> {
+        let v = self.next(name)?;
+        self.as_operand(name, v)
+    }
+
+    fn as_operand(&self, name: &str, v: ArgValue) -> Result<OperandId, CallError> {
+        match v {
+            ArgValue::Operand(id) => Ok(id),
+            other => self.error(name, format!("expected an operand, got {other:?}")),
+        }
+    }
+
+    fn opt_operand(&mut self, name: &str) -> Result<Option<OperandId>, CallError> {
+        self.option(name).map(|v| self.as_operand(name, v)).transpose()
+    }
+
+    fn as_number(&self, name: &str, v: ArgValue) -> Result<Number, CallError> {
+        match v {
+            ArgValue::Number(n) => Ok(n),
+            other => self.error(name, format!("expected a number, got {other:?}")),
+        }
+    }
+
+    fn as_u32(&self, name: &str, v: ArgValue) -> Result<u32, CallError> {
+        match v {
+            ArgValue::Number(Number::Int(i)) if (0..=u32::MAX as i128).contains(&i) => Ok(i as u32),
+            ArgValue::Number(Number::Float(x)) if x.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&x) => Ok(x as u32),
+            other => self.error(name, format!("expected an unsigned 32-bit integer, got {other:?}")),
+        }
+    }
+
+    fn as_u32s(&self, name: &str, v: ArgValue) -> Result<Vec<u32>, CallError> {
+        match v {
+            ArgValue::List(items) => items.into_iter().map(|x| self.as_u32(name, x)).collect(),
+            other => self.error(name, format!("expected a list of unsigned integers, got {other:?}")),
+        }
+    }
+
+    fn u32_pos(&mut self, name: &str) -> Result<u32, CallError> {
+        let v = self.next(name)?;
+        self.as_u32(name, v)
+    }
+
+    fn u32s_pos(&mut self, name: &str) -> Result<Vec<u32>, CallError> {
+        let v = self.next(name)?;
+        self.as_u32s(name, v)
+    }
+
+    fn opt_u32(&mut self, name: &str, default: u32) -> Result<u32, CallError> {
+        self.option(name).map_or(Ok(default), |v| self.as_u32(name, v))
+    }
+
+    fn opt_u32s(&mut self, name: &str) -> Result<Option<Vec<u32>>, CallError> {
+        self.option(name).map(|v| self.as_u32s(name, v)).transpose()
+    }
+
+    fn opt_array<const N: usize>(&mut self, name: &str) -> Result<Option<[u32; N]>, CallError> {
+        match self.opt_u32s(name)? {
+            None => Ok(None),
+            Some(v) => match <[u32; N]>::try_from(v) {
+                Ok(a) => Ok(Some(a)),
+                Err(v) => self.error(name, format!("expected {N} values, got {}", v.len())),
+            },
+        }
+    }
+
+    fn opt_f64(&mut self, name: &str, default: f64) -> Result<f64, CallError> {
+        self.option(name).map_or(Ok(default), |v| self.as_number(name, v).map(Number::as_f64))
+    }
+
+    fn opt_number(&mut self, name: &str) -> Result<Option<Number>, CallError> {
+        self.option(name).map(|v| self.as_number(name, v)).transpose()
+    }
+
+    fn opt_bool(&mut self, name: &str) -> Result<bool, CallError> {
+        match self.option(name) {
+            None => Ok(false),
+            Some(ArgValue::Bool(b)) => Ok(b),
+            Some(other) => self.error(name, format!("expected true or false, got {other:?}")),
+        }
+    }
+
+    fn as_str(&self, name: &str, v: ArgValue) -> Result<String, CallError> {
+        match v {
+            ArgValue::Str(s) => Ok(s),
+            other => self.error(name, format!("expected a string, got {other:?}")),
+        }
+    }
+
+    fn opt_enum<T: Default>(&mut self, name: &str, parse: fn(&str) -> Option<T>) -> Result<T, CallError> {
+        match self.option(name) {
+            None => Ok(T::default()),
+            Some(v) => {
+                let s = self.as_str(name, v)?;
+                parse(&s).map_or_else(|| self.error(name, format!("unknown value \"{s}\"")), Ok)
+            }
+        }
+    }
+
+    /// Fails on any argument the signature did not consume.
+    fn finish(mut self) -> Result<(), CallError> {
+        if self.positional.next().is_some() {
+            return self.error("(positional)", format!("too many positional arguments (expected {})", self.position));
+        }
+        if let Some(name) = self.named.keys().find(|k| *k != "label") {
+            return self.error(name, "unknown option");
+        }
+        Ok(())
+    }
+}
+
+/// Builds the operator `name` with its arguments and returns its outputs.
+/// `named` holds the options (and `label`, which names the node).
+pub fn build_call(
+    builder: &GraphBuilder,
+    name: &str,
+    positional: Vec<ArgValue>,
+    named: BTreeMap<String, ArgValue>,
+) -> Result<Vec<OperandId>, CallError> {
+    let label = match named.get("label") {
+        Some(ArgValue::Str(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let mut a = Args { op: name, positional: positional.into_iter(), position: 0, named };
+    let op = if let Some(kind) = BinaryOp::from_name(name) {
+        Op::Binary { kind, a: a.operand("a")?, b: a.operand("b")? }
+    } else if let Some(kind) = CompareOp::from_name(name) {
+        Op::Compare { kind, a: a.operand("a")?, b: a.operand("b")? }
+    } else if let Some(kind) = LogicalOp::from_name(name) {
+        Op::Logical { kind, a: a.operand("a")?, b: a.operand("b")? }
+    } else if let Some(kind) = UnaryOp::from_name(name) {
+        Op::Unary { kind, input: a.operand("input")? }
+    } else if let Some(kind) = ReduceOp::from_name(name) {
+        let input = a.operand("input")?;
+        Op::Reduce {
+            kind,
+            input,
+            options: ReduceOptions { axes: a.opt_u32s("axes")?, keep_dimensions: a.opt_bool("keepDimensions")? },
+        }
+    } else if let Some(kind) = PoolOp::from_name(name) {
+        let input = a.operand("input")?;
+        let d = Pool2dOptions::default();
+        Op::Pool2d {
+            kind,
+            input,
+            options: Pool2dOptions {
+                window_dimensions: a.opt_array("windowDimensions")?,
+                padding: a.opt_array("padding")?.unwrap_or(d.padding),
+                strides: a.opt_array("strides")?.unwrap_or(d.strides),
+                dilations: a.opt_array("dilations")?.unwrap_or(d.dilations),
+                layout: a.opt_enum("layout", InputLayout::from_name)?,
+                output_shape_rounding: a.opt_enum("outputShapeRounding", RoundingType::from_name)?,
+                output_sizes: a.opt_array("outputSizes")?,
+            },
+        }
+    } else {
+        match name {
+            "clamp" => {
+                let input = a.operand("input")?;
+                Op::Clamp { input, min_value: a.opt_number("minValue")?, max_value: a.opt_number("maxValue")? }
+            }
+            "elu" => Op::Elu { input: a.operand("input")?, alpha: a.opt_f64("alpha", 1.0)? },
+            "leakyRelu" => Op::LeakyRelu { input: a.operand("input")?, alpha: a.opt_f64("alpha", 0.01)? },
+            "hardSigmoid" => Op::HardSigmoid {
+                input: a.operand("input")?,
+                alpha: a.opt_f64("alpha", 0.2)?,
+                beta: a.opt_f64("beta", 0.5)?,
+            },
+            "linear" => Op::Linear {
+                input: a.operand("input")?,
+                alpha: a.opt_f64("alpha", 1.0)?,
+                beta: a.opt_f64("beta", 0.0)?,
+            },
+            "prelu" => Op::Prelu { input: a.operand("input")?, slope: a.operand("slope")? },
+            "cast" => {
+                let input = a.operand("input")?;
+                let v = a.next("type")?;
+                let t = a.as_str("type", v)?;
+                let data_type = DataType::from_name(&t).map_or_else(|| a.error("type", format!("unknown data type \"{t}\"")), Ok)?;
+                Op::Cast { input, data_type }
+            }
+            "conv2d" => {
+                let (input, filter) = (a.operand("input")?, a.operand("filter")?);
+                let d = Conv2dOptions::default();
+                let options = Conv2dOptions {
+                    padding: a.opt_array("padding")?.unwrap_or(d.padding),
+                    strides: a.opt_array("strides")?.unwrap_or(d.strides),
+                    dilations: a.opt_array("dilations")?.unwrap_or(d.dilations),
+                    groups: a.opt_u32("groups", d.groups)?,
+                    input_layout: a.opt_enum("inputLayout", InputLayout::from_name)?,
+                    filter_layout: a.opt_enum("filterLayout", Conv2dFilterLayout::from_name)?,
+                    bias: a.opt_operand("bias")?,
+                };
+                Op::Conv2d { input, filter, options }
+            }
+            "convTranspose2d" => {
+                let (input, filter) = (a.operand("input")?, a.operand("filter")?);
+                let d = ConvTranspose2dOptions::default();
+                let options = ConvTranspose2dOptions {
+                    padding: a.opt_array("padding")?.unwrap_or(d.padding),
+                    strides: a.opt_array("strides")?.unwrap_or(d.strides),
+                    dilations: a.opt_array("dilations")?.unwrap_or(d.dilations),
+                    output_padding: a.opt_array("outputPadding")?.unwrap_or(d.output_padding),
+                    output_sizes: a.opt_array("outputSizes")?,
+                    groups: a.opt_u32("groups", d.groups)?,
+                    input_layout: a.opt_enum("inputLayout", InputLayout::from_name)?,
+                    filter_layout: a.opt_enum("filterLayout", ConvTranspose2dFilterLayout::from_name)?,
+                    bias: a.opt_operand("bias")?,
+                };
+                Op::ConvTranspose2d { input, filter, options }
+            }
+            "gemm" => {
+                let (x, y) = (a.operand("a")?, a.operand("b")?);
+                let options = GemmOptions {
+                    c: a.opt_operand("c")?,
+                    alpha: a.opt_f64("alpha", 1.0)?,
+                    beta: a.opt_f64("beta", 1.0)?,
+                    a_transpose: a.opt_bool("aTranspose")?,
+                    b_transpose: a.opt_bool("bTranspose")?,
+                };
+                Op::Gemm { a: x, b: y, options }
+            }
+            "matmul" => Op::Matmul { a: a.operand("a")?, b: a.operand("b")? },
+            "batchNormalization" => {
+                let (input, mean, variance) = (a.operand("input")?, a.operand("mean")?, a.operand("variance")?);
+                let options = BatchNormalizationOptions {
+                    scale: a.opt_operand("scale")?,
+                    bias: a.opt_operand("bias")?,
+                    axis: a.opt_u32("axis", 1)?,
+                    epsilon: a.opt_f64("epsilon", 1e-5)?,
+                };
+                Op::BatchNormalization { input, mean, variance, options }
+            }
+            "layerNormalization" => {
+                let input = a.operand("input")?;
+                let options = LayerNormalizationOptions {
+                    scale: a.opt_operand("scale")?,
+                    bias: a.opt_operand("bias")?,
+                    axes: a.opt_u32s("axes")?,
+                    epsilon: a.opt_f64("epsilon", 1e-5)?,
+                };
+                Op::LayerNormalization { input, options }
+            }
+            "instanceNormalization" => {
+                let input = a.operand("input")?;
+                let options = InstanceNormalizationOptions {
+                    scale: a.opt_operand("scale")?,
+                    bias: a.opt_operand("bias")?,
+                    epsilon: a.opt_f64("epsilon", 1e-5)?,
+                    layout: a.opt_enum("layout", InputLayout::from_name)?,
+                };
+                Op::InstanceNormalization { input, options }
+            }
+            "softmax" => Op::Softmax { input: a.operand("input")?, axis: a.u32_pos("axis")? },
+            "reshape" => Op::Reshape { input: a.operand("input")?, new_shape: a.u32s_pos("newShape")? },
+            "transpose" => Op::Transpose { input: a.operand("input")?, permutation: a.opt_u32s("permutation")? },
+            "concat" => {
+                let inputs = match a.next("inputs")? {
+                    ArgValue::List(items) => items
+                        .into_iter()
+                        .map(|v| a.as_operand("inputs", v))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    other => return a.error("inputs", format!("expected a list of operands, got {other:?}")),
+                };
+                Op::Concat { inputs, axis: a.u32_pos("axis")? }
+            }
+            "split" => {
+                let input = a.operand("input")?;
+                let splits = match a.next("splits")? {
+                    v @ ArgValue::List(_) => Splits::Sizes(a.as_u32s("splits", v)?),
+                    v => Splits::Count(a.as_u32("splits", v)?),
+                };
+                Op::Split { input, splits, axis: a.opt_u32("axis", 0)? }
+            }
+            "slice" => Op::Slice {
+                input: a.operand("input")?,
+                starts: a.u32s_pos("starts")?,
+                sizes: a.u32s_pos("sizes")?,
+                strides: a.opt_u32s("strides")?,
+            },
+            "expand" => Op::Expand { input: a.operand("input")?, new_shape: a.u32s_pos("newShape")? },
+            "gather" => Op::Gather {
+                input: a.operand("input")?,
+                indices: a.operand("indices")?,
+                axis: a.opt_u32("axis", 0)?,
+            },
+            "pad" => {
+                let input = a.operand("input")?;
+                let (beginning_padding, ending_padding) = (a.u32s_pos("beginningPadding")?, a.u32s_pos("endingPadding")?);
+                let options = PadOptions {
+                    mode: a.opt_enum("mode", PaddingMode::from_name)?,
+                    value: a.opt_number("value")?.unwrap_or(Number::Float(0.0)),
+                };
+                Op::Pad { input, beginning_padding, ending_padding, options }
+            }
+            "resample2d" => {
+                let input = a.operand("input")?;
+                let scales = match a.option("scales") {
+                    None => None,
+                    Some(ArgValue::List(items)) if items.len() == 2 => {
+                        let s: Vec<f32> = items
+                            .into_iter()
+                            .map(|v| a.as_number("scales", v).map(|n| n.as_f64() as f32))
+                            .collect::<Result<_, _>>()?;
+                        Some([s[0], s[1]])
+                    }
+                    Some(other) => return a.error("scales", format!("expected 2 numbers, got {other:?}")),
+                };
+                let options = Resample2dOptions {
+                    mode: a.opt_enum("mode", InterpolationMode::from_name)?,
+                    scales,
+                    sizes: a.opt_array("sizes")?,
+                    axes: a.opt_array("axes")?.unwrap_or([2, 3]),
+                };
+                Op::Resample2d { input, options }
+            }
+            "where" => Op::Where {
+                condition: a.operand("condition")?,
+                true_value: a.operand("trueValue")?,
+                false_value: a.operand("falseValue")?,
+            },
+            other => return Err(CallError::UnknownOperator(other.to_string())),
+        }
+    };
+    a.finish()?;
+    Ok(builder.op(op, &label)?)
+}

@@ -1,0 +1,704 @@
+//! Validation and shape inference for every operator, following the WebNN
+//! spec's "create an MLOperand" steps. All arithmetic on dimensions is
+//! checked: an overflow is an error, never a wrap or a panic.
+//!
+//! The `resolved_*` helpers compute options whose default depends on the
+//! input; the interpreter and later passes call the same helpers.
+
+use crate::op::*;
+use crate::{DataType, OperandDescriptor, OperandId, Shape};
+
+/// A broken rule: which operand (or option) and what rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpError {
+    pub operand: String,
+    pub rule: String,
+}
+
+impl OpError {
+    pub fn new(operand: impl Into<String>, rule: impl Into<String>) -> Self {
+        OpError {
+            operand: operand.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+type R<T> = Result<T, OpError>;
+
+fn err<T>(operand: &str, rule: impl Into<String>) -> R<T> {
+    Err(OpError::new(operand, rule))
+}
+
+use DataType::*;
+
+const ANY: &[DataType] = &DataType::ALL;
+const FLOATS: &[DataType] = &[Float32, Float16];
+const SIGNED_NUMERIC: &[DataType] = &[Float32, Float16, Int64, Int32, Int8];
+const INDEX_TYPES: &[DataType] = &[Int32, Uint32, Int64];
+const ACCUMULATING: &[DataType] = &[Float32, Float16, Int32, Uint32, Int64, Uint64];
+
+fn check_type(operand: &str, desc: &OperandDescriptor, allowed: &[DataType]) -> R<()> {
+    if allowed.contains(&desc.data_type) {
+        Ok(())
+    } else {
+        let names: Vec<_> = allowed.iter().map(|t| t.name()).collect();
+        err(operand, format!("data type {} is not one of {}", desc.data_type, names.join(", ")))
+    }
+}
+
+fn check_same_type(operand: &str, desc: &OperandDescriptor, expected: DataType) -> R<()> {
+    if desc.data_type == expected {
+        Ok(())
+    } else {
+        err(operand, format!("data type {} must match the input's {}", desc.data_type, expected))
+    }
+}
+
+fn check_rank(operand: &str, desc: &OperandDescriptor, ranks: std::ops::RangeInclusive<usize>) -> R<()> {
+    let r = desc.shape.rank();
+    if ranks.contains(&r) {
+        Ok(())
+    } else if ranks.start() == ranks.end() {
+        err(operand, format!("rank must be {}, got {r} (shape {})", ranks.start(), desc.shape))
+    } else {
+        err(operand, format!("rank must be in {}..={}, got {r} (shape {})", ranks.start(), ranks.end(), desc.shape))
+    }
+}
+
+fn check_axis(name: &str, axis: u32, rank: usize) -> R<usize> {
+    if (axis as usize) < rank {
+        Ok(axis as usize)
+    } else {
+        err(name, format!("axis {axis} is out of range for rank {rank}"))
+    }
+}
+
+fn check_axes(name: &str, axes: &[u32], rank: usize) -> R<()> {
+    for (i, &a) in axes.iter().enumerate() {
+        check_axis(name, a, rank)?;
+        if axes[..i].contains(&a) {
+            return err(name, format!("axis {a} appears more than once"));
+        }
+    }
+    Ok(())
+}
+
+fn check_positive(name: &str, values: &[u32]) -> R<()> {
+    if values.iter().any(|&v| v == 0) {
+        err(name, format!("values {values:?} must all be greater than 0"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that every dimension is at least 1 (WebNN forbids empty tensors).
+pub fn check_dims(operand: &str, shape: &Shape) -> R<()> {
+    if shape.dims().contains(&0) {
+        err(operand, format!("shape {shape} has a zero dimension"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Numpy-style bidirectional broadcasting of two shapes.
+pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
+    let rank = a.rank().max(b.rank());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i + a.rank() >= rank { a.0[i + a.rank() - rank] } else { 1 };
+        let db = if i + b.rank() >= rank { b.0[i + b.rank() - rank] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(Shape(out))
+}
+
+/// Whether `from` broadcasts to exactly `to` (unidirectional broadcasting).
+pub fn broadcasts_to(from: &Shape, to: &Shape) -> bool {
+    from.rank() <= to.rank() && broadcast_shapes(from, to).as_ref() == Some(to)
+}
+
+fn broadcast(op_a: &str, a: &Shape, op_b: &str, b: &Shape) -> R<Shape> {
+    broadcast_shapes(a, b).ok_or_else(|| {
+        OpError::new(op_b, format!("shape {b} cannot be broadcast with `{op_a}` shape {a}"))
+    })
+}
+
+fn mul_dims(name: &str, a: u32, b: u32) -> R<u32> {
+    a.checked_mul(b).ok_or_else(|| OpError::new(name, format!("{a} x {b} overflows a dimension")))
+}
+
+/// Effective reduction axes: the given ones, or all of them.
+pub fn resolved_reduce_axes(options: &ReduceOptions, rank: usize) -> Vec<u32> {
+    options.axes.clone().unwrap_or_else(|| (0..rank as u32).collect())
+}
+
+/// Effective layer-normalization axes: the given ones, or `[1, rank)`.
+pub fn resolved_layer_norm_axes(options: &LayerNormalizationOptions, rank: usize) -> Vec<u32> {
+    options.axes.clone().unwrap_or_else(|| (1..rank.max(1) as u32).collect())
+}
+
+/// Effective transpose permutation: the given one, or reversed axes.
+pub fn resolved_permutation(permutation: &Option<Vec<u32>>, rank: usize) -> Vec<u32> {
+    permutation.clone().unwrap_or_else(|| (0..rank as u32).rev().collect())
+}
+
+/// Effective slice strides: the given ones, or ones.
+pub fn resolved_slice_strides(strides: &Option<Vec<u32>>, rank: usize) -> Vec<u32> {
+    strides.clone().unwrap_or_else(|| vec![1; rank])
+}
+
+/// The `(height, width)` axes of a 4-D tensor in `layout`.
+pub fn spatial_axes(layout: InputLayout) -> (usize, usize) {
+    match layout {
+        InputLayout::Nchw => (2, 3),
+        InputLayout::Nhwc => (1, 2),
+    }
+}
+
+/// The channel axis of a 4-D tensor in `layout`.
+pub fn channel_axis(layout: InputLayout) -> usize {
+    match layout {
+        InputLayout::Nchw => 1,
+        InputLayout::Nhwc => 3,
+    }
+}
+
+/// Effective pooling window: the given one, or the input's spatial size.
+pub fn resolved_window(options: &Pool2dOptions, input: &Shape) -> [u32; 2] {
+    let (h, w) = spatial_axes(options.layout);
+    options.window_dimensions.unwrap_or([input.0[h], input.0[w]])
+}
+
+/// Conv2d filter dimensions `(out_channels, in_channels_per_group, height, width)`.
+pub fn conv2d_filter_dims(layout: Conv2dFilterLayout, f: &Shape) -> (u32, u32, u32, u32) {
+    let d = &f.0;
+    match layout {
+        Conv2dFilterLayout::Oihw => (d[0], d[1], d[2], d[3]),
+        Conv2dFilterLayout::Hwio => (d[3], d[2], d[0], d[1]),
+        Conv2dFilterLayout::Ohwi => (d[0], d[3], d[1], d[2]),
+        Conv2dFilterLayout::Ihwo => (d[3], d[0], d[1], d[2]),
+    }
+}
+
+/// ConvTranspose2d filter dimensions `(in_channels, out_channels_per_group, height, width)`.
+pub fn conv_transpose2d_filter_dims(layout: ConvTranspose2dFilterLayout, f: &Shape) -> (u32, u32, u32, u32) {
+    let d = &f.0;
+    match layout {
+        ConvTranspose2dFilterLayout::Iohw => (d[0], d[1], d[2], d[3]),
+        ConvTranspose2dFilterLayout::Hwoi => (d[3], d[2], d[0], d[1]),
+        ConvTranspose2dFilterLayout::Ohwi => (d[3], d[0], d[1], d[2]),
+    }
+}
+
+fn nchw_like(layout: InputLayout, n: u32, c: u32, h: u32, w: u32) -> Shape {
+    match layout {
+        InputLayout::Nchw => Shape(vec![n, c, h, w]),
+        InputLayout::Nhwc => Shape(vec![n, h, w, c]),
+    }
+}
+
+/// One spatial output size of a windowed operator, or an error if the
+/// effective window exceeds the padded input.
+fn windowed_size(
+    name: &str,
+    input: u32,
+    window: u32,
+    dilation: u32,
+    pad: (u32, u32),
+    stride: u32,
+    rounding: RoundingType,
+) -> R<u32> {
+    let effective = (window as u64 - 1) * dilation as u64 + 1;
+    let padded = input as u64 + pad.0 as u64 + pad.1 as u64;
+    if effective > padded {
+        return err(
+            name,
+            format!("the dilated window ({effective}) is larger than the padded input ({padded})"),
+        );
+    }
+    let span = padded - effective;
+    let steps = match rounding {
+        RoundingType::Floor => span / stride as u64,
+        RoundingType::Ceil => span.div_ceil(stride as u64),
+    };
+    u32::try_from(steps + 1).map_err(|_| OpError::new(name, "the output size overflows a dimension"))
+}
+
+fn check_optional_vector<'g>(
+    name: &str,
+    operand: Option<OperandId>,
+    desc: &dyn Fn(OperandId) -> &'g OperandDescriptor,
+    data_type: DataType,
+    len: u32,
+) -> R<()> {
+    if let Some(id) = operand {
+        let d = desc(id);
+        check_same_type(name, d, data_type)?;
+        if d.shape.0 != [len] {
+            return err(name, format!("shape must be [{len}], got {}", d.shape));
+        }
+    }
+    Ok(())
+}
+
+/// Validates `op` against the descriptors of its operands and returns the
+/// descriptors of its outputs.
+pub fn output_descriptors<'g>(
+    op: &Op,
+    desc: &dyn Fn(OperandId) -> &'g OperandDescriptor,
+) -> R<Vec<OperandDescriptor>> {
+    let same = |d: &OperandDescriptor| Ok(vec![d.clone()]);
+    match op {
+        Op::Binary { a, b, .. } | Op::Compare { a, b, .. } | Op::Logical { a, b, .. } => {
+            let (da, db) = (desc(*a), desc(*b));
+            if let Op::Logical { .. } = op {
+                check_type("a", da, &[Uint8])?;
+            }
+            check_same_type("b", db, da.data_type)?;
+            let shape = broadcast("a", &da.shape, "b", &db.shape)?;
+            let t = if matches!(op, Op::Binary { .. }) { da.data_type } else { Uint8 };
+            Ok(vec![OperandDescriptor::new(t, shape)])
+        }
+        Op::Unary { kind, input } => {
+            let d = desc(*input);
+            let allowed = match kind {
+                UnaryOp::Abs | UnaryOp::Neg | UnaryOp::Relu => SIGNED_NUMERIC,
+                UnaryOp::Identity => ANY,
+                UnaryOp::LogicalNot => &[Uint8],
+                _ => FLOATS,
+            };
+            check_type("input", d, allowed)?;
+            same(d)
+        }
+        Op::Clamp { input, min_value, max_value } => {
+            let d = desc(*input);
+            if let (Some(lo), Some(hi)) = (min_value, max_value) {
+                let greater = match (lo, hi) {
+                    (Number::Int(l), Number::Int(h)) => l > h,
+                    _ => lo.as_f64() > hi.as_f64(),
+                };
+                if greater {
+                    return err("minValue", format!("minValue {lo:?} is greater than maxValue {hi:?}"));
+                }
+            }
+            same(d)
+        }
+        Op::Elu { input, .. } | Op::LeakyRelu { input, .. } | Op::HardSigmoid { input, .. } | Op::Linear { input, .. } => {
+            let d = desc(*input);
+            check_type("input", d, FLOATS)?;
+            same(d)
+        }
+        Op::Prelu { input, slope } => {
+            let (d, s) = (desc(*input), desc(*slope));
+            check_type("input", d, SIGNED_NUMERIC)?;
+            check_same_type("slope", s, d.data_type)?;
+            let shape = broadcast("input", &d.shape, "slope", &s.shape)?;
+            Ok(vec![OperandDescriptor::new(d.data_type, shape)])
+        }
+        Op::Cast { input, data_type } => Ok(vec![OperandDescriptor::new(*data_type, desc(*input).shape.clone())]),
+        Op::Conv2d { input, filter, options: o } => conv2d(desc(*input), desc(*filter), o, desc),
+        Op::ConvTranspose2d { input, filter, options: o } => conv_transpose2d(desc(*input), desc(*filter), o, desc),
+        Op::Pool2d { kind, input, options: o } => {
+            let d = desc(*input);
+            check_type("input", d, if *kind == PoolOp::Max { ANY } else { FLOATS })?;
+            check_rank("input", d, 4..=4)?;
+            let window = resolved_window(o, &d.shape);
+            check_positive("windowDimensions", &window)?;
+            check_positive("strides", &o.strides)?;
+            check_positive("dilations", &o.dilations)?;
+            let (ha, wa) = spatial_axes(o.layout);
+            let c = channel_axis(o.layout);
+            let out = |rounding| -> R<[u32; 2]> {
+                Ok([
+                    windowed_size("input", d.shape.0[ha], window[0], o.dilations[0], (o.padding[0], o.padding[1]), o.strides[0], rounding)?,
+                    windowed_size("input", d.shape.0[wa], window[1], o.dilations[1], (o.padding[2], o.padding[3]), o.strides[1], rounding)?,
+                ])
+            };
+            let sizes = match o.output_sizes {
+                Some(sizes) => {
+                    let (fl, ce) = (out(RoundingType::Floor)?, out(RoundingType::Ceil)?);
+                    for i in 0..2 {
+                        if sizes[i] != fl[i] && sizes[i] != ce[i] {
+                            return err(
+                                "outputSizes",
+                                format!("{sizes:?} must match the floor {fl:?} or ceil {ce:?} output sizes"),
+                            );
+                        }
+                    }
+                    sizes
+                }
+                None => out(o.output_shape_rounding)?,
+            };
+            let s = &d.shape.0;
+            Ok(vec![OperandDescriptor::new(d.data_type, nchw_like(o.layout, s[0], s[c], sizes[0], sizes[1]))])
+        }
+        Op::Gemm { a, b, options: o } => {
+            let (da, db) = (desc(*a), desc(*b));
+            check_type("a", da, FLOATS)?;
+            check_rank("a", da, 2..=2)?;
+            check_same_type("b", db, da.data_type)?;
+            check_rank("b", db, 2..=2)?;
+            let (m, k) = if o.a_transpose { (da.shape.0[1], da.shape.0[0]) } else { (da.shape.0[0], da.shape.0[1]) };
+            let (kb, n) = if o.b_transpose { (db.shape.0[1], db.shape.0[0]) } else { (db.shape.0[0], db.shape.0[1]) };
+            if k != kb {
+                return err("b", format!("inner dimension {kb} does not match a's {k}"));
+            }
+            let out = Shape(vec![m, n]);
+            if let Some(c) = o.c {
+                let dc = desc(c);
+                check_same_type("c", dc, da.data_type)?;
+                check_rank("c", dc, 0..=2)?;
+                if !broadcasts_to(&dc.shape, &out) {
+                    return err("c", format!("shape {} does not broadcast to the output shape {out}", dc.shape));
+                }
+            }
+            Ok(vec![OperandDescriptor::new(da.data_type, out)])
+        }
+        Op::Matmul { a, b } => {
+            let (da, db) = (desc(*a), desc(*b));
+            check_type("a", da, FLOATS)?;
+            check_same_type("b", db, da.data_type)?;
+            check_rank("a", da, 2..=usize::MAX)?;
+            check_rank("b", db, 2..=usize::MAX)?;
+            let (ra, rb) = (da.shape.rank(), db.shape.rank());
+            let (m, k) = (da.shape.0[ra - 2], da.shape.0[ra - 1]);
+            let (kb, n) = (db.shape.0[rb - 2], db.shape.0[rb - 1]);
+            if k != kb {
+                return err("b", format!("dimension {kb} (rows) does not match a's {k} (columns)"));
+            }
+            let batch = broadcast("a", &Shape(da.shape.0[..ra - 2].to_vec()), "b", &Shape(db.shape.0[..rb - 2].to_vec()))?;
+            let mut out = batch.0;
+            out.extend([m, n]);
+            Ok(vec![OperandDescriptor::new(da.data_type, out)])
+        }
+        Op::BatchNormalization { input, mean, variance, options: o } => {
+            let d = desc(*input);
+            check_type("input", d, FLOATS)?;
+            let axis = check_axis("axis", o.axis, d.shape.rank())?;
+            let c = d.shape.0[axis];
+            check_optional_vector("mean", Some(*mean), desc, d.data_type, c)?;
+            check_optional_vector("variance", Some(*variance), desc, d.data_type, c)?;
+            check_optional_vector("scale", o.scale, desc, d.data_type, c)?;
+            check_optional_vector("bias", o.bias, desc, d.data_type, c)?;
+            same(d)
+        }
+        Op::LayerNormalization { input, options: o } => {
+            let d = desc(*input);
+            check_type("input", d, FLOATS)?;
+            let axes = resolved_layer_norm_axes(o, d.shape.rank());
+            check_axes("axes", &axes, d.shape.rank())?;
+            let expected = Shape(axes.iter().map(|&a| d.shape.0[a as usize]).collect());
+            for (name, operand) in [("scale", o.scale), ("bias", o.bias)] {
+                if let Some(id) = operand {
+                    let dd = desc(id);
+                    check_same_type(name, dd, d.data_type)?;
+                    if dd.shape != expected {
+                        return err(name, format!("shape must be {expected} (the input's sizes along axes), got {}", dd.shape));
+                    }
+                }
+            }
+            same(d)
+        }
+        Op::InstanceNormalization { input, options: o } => {
+            let d = desc(*input);
+            check_type("input", d, FLOATS)?;
+            check_rank("input", d, 4..=4)?;
+            let c = d.shape.0[channel_axis(o.layout)];
+            check_optional_vector("scale", o.scale, desc, d.data_type, c)?;
+            check_optional_vector("bias", o.bias, desc, d.data_type, c)?;
+            same(d)
+        }
+        Op::Softmax { input, axis } => {
+            let d = desc(*input);
+            check_type("input", d, FLOATS)?;
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_axis("axis", *axis, d.shape.rank())?;
+            same(d)
+        }
+        Op::Reduce { kind, input, options: o } => {
+            let d = desc(*input);
+            let allowed = match kind {
+                ReduceOp::L1 | ReduceOp::Sum | ReduceOp::SumSquare | ReduceOp::Product => ACCUMULATING,
+                ReduceOp::Max | ReduceOp::Min => ANY,
+                ReduceOp::L2 | ReduceOp::LogSum | ReduceOp::LogSumExp | ReduceOp::Mean => FLOATS,
+            };
+            check_type("input", d, allowed)?;
+            let axes = resolved_reduce_axes(o, d.shape.rank());
+            check_axes("axes", &axes, d.shape.rank())?;
+            let mut out = Vec::new();
+            for (i, &dim) in d.shape.0.iter().enumerate() {
+                if !axes.contains(&(i as u32)) {
+                    out.push(dim);
+                } else if o.keep_dimensions {
+                    out.push(1);
+                }
+            }
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Reshape { input, new_shape } => {
+            let d = desc(*input);
+            let s = Shape(new_shape.clone());
+            check_dims("newShape", &s)?;
+            if s.checked_element_count() != d.shape.checked_element_count() {
+                return err("newShape", format!("{s} does not have the same number of elements as the input shape {}", d.shape));
+            }
+            Ok(vec![OperandDescriptor::new(d.data_type, s)])
+        }
+        Op::Transpose { input, permutation } => {
+            let d = desc(*input);
+            let rank = d.shape.rank();
+            let perm = resolved_permutation(permutation, rank);
+            if perm.len() != rank {
+                return err("permutation", format!("length {} must equal the input rank {rank}", perm.len()));
+            }
+            check_axes("permutation", &perm, rank)?;
+            Ok(vec![OperandDescriptor::new(d.data_type, Shape(perm.iter().map(|&p| d.shape.0[p as usize]).collect()))])
+        }
+        Op::Concat { inputs, axis } => {
+            let Some(first) = inputs.first() else {
+                return err("inputs", "at least one input is required");
+            };
+            let d0 = desc(*first);
+            check_rank("inputs", d0, 1..=usize::MAX)?;
+            let axis = check_axis("axis", *axis, d0.shape.rank())?;
+            let mut out = d0.shape.0.clone();
+            for (i, id) in inputs.iter().enumerate().skip(1) {
+                let di = desc(*id);
+                let name = format!("inputs[{i}]");
+                check_same_type(&name, di, d0.data_type)?;
+                if di.shape.rank() != d0.shape.rank()
+                    || di.shape.0.iter().zip(&d0.shape.0).enumerate().any(|(k, (x, y))| k != axis && x != y)
+                {
+                    return err(&name, format!("shape {} must equal inputs[0]'s {} except along axis {axis}", di.shape, d0.shape));
+                }
+                out[axis] = out[axis]
+                    .checked_add(di.shape.0[axis])
+                    .ok_or_else(|| OpError::new(name.clone(), "the concatenated size overflows a dimension"))?;
+            }
+            Ok(vec![OperandDescriptor::new(d0.data_type, out)])
+        }
+        Op::Split { input, splits, axis } => {
+            let d = desc(*input);
+            check_rank("input", d, 1..=usize::MAX)?;
+            let a = check_axis("axis", *axis, d.shape.rank())?;
+            let dim = d.shape.0[a];
+            let sizes = match splits {
+                Splits::Count(0) => return err("splits", "the count must be greater than 0"),
+                Splits::Count(n) if dim % n != 0 => {
+                    return err("splits", format!("{n} does not divide the axis size {dim}"));
+                }
+                Splits::Count(n) => vec![dim / n; *n as usize],
+                Splits::Sizes(s) => {
+                    check_positive("splits", s)?;
+                    if s.iter().map(|&x| x as u64).sum::<u64>() != dim as u64 {
+                        return err("splits", format!("{s:?} does not sum to the axis size {dim}"));
+                    }
+                    s.clone()
+                }
+            };
+            Ok(sizes
+                .into_iter()
+                .map(|n| {
+                    let mut s = d.shape.0.clone();
+                    s[a] = n;
+                    OperandDescriptor::new(d.data_type, s)
+                })
+                .collect())
+        }
+        Op::Slice { input, starts, sizes, strides } => {
+            let d = desc(*input);
+            let rank = d.shape.rank();
+            let strides = resolved_slice_strides(strides, rank);
+            for (name, v) in [("starts", starts), ("sizes", sizes), ("strides", &strides)] {
+                if v.len() != rank {
+                    return err(name, format!("length {} must equal the input rank {rank}", v.len()));
+                }
+            }
+            check_positive("sizes", sizes)?;
+            check_positive("strides", &strides)?;
+            let mut out = Vec::with_capacity(rank);
+            for i in 0..rank {
+                if starts[i] as u64 + sizes[i] as u64 > d.shape.0[i] as u64 {
+                    return err(
+                        "sizes",
+                        format!("axis {i}: start {} + size {} exceeds the dimension {}", starts[i], sizes[i], d.shape.0[i]),
+                    );
+                }
+                out.push(sizes[i].div_ceil(strides[i]));
+            }
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Expand { input, new_shape } => {
+            let d = desc(*input);
+            let s = Shape(new_shape.clone());
+            check_dims("newShape", &s)?;
+            let out = broadcast("input", &d.shape, "newShape", &s)?;
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Gather { input, indices, axis } => {
+            let (d, di) = (desc(*input), desc(*indices));
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_type("indices", di, INDEX_TYPES)?;
+            let a = check_axis("axis", *axis, d.shape.rank())?;
+            let mut out = d.shape.0[..a].to_vec();
+            out.extend(&di.shape.0);
+            out.extend(&d.shape.0[a + 1..]);
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Pad { input, beginning_padding, ending_padding, options: o } => {
+            let d = desc(*input);
+            let rank = d.shape.rank();
+            for (name, v) in [("beginningPadding", beginning_padding), ("endingPadding", ending_padding)] {
+                if v.len() != rank {
+                    return err(name, format!("length {} must equal the input rank {rank}", v.len()));
+                }
+            }
+            let mut out = Vec::with_capacity(rank);
+            for i in 0..rank {
+                let (b, e, dim) = (beginning_padding[i], ending_padding[i], d.shape.0[i]);
+                if o.mode == PaddingMode::Reflection && (b >= dim || e >= dim) {
+                    return err("beginningPadding", format!("axis {i}: reflection padding must be smaller than the dimension {dim}"));
+                }
+                let n = dim as u64 + b as u64 + e as u64;
+                out.push(u32::try_from(n).map_err(|_| OpError::new("endingPadding", "the padded size overflows a dimension"))?);
+            }
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Resample2d { input, options: o } => {
+            let d = desc(*input);
+            check_type("input", d, &[Float32, Float16, Uint8, Int8])?;
+            check_rank("input", d, 4..=4)?;
+            check_axes("axes", &o.axes, 4)?;
+            if !matches!(o.axes, [0, 1] | [1, 2] | [2, 3]) {
+                return err("axes", format!("{:?} must be two consecutive axes: [0, 1], [1, 2] or [2, 3]", o.axes));
+            }
+            let mut out = d.shape.0.clone();
+            match (o.sizes, o.scales) {
+                (Some(sizes), _) => {
+                    check_positive("sizes", &sizes)?;
+                    out[o.axes[0] as usize] = sizes[0];
+                    out[o.axes[1] as usize] = sizes[1];
+                }
+                (None, scales) => {
+                    let scales = scales.unwrap_or([1.0, 1.0]);
+                    for i in 0..2 {
+                        let s = scales[i];
+                        if !(s.is_finite() && s > 0.0) {
+                            return err("scales", format!("{scales:?} must be finite and greater than 0"));
+                        }
+                        let n = (out[o.axes[i] as usize] as f64 * s as f64).floor();
+                        if !(1.0..=u32::MAX as f64).contains(&n) {
+                            return err("scales", format!("scale {s} gives an output size of {n}"));
+                        }
+                        out[o.axes[i] as usize] = n as u32;
+                    }
+                }
+            }
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Where { condition, true_value, false_value } => {
+            let (dc, dt, df) = (desc(*condition), desc(*true_value), desc(*false_value));
+            check_type("condition", dc, &[Uint8])?;
+            check_same_type("falseValue", df, dt.data_type)?;
+            let s = broadcast("trueValue", &dt.shape, "falseValue", &df.shape)?;
+            let s = broadcast("values", &s, "condition", &dc.shape)?;
+            Ok(vec![OperandDescriptor::new(dt.data_type, s)])
+        }
+    }
+}
+
+fn conv2d<'g>(
+    d: &OperandDescriptor,
+    f: &OperandDescriptor,
+    o: &Conv2dOptions,
+    desc: &dyn Fn(OperandId) -> &'g OperandDescriptor,
+) -> R<Vec<OperandDescriptor>> {
+    check_type("input", d, FLOATS)?;
+    check_rank("input", d, 4..=4)?;
+    check_same_type("filter", f, d.data_type)?;
+    check_rank("filter", f, 4..=4)?;
+    check_positive("strides", &o.strides)?;
+    check_positive("dilations", &o.dilations)?;
+    if o.groups == 0 {
+        return err("groups", "must be greater than 0");
+    }
+    let (ha, wa) = spatial_axes(o.input_layout);
+    let cin = d.shape.0[channel_axis(o.input_layout)];
+    let (cout, cin_per_group, kh, kw) = conv2d_filter_dims(o.filter_layout, &f.shape);
+    if cin % o.groups != 0 || cin / o.groups != cin_per_group {
+        return err(
+            "filter",
+            format!("input channels per group ({cin} / groups {}) must equal the filter's {cin_per_group}", o.groups),
+        );
+    }
+    if cout % o.groups != 0 {
+        return err("filter", format!("output channels {cout} must be divisible by groups {}", o.groups));
+    }
+    check_optional_vector("bias", o.bias, desc, d.data_type, cout)?;
+    let oh = windowed_size("input", d.shape.0[ha], kh, o.dilations[0], (o.padding[0], o.padding[1]), o.strides[0], RoundingType::Floor)?;
+    let ow = windowed_size("input", d.shape.0[wa], kw, o.dilations[1], (o.padding[2], o.padding[3]), o.strides[1], RoundingType::Floor)?;
+    Ok(vec![OperandDescriptor::new(d.data_type, nchw_like(o.input_layout, d.shape.0[0], cout, oh, ow))])
+}
+
+fn conv_transpose2d<'g>(
+    d: &OperandDescriptor,
+    f: &OperandDescriptor,
+    o: &ConvTranspose2dOptions,
+    desc: &dyn Fn(OperandId) -> &'g OperandDescriptor,
+) -> R<Vec<OperandDescriptor>> {
+    check_type("input", d, FLOATS)?;
+    check_rank("input", d, 4..=4)?;
+    check_same_type("filter", f, d.data_type)?;
+    check_rank("filter", f, 4..=4)?;
+    check_positive("strides", &o.strides)?;
+    check_positive("dilations", &o.dilations)?;
+    if o.groups == 0 {
+        return err("groups", "must be greater than 0");
+    }
+    let (ha, wa) = spatial_axes(o.input_layout);
+    let cin = d.shape.0[channel_axis(o.input_layout)];
+    let (fin, cout_per_group, kh, kw) = conv_transpose2d_filter_dims(o.filter_layout, &f.shape);
+    if fin != cin {
+        return err("filter", format!("input channels {fin} must equal the input's {cin}"));
+    }
+    if cin % o.groups != 0 {
+        return err("groups", format!("{} must divide the input channels {cin}", o.groups));
+    }
+    let cout = mul_dims("filter", cout_per_group, o.groups)?;
+    check_optional_vector("bias", o.bias, desc, d.data_type, cout)?;
+    for i in 0..2 {
+        if o.output_padding[i] >= o.strides[i] && o.output_padding[i] >= o.dilations[i] {
+            return err("outputPadding", format!("{:?} must be smaller than the strides or the dilations", o.output_padding));
+        }
+    }
+    let mut sizes = [0u32; 2];
+    for (i, (axis, k)) in [(ha, kh), (wa, kw)].into_iter().enumerate() {
+        let input = d.shape.0[axis] as i64;
+        let effective = (k as i64 - 1) * o.dilations[i] as i64 + 1;
+        let total = (input - 1) * o.strides[i] as i64 + effective - o.padding[2 * i] as i64 - o.padding[2 * i + 1] as i64;
+        let size = match o.output_sizes {
+            Some(s) => {
+                let s = s[i] as i64;
+                if s < total || s >= total + o.strides[i] as i64 {
+                    return err(
+                        "outputSizes",
+                        format!("{:?}: size {s} must be in [{total}, {}) for the given strides and padding", o.output_sizes.unwrap(), total + o.strides[i] as i64),
+                    );
+                }
+                s
+            }
+            None => total + o.output_padding[i] as i64,
+        };
+        if size < 1 || size > u32::MAX as i64 {
+            return err("input", format!("the output size {size} along spatial axis {i} is not a valid dimension"));
+        }
+        sizes[i] = size as u32;
+    }
+    Ok(vec![OperandDescriptor::new(d.data_type, nchw_like(o.input_layout, d.shape.0[0], cout, sizes[0], sizes[1]))])
+}

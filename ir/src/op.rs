@@ -1,0 +1,747 @@
+//! The WebNN operator set: one typed enum, option structs with the spec's
+//! defaults. Operands are referenced by [`OperandId`] inside each variant, in
+//! the spec's positional order; optional operands (`bias`, `scale`, `c`) sit
+//! in the option structs as `Option<OperandId>`.
+//!
+//! Options whose default depends on the input (reduction axes, transpose
+//! permutation, pooling window, ...) are `Option`s here; the `resolved_*`
+//! helpers in [`crate::infer`] compute the effective value, once, for shape
+//! inference and the interpreter alike.
+
+use crate::{DataType, OperandId};
+
+/// An `MLNumber`: a JavaScript number or a bigint. Integers are kept exact.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Float(f64),
+    Int(i128),
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Float(x) => x,
+            Number::Int(i) => i as f64,
+        }
+    }
+}
+
+impl From<f64> for Number {
+    fn from(x: f64) -> Self {
+        Number::Float(x)
+    }
+}
+
+impl From<f32> for Number {
+    fn from(x: f32) -> Self {
+        Number::Float(x as f64)
+    }
+}
+
+impl From<i64> for Number {
+    fn from(x: i64) -> Self {
+        Number::Int(x as i128)
+    }
+}
+
+macro_rules! kinds {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $js:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The WebNN (JavaScript) name.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $js),* }
+            }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($js => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+kinds!(
+    /// Element-wise binary arithmetic with broadcasting.
+    BinaryOp { Add => "add", Sub => "sub", Mul => "mul", Div => "div", Max => "max", Min => "min", Pow => "pow" }
+);
+kinds!(
+    /// Element-wise comparisons with broadcasting; the output is uint8 0/1.
+    CompareOp {
+        Equal => "equal", NotEqual => "notEqual", Greater => "greater",
+        GreaterOrEqual => "greaterOrEqual", Lesser => "lesser", LesserOrEqual => "lesserOrEqual",
+    }
+);
+kinds!(
+    /// Element-wise logical operators on uint8 (non-zero is true).
+    LogicalOp { And => "logicalAnd", Or => "logicalOr", Xor => "logicalXor" }
+);
+kinds!(
+    /// Element-wise unary operators without options.
+    UnaryOp {
+        Abs => "abs", Ceil => "ceil", Floor => "floor", Exp => "exp", Log => "log", Neg => "neg",
+        Sqrt => "sqrt", Erf => "erf", Reciprocal => "reciprocal", Sin => "sin", Cos => "cos",
+        Tan => "tan", Tanh => "tanh", Sigmoid => "sigmoid", Relu => "relu", HardSwish => "hardSwish",
+        Gelu => "gelu", Softplus => "softplus", Softsign => "softsign", Identity => "identity",
+        LogicalNot => "logicalNot",
+    }
+);
+kinds!(
+    /// The ten reductions.
+    ReduceOp {
+        L1 => "reduceL1", L2 => "reduceL2", LogSum => "reduceLogSum", LogSumExp => "reduceLogSumExp",
+        Max => "reduceMax", Mean => "reduceMean", Min => "reduceMin", Product => "reduceProduct",
+        Sum => "reduceSum", SumSquare => "reduceSumSquare",
+    }
+);
+kinds!(
+    /// The three 2-D pooling operators.
+    PoolOp { Average => "averagePool2d", Max => "maxPool2d", L2 => "l2Pool2d" }
+);
+kinds!(
+    /// `MLInputOperandLayout`.
+    InputLayout { Nchw => "nchw", Nhwc => "nhwc" }
+);
+kinds!(
+    /// `MLConv2dFilterOperandLayout`.
+    Conv2dFilterLayout { Oihw => "oihw", Hwio => "hwio", Ohwi => "ohwi", Ihwo => "ihwo" }
+);
+kinds!(
+    /// `MLConvTranspose2dFilterOperandLayout`.
+    ConvTranspose2dFilterLayout { Iohw => "iohw", Hwoi => "hwoi", Ohwi => "ohwi" }
+);
+kinds!(
+    /// `MLRoundingType`.
+    RoundingType { Floor => "floor", Ceil => "ceil" }
+);
+kinds!(
+    /// `MLInterpolationMode`.
+    InterpolationMode { NearestNeighbor => "nearest-neighbor", Linear => "linear" }
+);
+kinds!(
+    /// `MLPaddingMode`.
+    PaddingMode { Constant => "constant", Edge => "edge", Reflection => "reflection" }
+);
+
+impl Default for InputLayout {
+    fn default() -> Self {
+        InputLayout::Nchw
+    }
+}
+impl Default for Conv2dFilterLayout {
+    fn default() -> Self {
+        Conv2dFilterLayout::Oihw
+    }
+}
+impl Default for ConvTranspose2dFilterLayout {
+    fn default() -> Self {
+        ConvTranspose2dFilterLayout::Iohw
+    }
+}
+impl Default for RoundingType {
+    fn default() -> Self {
+        RoundingType::Floor
+    }
+}
+impl Default for InterpolationMode {
+    fn default() -> Self {
+        InterpolationMode::NearestNeighbor
+    }
+}
+impl Default for PaddingMode {
+    fn default() -> Self {
+        PaddingMode::Constant
+    }
+}
+
+/// `MLConv2dOptions`. Padding is `[top, bottom, left, right]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dOptions {
+    pub padding: [u32; 4],
+    pub strides: [u32; 2],
+    pub dilations: [u32; 2],
+    pub groups: u32,
+    pub input_layout: InputLayout,
+    pub filter_layout: Conv2dFilterLayout,
+    pub bias: Option<OperandId>,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            padding: [0; 4],
+            strides: [1; 2],
+            dilations: [1; 2],
+            groups: 1,
+            input_layout: InputLayout::Nchw,
+            filter_layout: Conv2dFilterLayout::Oihw,
+            bias: None,
+        }
+    }
+}
+
+/// `MLConvTranspose2dOptions`. Padding is `[top, bottom, left, right]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvTranspose2dOptions {
+    pub padding: [u32; 4],
+    pub strides: [u32; 2],
+    pub dilations: [u32; 2],
+    pub output_padding: [u32; 2],
+    pub output_sizes: Option<[u32; 2]>,
+    pub groups: u32,
+    pub input_layout: InputLayout,
+    pub filter_layout: ConvTranspose2dFilterLayout,
+    pub bias: Option<OperandId>,
+}
+
+impl Default for ConvTranspose2dOptions {
+    fn default() -> Self {
+        ConvTranspose2dOptions {
+            padding: [0; 4],
+            strides: [1; 2],
+            dilations: [1; 2],
+            output_padding: [0; 2],
+            output_sizes: None,
+            groups: 1,
+            input_layout: InputLayout::Nchw,
+            filter_layout: ConvTranspose2dFilterLayout::Iohw,
+            bias: None,
+        }
+    }
+}
+
+/// `MLPool2dOptions`. `window_dimensions` defaults to the input's spatial size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool2dOptions {
+    pub window_dimensions: Option<[u32; 2]>,
+    pub padding: [u32; 4],
+    pub strides: [u32; 2],
+    pub dilations: [u32; 2],
+    pub layout: InputLayout,
+    pub output_shape_rounding: RoundingType,
+    pub output_sizes: Option<[u32; 2]>,
+}
+
+impl Default for Pool2dOptions {
+    fn default() -> Self {
+        Pool2dOptions {
+            window_dimensions: None,
+            padding: [0; 4],
+            strides: [1; 2],
+            dilations: [1; 2],
+            layout: InputLayout::Nchw,
+            output_shape_rounding: RoundingType::Floor,
+            output_sizes: None,
+        }
+    }
+}
+
+/// `MLGemmOptions`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmOptions {
+    pub c: Option<OperandId>,
+    pub alpha: f64,
+    pub beta: f64,
+    pub a_transpose: bool,
+    pub b_transpose: bool,
+}
+
+impl Default for GemmOptions {
+    fn default() -> Self {
+        GemmOptions {
+            c: None,
+            alpha: 1.0,
+            beta: 1.0,
+            a_transpose: false,
+            b_transpose: false,
+        }
+    }
+}
+
+/// `MLBatchNormalizationOptions`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormalizationOptions {
+    pub scale: Option<OperandId>,
+    pub bias: Option<OperandId>,
+    pub axis: u32,
+    pub epsilon: f64,
+}
+
+impl Default for BatchNormalizationOptions {
+    fn default() -> Self {
+        BatchNormalizationOptions {
+            scale: None,
+            bias: None,
+            axis: 1,
+            epsilon: 1e-5,
+        }
+    }
+}
+
+/// `MLLayerNormalizationOptions`. `axes` defaults to `[1, rank)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNormalizationOptions {
+    pub scale: Option<OperandId>,
+    pub bias: Option<OperandId>,
+    pub axes: Option<Vec<u32>>,
+    pub epsilon: f64,
+}
+
+impl Default for LayerNormalizationOptions {
+    fn default() -> Self {
+        LayerNormalizationOptions {
+            scale: None,
+            bias: None,
+            axes: None,
+            epsilon: 1e-5,
+        }
+    }
+}
+
+/// `MLInstanceNormalizationOptions`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceNormalizationOptions {
+    pub scale: Option<OperandId>,
+    pub bias: Option<OperandId>,
+    pub epsilon: f64,
+    pub layout: InputLayout,
+}
+
+impl Default for InstanceNormalizationOptions {
+    fn default() -> Self {
+        InstanceNormalizationOptions {
+            scale: None,
+            bias: None,
+            epsilon: 1e-5,
+            layout: InputLayout::Nchw,
+        }
+    }
+}
+
+/// `MLReduceOptions`. `axes` defaults to every axis.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReduceOptions {
+    pub axes: Option<Vec<u32>>,
+    pub keep_dimensions: bool,
+}
+
+/// `MLResample2dOptions`. `axes` defaults to `[2, 3]`, `scales` to `[1, 1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resample2dOptions {
+    pub mode: InterpolationMode,
+    pub scales: Option<[f32; 2]>,
+    pub sizes: Option<[u32; 2]>,
+    pub axes: [u32; 2],
+}
+
+impl Default for Resample2dOptions {
+    fn default() -> Self {
+        Resample2dOptions {
+            mode: InterpolationMode::NearestNeighbor,
+            scales: None,
+            sizes: None,
+            axes: [2, 3],
+        }
+    }
+}
+
+/// `MLPadOptions`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PadOptions {
+    pub mode: PaddingMode,
+    pub value: Number,
+}
+
+impl Default for PadOptions {
+    fn default() -> Self {
+        PadOptions {
+            mode: PaddingMode::Constant,
+            value: Number::Float(0.0),
+        }
+    }
+}
+
+/// How `split` divides its axis: into `Count` equal parts or into the listed sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Splits {
+    Count(u32),
+    Sizes(Vec<u32>),
+}
+
+/// One WebNN operator applied to its operands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Binary { kind: BinaryOp, a: OperandId, b: OperandId },
+    Compare { kind: CompareOp, a: OperandId, b: OperandId },
+    Logical { kind: LogicalOp, a: OperandId, b: OperandId },
+    Unary { kind: UnaryOp, input: OperandId },
+    Clamp { input: OperandId, min_value: Option<Number>, max_value: Option<Number> },
+    Elu { input: OperandId, alpha: f64 },
+    LeakyRelu { input: OperandId, alpha: f64 },
+    HardSigmoid { input: OperandId, alpha: f64, beta: f64 },
+    Linear { input: OperandId, alpha: f64, beta: f64 },
+    Prelu { input: OperandId, slope: OperandId },
+    Cast { input: OperandId, data_type: DataType },
+    Conv2d { input: OperandId, filter: OperandId, options: Conv2dOptions },
+    ConvTranspose2d { input: OperandId, filter: OperandId, options: ConvTranspose2dOptions },
+    Pool2d { kind: PoolOp, input: OperandId, options: Pool2dOptions },
+    Gemm { a: OperandId, b: OperandId, options: GemmOptions },
+    Matmul { a: OperandId, b: OperandId },
+    BatchNormalization {
+        input: OperandId,
+        mean: OperandId,
+        variance: OperandId,
+        options: BatchNormalizationOptions,
+    },
+    LayerNormalization { input: OperandId, options: LayerNormalizationOptions },
+    InstanceNormalization { input: OperandId, options: InstanceNormalizationOptions },
+    Softmax { input: OperandId, axis: u32 },
+    Reduce { kind: ReduceOp, input: OperandId, options: ReduceOptions },
+    Reshape { input: OperandId, new_shape: Vec<u32> },
+    /// `permutation` defaults to reversing the axes.
+    Transpose { input: OperandId, permutation: Option<Vec<u32>> },
+    Concat { inputs: Vec<OperandId>, axis: u32 },
+    Split { input: OperandId, splits: Splits, axis: u32 },
+    /// `strides` defaults to all ones.
+    Slice { input: OperandId, starts: Vec<u32>, sizes: Vec<u32>, strides: Option<Vec<u32>> },
+    Expand { input: OperandId, new_shape: Vec<u32> },
+    Gather { input: OperandId, indices: OperandId, axis: u32 },
+    Pad { input: OperandId, beginning_padding: Vec<u32>, ending_padding: Vec<u32>, options: PadOptions },
+    Resample2d { input: OperandId, options: Resample2dOptions },
+    Where { condition: OperandId, true_value: OperandId, false_value: OperandId },
+}
+
+/// A value in an operator's argument list, as the text form and the op
+/// table print it. Operand-valued arguments are `Operand`/`Operands`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    Operand(OperandId),
+    Operands(Vec<OperandId>),
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Str(&'static str),
+    Ints(Vec<u32>),
+    Floats(Vec<f64>),
+}
+
+impl From<Number> for Attr {
+    fn from(n: Number) -> Self {
+        match n {
+            Number::Float(x) => Attr::Float(x),
+            Number::Int(i) => Attr::Int(i),
+        }
+    }
+}
+
+impl Op {
+    /// The WebNN (JavaScript) name of the operator.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Binary { kind, .. } => kind.name(),
+            Op::Compare { kind, .. } => kind.name(),
+            Op::Logical { kind, .. } => kind.name(),
+            Op::Unary { kind, .. } => kind.name(),
+            Op::Clamp { .. } => "clamp",
+            Op::Elu { .. } => "elu",
+            Op::LeakyRelu { .. } => "leakyRelu",
+            Op::HardSigmoid { .. } => "hardSigmoid",
+            Op::Linear { .. } => "linear",
+            Op::Prelu { .. } => "prelu",
+            Op::Cast { .. } => "cast",
+            Op::Conv2d { .. } => "conv2d",
+            Op::ConvTranspose2d { .. } => "convTranspose2d",
+            Op::Pool2d { kind, .. } => kind.name(),
+            Op::Gemm { .. } => "gemm",
+            Op::Matmul { .. } => "matmul",
+            Op::BatchNormalization { .. } => "batchNormalization",
+            Op::LayerNormalization { .. } => "layerNormalization",
+            Op::InstanceNormalization { .. } => "instanceNormalization",
+            Op::Softmax { .. } => "softmax",
+            Op::Reduce { kind, .. } => kind.name(),
+            Op::Reshape { .. } => "reshape",
+            Op::Transpose { .. } => "transpose",
+            Op::Concat { .. } => "concat",
+            Op::Split { .. } => "split",
+            Op::Slice { .. } => "slice",
+            Op::Expand { .. } => "expand",
+            Op::Gather { .. } => "gather",
+            Op::Pad { .. } => "pad",
+            Op::Resample2d { .. } => "resample2d",
+            Op::Where { .. } => "where",
+        }
+    }
+
+    /// Every operand the operator reads, each with its spec name, in order.
+    pub fn inputs(&self) -> Vec<(&'static str, OperandId)> {
+        let mut v = Vec::new();
+        let opt = |v: &mut Vec<_>, name, id: Option<OperandId>| {
+            if let Some(id) = id {
+                v.push((name, id));
+            }
+        };
+        match self {
+            Op::Binary { a, b, .. }
+            | Op::Compare { a, b, .. }
+            | Op::Logical { a, b, .. }
+            | Op::Matmul { a, b } => v.extend([("a", *a), ("b", *b)]),
+            Op::Unary { input, .. }
+            | Op::Clamp { input, .. }
+            | Op::Elu { input, .. }
+            | Op::LeakyRelu { input, .. }
+            | Op::HardSigmoid { input, .. }
+            | Op::Linear { input, .. }
+            | Op::Cast { input, .. }
+            | Op::Pool2d { input, .. }
+            | Op::Softmax { input, .. }
+            | Op::Reduce { input, .. }
+            | Op::Reshape { input, .. }
+            | Op::Transpose { input, .. }
+            | Op::Split { input, .. }
+            | Op::Slice { input, .. }
+            | Op::Expand { input, .. }
+            | Op::Pad { input, .. }
+            | Op::Resample2d { input, .. } => v.push(("input", *input)),
+            Op::Prelu { input, slope } => v.extend([("input", *input), ("slope", *slope)]),
+            Op::Conv2d { input, filter, options } => {
+                v.extend([("input", *input), ("filter", *filter)]);
+                opt(&mut v, "bias", options.bias);
+            }
+            Op::ConvTranspose2d { input, filter, options } => {
+                v.extend([("input", *input), ("filter", *filter)]);
+                opt(&mut v, "bias", options.bias);
+            }
+            Op::Gemm { a, b, options } => {
+                v.extend([("a", *a), ("b", *b)]);
+                opt(&mut v, "c", options.c);
+            }
+            Op::BatchNormalization { input, mean, variance, options } => {
+                v.extend([("input", *input), ("mean", *mean), ("variance", *variance)]);
+                opt(&mut v, "scale", options.scale);
+                opt(&mut v, "bias", options.bias);
+            }
+            Op::LayerNormalization { input, options } => {
+                v.push(("input", *input));
+                opt(&mut v, "scale", options.scale);
+                opt(&mut v, "bias", options.bias);
+            }
+            Op::InstanceNormalization { input, options } => {
+                v.push(("input", *input));
+                opt(&mut v, "scale", options.scale);
+                opt(&mut v, "bias", options.bias);
+            }
+            Op::Concat { inputs, .. } => v.extend(inputs.iter().map(|&i| ("inputs", i))),
+            Op::Gather { input, indices, .. } => v.extend([("input", *input), ("indices", *indices)]),
+            Op::Where { condition, true_value, false_value } => v.extend([
+                ("condition", *condition),
+                ("trueValue", *true_value),
+                ("falseValue", *false_value),
+            ]),
+        }
+        v
+    }
+
+    /// The call as the `.webnn` text form writes it: positional arguments in
+    /// spec order, then the options that differ from their defaults, named in
+    /// their JavaScript spelling.
+    pub fn arguments(&self) -> (Vec<Attr>, Vec<(&'static str, Attr)>) {
+        use Attr::*;
+        let ints = |v: &[u32]| Ints(v.to_vec());
+        let mut named: Vec<(&'static str, Attr)> = Vec::new();
+        let positional = match self {
+            Op::Binary { a, b, .. } | Op::Compare { a, b, .. } | Op::Logical { a, b, .. } | Op::Matmul { a, b } => {
+                vec![Operand(*a), Operand(*b)]
+            }
+            Op::Unary { input, .. } => vec![Operand(*input)],
+            Op::Clamp { input, min_value, max_value } => {
+                if let Some(m) = min_value {
+                    named.push(("minValue", (*m).into()));
+                }
+                if let Some(m) = max_value {
+                    named.push(("maxValue", (*m).into()));
+                }
+                vec![Operand(*input)]
+            }
+            Op::Elu { input, alpha } => {
+                push_if(&mut named, "alpha", *alpha != 1.0, Float(*alpha));
+                vec![Operand(*input)]
+            }
+            Op::LeakyRelu { input, alpha } => {
+                push_if(&mut named, "alpha", *alpha != 0.01, Float(*alpha));
+                vec![Operand(*input)]
+            }
+            Op::HardSigmoid { input, alpha, beta } => {
+                push_if(&mut named, "alpha", *alpha != 0.2, Float(*alpha));
+                push_if(&mut named, "beta", *beta != 0.5, Float(*beta));
+                vec![Operand(*input)]
+            }
+            Op::Linear { input, alpha, beta } => {
+                push_if(&mut named, "alpha", *alpha != 1.0, Float(*alpha));
+                push_if(&mut named, "beta", *beta != 0.0, Float(*beta));
+                vec![Operand(*input)]
+            }
+            Op::Prelu { input, slope } => vec![Operand(*input), Operand(*slope)],
+            Op::Cast { input, data_type } => vec![Operand(*input), Str(data_type.name())],
+            Op::Conv2d { input, filter, options: o } => {
+                let d = Conv2dOptions::default();
+                push_if(&mut named, "padding", o.padding != d.padding, ints(&o.padding));
+                push_if(&mut named, "strides", o.strides != d.strides, ints(&o.strides));
+                push_if(&mut named, "dilations", o.dilations != d.dilations, ints(&o.dilations));
+                push_if(&mut named, "groups", o.groups != d.groups, Int(o.groups.into()));
+                push_if(&mut named, "inputLayout", o.input_layout != d.input_layout, Str(o.input_layout.name()));
+                push_if(&mut named, "filterLayout", o.filter_layout != d.filter_layout, Str(o.filter_layout.name()));
+                if let Some(b) = o.bias {
+                    named.push(("bias", Operand(b)));
+                }
+                vec![Operand(*input), Operand(*filter)]
+            }
+            Op::ConvTranspose2d { input, filter, options: o } => {
+                let d = ConvTranspose2dOptions::default();
+                push_if(&mut named, "padding", o.padding != d.padding, ints(&o.padding));
+                push_if(&mut named, "strides", o.strides != d.strides, ints(&o.strides));
+                push_if(&mut named, "dilations", o.dilations != d.dilations, ints(&o.dilations));
+                push_if(&mut named, "outputPadding", o.output_padding != d.output_padding, ints(&o.output_padding));
+                if let Some(s) = &o.output_sizes {
+                    named.push(("outputSizes", ints(s)));
+                }
+                push_if(&mut named, "groups", o.groups != d.groups, Int(o.groups.into()));
+                push_if(&mut named, "inputLayout", o.input_layout != d.input_layout, Str(o.input_layout.name()));
+                push_if(&mut named, "filterLayout", o.filter_layout != d.filter_layout, Str(o.filter_layout.name()));
+                if let Some(b) = o.bias {
+                    named.push(("bias", Operand(b)));
+                }
+                vec![Operand(*input), Operand(*filter)]
+            }
+            Op::Pool2d { input, options: o, .. } => {
+                let d = Pool2dOptions::default();
+                if let Some(w) = &o.window_dimensions {
+                    named.push(("windowDimensions", ints(w)));
+                }
+                push_if(&mut named, "padding", o.padding != d.padding, ints(&o.padding));
+                push_if(&mut named, "strides", o.strides != d.strides, ints(&o.strides));
+                push_if(&mut named, "dilations", o.dilations != d.dilations, ints(&o.dilations));
+                push_if(&mut named, "layout", o.layout != d.layout, Str(o.layout.name()));
+                push_if(
+                    &mut named,
+                    "outputShapeRounding",
+                    o.output_shape_rounding != d.output_shape_rounding,
+                    Str(o.output_shape_rounding.name()),
+                );
+                if let Some(s) = &o.output_sizes {
+                    named.push(("outputSizes", ints(s)));
+                }
+                vec![Operand(*input)]
+            }
+            Op::Gemm { a, b, options: o } => {
+                if let Some(c) = o.c {
+                    named.push(("c", Operand(c)));
+                }
+                push_if(&mut named, "alpha", o.alpha != 1.0, Float(o.alpha));
+                push_if(&mut named, "beta", o.beta != 1.0, Float(o.beta));
+                push_if(&mut named, "aTranspose", o.a_transpose, Bool(true));
+                push_if(&mut named, "bTranspose", o.b_transpose, Bool(true));
+                vec![Operand(*a), Operand(*b)]
+            }
+            Op::BatchNormalization { input, mean, variance, options: o } => {
+                if let Some(s) = o.scale {
+                    named.push(("scale", Operand(s)));
+                }
+                if let Some(b) = o.bias {
+                    named.push(("bias", Operand(b)));
+                }
+                push_if(&mut named, "axis", o.axis != 1, Int(o.axis.into()));
+                push_if(&mut named, "epsilon", o.epsilon != 1e-5, Float(o.epsilon));
+                vec![Operand(*input), Operand(*mean), Operand(*variance)]
+            }
+            Op::LayerNormalization { input, options: o } => {
+                if let Some(s) = o.scale {
+                    named.push(("scale", Operand(s)));
+                }
+                if let Some(b) = o.bias {
+                    named.push(("bias", Operand(b)));
+                }
+                if let Some(a) = &o.axes {
+                    named.push(("axes", ints(a)));
+                }
+                push_if(&mut named, "epsilon", o.epsilon != 1e-5, Float(o.epsilon));
+                vec![Operand(*input)]
+            }
+            Op::InstanceNormalization { input, options: o } => {
+                if let Some(s) = o.scale {
+                    named.push(("scale", Operand(s)));
+                }
+                if let Some(b) = o.bias {
+                    named.push(("bias", Operand(b)));
+                }
+                push_if(&mut named, "epsilon", o.epsilon != 1e-5, Float(o.epsilon));
+                push_if(&mut named, "layout", o.layout != InputLayout::Nchw, Str(o.layout.name()));
+                vec![Operand(*input)]
+            }
+            Op::Softmax { input, axis } => vec![Operand(*input), Int((*axis).into())],
+            Op::Reduce { input, options: o, .. } => {
+                if let Some(a) = &o.axes {
+                    named.push(("axes", ints(a)));
+                }
+                push_if(&mut named, "keepDimensions", o.keep_dimensions, Bool(true));
+                vec![Operand(*input)]
+            }
+            Op::Reshape { input, new_shape } => vec![Operand(*input), ints(new_shape)],
+            Op::Transpose { input, permutation } => {
+                if let Some(p) = permutation {
+                    named.push(("permutation", ints(p)));
+                }
+                vec![Operand(*input)]
+            }
+            Op::Concat { inputs, axis } => vec![Operands(inputs.clone()), Int((*axis).into())],
+            Op::Split { input, splits, axis } => {
+                push_if(&mut named, "axis", *axis != 0, Int((*axis).into()));
+                let splits = match splits {
+                    Splits::Count(n) => Int((*n).into()),
+                    Splits::Sizes(s) => ints(s),
+                };
+                vec![Operand(*input), splits]
+            }
+            Op::Slice { input, starts, sizes, strides } => {
+                if let Some(s) = strides {
+                    named.push(("strides", ints(s)));
+                }
+                vec![Operand(*input), ints(starts), ints(sizes)]
+            }
+            Op::Expand { input, new_shape } => vec![Operand(*input), ints(new_shape)],
+            Op::Gather { input, indices, axis } => {
+                push_if(&mut named, "axis", *axis != 0, Int((*axis).into()));
+                vec![Operand(*input), Operand(*indices)]
+            }
+            Op::Pad { input, beginning_padding, ending_padding, options: o } => {
+                push_if(&mut named, "mode", o.mode != PaddingMode::Constant, Str(o.mode.name()));
+                push_if(&mut named, "value", o.value != Number::Float(0.0), o.value.into());
+                vec![Operand(*input), ints(beginning_padding), ints(ending_padding)]
+            }
+            Op::Resample2d { input, options: o } => {
+                push_if(&mut named, "mode", o.mode != InterpolationMode::NearestNeighbor, Str(o.mode.name()));
+                if let Some(s) = o.scales {
+                    named.push(("scales", Floats(s.iter().map(|&x| x as f64).collect())));
+                }
+                if let Some(s) = &o.sizes {
+                    named.push(("sizes", ints(s)));
+                }
+                push_if(&mut named, "axes", o.axes != [2, 3], ints(&o.axes));
+                vec![Operand(*input)]
+            }
+            Op::Where { condition, true_value, false_value } => {
+                vec![Operand(*condition), Operand(*true_value), Operand(*false_value)]
+            }
+        };
+        (positional, named)
+    }
+}
+
+fn push_if(named: &mut Vec<(&'static str, Attr)>, key: &'static str, cond: bool, value: Attr) {
+    if cond {
+        named.push((key, value));
+    }
+}

@@ -1,0 +1,1 @@
+//! Graph passes arrive with the native backend (issue 3).
