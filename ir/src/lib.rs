@@ -9,6 +9,7 @@
 
 mod dtype;
 mod graph;
+pub mod cost;
 pub mod infer;
 pub mod interp;
 mod op;

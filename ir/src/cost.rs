@@ -1,0 +1,56 @@
+//! Operation counts for reporting (`kiln info`, GFLOP/s in benchmarks).
+//!
+//! A multiply-add counts as two operations; element-wise operators count one
+//! per output element; data movement counts zero. These are the conventional
+//! figures used to compare frameworks, not a latency model.
+
+use crate::infer::{conv2d_filter_dims, conv_transpose2d_filter_dims, resolved_window};
+use crate::{Graph, Node, Op};
+
+/// Floating-point operations performed by one node.
+pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
+    let count = |id| graph.desc(id).shape.element_count() as u64;
+    let out = node.outputs.iter().map(|&o| count(o)).sum::<u64>();
+    match &node.op {
+        Op::Conv2d { filter, options, .. } => {
+            let (_, cin_per_group, kh, kw) = conv2d_filter_dims(options.filter_layout, &graph.desc(*filter).shape);
+            2 * out * u64::from(cin_per_group) * u64::from(kh) * u64::from(kw)
+        }
+        Op::ConvTranspose2d { input, filter, options } => {
+            let (_, cout_per_group, kh, kw) =
+                conv_transpose2d_filter_dims(options.filter_layout, &graph.desc(*filter).shape);
+            2 * count(*input) * u64::from(cout_per_group) * u64::from(kh) * u64::from(kw)
+        }
+        Op::Gemm { a, options, .. } => {
+            let a = &graph.desc(*a).shape;
+            let k = if options.a_transpose { a.dims()[0] } else { a.dims()[1] };
+            2 * out * u64::from(k)
+        }
+        Op::Matmul { a, .. } => {
+            let a = &graph.desc(*a).shape;
+            2 * out * u64::from(a.dims()[a.rank() - 1])
+        }
+        Op::Pool2d { input, options, .. } => {
+            let [h, w] = resolved_window(options, &graph.desc(*input).shape);
+            out * u64::from(h) * u64::from(w)
+        }
+        Op::Reduce { input, .. } => count(*input),
+        Op::BatchNormalization { .. } | Op::InstanceNormalization { .. } | Op::LayerNormalization { .. } => 4 * out,
+        Op::Softmax { .. } => 3 * out,
+        Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Split { .. }
+        | Op::Slice { .. }
+        | Op::Expand { .. }
+        | Op::Gather { .. }
+        | Op::Pad { .. }
+        | Op::Cast { .. } => 0,
+        _ => out,
+    }
+}
+
+/// Floating-point operations of a whole graph.
+pub fn graph_flops(graph: &Graph) -> u64 {
+    graph.nodes().iter().map(|n| node_flops(graph, n)).sum()
+}
