@@ -1,1 +1,201 @@
-fn main() {}
+//! The `kiln` command line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kiln::{Backend, Context, ContextOptions, Graph, OperandKind, Tensor};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "A graph compiler for neural networks in the W3C WebNN model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on .npy inputs and write one .npy per output.
+    Run {
+        /// The model file (.webnn).
+        model: PathBuf,
+        /// An input as NAME=FILE.npy; repeat for each graph input.
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Where to write `<output name>.npy` files.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        output_dir: PathBuf,
+        /// The backend that runs the graph.
+        #[arg(long, default_value = "interp")]
+        backend: String,
+    },
+    /// Describe a model: inputs, outputs, operators, parameters, FLOPs.
+    Info {
+        /// The model file (.webnn).
+        model: PathBuf,
+    },
+    /// Print the operator support table (operator x backend).
+    Ops,
+    /// Print a stage of the compilation in its stable text form.
+    Emit {
+        /// The model file (.webnn).
+        model: PathBuf,
+        /// Which stage to print.
+        #[arg(long, value_enum, default_value = "graph")]
+        stage: Stage,
+    },
+    /// Run WebNN conformance test vectors (WPT JSON files or folders).
+    Conformance {
+        /// JSON files or folders of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The backend under test.
+        #[arg(long, default_value = "interp")]
+        backend: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// List every failing case with its reason.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Stage {
+    /// The validated WebNN graph, as `.webnn` text.
+    Graph,
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { model, inputs, output_dir, backend } => run(&model, &inputs, &output_dir, &backend),
+        Command::Info { model } => info(&model),
+        Command::Ops => {
+            ops();
+            Ok(())
+        }
+        Command::Emit { model, stage } => emit(&model, stage),
+        Command::Conformance { paths, backend, json, verbose } => conformance(&paths, &backend, json, verbose),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn context(backend: &str) -> Result<Context, Box<dyn std::error::Error>> {
+    let backend: Backend = backend.parse()?;
+    Ok(Context::new(ContextOptions { backend })?)
+}
+
+fn read_input(spec: &str) -> Result<(String, Tensor), Box<dyn std::error::Error>> {
+    let Some((name, file)) = spec.split_once('=') else {
+        return Err(format!("--input `{spec}`: expected NAME=FILE.npy").into());
+    };
+    let bytes = std::fs::read(file).map_err(|e| format!("--input {name}: {file}: {e}"))?;
+    let tensor = kiln::npy::parse(&bytes).map_err(|e| format!("--input {name}: {file}: {e}"))?;
+    Ok((name.to_string(), tensor))
+}
+
+fn run(model: &Path, inputs: &[String], output_dir: &Path, backend: &str) -> CliResult {
+    let ctx = context(backend)?;
+    let graph = kiln::load_graph(model)?;
+    let feeds = inputs.iter().map(|s| read_input(s)).collect::<Result<Vec<_>, _>>()?;
+    let compiled = ctx.compile(graph)?;
+    let feed_refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let outputs = ctx.compute(&compiled, &feed_refs)?;
+    std::fs::create_dir_all(output_dir).map_err(|e| format!("{}: {e}", output_dir.display()))?;
+    for (name, tensor) in &outputs {
+        if name.contains(['/', '\\']) || name == "." || name == ".." {
+            return Err(format!("output `{name}` is not a valid file name; rename it in the model").into());
+        }
+        let path = output_dir.join(format!("{name}.npy"));
+        std::fs::write(&path, kiln::npy::to_bytes(tensor)).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("{name}: {} -> {}", tensor.desc(), path.display());
+    }
+    Ok(())
+}
+
+fn info(model: &Path) -> CliResult {
+    let graph = kiln::load_graph(model)?;
+    print!("{}", describe(&graph));
+    Ok(())
+}
+
+/// The `kiln info` report.
+fn describe(graph: &Graph) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "inputs:");
+    for &id in graph.inputs() {
+        let _ = writeln!(s, "  {}: {}", graph.input_name(id).unwrap_or("?"), graph.desc(id));
+    }
+    let _ = writeln!(s, "outputs:");
+    for (name, id) in graph.outputs() {
+        let _ = writeln!(s, "  {name}: {}", graph.desc(*id));
+    }
+    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in graph.nodes() {
+        *histogram.entry(node.op.name()).or_default() += 1;
+    }
+    let _ = writeln!(s, "operators: {} nodes", graph.nodes().len());
+    for (op, n) in &histogram {
+        let _ = writeln!(s, "  {op:<24} {n}");
+    }
+    let (mut params, mut bytes) = (0u64, 0u64);
+    for operand in graph.operands() {
+        if let OperandKind::Constant(t) = &operand.kind {
+            params += t.shape().element_count() as u64;
+            bytes += t.bytes().len() as u64;
+        }
+    }
+    let _ = writeln!(s, "parameters: {params} ({bytes} bytes)");
+    let flops = kiln::ir::cost::graph_flops(graph);
+    let _ = writeln!(s, "FLOPs: {flops} ({:.3} GFLOP)", flops as f64 / 1e9);
+    s
+}
+
+fn ops() {
+    let names = kiln::frontend::op_table::operator_names();
+    let backends = Backend::ALL;
+    print!("{:<24}", "operator");
+    for b in backends {
+        print!(" {:<8}", b.name());
+    }
+    println!();
+    for name in names {
+        print!("{name:<24}");
+        for _ in backends {
+            // The interpreter implements every operator of the IR (an
+            // exhaustive match), so every mapped name is supported.
+            print!(" {:<8}", "yes");
+        }
+        println!();
+    }
+}
+
+fn emit(model: &Path, stage: Stage) -> CliResult {
+    let graph = kiln::load_graph(model)?;
+    match stage {
+        Stage::Graph => {
+            let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");
+            let doc = kiln::frontend::webnn_text::from_graph(&graph, name);
+            print!("{}", kiln::frontend::webnn_text::print(&doc));
+        }
+    }
+    Ok(())
+}
+
+fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool) -> CliResult {
+    let backend: Backend = backend.parse()?;
+    let _ = (paths, backend, json, verbose);
+    Err("conformance runner not yet wired".into())
+}

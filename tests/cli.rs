@@ -1,0 +1,153 @@
+//! The `kiln` command line: the README's main command works, and every
+//! kind of bad input is a clear error with a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln::{Context, ContextOptions, Tensor};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: exit code 1, an `error:` line containing
+/// `needle`, and no panic.
+fn assert_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "expected `{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const MODEL: &str = "examples/small_cnn.webnn";
+const INPUT: &str = "x=examples/small_cnn_input.npy";
+
+#[test]
+fn run_writes_outputs_that_match_the_library() {
+    let dir = scratch("run");
+    let o = kiln(&["run", MODEL, "--input", INPUT, "--output-dir", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("probs: f32[1, 10]"), "{}", stdout(&o));
+    let written = kiln::npy::parse(&std::fs::read(dir.join("probs.npy")).unwrap()).unwrap();
+
+    // The same graph through the library gives the same bytes.
+    let ctx = Context::new(ContextOptions::default()).unwrap();
+    let graph = ctx.compile(kiln::load_graph(Path::new(env!("CARGO_MANIFEST_DIR")).join(MODEL)).unwrap()).unwrap();
+    let input = kiln::npy::parse(&std::fs::read("examples/small_cnn_input.npy").unwrap()).unwrap();
+    let outputs = ctx.compute(&graph, &[("x", &input)]).unwrap();
+    assert_eq!(outputs[0].1.bytes(), written.bytes());
+    let probs = written.to_f32_vec();
+    assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5, "softmax output sums to 1: {probs:?}");
+}
+
+#[test]
+fn run_rejects_bad_inputs() {
+    let dir = scratch("bad-inputs");
+    let out = dir.to_str().unwrap();
+    assert_error(&kiln(&["run", MODEL, "--output-dir", out]), "input `x`: is missing; expected f32[1, 3, 32, 32]");
+
+    let extra = dir.join("extra.npy");
+    std::fs::write(&extra, kiln::npy::to_bytes(&Tensor::from_f32([1], &[0.0]).unwrap())).unwrap();
+    let extra_arg = format!("y={}", extra.display());
+    assert_error(&kiln(&["run", MODEL, "--input", INPUT, "--input", &extra_arg, "--output-dir", out]), "input `y`: is not an input");
+
+    let wrong_shape = format!("x={}", extra.display());
+    assert_error(&kiln(&["run", MODEL, "--input", &wrong_shape, "--output-dir", out]), "expected f32[1, 3, 32, 32], got f32[1]");
+
+    let int_input = dir.join("int.npy");
+    let t = Tensor::from_bytes(kiln::OperandDescriptor::new(kiln::DataType::Int32, [1, 3, 32, 32]), vec![0; 4 * 3072]).unwrap();
+    std::fs::write(&int_input, kiln::npy::to_bytes(&t)).unwrap();
+    let int_arg = format!("x={}", int_input.display());
+    assert_error(&kiln(&["run", MODEL, "--input", &int_arg, "--output-dir", out]), "got i32[1, 3, 32, 32]");
+
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"definitely not numpy").unwrap();
+    let garbage_arg = format!("x={}", garbage.display());
+    assert_error(&kiln(&["run", MODEL, "--input", &garbage_arg, "--output-dir", out]), "magic");
+
+    assert_error(&kiln(&["run", MODEL, "--input", "x", "--output-dir", out]), "expected NAME=FILE.npy");
+    assert_error(&kiln(&["run", MODEL, "--input", "x=/no/such/file.npy", "--output-dir", out]), "/no/such/file.npy");
+    assert_error(&kiln(&["run", MODEL, "--input", INPUT, "--backend", "tpu"]), "unknown backend `tpu`");
+}
+
+#[test]
+fn bad_model_files_are_clear_errors() {
+    let dir = scratch("bad-models");
+    assert_error(&kiln(&["info", "no/such/model.webnn"]), "no/such/model.webnn");
+    let onnx = dir.join("model.onnx");
+    std::fs::write(&onnx, b"\x08\x07").unwrap();
+    assert_error(&kiln(&["info", onnx.to_str().unwrap()]), "unsupported model format");
+    let broken = dir.join("broken.webnn");
+    std::fs::write(&broken, "webnn_graph \"g\" v1 {\n  inputs {\n    x: f32[2]\n  }\n}\n").unwrap();
+    assert_error(&kiln(&["info", broken.to_str().unwrap()]), "3:");
+    let unknown = dir.join("unknown.webnn");
+    std::fs::write(
+        &unknown,
+        "webnn_graph \"g\" v1 {\n  inputs {\n    x: f32[2];\n  }\n  nodes {\n    a = frobnicate(x);\n    b = twiddle(a);\n  }\n  outputs {\n    b;\n  }\n}\n",
+    )
+    .unwrap();
+    let o = kiln(&["info", unknown.to_str().unwrap()]);
+    assert_error(&o, "frobnicate");
+    assert!(stderr(&o).contains("twiddle"), "all unknown operators at once: {}", stderr(&o));
+}
+
+#[test]
+fn info_reports_the_model() {
+    let o = kiln(&["info", MODEL]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for needle in ["x: f32[1, 3, 32, 32]", "probs: f32[1, 10]", "conv2d", "softmax", "parameters: 1594", "FLOPs:"] {
+        assert!(s.contains(needle), "`{needle}` missing from:\n{s}");
+    }
+}
+
+#[test]
+fn ops_lists_every_operator() {
+    let o = kiln(&["ops"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    for op in kiln::frontend::op_table::operator_names() {
+        assert!(s.lines().any(|l| l.split_whitespace().next() == Some(op)), "{op} missing");
+    }
+}
+
+#[test]
+fn emit_graph_reparses_to_the_same_text() {
+    let o = kiln(&["emit", MODEL, "--stage", "graph"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let doc = kiln::frontend::webnn_text::parse(&text).unwrap();
+    assert_eq!(kiln::frontend::webnn_text::print(&doc), text);
+}
+
+#[test]
+fn conformance_json_report() {
+    let o = kiln(&["conformance", "tests/data/wpt-webnn/relu.json", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["backend"], "interp");
+    assert_eq!(report["total"], 17);
+    assert_eq!(report["passed"], 17);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["ops"]["relu"]["passed"], 17);
+    assert_error(&kiln(&["conformance", "no/such/dir"]), "no/such/dir");
+}
