@@ -1,11 +1,13 @@
-//! resample2d, with the half-pixel coordinate transform of the WebNN
-//! reference implementation (webnn-baseline) and WPT's
-//! `resample2d-nearest-half-pixel` tests.
+//! resample2d, with the half-pixel coordinate transform of WPT's
+//! `resample2d-nearest-half-pixel` conformance tests.
 //!
 //! Along each of the two resampled axes, output coordinate `d` samples input
-//! coordinate `s = (d + 0.5) / scale - 0.5`, clamped to `[0, in - 1]`, where
-//! `scale` is the given scale, or `out / in` when `sizes` is given (then
-//! computed as `(d + 0.5) * in / out - 0.5`; `sizes` wins over `scales`).
+//! coordinate `s = (d + 0.5) * in / out - 0.5`, clamped to `[0, in - 1]`.
+//! The ratio is always that of the actual sizes, also when the output size
+//! came from `scales` (`out = floor(in * scale)`): WPT's "noninteger
+//! upscaling with scales" case (width 3, scale 1.5 -> `[10, 20, 20, 30]`)
+//! requires it. (webnn-baseline divides by the given scale instead, which
+//! gives `[10, 10, 20, 30]` there.) `sizes` wins over `scales`.
 //! - nearest-neighbor reads element `ceil(s - 0.5)`: the nearest, ties to the
 //!   smaller index. It copies element bytes.
 //! - linear interpolates the two neighbours `floor(s)` and `floor(s) + 1`
@@ -23,19 +25,12 @@ pub(super) fn resample2d(input: &Tensor, o: &Resample2dOptions, out: &OperandDes
         return Err("resample2d takes a 4-D input".into());
     }
     let axes = o.axes.map(|a| a as usize);
-    let scales = o.scales.unwrap_or([1.0, 1.0]);
     // The clamped source coordinate of every output coordinate, per resampled axis.
     let coords: Vec<Vec<f64>> = (0..2)
         .map(|k| {
             let (n_in, n_out) = (ishape[axes[k]] as f64, oshape[axes[k]]);
             (0..n_out)
-                .map(|d| {
-                    let s = match o.sizes {
-                        Some(_) => (d as f64 + 0.5) * n_in / n_out as f64 - 0.5,
-                        None => (d as f64 + 0.5) / scales[k] as f64 - 0.5,
-                    };
-                    s.clamp(0.0, n_in - 1.0)
-                })
+                .map(|d| ((d as f64 + 0.5) * n_in / n_out as f64 - 0.5).clamp(0.0, n_in - 1.0))
                 .collect()
         })
         .collect();
