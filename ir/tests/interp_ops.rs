@@ -719,6 +719,13 @@ fn clamp_bounds() {
         max_value: Some(Number::Float(2.5)),
     });
     assert_ints(&y, DataType::Int8, &[4], &[-1, -1, 2, 2]);
+    // A NaN bound does not clamp, for integers too.
+    let y = eval1(&[intt(DataType::Int8, &[3], &[-100, 0, 100])], |i| Op::Clamp {
+        input: i[0],
+        min_value: Some(Number::Float(f64::NAN)),
+        max_value: Some(Number::Float(50.0)),
+    });
+    assert_ints(&y, DataType::Int8, &[3], &[-100, 0, 50]);
     let big = (1i128 << 60) + 1;
     let y = eval1(&[intt(DataType::Int64, &[2], &[big + 5, 0])], |i| Op::Clamp {
         input: i[0],
@@ -733,9 +740,10 @@ fn clamp_bounds() {
 
 #[test]
 fn gather_wraps_negative_and_clamps() {
-    // Axis size 3: -1 -> 2; 5 -> clamped to 2; -9 -> -6 -> clamped to 0.
+    // Axis size 3: -1 -> 2; 7 -> clamped to 2 (not 7 mod 3 = 1); -5 -> -2 -> clamped to 0
+    // (not -2 mod 3 = 1).
     let x = f32t(&[3, 2], &[1., 2., 3., 4., 5., 6.]);
-    let idx = intt(DataType::Int64, &[3], &[-1, 5, -9]);
+    let idx = intt(DataType::Int64, &[3], &[-1, 7, -5]);
     let y = eval1(&[x, idx], |i| Op::Gather { input: i[0], indices: i[1], axis: 0 });
     assert_f32(&y, &[3, 2], &[5., 6., 5., 6., 1., 2.], 0.0);
 }
