@@ -655,6 +655,7 @@ fn graph_errors_name_the_line_column_and_the_culprit() {
         (x, "    y = relu(z);\n    z = relu(x);\n", "z;", "6:14: `z` is used before its definition at 7:5"),
         (x, "    y = relu(x);\n    y = relu(x);\n", "y;", "7:5: `y` is already defined at 6:5"),
         (x, "    x = relu(x);\n", "x;", "6:5: `x` is already defined at 3:5"),
+        ("    x: f32[2];\n    x: f32[3];\n", "    y = relu(x);\n", "y;", "4:5: `x` is already defined at 3:5"),
         (x, "    [a, a] = split(x, 2, axis=0);\n", "a;", "6:9: `a` is already defined at 6:6"),
         (x, "    y = relu(x);\n", "nope;", "8:13: output `nope` names nothing"),
         (x, "    y = relu(x);\n    k = [1, 2];\n", "k;", "9:13: output `k` names a literal value, not an operand"),
@@ -686,13 +687,13 @@ fn graph_errors_name_the_line_column_and_the_culprit() {
 #[test]
 fn constant_errors_name_the_constant() {
     let cases: Vec<(&str, &str)> = vec![
-        ("    c: f32[2];\n", "3:5: constant `c` has no value: add @weights(\"key\") or @scalar(value)"),
-        ("    c: f32[2] @scalar(1.0) @scalar(2.0);\n", "3:5: constant `c` has 2 value annotations; expected exactly one"),
-        ("    c: u8[2] @scalar(256);\n", "3:5: constant `c` @scalar(256) is not an integer in the range of u8 (0..=255)"),
-        ("    c: i32[] @scalar(1.5);\n", "3:5: constant `c` @scalar(1.5) is not an integer in the range of i32"),
-        ("    c: i32[] @scalar(NaN);\n", "3:5: constant `c` @scalar(NaN) is not an integer"),
-        ("    c: u4[2] @scalar(1);\n", "3:5: constant `c` data type u4 is not supported by kiln"),
-        ("    c: f32[2] @weights(\"missing\");\n", "3:5: constant `c` no tensor \"missing\" in the in-memory weights"),
+        ("    c: f32[2];\n", "3:5: constant `c`: no value annotation: add @weights(\"key\") or @scalar(value)"),
+        ("    c: f32[2] @scalar(1.0) @scalar(2.0);\n", "3:5: constant `c`: 2 value annotations; expected exactly one"),
+        ("    c: u8[2] @scalar(256);\n", "3:5: constant `c`: @scalar(256) is not an integer in the range of u8 (0..=255)"),
+        ("    c: i32[] @scalar(1.5);\n", "3:5: constant `c`: @scalar(1.5) is not an integer in the range of i32"),
+        ("    c: i32[] @scalar(NaN);\n", "3:5: constant `c`: @scalar(NaN) is not an integer"),
+        ("    c: u4[2] @scalar(1);\n", "3:5: constant `c`: data type u4 is not supported by kiln"),
+        ("    c: f32[2] @weights(\"missing\");\n", "3:5: constant `c`: no tensor \"missing\" in the in-memory weights"),
     ];
     for (decl, expected) in cases {
         let text = format!("webnn_graph \"g\" v1 {{\n  consts {{\n{decl}  }}\n}}\n");
@@ -706,7 +707,7 @@ fn constant_errors_name_the_constant() {
     let mut weights = BTreeMap::new();
     weights.insert("c".to_string(), sample_tensor(&OperandDescriptor::new(DataType::Float16, [2, 3]), 1));
     let e = to_graph(&parse(text).unwrap(), &weights).unwrap_err();
-    assert_eq!(e.to_string(), "3:5: constant `c` declared f32[2, 3], but the weights \"c\" hold f16[2, 3]");
+    assert_eq!(e.to_string(), "3:5: constant `c`: declared f32[2, 3], but the weights \"c\" hold f16[2, 3]");
 }
 
 #[test]
@@ -791,7 +792,16 @@ fn loads_weights_from_name_safetensors() {
     let weights = small_weights();
     write(&dir, "small.webnn", SMALL);
     write(&dir, "small.safetensors", safetensors_bytes(&weights));
-    check_small(&load(&dir.join("small.webnn")).unwrap(), &weights);
+    let g = load(&dir.join("small.webnn")).unwrap();
+    check_small(&g, &weights);
+    // No copy: `W` and `b` lie side by side in the data section (sorted keys,
+    // contiguous), and their bytes lie side by side in memory too.
+    let bytes_of = |name: &str| {
+        let o = g.operands().iter().find(|o| o.name.as_deref() == Some(name)).unwrap();
+        let kiln_ir::OperandKind::Constant(t) = &o.kind else { panic!() };
+        t.bytes().as_ptr() as usize
+    };
+    assert_eq!(bytes_of("b") - bytes_of("W"), weights["W"].bytes().len());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -966,7 +976,7 @@ fn missing_sidecar_lists_the_files_tried_and_is_not_needed_without_weights() {
     write(&dir, "small.webnn", SMALL);
     let e = load(&dir.join("small.webnn")).unwrap_err();
     let text = e.to_string();
-    assert!(text.starts_with("6:5: constant `W` no weights file for tensor \"W\": looked for "), "{text}");
+    assert!(text.starts_with("6:5: constant `W`: no weights file for tensor \"W\": looked for "), "{text}");
     for f in ["small.safetensors", "model.safetensors", "small.weights", "model.weights"] {
         assert!(text.contains(f), "{text}");
     }

@@ -59,6 +59,7 @@ pub fn to_graph(doc: &Document, weights: &dyn WeightSource) -> Result<Graph, Tex
     }
     let mut cx = Converter { b: GraphBuilder::new(), scope: HashMap::new(), definitions };
     for d in &doc.inputs {
+        cx.check_new(&d.name)?;
         let pos = d.name.pos;
         let data_type = supported(d.ty.dtype)
             .map_err(|m| invalid(pos, format!("input `{}`: {m}", d.name.name)))?;
@@ -69,6 +70,7 @@ pub fn to_graph(doc: &Document, weights: &dyn WeightSource) -> Result<Graph, Tex
         cx.define(&d.name, ArgValue::Operand(id))?;
     }
     for d in &doc.consts {
+        cx.check_new(&d.name)?;
         let tensor = constant_tensor(d, weights)?;
         let id = cx.b.constant_tensor(Some(&d.name.name), tensor).map_err(|e| invalid(d.name.pos, e.to_string()))?;
         cx.define(&d.name, ArgValue::Operand(id))?;
@@ -103,7 +105,7 @@ fn constant_tensor(d: &ConstDecl, weights: &dyn WeightSource) -> Result<Tensor, 
     let err = |message: String| TextError::Constant { pos: d.name.pos, name: d.name.name.clone(), message };
     let desc = OperandDescriptor::new(supported(d.ty.dtype).map_err(err)?, d.ty.shape.clone());
     match d.annotations.as_slice() {
-        [] => Err(err("has no value: add @weights(\"key\") or @scalar(value)".to_string())),
+        [] => Err(err("no value annotation: add @weights(\"key\") or @scalar(value)".to_string())),
         [Annotation::Weights(key)] => {
             let t = weights.tensor(key).map_err(|e| err(e.to_string()))?;
             if *t.desc() != desc {
@@ -112,7 +114,7 @@ fn constant_tensor(d: &ConstDecl, weights: &dyn WeightSource) -> Result<Tensor, 
             Ok(t)
         }
         [Annotation::Scalar(v)] => filled(&desc, *v).map_err(err),
-        more => Err(err(format!("has {} value annotations; expected exactly one", more.len()))),
+        more => Err(err(format!("{} value annotations; expected exactly one", more.len()))),
     }
 }
 
@@ -154,10 +156,15 @@ struct Converter<'d> {
 }
 
 impl Converter<'_> {
-    fn define(&mut self, ident: &Ident, value: ArgValue) -> Result<(), TextError> {
-        if let Some((_, first)) = self.scope.get(&ident.name) {
-            return Err(invalid(ident.pos, format!("`{}` is already defined at {first}", ident.name)));
+    fn check_new(&self, ident: &Ident) -> Result<(), TextError> {
+        match self.scope.get(&ident.name) {
+            Some((_, first)) => Err(invalid(ident.pos, format!("`{}` is already defined at {first}", ident.name))),
+            None => Ok(()),
         }
+    }
+
+    fn define(&mut self, ident: &Ident, value: ArgValue) -> Result<(), TextError> {
+        self.check_new(ident)?;
         self.scope.insert(ident.name.clone(), (value, ident.pos));
         Ok(())
     }

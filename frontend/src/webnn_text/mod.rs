@@ -44,7 +44,7 @@
 //!
 //! # Canonical form
 //!
-//! [`print`] writes one canonical text per document, and for text already in
+//! [`print()`] writes one canonical text per document, and for text already in
 //! that form `print(&parse(text)?) == text`, byte for byte:
 //! - the header `webnn_graph "NAME" vN {`, with ` @quantized` before the `{`
 //!   when set;
@@ -146,7 +146,7 @@ pub enum TextError {
     /// A constant whose value cannot be had: no or several annotations, a
     /// missing or unusable weights entry, a type or shape that disagrees
     /// with the declaration, a bad `@scalar`.
-    #[error("{pos}: constant `{name}` {message}")]
+    #[error("{pos}: constant `{name}`: {message}")]
     Constant { pos: Pos, name: String, message: String },
     /// A weights sidecar that cannot be opened or is malformed as a whole.
     #[error(transparent)]
@@ -171,7 +171,7 @@ pub fn load(path: &Path) -> Result<Graph, TextError> {
 }
 
 /// Writes `graph` to `path` (conventionally `NAME.webnn`) as
-/// [`print`]`(`[`from_graph`]`(graph, NAME))` and its `@weights` constants
+/// `print(&from_graph(graph, NAME))` and its `@weights` constants
 /// to `NAME.safetensors` beside it ([`safetensors_bytes`]; written even when
 /// empty, so a stale file never stands in). `NAME` is the file stem. Both
 /// files are deterministic: saving what [`load`] reads back writes the same

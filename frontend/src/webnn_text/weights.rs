@@ -124,12 +124,8 @@ fn entry_tensor(
     Tensor::new(desc, bytes).map_err(|e| err(e.to_string()))
 }
 
-fn json_u64(v: &Json) -> Option<u64> {
-    v.as_u64()
-}
-
 fn json_shape(v: Option<&Json>) -> Option<Vec<u64>> {
-    v?.as_array()?.iter().map(json_u64).collect()
+    v?.as_array()?.iter().map(Json::as_u64).collect()
 }
 
 /// A safetensors file: an 8-byte little-endian header length, a JSON header
@@ -147,6 +143,7 @@ pub struct SafeTensorsFile {
 }
 
 impl SafeTensorsFile {
+    /// Maps the file at `path` and checks its header.
     pub fn open(path: &Path) -> Result<Self, WeightError> {
         let map = map_file(path)?;
         let bad = |message: String| WeightError::Malformed { path: path.to_path_buf(), message };
@@ -178,7 +175,7 @@ impl SafeTensorsFile {
             let data_type = value.get("dtype").and_then(Json::as_str);
             let shape = json_shape(value.get("shape"));
             let offsets = value.get("data_offsets").and_then(Json::as_array).and_then(|a| match a.as_slice() {
-                [b, e] => Some((json_u64(b)?, json_u64(e)?)),
+                [b, e] => Some((b.as_u64()?, e.as_u64()?)),
                 _ => None,
             });
             let (Some(data_type), Some(shape), Some((begin, end))) = (data_type, shape, offsets) else {
@@ -289,6 +286,7 @@ pub struct WeightsFile {
 }
 
 impl WeightsFile {
+    /// Reads and checks the manifest, then maps the blob.
     pub fn open(blob: &Path, manifest: &Path) -> Result<Self, WeightError> {
         let bad = |message: String| WeightError::Malformed { path: manifest.to_path_buf(), message };
         let text = std::fs::read(manifest).map_err(|e| io_error(manifest, e))?;
@@ -311,8 +309,8 @@ impl WeightsFile {
         for (key, v) in tensors {
             let data_type = v.get("dataType").and_then(Json::as_str);
             let shape = json_shape(v.get("shape"));
-            let offset = v.get("byteOffset").and_then(json_u64);
-            let length = v.get("byteLength").and_then(json_u64);
+            let offset = v.get("byteOffset").and_then(Json::as_u64);
+            let length = v.get("byteLength").and_then(Json::as_u64);
             let (Some(data_type), Some(shape), Some(begin), Some(length)) = (data_type, shape, offset, length) else {
                 return Err(bad(format!(
                     "tensor \"{key}\": expected {{\"dataType\": string, \"shape\": [integers], \"byteOffset\": integer, \"byteLength\": integer}}"
