@@ -3,6 +3,8 @@
 //! - [`builder`]: the WebNN `MLGraphBuilder` API in Rust.
 //! - [`op_table`]: WebNN operator names and arguments onto typed ops; shared
 //!   by the text format and the conformance JSON.
+//! - [`webnn_text`]: the `.webnn` graph text format and its weights sidecars.
 
 pub mod builder;
 pub mod op_table;
+pub mod webnn_text;

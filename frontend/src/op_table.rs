@@ -67,9 +67,11 @@ impl Args<'_> {
         Err(CallError::Argument { op: self.op.to_string(), arg: arg.to_string(), rule: rule.into() })
     }
 
+    /// The next positional argument; once the positional list is used up, the
+    /// argument given by its spec name instead (`softmax(x, axis=1)`).
     fn next(&mut self, name: &str) -> Result<ArgValue, CallError> {
         self.position += 1;
-        match self.positional.next() {
+        match self.positional.next().or_else(|| self.named.remove(name)) {
             Some(v) => Ok(v),
             None => self.error(name, format!("missing positional argument {}", self.position)),
         }
@@ -191,7 +193,9 @@ impl Args<'_> {
 }
 
 /// Builds the operator `name` with its arguments and returns its outputs.
-/// `named` holds the options (and `label`, which names the node).
+/// `named` holds the options (and `label`, which names the node); a
+/// positional argument missing from `positional` may be given there under its
+/// spec name (`axis`, `splits`, `newShape`, ...).
 pub fn build_call(
     builder: &GraphBuilder,
     name: &str,
