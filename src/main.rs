@@ -59,6 +59,10 @@ enum Command {
         /// List every failing case with its reason.
         #[arg(long)]
         verbose: bool,
+        /// A list of cases not to run (`name<TAB>reason` lines), e.g.
+        /// tests/data/wpt-excluded.txt.
+        #[arg(long, value_name = "FILE")]
+        exclusions: Option<PathBuf>,
     },
 }
 
@@ -80,7 +84,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Emit { model, stage } => emit(&model, stage),
-        Command::Conformance { paths, backend, json, verbose } => conformance(&paths, &backend, json, verbose),
+        Command::Conformance { paths, backend, json, verbose, exclusions } => {
+            conformance(&paths, &backend, json, verbose, exclusions.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,8 +200,26 @@ fn emit(model: &Path, stage: Stage) -> CliResult {
     Ok(())
 }
 
-fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool) -> CliResult {
+fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, exclusions: Option<&Path>) -> CliResult {
+    use kiln::conformance::{load_cases, run_cases, Exclusions};
     let backend: Backend = backend.parse()?;
-    let _ = (paths, backend, json, verbose);
-    Err("conformance runner not yet wired".into())
+    let exclusions = match exclusions {
+        Some(file) => Exclusions::load(file)?,
+        None => Exclusions::none(),
+    };
+    let mut cases = Vec::new();
+    for path in paths {
+        cases.extend(load_cases(path)?);
+    }
+    let report = run_cases(&cases, backend, &exclusions);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        report.print_summary(verbose);
+    }
+    if report.all_passed() {
+        Ok(())
+    } else {
+        Err(format!("{} of {} cases failed", report.counts().failed, report.counts().total()).into())
+    }
 }

@@ -43,7 +43,7 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, NpyError> {
         return fail("not a .npy file (missing the \\x93NUMPY magic)");
     }
     let (header_len, header_start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
         v => return fail(format!("unsupported format version {v}")),
     };

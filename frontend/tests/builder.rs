@@ -205,3 +205,24 @@ fn built_graphs_validate() {
     g.validate().unwrap();
     assert_eq!(g.nodes().len(), 2);
 }
+
+#[test]
+fn huge_split_counts_are_refused_before_allocating() {
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Uint8, [u32::MAX])).unwrap();
+    let e = message(b.split(x, Splits::Count(u32::MAX), 0).unwrap_err());
+    assert!(e.contains("split") && e.contains("exceed the limit"), "{e}");
+}
+
+#[test]
+fn negative_zero_options_are_not_mistaken_for_defaults() {
+    let b = GraphBuilder::new();
+    let x = f32_input(&b, "x", &[2]);
+    let pad = Op::Pad { input: x, beginning_padding: vec![1], ending_padding: vec![1], options: PadOptions { value: Number::Float(-0.0), ..Default::default() } };
+    let (_, named) = pad.arguments();
+    assert!(matches!(named.as_slice(), [("value", Attr::Float(v))] if v.to_bits() == (-0.0f64).to_bits()), "{named:?}");
+    let linear = Op::Linear { input: x, alpha: 1.0, beta: -0.0 };
+    assert_eq!(linear.arguments().1.len(), 1);
+    let default_pad = Op::Pad { input: x, beginning_padding: vec![1], ending_padding: vec![1], options: PadOptions::default() };
+    assert!(default_pad.arguments().1.is_empty());
+}

@@ -16,7 +16,7 @@ use kiln_ir::{DataType, Graph, Number, OperandDescriptor, Splits, Tensor, Values
 // ---------------------------------------------------------------------------
 // Fixtures
 
-/// The example of `shared/formats/webnn-text.md`, verbatim.
+/// The example of `docs/webnn-text-format.md`, verbatim.
 const SPEC_EXAMPLE: &str = r#"webnn_graph "resnet_head" v1 {
   inputs {
     x: f32[1, 2048];
@@ -346,12 +346,10 @@ fn spec_example_prints_in_canonical_form() {
 
 #[test]
 fn the_spec_example_in_the_format_document_is_the_one_tested() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/formats/webnn-text.md"));
-    // The shared folder is outside the repository; skip quietly where it is absent.
-    if let Ok(doc) = doc {
-        let example = doc.split("```").nth(1).unwrap().trim_start_matches('\n');
-        assert_eq!(example, SPEC_EXAMPLE);
-    }
+    // docs/webnn-text-format.md is the repository's copy of the format document.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webnn-text-format.md")).unwrap();
+    let example = doc.split("```").nth(1).unwrap().trim_start_matches('\n');
+    assert_eq!(example, SPEC_EXAMPLE);
 }
 
 #[test]

@@ -38,6 +38,9 @@ const SIGNED_NUMERIC: &[DataType] = &[Float32, Float16, Int64, Int32, Int8];
 const INDEX_TYPES: &[DataType] = &[Int32, Uint32, Int64];
 const ACCUMULATING: &[DataType] = &[Float32, Float16, Int32, Uint32, Int64, Uint64];
 
+/// The most outputs one `split` may produce.
+pub const MAX_SPLITS: u32 = 1 << 16;
+
 fn check_type(operand: &str, desc: &OperandDescriptor, allowed: &[DataType]) -> R<()> {
     if allowed.contains(&desc.data_type) {
         Ok(())
@@ -490,6 +493,9 @@ pub fn output_descriptors<'g>(
             let dim = d.shape.0[a];
             let sizes = match splits {
                 Splits::Count(0) => return err("splits", "the count must be greater than 0"),
+                Splits::Count(n) if *n > MAX_SPLITS => {
+                    return err("splits", format!("{n} parts exceed the limit of {MAX_SPLITS} outputs"));
+                }
                 Splits::Count(n) if dim % n != 0 => {
                     return err("splits", format!("{n} does not divide the axis size {dim}"));
                 }

@@ -567,21 +567,21 @@ impl Op {
                 vec![Operand(*input)]
             }
             Op::Elu { input, alpha } => {
-                push_if(&mut named, "alpha", *alpha != 1.0, Float(*alpha));
+                push_if(&mut named, "alpha", differs(*alpha, 1.0), Float(*alpha));
                 vec![Operand(*input)]
             }
             Op::LeakyRelu { input, alpha } => {
-                push_if(&mut named, "alpha", *alpha != 0.01, Float(*alpha));
+                push_if(&mut named, "alpha", differs(*alpha, 0.01), Float(*alpha));
                 vec![Operand(*input)]
             }
             Op::HardSigmoid { input, alpha, beta } => {
-                push_if(&mut named, "alpha", *alpha != 0.2, Float(*alpha));
-                push_if(&mut named, "beta", *beta != 0.5, Float(*beta));
+                push_if(&mut named, "alpha", differs(*alpha, 0.2), Float(*alpha));
+                push_if(&mut named, "beta", differs(*beta, 0.5), Float(*beta));
                 vec![Operand(*input)]
             }
             Op::Linear { input, alpha, beta } => {
-                push_if(&mut named, "alpha", *alpha != 1.0, Float(*alpha));
-                push_if(&mut named, "beta", *beta != 0.0, Float(*beta));
+                push_if(&mut named, "alpha", differs(*alpha, 1.0), Float(*alpha));
+                push_if(&mut named, "beta", differs(*beta, 0.0), Float(*beta));
                 vec![Operand(*input)]
             }
             Op::Prelu { input, slope } => vec![Operand(*input), Operand(*slope)],
@@ -640,8 +640,8 @@ impl Op {
                 if let Some(c) = o.c {
                     named.push(("c", Operand(c)));
                 }
-                push_if(&mut named, "alpha", o.alpha != 1.0, Float(o.alpha));
-                push_if(&mut named, "beta", o.beta != 1.0, Float(o.beta));
+                push_if(&mut named, "alpha", differs(o.alpha, 1.0), Float(o.alpha));
+                push_if(&mut named, "beta", differs(o.beta, 1.0), Float(o.beta));
                 push_if(&mut named, "aTranspose", o.a_transpose, Bool(true));
                 push_if(&mut named, "bTranspose", o.b_transpose, Bool(true));
                 vec![Operand(*a), Operand(*b)]
@@ -654,7 +654,7 @@ impl Op {
                     named.push(("bias", Operand(b)));
                 }
                 push_if(&mut named, "axis", o.axis != 1, Int(o.axis.into()));
-                push_if(&mut named, "epsilon", o.epsilon != 1e-5, Float(o.epsilon));
+                push_if(&mut named, "epsilon", differs(o.epsilon, 1e-5), Float(o.epsilon));
                 vec![Operand(*input), Operand(*mean), Operand(*variance)]
             }
             Op::LayerNormalization { input, options: o } => {
@@ -667,7 +667,7 @@ impl Op {
                 if let Some(a) = &o.axes {
                     named.push(("axes", ints(a)));
                 }
-                push_if(&mut named, "epsilon", o.epsilon != 1e-5, Float(o.epsilon));
+                push_if(&mut named, "epsilon", differs(o.epsilon, 1e-5), Float(o.epsilon));
                 vec![Operand(*input)]
             }
             Op::InstanceNormalization { input, options: o } => {
@@ -677,7 +677,7 @@ impl Op {
                 if let Some(b) = o.bias {
                     named.push(("bias", Operand(b)));
                 }
-                push_if(&mut named, "epsilon", o.epsilon != 1e-5, Float(o.epsilon));
+                push_if(&mut named, "epsilon", differs(o.epsilon, 1e-5), Float(o.epsilon));
                 push_if(&mut named, "layout", o.layout != InputLayout::Nchw, Str(o.layout.name()));
                 vec![Operand(*input)]
             }
@@ -718,7 +718,7 @@ impl Op {
             }
             Op::Pad { input, beginning_padding, ending_padding, options: o } => {
                 push_if(&mut named, "mode", o.mode != PaddingMode::Constant, Str(o.mode.name()));
-                push_if(&mut named, "value", o.value != Number::Float(0.0), o.value.into());
+                push_if(&mut named, "value", !matches!(o.value, Number::Float(v) if !differs(v, 0.0)), o.value.into());
                 vec![Operand(*input), ints(beginning_padding), ints(ending_padding)]
             }
             Op::Resample2d { input, options: o } => {
@@ -738,6 +738,12 @@ impl Op {
         };
         (positional, named)
     }
+}
+
+/// Whether a float option differs from its default, bit for bit (so that
+/// `-0.0` and NaN are printed, not mistaken for the default).
+fn differs(value: f64, default: f64) -> bool {
+    value.to_bits() != default.to_bits()
 }
 
 fn push_if(named: &mut Vec<(&'static str, Attr)>, key: &'static str, cond: bool, value: Attr) {
