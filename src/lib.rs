@@ -54,3 +54,8 @@ pub fn load_graph(path: impl AsRef<Path>) -> Result<Graph, LoadError> {
         _ => Err(LoadError::UnknownFormat { path: path.display().to_string() }),
     }
 }
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -88,7 +88,7 @@ fn check_axes(name: &str, axes: &[u32], rank: usize) -> R<()> {
 }
 
 fn check_positive(name: &str, values: &[u32]) -> R<()> {
-    if values.iter().any(|&v| v == 0) {
+    if values.contains(&0) {
         err(name, format!("values {values:?} must all be greater than 0"))
     } else {
         Ok(())
@@ -107,18 +107,17 @@ pub fn check_dims(operand: &str, shape: &Shape) -> R<()> {
 /// Numpy-style bidirectional broadcasting of two shapes.
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     let rank = a.rank().max(b.rank());
-    let mut out = vec![0; rank];
-    for i in 0..rank {
-        let da = if i + a.rank() >= rank { a.0[i + a.rank() - rank] } else { 1 };
-        let db = if i + b.rank() >= rank { b.0[i + b.rank() - rank] } else { 1 };
-        out[i] = match (da, db) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => return None,
-        };
-    }
-    Some(Shape(out))
+    // Dimension `i` of a shape right-aligned to `rank`, 1 where it has none.
+    let dim = |s: &Shape, i: usize| if i + s.rank() >= rank { s.0[i + s.rank() - rank] } else { 1 };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(Shape)
 }
 
 /// Whether `from` broadcasts to exactly `to` (unidirectional broadcasting).
@@ -496,7 +495,7 @@ pub fn output_descriptors<'g>(
                 Splits::Count(n) if *n > MAX_SPLITS => {
                     return err("splits", format!("{n} parts exceed the limit of {MAX_SPLITS} outputs"));
                 }
-                Splits::Count(n) if dim % n != 0 => {
+                Splits::Count(n) if !dim.is_multiple_of(*n) => {
                     return err("splits", format!("{n} does not divide the axis size {dim}"));
                 }
                 Splits::Count(n) => vec![dim / n; *n as usize],
@@ -637,13 +636,13 @@ fn conv2d<'g>(
     let (ha, wa) = spatial_axes(o.input_layout);
     let cin = d.shape.0[channel_axis(o.input_layout)];
     let (cout, cin_per_group, kh, kw) = conv2d_filter_dims(o.filter_layout, &f.shape);
-    if cin % o.groups != 0 || cin / o.groups != cin_per_group {
+    if !cin.is_multiple_of(o.groups) || cin / o.groups != cin_per_group {
         return err(
             "filter",
             format!("input channels per group ({cin} / groups {}) must equal the filter's {cin_per_group}", o.groups),
         );
     }
-    if cout % o.groups != 0 {
+    if !cout.is_multiple_of(o.groups) {
         return err("filter", format!("output channels {cout} must be divisible by groups {}", o.groups));
     }
     check_optional_vector("bias", o.bias, desc, d.data_type, cout)?;
@@ -673,7 +672,7 @@ fn conv_transpose2d<'g>(
     if fin != cin {
         return err("filter", format!("input channels {fin} must equal the input's {cin}"));
     }
-    if cin % o.groups != 0 {
+    if !cin.is_multiple_of(o.groups) {
         return err("groups", format!("{} must divide the input channels {cin}", o.groups));
     }
     let cout = mul_dims("filter", cout_per_group, o.groups)?;

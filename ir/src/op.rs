@@ -45,10 +45,10 @@ impl From<i64> for Number {
 }
 
 macro_rules! kinds {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $js:literal),* $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $js:literal),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),* }
+        pub enum $name { $($(#[$vmeta])* $variant),* }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),*];
@@ -104,59 +104,35 @@ kinds!(
 );
 kinds!(
     /// `MLInputOperandLayout`.
-    InputLayout { Nchw => "nchw", Nhwc => "nhwc" }
+    #[derive(Default)]
+    InputLayout { #[default] Nchw => "nchw", Nhwc => "nhwc" }
 );
 kinds!(
     /// `MLConv2dFilterOperandLayout`.
-    Conv2dFilterLayout { Oihw => "oihw", Hwio => "hwio", Ohwi => "ohwi", Ihwo => "ihwo" }
+    #[derive(Default)]
+    Conv2dFilterLayout { #[default] Oihw => "oihw", Hwio => "hwio", Ohwi => "ohwi", Ihwo => "ihwo" }
 );
 kinds!(
     /// `MLConvTranspose2dFilterOperandLayout`.
-    ConvTranspose2dFilterLayout { Iohw => "iohw", Hwoi => "hwoi", Ohwi => "ohwi" }
+    #[derive(Default)]
+    ConvTranspose2dFilterLayout { #[default] Iohw => "iohw", Hwoi => "hwoi", Ohwi => "ohwi" }
 );
 kinds!(
     /// `MLRoundingType`.
-    RoundingType { Floor => "floor", Ceil => "ceil" }
+    #[derive(Default)]
+    RoundingType { #[default] Floor => "floor", Ceil => "ceil" }
 );
 kinds!(
     /// `MLInterpolationMode`.
-    InterpolationMode { NearestNeighbor => "nearest-neighbor", Linear => "linear" }
+    #[derive(Default)]
+    InterpolationMode { #[default] NearestNeighbor => "nearest-neighbor", Linear => "linear" }
 );
 kinds!(
     /// `MLPaddingMode`.
-    PaddingMode { Constant => "constant", Edge => "edge", Reflection => "reflection" }
+    #[derive(Default)]
+    PaddingMode { #[default] Constant => "constant", Edge => "edge", Reflection => "reflection" }
 );
 
-impl Default for InputLayout {
-    fn default() -> Self {
-        InputLayout::Nchw
-    }
-}
-impl Default for Conv2dFilterLayout {
-    fn default() -> Self {
-        Conv2dFilterLayout::Oihw
-    }
-}
-impl Default for ConvTranspose2dFilterLayout {
-    fn default() -> Self {
-        ConvTranspose2dFilterLayout::Iohw
-    }
-}
-impl Default for RoundingType {
-    fn default() -> Self {
-        RoundingType::Floor
-    }
-}
-impl Default for InterpolationMode {
-    fn default() -> Self {
-        InterpolationMode::NearestNeighbor
-    }
-}
-impl Default for PaddingMode {
-    fn default() -> Self {
-        PaddingMode::Constant
-    }
-}
 
 /// `MLConv2dOptions`. Padding is `[top, bottom, left, right]`.
 #[derive(Clone, Debug, PartialEq)]
