@@ -12,6 +12,7 @@ mod graph;
 pub mod cost;
 pub mod infer;
 pub mod interp;
+pub mod kernel;
 mod op;
 mod shape;
 mod tensor;

@@ -1,0 +1,544 @@
+//! The kernel IR: what the backends compile. A [`Program`] is a list of
+//! kernels over numbered buffers (graph inputs, graph outputs, constants and
+//! scratch space in one arena). Each kernel is a loop structure over an
+//! iteration *domain* plus a scalar expression, so that a backend translates
+//! loops and arithmetic without knowing which WebNN operator they came from.
+//!
+//! Memory is read and written through [`Access`]es: affine maps from a
+//! domain index to tensor coordinates. They express broadcasting (a zero
+//! coefficient), transposes, slices, strides, dilations and im2col windows.
+//! An access may be *guarded*: coordinates outside the tensor read a fill
+//! value instead of memory (padding). [`Program::validate`] proves that every
+//! unguarded access stays inside its buffer for every index of its domain, so
+//! generated code needs no run-time bounds checks beyond the guards.
+//!
+//! Kernels compute in f32. Loads convert from the buffer's data type and
+//! stores convert back; a [`Kernel::Map`] whose expression is a single load
+//! of the same data type is a plain copy of any element type.
+
+use std::fmt::{self, Write};
+
+use crate::{DataType, Tensor};
+
+/// Index of a buffer in its program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufferId(pub u32);
+
+impl fmt::Display for BufferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.0)
+    }
+}
+
+/// Where a buffer's memory comes from.
+#[derive(Clone, Debug)]
+pub enum BufferKind {
+    /// The caller's tensor for graph input `name`.
+    Input(String),
+    /// The caller-visible tensor for graph output `name`.
+    Output(String),
+    /// Data fixed at compile time.
+    Constant(Tensor),
+    /// Temporary memory at `offset` bytes into the arena (set by planning).
+    Scratch { offset: usize },
+}
+
+/// A flat, row-major run of elements.
+#[derive(Clone, Debug)]
+pub struct Buffer {
+    pub kind: BufferKind,
+    pub data_type: DataType,
+    /// Length in elements.
+    pub len: usize,
+}
+
+impl Buffer {
+    pub fn byte_len(&self) -> usize {
+        self.len * self.data_type.byte_size()
+    }
+}
+
+/// An affine access: for a domain index `i`, tensor coordinate `j` is
+/// `base[j] + Σ_a coef[j][a] * i[a]`, and the element read or written is
+/// at the row-major offset of those coordinates in `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Access {
+    pub buffer: BufferId,
+    /// The tensor's shape as laid out in the buffer (row-major).
+    pub shape: Vec<usize>,
+    pub base: Vec<isize>,
+    /// `coef[j][a]`: one row per tensor dimension, one column per domain axis.
+    pub coef: Vec<Vec<isize>>,
+    /// `Some(fill)`: coordinates outside `shape` read `fill` (never memory).
+    /// `None`: the validator proves every coordinate is inside `shape`.
+    pub guard: Option<f32>,
+}
+
+impl Access {
+    /// The identity access of a whole tensor over a domain equal to its shape.
+    pub fn identity(buffer: BufferId, shape: &[usize]) -> Self {
+        let rank = shape.len();
+        Access {
+            buffer,
+            shape: shape.to_vec(),
+            base: vec![0; rank],
+            coef: (0..rank).map(|j| (0..rank).map(|a| isize::from(a == j)).collect()).collect(),
+            guard: None,
+        }
+    }
+
+    /// Row-major element strides of `shape`.
+    pub fn strides(&self) -> Vec<isize> {
+        let mut s = vec![1isize; self.shape.len()];
+        for j in (0..self.shape.len().saturating_sub(1)).rev() {
+            s[j] = s[j + 1] * self.shape[j + 1] as isize;
+        }
+        s
+    }
+
+    /// The flat element offset's affine form over the domain: `(offset, per-axis stride)`.
+    /// Only meaningful for unguarded accesses (for guarded ones it is the
+    /// offset the coordinates would have, before the guard).
+    pub fn linear(&self, domain_rank: usize) -> (isize, Vec<isize>) {
+        let strides = self.strides();
+        let offset = self.base.iter().zip(&strides).map(|(b, s)| b * s).sum();
+        let per_axis = (0..domain_rank)
+            .map(|a| self.coef.iter().zip(&strides).map(|(row, s)| row[a] * s).sum())
+            .collect();
+        (offset, per_axis)
+    }
+}
+
+/// Reference to a node of an [`Expr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+/// A one-argument scalar function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryFn {
+    Abs,
+    Neg,
+    Ceil,
+    Floor,
+    Sqrt,
+    Exp,
+    Log,
+    Erf,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    /// Truncation toward zero (float to integer casts).
+    Trunc,
+    /// Rounds to the nearest float16 value (casts to float16).
+    RoundF16,
+}
+
+/// A two-argument scalar function. Comparisons give 1.0 or 0.0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryFn {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// IEEE maximum that propagates NaN.
+    Max,
+    /// IEEE minimum that propagates NaN.
+    Min,
+    Pow,
+    Equal,
+    Greater,
+    GreaterOrEqual,
+    Lesser,
+    LesserOrEqual,
+}
+
+/// One node of an expression.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExprNode {
+    /// The element of the kernel's input access `n` at the current index.
+    Load(u32),
+    Const(f32),
+    /// The accumulator (in reductions' and gemms' finishing expressions).
+    Acc,
+    /// The number of elements combined whose guard passed (reductions).
+    Count,
+    Unary(UnaryFn, ValueId),
+    Binary(BinaryFn, ValueId, ValueId),
+    /// `if cond != 0 { a } else { b }`.
+    Select(ValueId, ValueId, ValueId),
+}
+
+/// A scalar expression in SSA form; the last node is the result. Nodes only
+/// refer to earlier nodes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Expr {
+    pub nodes: Vec<ExprNode>,
+}
+
+impl Expr {
+    pub fn push(&mut self, node: ExprNode) -> ValueId {
+        self.nodes.push(node);
+        ValueId(self.nodes.len() as u32 - 1)
+    }
+
+    /// The expression that just loads input `n`.
+    pub fn load(n: u32) -> Self {
+        Expr { nodes: vec![ExprNode::Load(n)] }
+    }
+
+    /// The expression that is just the accumulator.
+    pub fn acc() -> Self {
+        Expr { nodes: vec![ExprNode::Acc] }
+    }
+
+    pub fn result(&self) -> ValueId {
+        ValueId(self.nodes.len() as u32 - 1)
+    }
+}
+
+/// How a reduction combines elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Combine {
+    Sum,
+    Product,
+    Max,
+    Min,
+}
+
+impl Combine {
+    /// The identity element of the combination.
+    pub fn identity(self) -> f32 {
+        match self {
+            Combine::Sum => 0.0,
+            Combine::Product => 1.0,
+            Combine::Max => f32::NEG_INFINITY,
+            Combine::Min => f32::INFINITY,
+        }
+    }
+}
+
+/// One kernel: a loop nest over `domain` plus scalar work.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    /// For every index `i` of `domain`: `out[i] = expr(i)`.
+    Map { domain: Vec<usize>, inputs: Vec<Access>, expr: Expr, out: Access },
+    /// `domain` is the kept axes followed by `reduced` reduced axes. For each
+    /// kept index: `acc = combine.identity()`, then over the reduced axes
+    /// `acc = combine(acc, element(i))`, then `out[kept] = finish(acc, count)`.
+    /// `out` is indexed by the kept axes only.
+    Reduce {
+        domain: Vec<usize>,
+        reduced: usize,
+        inputs: Vec<Access>,
+        element: Expr,
+        combine: Combine,
+        finish: Expr,
+        out: Access,
+    },
+    /// Batched matrix product over the domain `[batch.., m, n, k]`:
+    /// `out[b, m, n] = epilogue(Σ_k a[b, m, k] * b[b, k, n])`. The accesses
+    /// `a`, `b` are over the full domain (their `n`, respectively `m`,
+    /// coefficients are zero); `out` and the epilogue's inputs are over
+    /// `[batch.., m, n]`. In the epilogue, `Acc` is the sum.
+    Gemm { domain: Vec<usize>, a: Access, b: Access, epilogue_inputs: Vec<Access>, epilogue: Expr, out: Access },
+    /// `out[o, j, i] = input[o, clamp(indices[j]), i]` over the domain
+    /// `[outer, indices, inner]`, where negative indices count from the end
+    /// of `axis_len` and out-of-range ones are clamped into it.
+    Gather {
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        input: BufferId,
+        indices: BufferId,
+        index_count: usize,
+        out: BufferId,
+    },
+}
+
+impl Kernel {
+    /// A short name for printing and profiles.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Kernel::Map { .. } => "map",
+            Kernel::Reduce { .. } => "reduce",
+            Kernel::Gemm { .. } => "gemm",
+            Kernel::Gather { .. } => "gather",
+        }
+    }
+}
+
+/// A program: buffers, and kernels in execution order.
+#[derive(Clone, Debug, Default)]
+pub struct Program {
+    pub buffers: Vec<Buffer>,
+    pub kernels: Vec<Kernel>,
+    /// Bytes of scratch memory one execution needs.
+    pub arena_bytes: usize,
+}
+
+/// A kernel that could touch memory outside a buffer, or is malformed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("kernel {kernel} ({kind}): {message}")]
+pub struct KernelError {
+    pub kernel: usize,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Program {
+    pub fn add_buffer(&mut self, kind: BufferKind, data_type: DataType, len: usize) -> BufferId {
+        self.buffers.push(Buffer { kind, data_type, len });
+        BufferId(self.buffers.len() as u32 - 1)
+    }
+
+    pub fn buffer(&self, id: BufferId) -> &Buffer {
+        &self.buffers[id.0 as usize]
+    }
+
+    /// Proves every access of every kernel stays inside its buffer and that
+    /// every expression is well formed. Backends call this before generating
+    /// code.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        for (k, kernel) in self.kernels.iter().enumerate() {
+            let fail = |message: String| KernelError { kernel: k, kind: kernel.kind(), message };
+            match kernel {
+                Kernel::Map { domain, inputs, expr, out } => {
+                    for (n, a) in inputs.iter().enumerate() {
+                        self.check_access(a, domain).map_err(|m| fail(format!("input {n}: {m}")))?;
+                    }
+                    self.check_output(out, domain).map_err(|m| fail(format!("output: {m}")))?;
+                    check_expr(expr, inputs.len(), false).map_err(fail)?;
+                }
+                Kernel::Reduce { domain, reduced, inputs, element, finish, out, .. } => {
+                    if *reduced > domain.len() {
+                        return Err(fail(format!("{reduced} reduced axes in a rank-{} domain", domain.len())));
+                    }
+                    for (n, a) in inputs.iter().enumerate() {
+                        self.check_access(a, domain).map_err(|m| fail(format!("input {n}: {m}")))?;
+                    }
+                    self.check_output(out, &domain[..domain.len() - reduced]).map_err(|m| fail(format!("output: {m}")))?;
+                    check_expr(element, inputs.len(), false).map_err(fail)?;
+                    check_expr(finish, 0, true).map_err(fail)?;
+                }
+                Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
+                    if domain.len() < 3 {
+                        return Err(fail("a gemm domain needs at least [m, n, k]".into()));
+                    }
+                    self.check_access(a, domain).map_err(|m| fail(format!("a: {m}")))?;
+                    self.check_access(b, domain).map_err(|m| fail(format!("b: {m}")))?;
+                    let outer = &domain[..domain.len() - 1];
+                    for (n, e) in epilogue_inputs.iter().enumerate() {
+                        self.check_access(e, outer).map_err(|m| fail(format!("epilogue input {n}: {m}")))?;
+                    }
+                    self.check_output(out, outer).map_err(|m| fail(format!("output: {m}")))?;
+                    check_expr(epilogue, epilogue_inputs.len(), true).map_err(fail)?;
+                }
+                Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
+                    let need = |id: BufferId, len: usize, what: &str| -> Result<(), KernelError> {
+                        let have = self.buffers.get(id.0 as usize).map(|b| b.len);
+                        if have.is_some_and(|h| h >= len) {
+                            Ok(())
+                        } else {
+                            Err(fail(format!("{what} {id} holds {have:?} elements, needs {len}")))
+                        }
+                    };
+                    let input_len = outer.checked_mul(*axis_len).and_then(|x| x.checked_mul(*inner));
+                    let out_len = outer.checked_mul(*index_count).and_then(|x| x.checked_mul(*inner));
+                    let (Some(input_len), Some(out_len)) = (input_len, out_len) else {
+                        return Err(fail("sizes overflow".into()));
+                    };
+                    if *axis_len == 0 {
+                        return Err(fail("empty gather axis".into()));
+                    }
+                    need(*input, input_len, "input")?;
+                    need(*indices, *index_count, "indices")?;
+                    need(*out, out_len, "output")?;
+                    let t = self.buffer(*indices).data_type;
+                    if !matches!(t, DataType::Int32 | DataType::Uint32 | DataType::Int64) {
+                        return Err(fail(format!("indices of type {t}")));
+                    }
+                    if self.buffer(*input).data_type != self.buffer(*out).data_type {
+                        return Err(fail("input and output types differ".into()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_access(&self, a: &Access, domain: &[usize]) -> Result<(), String> {
+        let buffer = self.buffers.get(a.buffer.0 as usize).ok_or_else(|| format!("no buffer {}", a.buffer))?;
+        let rank = a.shape.len();
+        if a.base.len() != rank || a.coef.len() != rank || a.coef.iter().any(|row| row.len() != domain.len()) {
+            return Err(format!("access to {} has the wrong rank for a rank-{} domain", a.buffer, domain.len()));
+        }
+        let elements = a.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if elements.is_none_or(|e| e > buffer.len) {
+            return Err(format!("shape {:?} is larger than {} ({} elements)", a.shape, a.buffer, buffer.len));
+        }
+        if domain.contains(&0) {
+            return Ok(()); // nothing is accessed
+        }
+        if a.guard.is_some() {
+            return Ok(()); // every coordinate is checked when the code runs
+        }
+        for j in 0..rank {
+            let (lo, hi) = coordinate_range(a.base[j], &a.coef[j], domain).ok_or("coordinate arithmetic overflows")?;
+            if lo < 0 || hi >= a.shape[j] as i128 {
+                return Err(format!(
+                    "coordinate {j} of {} spans [{lo}, {hi}], outside [0, {})",
+                    a.buffer, a.shape[j]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_output(&self, a: &Access, domain: &[usize]) -> Result<(), String> {
+        if a.guard.is_some() {
+            return Err("a written access cannot be guarded".into());
+        }
+        match self.buffers.get(a.buffer.0 as usize).map(|b| &b.kind) {
+            Some(BufferKind::Constant(_)) | Some(BufferKind::Input(_)) => {
+                Err(format!("{} is read-only", a.buffer))
+            }
+            _ => self.check_access(a, domain),
+        }
+    }
+}
+
+/// The least and greatest value of `base + Σ coef[a] * i[a]` over the domain box.
+fn coordinate_range(base: isize, coef: &[isize], domain: &[usize]) -> Option<(i128, i128)> {
+    let (mut lo, mut hi) = (base as i128, base as i128);
+    for (&c, &d) in coef.iter().zip(domain) {
+        let span = (c as i128).checked_mul(d as i128 - 1)?;
+        if span < 0 {
+            lo += span;
+        } else {
+            hi += span;
+        }
+    }
+    Some((lo, hi))
+}
+
+fn check_expr(expr: &Expr, inputs: usize, finishing: bool) -> Result<(), String> {
+    if expr.nodes.is_empty() {
+        return Err("empty expression".into());
+    }
+    for (i, node) in expr.nodes.iter().enumerate() {
+        let ok = |v: &ValueId| (v.0 as usize) < i;
+        let valid = match node {
+            ExprNode::Load(n) => (*n as usize) < inputs,
+            ExprNode::Const(_) => true,
+            ExprNode::Acc | ExprNode::Count => finishing,
+            ExprNode::Unary(_, a) => ok(a),
+            ExprNode::Binary(_, a, b) => ok(a) && ok(b),
+            ExprNode::Select(c, a, b) => ok(c) && ok(a) && ok(b),
+        };
+        if !valid {
+            return Err(format!("expression node {i} ({node:?}) refers to something it cannot"));
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Program {
+    /// A stable text form: buffers, then kernels with their accesses and
+    /// expressions.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.buffers.iter().enumerate() {
+            let kind = match &b.kind {
+                BufferKind::Input(n) => format!("input \"{n}\""),
+                BufferKind::Output(n) => format!("output \"{n}\""),
+                BufferKind::Constant(_) => "constant".to_string(),
+                BufferKind::Scratch { offset } => format!("scratch @{offset}"),
+            };
+            writeln!(f, "b{i}: {}[{}] {kind}", b.data_type.short_name(), b.len)?;
+        }
+        writeln!(f, "arena: {} bytes", self.arena_bytes)?;
+        for (k, kernel) in self.kernels.iter().enumerate() {
+            let mut s = String::new();
+            match kernel {
+                Kernel::Map { domain, inputs, expr, out } => {
+                    let _ = writeln!(s, "k{k}: map {domain:?}");
+                    write_accesses(&mut s, "in", inputs);
+                    let _ = writeln!(s, "  out: {}", fmt_access(out));
+                    let _ = writeln!(s, "  expr: {}", fmt_expr(expr));
+                }
+                Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
+                    let _ = writeln!(s, "k{k}: reduce {domain:?} over the last {reduced} ({combine:?})");
+                    write_accesses(&mut s, "in", inputs);
+                    let _ = writeln!(s, "  out: {}", fmt_access(out));
+                    let _ = writeln!(s, "  element: {}", fmt_expr(element));
+                    let _ = writeln!(s, "  finish: {}", fmt_expr(finish));
+                }
+                Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
+                    let _ = writeln!(s, "k{k}: gemm {domain:?}");
+                    let _ = writeln!(s, "  a: {}", fmt_access(a));
+                    let _ = writeln!(s, "  b: {}", fmt_access(b));
+                    write_accesses(&mut s, "epilogue in", epilogue_inputs);
+                    let _ = writeln!(s, "  out: {}", fmt_access(out));
+                    let _ = writeln!(s, "  epilogue: {}", fmt_expr(epilogue));
+                }
+                Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
+                    let _ = writeln!(
+                        s,
+                        "k{k}: gather {out} = {input}[{outer}, {indices}[{index_count}] of {axis_len}, {inner}]"
+                    );
+                }
+            }
+            f.write_str(&s)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_accesses(s: &mut String, label: &str, accesses: &[Access]) {
+    for (n, a) in accesses.iter().enumerate() {
+        let _ = writeln!(s, "  {label}{n}: {}", fmt_access(a));
+    }
+}
+
+fn fmt_access(a: &Access) -> String {
+    let coords: Vec<String> = a
+        .base
+        .iter()
+        .zip(&a.coef)
+        .map(|(b, row)| {
+            let mut terms: Vec<String> = row
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c != 0)
+                .map(|(ax, c)| if *c == 1 { format!("i{ax}") } else { format!("{c}*i{ax}") })
+                .collect();
+            if *b != 0 || terms.is_empty() {
+                terms.push(b.to_string());
+            }
+            terms.join("+")
+        })
+        .collect();
+    let guard = a.guard.map(|g| format!(" else {g:?}")).unwrap_or_default();
+    format!("{}{:?}[{}]{guard}", a.buffer, a.shape, coords.join(", "))
+}
+
+fn fmt_expr(e: &Expr) -> String {
+    let items: Vec<String> = e
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let rhs = match n {
+                ExprNode::Load(k) => format!("in{k}"),
+                ExprNode::Const(c) => format!("{c:?}"),
+                ExprNode::Acc => "acc".into(),
+                ExprNode::Count => "count".into(),
+                ExprNode::Unary(op, a) => format!("{op:?}(v{})", a.0),
+                ExprNode::Binary(op, a, b) => format!("{op:?}(v{}, v{})", a.0, b.0),
+                ExprNode::Select(c, a, b) => format!("select(v{}, v{}, v{})", c.0, a.0, b.0),
+            };
+            format!("v{i}={rhs}")
+        })
+        .collect();
+    items.join("; ")
+}
