@@ -1,1 +1,4 @@
-//! Code generation arrives with the native backend (issue 3).
+//! kiln's code generators. `cpu`: native code through Cranelift, JIT-compiled
+//! into the process.
+
+pub mod cpu;

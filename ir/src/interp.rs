@@ -26,6 +26,8 @@
 
 mod conv;
 mod elementwise;
+/// The error function, accurate to about 1e-15 (Rust's standard library has none).
+pub use elementwise::erf;
 mod linalg;
 mod movement;
 mod norm;

@@ -1,0 +1,546 @@
+//! Translation of one kernel into a Cranelift function body: loop nests
+//! over the domain, affine address arithmetic, guarded loads, scalar
+//! expressions, conversions between buffer types and f32.
+
+use std::collections::BTreeMap;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MachMemFlags, Type, Value};
+use cranelift_frontend::FunctionBuilder;
+use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn};
+use kiln_ir::DataType;
+
+use super::runtime_fns::{Helper, Imported};
+
+/// Per-function state: the base address of each buffer the kernel touches.
+struct Emitter<'a> {
+    program: &'a Program,
+    helpers: &'a Imported,
+    bases: BTreeMap<BufferId, Value>,
+    task: Value,
+    tasks: Value,
+}
+
+fn flags() -> MachMemFlags {
+    // Validated accesses never trap. Callers' tensors need not be aligned,
+    // so no alignment is promised.
+    MachMemFlags::new().with_notrap()
+}
+
+/// Emits the body of `kernel` into `fb`, whose function has the kernel
+/// signature (buffers, task, tasks).
+pub fn kernel(fb: &mut FunctionBuilder, program: &Program, kernel: &Kernel, helpers: &Imported) {
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let params = fb.block_params(entry).to_vec();
+    let (buffers, task, tasks) = (params[0], params[1], params[2]);
+    let mut used = Vec::new();
+    collect_buffers(kernel, &mut used);
+    let mut bases = BTreeMap::new();
+    for id in used {
+        let base = fb.ins().load(types::I64, flags(), buffers, (id.0 as i32) * 8);
+        bases.insert(id, base);
+    }
+    let mut e = Emitter { program, helpers, bases, task, tasks };
+    match kernel {
+        Kernel::Map { domain, inputs, expr, out } => e.map(fb, domain, inputs, expr, out),
+        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
+            e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out)
+        }
+        Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
+            e.gemm(fb, domain, a, b, epilogue_inputs, epilogue, out)
+        }
+        Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
+            e.gather(fb, *outer, *axis_len, *inner, *input, *indices, *index_count, *out)
+        }
+    }
+    fb.ins().return_(&[]);
+    fb.seal_all_blocks();
+}
+
+fn collect_buffers(kernel: &Kernel, out: &mut Vec<BufferId>) {
+    let mut add = |id: BufferId| {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    };
+    match kernel {
+        Kernel::Map { inputs, out: o, .. } | Kernel::Reduce { inputs, out: o, .. } => {
+            inputs.iter().for_each(|a| add(a.buffer));
+            add(o.buffer);
+        }
+        Kernel::Gemm { a, b, epilogue_inputs, out: o, .. } => {
+            add(a.buffer);
+            add(b.buffer);
+            epilogue_inputs.iter().for_each(|x| add(x.buffer));
+            add(o.buffer);
+        }
+        Kernel::Gather { input, indices, out: o, .. } => {
+            add(*input);
+            add(*indices);
+            add(*o);
+        }
+    }
+    out.sort();
+}
+
+/// `for i in start..end { body(i) }`.
+fn for_range(fb: &mut FunctionBuilder, start: Value, end: Value, body: &mut dyn FnMut(&mut FunctionBuilder, Value)) {
+    let var = fb.declare_var(types::I64);
+    fb.def_var(var, start);
+    let header = fb.create_block();
+    let body_block = fb.create_block();
+    let exit = fb.create_block();
+    fb.ins().jump(header, &[]);
+    fb.switch_to_block(header);
+    let i = fb.use_var(var);
+    let more = fb.ins().icmp(IntCC::SignedLessThan, i, end);
+    fb.ins().brif(more, body_block, &[], exit, &[]);
+    fb.switch_to_block(body_block);
+    body(fb, i);
+    let next = fb.ins().iadd_imm_s(i, 1);
+    fb.def_var(var, next);
+    fb.ins().jump(header, &[]);
+    fb.switch_to_block(exit);
+}
+
+/// Loops over `ranges` (outermost first), calling `body` with every index.
+fn nest(fb: &mut FunctionBuilder, ranges: &[(Value, Value)], index: &mut Vec<Value>, body: &mut dyn FnMut(&mut FunctionBuilder, &[Value])) {
+    match ranges.split_first() {
+        None => body(fb, index),
+        Some((&(start, end), rest)) => for_range(fb, start, end, &mut |fb, i| {
+            index.push(i);
+            nest(fb, rest, index, body);
+            index.pop();
+        }),
+    }
+}
+
+fn int_type(t: DataType) -> Type {
+    match t.byte_size() {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
+    }
+}
+
+impl Emitter<'_> {
+    /// Loop bounds for `domain` with axis 0 split across tasks.
+    fn ranges(&self, fb: &mut FunctionBuilder, domain: &[usize], parallel: bool) -> Vec<(Value, Value)> {
+        domain
+            .iter()
+            .enumerate()
+            .map(|(a, &d)| {
+                let d = fb.ins().iconst(types::I64, d as i64);
+                if a == 0 && parallel {
+                    // [task * d / tasks, (task + 1) * d / tasks)
+                    let lo = fb.ins().imul(self.task, d);
+                    let lo = fb.ins().udiv(lo, self.tasks);
+                    let t1 = fb.ins().iadd_imm_s(self.task, 1);
+                    let hi = fb.ins().imul(t1, d);
+                    let hi = fb.ins().udiv(hi, self.tasks);
+                    (lo, hi)
+                } else {
+                    (fb.ins().iconst(types::I64, 0), d)
+                }
+            })
+            .collect()
+    }
+
+    /// Only task 0 runs kernels without a parallel axis.
+    fn single_task(&self, fb: &mut FunctionBuilder) {
+        let run = fb.create_block();
+        let skip = fb.create_block();
+        fb.ins().brif(self.task, skip, &[], run, &[]);
+        fb.switch_to_block(skip);
+        fb.ins().return_(&[]);
+        fb.switch_to_block(run);
+    }
+
+    /// `Σ coef[a] * index[a] + base` as an i64 value.
+    fn affine(fb: &mut FunctionBuilder, base: isize, coef: &[isize], index: &[Value]) -> Value {
+        let mut v = fb.ins().iconst(types::I64, base as i64);
+        for (&c, &i) in coef.iter().zip(index) {
+            match c {
+                0 => {}
+                1 => v = fb.ins().iadd(v, i),
+                _ => {
+                    let t = fb.ins().imul_imm_s(i, c as i64);
+                    v = fb.ins().iadd(v, t);
+                }
+            }
+        }
+        v
+    }
+
+    fn address(&self, fb: &mut FunctionBuilder, buffer: BufferId, element: Value) -> Value {
+        let size = self.program.buffer(buffer).data_type.byte_size() as i64;
+        let bytes = fb.ins().imul_imm_s(element, size);
+        fb.ins().iadd(self.bases[&buffer], bytes)
+    }
+
+    /// The element offset of an unguarded access at `index`.
+    fn offset(fb: &mut FunctionBuilder, a: &Access, index: &[Value]) -> Value {
+        let (offset, strides) = a.linear(index.len());
+        Self::affine(fb, offset, &strides, index)
+    }
+
+    /// Whether every coordinate of a guarded access is inside its shape.
+    fn in_range(fb: &mut FunctionBuilder, a: &Access, index: &[Value]) -> Value {
+        let mut ok = fb.ins().iconst(types::I8, 1);
+        for j in 0..a.shape.len() {
+            if a.coef[j].iter().all(|&c| c == 0) && (0..a.shape[j] as isize).contains(&a.base[j]) {
+                continue;
+            }
+            let c = Self::affine(fb, a.base[j], &a.coef[j], index);
+            let inside = fb.ins().icmp_imm_u(IntCC::UnsignedLessThan, c, a.shape[j] as i64);
+            ok = fb.ins().band(ok, inside);
+        }
+        ok
+    }
+
+    /// Loads the element at `offset` of `buffer`, converted to f32.
+    fn load_f32(&self, fb: &mut FunctionBuilder, buffer: BufferId, offset: Value) -> Value {
+        let addr = self.address(fb, buffer, offset);
+        let t = self.program.buffer(buffer).data_type;
+        match t {
+            DataType::Float32 => fb.ins().load(types::F32, flags(), addr, 0),
+            DataType::Float16 => {
+                let bits = fb.ins().uload16(types::I32, flags(), addr, 0);
+                let f = self.helpers.get(Helper::F16BitsToF32);
+                let call = fb.ins().call(f, &[bits]);
+                fb.inst_results(call)[0]
+            }
+            DataType::Int32 => {
+                let v = fb.ins().load(types::I32, flags(), addr, 0);
+                fb.ins().fcvt_from_sint(types::F32, v)
+            }
+            DataType::Uint32 => {
+                let v = fb.ins().load(types::I32, flags(), addr, 0);
+                fb.ins().fcvt_from_uint(types::F32, v)
+            }
+            DataType::Int64 => {
+                let v = fb.ins().load(types::I64, flags(), addr, 0);
+                fb.ins().fcvt_from_sint(types::F32, v)
+            }
+            DataType::Uint64 => {
+                let v = fb.ins().load(types::I64, flags(), addr, 0);
+                fb.ins().fcvt_from_uint(types::F32, v)
+            }
+            DataType::Int8 => {
+                let v = fb.ins().sload8(types::I32, flags(), addr, 0);
+                fb.ins().fcvt_from_sint(types::F32, v)
+            }
+            DataType::Uint8 => {
+                let v = fb.ins().uload8(types::I32, flags(), addr, 0);
+                fb.ins().fcvt_from_uint(types::F32, v)
+            }
+        }
+    }
+
+    /// Stores an f32 to the element at `offset` of `buffer`, converted to its
+    /// type: float16 rounds to nearest; integers truncate and saturate.
+    fn store_f32(&self, fb: &mut FunctionBuilder, buffer: BufferId, offset: Value, v: Value) {
+        let addr = self.address(fb, buffer, offset);
+        let t = self.program.buffer(buffer).data_type;
+        let saturated = |fb: &mut FunctionBuilder, lo: i64, hi: i64| {
+            let i = fb.ins().fcvt_to_sint_sat(types::I32, v);
+            let (lo, hi) = (fb.ins().iconst(types::I32, lo), fb.ins().iconst(types::I32, hi));
+            let i = fb.ins().smax(i, lo);
+            fb.ins().smin(i, hi)
+        };
+        match t {
+            DataType::Float32 => {
+                fb.ins().store(flags(), v, addr, 0);
+            }
+            DataType::Float16 => {
+                let f = self.helpers.get(Helper::F32ToF16Bits);
+                let call = fb.ins().call(f, &[v]);
+                let bits = fb.inst_results(call)[0];
+                fb.ins().istore16(flags(), bits, addr, 0);
+            }
+            DataType::Int32 => {
+                let i = fb.ins().fcvt_to_sint_sat(types::I32, v);
+                fb.ins().store(flags(), i, addr, 0);
+            }
+            DataType::Uint32 => {
+                let i = fb.ins().fcvt_to_uint_sat(types::I32, v);
+                fb.ins().store(flags(), i, addr, 0);
+            }
+            DataType::Int64 => {
+                let i = fb.ins().fcvt_to_sint_sat(types::I64, v);
+                fb.ins().store(flags(), i, addr, 0);
+            }
+            DataType::Uint64 => {
+                let i = fb.ins().fcvt_to_uint_sat(types::I64, v);
+                fb.ins().store(flags(), i, addr, 0);
+            }
+            DataType::Int8 => {
+                let i = saturated(fb, -128, 127);
+                fb.ins().istore8(flags(), i, addr, 0);
+            }
+            DataType::Uint8 => {
+                let i = saturated(fb, 0, 255);
+                fb.ins().istore8(flags(), i, addr, 0);
+            }
+        }
+    }
+
+    /// Reads access `a` at `index` as f32, honouring its guard.
+    fn read(&self, fb: &mut FunctionBuilder, a: &Access, index: &[Value]) -> Value {
+        let Some(fill) = a.guard else {
+            let offset = Self::offset(fb, a, index);
+            return self.load_f32(fb, a.buffer, offset);
+        };
+        let inside = Self::in_range(fb, a, index);
+        let load_block = fb.create_block();
+        let merge = fb.create_block();
+        let result = fb.append_block_param(merge, types::F32);
+        let fill = fb.ins().f32const(fill);
+        fb.ins().brif(inside, load_block, &[], merge, &[BlockArg::Value(fill)]);
+        fb.switch_to_block(load_block);
+        let offset = Self::offset(fb, a, index);
+        let v = self.load_f32(fb, a.buffer, offset);
+        fb.ins().jump(merge, &[BlockArg::Value(v)]);
+        fb.switch_to_block(merge);
+        result
+    }
+
+    fn call1(&self, fb: &mut FunctionBuilder, helper: Helper, x: Value) -> Value {
+        let f = self.helpers.get(helper);
+        let call = fb.ins().call(f, &[x]);
+        fb.inst_results(call)[0]
+    }
+
+    /// Evaluates `expr`; `load(n)` supplies input `n`, `acc`/`count` the
+    /// accumulator values where the expression may use them.
+    fn expr(
+        &self,
+        fb: &mut FunctionBuilder,
+        expr: &Expr,
+        load: &mut dyn FnMut(&mut FunctionBuilder, u32) -> Value,
+        acc: Option<Value>,
+        count: Option<Value>,
+    ) -> Value {
+        let mut values: Vec<Value> = Vec::with_capacity(expr.nodes.len());
+        for node in &expr.nodes {
+            let v = match *node {
+                ExprNode::Load(n) => load(fb, n),
+                ExprNode::Const(c) => fb.ins().f32const(c),
+                ExprNode::Acc => acc.expect("validated: Acc only where an accumulator exists"),
+                ExprNode::Count => count.expect("validated: Count only in reductions"),
+                ExprNode::Unary(f, a) => {
+                    let x = values[a.0 as usize];
+                    match f {
+                        UnaryFn::Abs => fb.ins().fabs(x),
+                        UnaryFn::Neg => fb.ins().fneg(x),
+                        UnaryFn::Ceil => fb.ins().ceil(x),
+                        UnaryFn::Floor => fb.ins().floor(x),
+                        UnaryFn::Sqrt => fb.ins().sqrt(x),
+                        UnaryFn::Trunc => fb.ins().trunc(x),
+                        UnaryFn::Exp => self.call1(fb, Helper::Exp, x),
+                        UnaryFn::Log => self.call1(fb, Helper::Log, x),
+                        UnaryFn::Erf => self.call1(fb, Helper::Erf, x),
+                        UnaryFn::Sin => self.call1(fb, Helper::Sin, x),
+                        UnaryFn::Cos => self.call1(fb, Helper::Cos, x),
+                        UnaryFn::Tan => self.call1(fb, Helper::Tan, x),
+                        UnaryFn::Tanh => self.call1(fb, Helper::Tanh, x),
+                        UnaryFn::RoundF16 => self.call1(fb, Helper::RoundF16, x),
+                    }
+                }
+                ExprNode::Binary(f, a, b) => {
+                    let (x, y) = (values[a.0 as usize], values[b.0 as usize]);
+                    let compare = |fb: &mut FunctionBuilder, cc: FloatCC| {
+                        let c = fb.ins().fcmp(cc, x, y);
+                        let one = fb.ins().f32const(1.0);
+                        let zero = fb.ins().f32const(0.0);
+                        fb.ins().select(c, one, zero)
+                    };
+                    match f {
+                        BinaryFn::Add => fb.ins().fadd(x, y),
+                        BinaryFn::Sub => fb.ins().fsub(x, y),
+                        BinaryFn::Mul => fb.ins().fmul(x, y),
+                        BinaryFn::Div => fb.ins().fdiv(x, y),
+                        BinaryFn::Max => fb.ins().fmax(x, y),
+                        BinaryFn::Min => fb.ins().fmin(x, y),
+                        BinaryFn::Pow => {
+                            let f = self.helpers.get(Helper::Pow);
+                            let call = fb.ins().call(f, &[x, y]);
+                            fb.inst_results(call)[0]
+                        }
+                        BinaryFn::Equal => compare(fb, FloatCC::Equal),
+                        BinaryFn::Greater => compare(fb, FloatCC::GreaterThan),
+                        BinaryFn::GreaterOrEqual => compare(fb, FloatCC::GreaterThanOrEqual),
+                        BinaryFn::Lesser => compare(fb, FloatCC::LessThan),
+                        BinaryFn::LesserOrEqual => compare(fb, FloatCC::LessThanOrEqual),
+                    }
+                }
+                ExprNode::Select(c, a, b) => {
+                    let zero = fb.ins().f32const(0.0);
+                    let cond = fb.ins().fcmp(FloatCC::NotEqual, values[c.0 as usize], zero);
+                    fb.ins().select(cond, values[a.0 as usize], values[b.0 as usize])
+                }
+            };
+            values.push(v);
+        }
+        *values.last().expect("validated: expressions are not empty")
+    }
+
+    fn map(&mut self, fb: &mut FunctionBuilder, domain: &[usize], inputs: &[Access], expr: &Expr, out: &Access) {
+        let ranges = self.ranges(fb, domain, true);
+        let out_type = self.program.buffer(out.buffer).data_type;
+        let bit_copy = matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
+            && inputs[0].guard.is_none()
+            && self.program.buffer(inputs[0].buffer).data_type == out_type;
+        nest(fb, &ranges, &mut Vec::new(), &mut |fb, index| {
+            let dst = Self::offset(fb, out, index);
+            if bit_copy {
+                let src = Self::offset(fb, &inputs[0], index);
+                let from = self.address(fb, inputs[0].buffer, src);
+                let v = fb.ins().load(int_type(out_type), flags(), from, 0);
+                let to = self.address(fb, out.buffer, dst);
+                fb.ins().store(flags(), v, to, 0);
+            } else {
+                let v = self.expr(fb, expr, &mut |fb, n| self.read(fb, &inputs[n as usize], index), None, None);
+                self.store_f32(fb, out.buffer, dst, v);
+            }
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reduce(
+        &mut self,
+        fb: &mut FunctionBuilder,
+        domain: &[usize],
+        reduced: usize,
+        inputs: &[Access],
+        element: &Expr,
+        combine: Combine,
+        finish: &Expr,
+        out: &Access,
+    ) {
+        let kept = domain.len() - reduced;
+        if kept == 0 {
+            self.single_task(fb);
+        }
+        let outer = self.ranges(fb, &domain[..kept], true);
+        let inner = self.ranges(fb, &domain[kept..], false);
+        nest(fb, &outer, &mut Vec::new(), &mut |fb, kept_index| {
+            let acc = fb.declare_var(types::F32);
+            let count = fb.declare_var(types::I64);
+            let init = fb.ins().f32const(combine.identity());
+            fb.def_var(acc, init);
+            let zero = fb.ins().iconst(types::I64, 0);
+            fb.def_var(count, zero);
+            let mut index = kept_index.to_vec();
+            nest(fb, &inner, &mut index, &mut |fb, full| {
+                let x = self.expr(fb, element, &mut |fb, n| self.read(fb, &inputs[n as usize], full), None, None);
+                let a = fb.use_var(acc);
+                let a = match combine {
+                    Combine::Sum => fb.ins().fadd(a, x),
+                    Combine::Product => fb.ins().fmul(a, x),
+                    Combine::Max => fb.ins().fmax(a, x),
+                    Combine::Min => fb.ins().fmin(a, x),
+                };
+                fb.def_var(acc, a);
+                let valid = match inputs.first() {
+                    Some(first) if first.guard.is_some() => {
+                        let inside = Self::in_range(fb, first, full);
+                        fb.ins().uextend(types::I64, inside)
+                    }
+                    _ => fb.ins().iconst(types::I64, 1),
+                };
+                let c = fb.use_var(count);
+                let c = fb.ins().iadd(c, valid);
+                fb.def_var(count, c);
+            });
+            let a = fb.use_var(acc);
+            let c = fb.use_var(count);
+            let c = fb.ins().fcvt_from_sint(types::F32, c);
+            let v = self.expr(fb, finish, &mut |_, _| unreachable!("validated: finish has no loads"), Some(a), Some(c));
+            let dst = Self::offset(fb, out, kept_index);
+            self.store_f32(fb, out.buffer, dst, v);
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &mut self,
+        fb: &mut FunctionBuilder,
+        domain: &[usize],
+        a: &Access,
+        b: &Access,
+        epilogue_inputs: &[Access],
+        epilogue: &Expr,
+        out: &Access,
+    ) {
+        let outer_rank = domain.len() - 1;
+        let outer = self.ranges(fb, &domain[..outer_rank], true);
+        let k = self.ranges(fb, &domain[outer_rank..], false);
+        nest(fb, &outer, &mut Vec::new(), &mut |fb, mn| {
+            let acc = fb.declare_var(types::F32);
+            let zero = fb.ins().f32const(0.0);
+            fb.def_var(acc, zero);
+            let mut index = mn.to_vec();
+            nest(fb, &k, &mut index, &mut |fb, full| {
+                let x = self.read(fb, a, full);
+                let y = self.read(fb, b, full);
+                let p = fb.ins().fmul(x, y);
+                let s = fb.use_var(acc);
+                let s = fb.ins().fadd(s, p);
+                fb.def_var(acc, s);
+            });
+            let s = fb.use_var(acc);
+            let v = self.expr(fb, epilogue, &mut |fb, n| self.read(fb, &epilogue_inputs[n as usize], mn), Some(s), None);
+            let dst = Self::offset(fb, out, mn);
+            self.store_f32(fb, out.buffer, dst, v);
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &mut self,
+        fb: &mut FunctionBuilder,
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        input: BufferId,
+        indices: BufferId,
+        index_count: usize,
+        out: BufferId,
+    ) {
+        let ranges = self.ranges(fb, &[outer, index_count, inner], true);
+        let index_type = self.program.buffer(indices).data_type;
+        let elem = int_type(self.program.buffer(out).data_type);
+        nest(fb, &ranges, &mut Vec::new(), &mut |fb, i| {
+            let (o, j, x) = (i[0], i[1], i[2]);
+            let at = self.address(fb, indices, j);
+            let idx = match index_type {
+                DataType::Int64 => fb.ins().load(types::I64, flags(), at, 0),
+                DataType::Uint32 => fb.ins().uload32(flags(), at, 0),
+                _ => fb.ins().sload32(flags(), at, 0),
+            };
+            // Negative indices count from the end; anything else out of range is clamped.
+            let negative = fb.ins().icmp_imm_s(IntCC::SignedLessThan, idx, 0);
+            let wrapped = fb.ins().iadd_imm_s(idx, axis_len as i64);
+            let idx = fb.ins().select(negative, wrapped, idx);
+            let (first, last) = (fb.ins().iconst(types::I64, 0), fb.ins().iconst(types::I64, axis_len as i64 - 1));
+            let idx = fb.ins().smax(idx, first);
+            let idx = fb.ins().smin(idx, last);
+            let src = fb.ins().imul_imm_s(o, axis_len as i64);
+            let src = fb.ins().iadd(src, idx);
+            let src = fb.ins().imul_imm_s(src, inner as i64);
+            let src = fb.ins().iadd(src, x);
+            let dst = fb.ins().imul_imm_s(o, index_count as i64);
+            let dst = fb.ins().iadd(dst, j);
+            let dst = fb.ins().imul_imm_s(dst, inner as i64);
+            let dst = fb.ins().iadd(dst, x);
+            let from = self.address(fb, input, src);
+            let v = fb.ins().load(elem, flags(), from, 0);
+            let to = self.address(fb, out, dst);
+            fb.ins().store(flags(), v, to, 0);
+        });
+    }
+}

@@ -1,0 +1,139 @@
+//! Native code through Cranelift.
+//!
+//! One Cranelift module per program; one function per kernel with the
+//! signature `extern "C" fn(buffers: *const *mut u8, task: u64, tasks: u64)`:
+//! `buffers[i]` is the base address of buffer `i` of the [`Program`], and the
+//! kernel does its share `task` of `tasks` equal parts of its outermost
+//! parallel loop. The program is validated before any code is generated, so
+//! every unguarded access is in bounds; guarded accesses branch around the
+//! load.
+
+mod emit;
+mod runtime_fns;
+mod target;
+
+use cranelift_codegen::ir::{types, AbiParam, Signature};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use kiln_ir::kernel::{KernelError, Program};
+
+pub use target::{Features, Target};
+
+/// A generated kernel: see the module documentation for the contract.
+pub type KernelFn = unsafe extern "C" fn(buffers: *const *mut u8, task: u64, tasks: u64);
+
+/// An error from generating code.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error(transparent)]
+    Invalid(#[from] KernelError),
+    #[error("target: {0}")]
+    Target(String),
+    #[error("cranelift: {0}")]
+    Cranelift(String),
+}
+
+fn cranelift<E: std::fmt::Display>(e: E) -> CodegenError {
+    CodegenError::Cranelift(e.to_string())
+}
+
+/// A program compiled to machine code in this process.
+pub struct JitProgram {
+    /// Owns the executable memory the kernel pointers point into.
+    _module: JITModule,
+    kernels: Vec<KernelFn>,
+}
+
+// SAFETY: after `finalize_definitions` the module's memory is immutable
+// executable code that is only ever called, never written; the kernels are
+// plain functions of their arguments.
+unsafe impl Send for JitProgram {}
+unsafe impl Sync for JitProgram {}
+
+impl JitProgram {
+    /// The kernels in program order.
+    pub fn kernels(&self) -> &[KernelFn] {
+        &self.kernels
+    }
+}
+
+fn kernel_signature(module: &impl Module) -> Signature {
+    let mut sig = module.make_signature();
+    let ptr = module.target_config().pointer_type();
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(types::I64));
+    sig
+}
+
+/// Generates every kernel's function into `module`; returns their ids.
+/// `on_function` sees each function's CLIF after it is built.
+fn define_kernels<M: Module>(
+    module: &mut M,
+    program: &Program,
+    mut on_function: impl FnMut(usize, &Context),
+) -> Result<Vec<FuncId>, CodegenError> {
+    program.validate()?;
+    let helpers = runtime_fns::declare(module)?;
+    let mut ctx = module.make_context();
+    let mut fb_ctx = FunctionBuilderContext::new();
+    let mut ids = Vec::with_capacity(program.kernels.len());
+    for (k, kernel) in program.kernels.iter().enumerate() {
+        let sig = kernel_signature(module);
+        let id = module
+            .declare_function(&format!("k{k}_{}", kernel.kind()), Linkage::Local, &sig)
+            .map_err(cranelift)?;
+        ctx.func.signature = sig;
+        let frontend_config = module.target_config();
+        {
+            let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fb_ctx);
+            let helper_refs = helpers.import(module, fb.func);
+            emit::kernel(&mut fb, program, kernel, &helper_refs);
+            fb.finalize(frontend_config);
+        }
+        on_function(k, &ctx);
+        module.define_function(id, &mut ctx).map_err(cranelift)?;
+        module.clear_context(&mut ctx);
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Compiles `program` for the host into executable memory.
+pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, CodegenError> {
+    if !target.is_host_compatible() {
+        return Err(CodegenError::Target(format!("{target} cannot run on this machine")));
+    }
+    let isa = target.isa()?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    runtime_fns::register(&mut builder);
+    let mut module = JITModule::new(builder);
+    let ids = define_kernels(&mut module, program, |_, _| {})?;
+    module.finalize_definitions().map_err(cranelift)?;
+    let kernels = ids
+        .into_iter()
+        .map(|id| {
+            let ptr = module.get_finalized_function(id);
+            // SAFETY: the function was defined with `kernel_signature`, the
+            // C ABI of `KernelFn`.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
+        })
+        .collect();
+    Ok(JitProgram { _module: module, kernels })
+}
+
+/// The Cranelift IR of every kernel, as text, for `kiln emit --stage clif`.
+/// Deterministic for a given program and target.
+pub fn clif_text(program: &Program, target: &Target) -> Result<String, CodegenError> {
+    let isa = target.isa()?;
+    let builder = JITBuilder::with_isa(isa, default_libcall_names());
+    let mut module = JITModule::new(builder);
+    let mut out = String::new();
+    // Cranelift compiles each function as it is defined; capture the IR first.
+    define_kernels(&mut module, program, |k, ctx| {
+        out.push_str(&format!("; kernel {k}\n{}\n", ctx.func.display()));
+    })?;
+    Ok(out)
+}
