@@ -37,6 +37,23 @@ enum Command {
     },
     /// Print the operator support table (operator x backend).
     Ops,
+    /// Measure compile time and latency of a model on random inputs.
+    Bench {
+        /// The model file (.webnn).
+        model: PathBuf,
+        /// The backend to measure.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Timed runs after one warm-up run.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a stage of the compilation in its stable text form.
     Emit {
         /// The model file (.webnn).
@@ -84,6 +101,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Emit { model, stage } => emit(&model, stage),
+        Command::Bench { model, backend, threads, runs, json } => bench(&model, &backend, threads, runs, json),
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
         }
@@ -99,7 +117,7 @@ fn main() -> ExitCode {
 
 fn context(backend: &str) -> Result<Context, Box<dyn std::error::Error>> {
     let backend: Backend = backend.parse()?;
-    Ok(Context::new(ContextOptions { backend })?)
+    Ok(Context::new(ContextOptions { backend, ..Default::default() })?)
 }
 
 fn read_input(spec: &str) -> Result<(String, Tensor), Box<dyn std::error::Error>> {
@@ -126,6 +144,74 @@ fn run(model: &Path, inputs: &[String], output_dir: &Path, backend: &str) -> Cli
         let path = output_dir.join(format!("{name}.npy"));
         std::fs::write(&path, kiln::npy::to_bytes(tensor)).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("{name}: {} -> {}", tensor.desc(), path.display());
+    }
+    Ok(())
+}
+
+/// Deterministic pseudo-random inputs for every graph input (values in
+/// [-1, 1) for floats, small non-negative integers otherwise).
+fn random_inputs(graph: &Graph) -> Result<Vec<(String, Tensor)>, Box<dyn std::error::Error>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    graph
+        .inputs()
+        .iter()
+        .map(|&id| {
+            let desc = graph.desc(id).clone();
+            let n = desc.shape.element_count();
+            let values = if desc.data_type.is_float() {
+                kiln::Values::Float((0..n).map(|_| (next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect())
+            } else {
+                kiln::Values::Int((0..n).map(|_| (next() % 4) as i128).collect())
+            };
+            let name = graph.input_name(id).unwrap_or_default().to_string();
+            Ok((name, Tensor::from_values(desc, &values)?))
+        })
+        .collect()
+}
+
+fn bench(model: &Path, backend: &str, threads: Option<usize>, runs: usize, json: bool) -> CliResult {
+    use std::time::Instant;
+    let backend: Backend = backend.parse()?;
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let ctx = Context::new(ContextOptions { backend, threads })?;
+    let graph = kiln::load_graph(model)?;
+    let flops = kiln::ir::cost::graph_flops(&graph);
+    let inputs = random_inputs(&graph)?;
+    let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let start = Instant::now();
+    let compiled = ctx.compile(graph)?;
+    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    ctx.compute(&compiled, &feeds)?; // warm-up
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            ctx.compute(&compiled, &feeds).map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_, _>>()?;
+    times.sort_by(f64::total_cmp);
+    let median_ms = times[times.len() / 2];
+    let min_ms = times[0];
+    let gflops = flops as f64 / (median_ms * 1e-3) / 1e9;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": model.display().to_string(), "backend": backend.name(), "compile_ms": compile_ms,
+                "median_ms": median_ms, "min_ms": min_ms, "gflops": gflops, "threads": threads, "runs": times.len(),
+            })
+        );
+    } else {
+        println!("{} on {} ({threads} threads, {} runs)", model.display(), backend.name(), times.len());
+        println!("  compile  {compile_ms:10.2} ms");
+        println!("  median   {median_ms:10.3} ms");
+        println!("  min      {min_ms:10.3} ms");
+        println!("  {gflops:.2} GFLOP/s ({:.3} GFLOP per run)", flops as f64 / 1e9);
     }
     Ok(())
 }

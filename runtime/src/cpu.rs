@@ -7,9 +7,9 @@
 //! arena taken from a pool, so that concurrent executions never share
 //! scratch memory and a warmed-up graph allocates only its outputs.
 
-use std::sync::Mutex;
+use std::sync::{Barrier, Mutex};
 
-use kiln_codegen::cpu::{JitProgram, Target};
+use kiln_codegen::cpu::{JitProgram, KernelFn, Target};
 use kiln_ir::kernel::{BufferKind, Program};
 use kiln_ir::{OperandDescriptor, Tensor};
 
@@ -40,6 +40,43 @@ impl Arena {
     }
 }
 
+/// The buffer addresses of one execution.
+struct Pointers(Vec<*mut u8>);
+
+// SAFETY: the addresses are shared read-only between the threads of one
+// execution; the kernels' tasks write disjoint parts of their outputs (each
+// task owns a slice of the outermost parallel axis).
+unsafe impl Sync for Pointers {}
+
+/// Runs `kernels` in order; each kernel's `threads` tasks run on `threads`
+/// threads (the caller's and scoped helpers), with a barrier between kernels.
+fn execute(kernels: &[KernelFn], pointers: &Pointers, threads: usize) {
+    let run_task = |task: usize, barrier: Option<&Barrier>| {
+        for kernel in kernels {
+            // SAFETY: every pointer addresses a buffer at least as large as the
+            // program declares (inputs were checked against the graph, outputs
+            // and the arena were sized from it), and validated kernels only
+            // touch memory inside their buffers.
+            unsafe { kernel(pointers.0.as_ptr(), task as u64, threads as u64) };
+            if let Some(b) = barrier {
+                b.wait();
+            }
+        }
+    };
+    if threads == 1 {
+        run_task(0, None);
+        return;
+    }
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        for task in 1..threads {
+            let barrier = &barrier;
+            s.spawn(move || run_task(task, Some(barrier)));
+        }
+        run_task(0, Some(&barrier));
+    });
+}
+
 impl CpuExecutable {
     /// Generates code for `program` (already lowered and planned) for
     /// `target`. `outputs` are the graph's outputs in order.
@@ -52,8 +89,9 @@ impl CpuExecutable {
         &self.program
     }
 
-    /// Runs the kernels on `feeds` (already checked against the graph).
-    pub fn run(&self, feeds: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    /// Runs the kernels on `feeds` (already checked against the graph),
+    /// splitting each kernel's parallel loop across `threads` threads.
+    pub fn run(&self, feeds: &[(&str, &Tensor)], threads: usize) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut outputs: Vec<Vec<u8>> = self.outputs.iter().map(|(_, d)| vec![0u8; d.byte_length()]).collect();
         let mut arena = self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.pop().unwrap_or_else(|| Arena::new(self.program.arena_bytes));
         let arena_base = arena.base();
@@ -77,13 +115,7 @@ impl CpuExecutable {
             };
             pointers.push(p);
         }
-        for kernel in self.jit.kernels() {
-            // SAFETY: every pointer addresses a buffer at least as large as the
-            // program declares (inputs were checked against the graph, outputs
-            // and the arena were sized from it), and the validated kernels only
-            // touch memory inside their buffers.
-            unsafe { kernel(pointers.as_ptr(), 0, 1) };
-        }
+        execute(self.jit.kernels(), &Pointers(pointers), threads.max(1));
         self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.push(arena);
         self.outputs
             .iter()
