@@ -1,7 +1,7 @@
 //! Hand-built kernel programs, JIT-compiled for every feature level this
 //! machine runs, against hand-computed results.
 
-use kiln_codegen::cpu::{compile, Target};
+use kiln_codegen::cpu::{compile, listing, Listing, Target};
 use kiln_ir::kernel::*;
 use kiln_ir::DataType;
 
@@ -164,4 +164,25 @@ fn invalid_programs_are_refused_before_codegen() {
     p.kernels.push(Kernel::Map { domain: vec![4], inputs: vec![shifted], expr: Expr::load(0), out: Access::identity(o, &[4]) });
     let e = compile(&p, &Target::host()).err().expect("out-of-bounds read is refused").to_string();
     assert!(e.contains("spans [1, 4]"), "{e}");
+}
+
+#[test]
+fn listings_are_deterministic_and_follow_the_target() {
+    let mut p = Program::default();
+    let a = input(&mut p, DataType::Float32, 8);
+    let o = scratch(&mut p, DataType::Float32, 8);
+    let mut expr = Expr::default();
+    let x = expr.push(ExprNode::Load(0));
+    expr.push(ExprNode::Binary(BinaryFn::Mul, x, x));
+    p.kernels.push(Kernel::Map { domain: vec![8], inputs: vec![Access::identity(a, &[8])], expr, out: Access::identity(o, &[8]) });
+    let base: Target = "x86_64".parse().unwrap();
+    let avx512: Target = "x86_64+avx512".parse().unwrap();
+    let clif = listing(&p, &base, Listing::Clif).unwrap();
+    assert!(clif.contains("fmul"), "{clif}");
+    assert_eq!(clif, listing(&p, &base, Listing::Clif).unwrap());
+    let sse = listing(&p, &base, Listing::Asm).unwrap();
+    let vex = listing(&p, &avx512, Listing::Asm).unwrap();
+    assert!(sse.contains("mulss"), "{sse}");
+    assert!(vex.contains("vmulss"), "{vex}");
+    assert_eq!(vex, listing(&p, &avx512, Listing::Asm).unwrap());
 }

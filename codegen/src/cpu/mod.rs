@@ -13,7 +13,6 @@ mod runtime_fns;
 mod target;
 
 use cranelift_codegen::ir::{types, AbiParam, Signature};
-use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
@@ -68,12 +67,21 @@ fn kernel_signature(module: &impl Module) -> Signature {
     sig
 }
 
+/// A text listing of generated code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// Cranelift IR as built, before optimisation.
+    Clif,
+    /// Machine code, as Cranelift's disassembly of its own output.
+    Asm,
+}
+
 /// Generates every kernel's function into `module`; returns their ids.
-/// `on_function` sees each function's CLIF after it is built.
+/// With `listing`, appends each function's listing to the string.
 fn define_kernels<M: Module>(
     module: &mut M,
     program: &Program,
-    mut on_function: impl FnMut(usize, &Context),
+    mut listing: Option<(Listing, &mut String)>,
 ) -> Result<Vec<FuncId>, CodegenError> {
     program.validate()?;
     let helpers = runtime_fns::declare(module)?;
@@ -93,8 +101,15 @@ fn define_kernels<M: Module>(
             emit::kernel(&mut fb, program, kernel, &helper_refs);
             fb.finalize(frontend_config);
         }
-        on_function(k, &ctx);
+        if let Some((Listing::Clif, out)) = &mut listing {
+            out.push_str(&format!("; kernel {k}: {}\n{}\n", kernel.kind(), ctx.func.display()));
+        }
+        ctx.set_disasm(matches!(listing, Some((Listing::Asm, _))));
         module.define_function(id, &mut ctx).map_err(cranelift)?;
+        if let Some((Listing::Asm, out)) = &mut listing {
+            let asm = ctx.compiled_code().and_then(|c| c.vcode.as_deref()).unwrap_or("");
+            out.push_str(&format!("; kernel {k}: {}\n{asm}\n", kernel.kind()));
+        }
         module.clear_context(&mut ctx);
         ids.push(id);
     }
@@ -110,7 +125,7 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
     runtime_fns::register(&mut builder);
     let mut module = JITModule::new(builder);
-    let ids = define_kernels(&mut module, program, |_, _| {})?;
+    let ids = define_kernels(&mut module, program, None)?;
     module.finalize_definitions().map_err(cranelift)?;
     let kernels = ids
         .into_iter()
@@ -124,16 +139,12 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
     Ok(JitProgram { _module: module, kernels })
 }
 
-/// The Cranelift IR of every kernel, as text, for `kiln emit --stage clif`.
-/// Deterministic for a given program and target.
-pub fn clif_text(program: &Program, target: &Target) -> Result<String, CodegenError> {
+/// A listing of every kernel for `kiln emit --stage clif|asm`, for any
+/// target (nothing is executed). Deterministic for a given program and target.
+pub fn listing(program: &Program, target: &Target, which: Listing) -> Result<String, CodegenError> {
     let isa = target.isa()?;
-    let builder = JITBuilder::with_isa(isa, default_libcall_names());
-    let mut module = JITModule::new(builder);
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut out = String::new();
-    // Cranelift compiles each function as it is defined; capture the IR first.
-    define_kernels(&mut module, program, |k, ctx| {
-        out.push_str(&format!("; kernel {k}\n{}\n", ctx.func.display()));
-    })?;
+    define_kernels(&mut module, program, Some((which, &mut out)))?;
     Ok(out)
 }
