@@ -1,0 +1,225 @@
+//! Differential testing: random graphs (operators, shapes, options and
+//! values) run on every compiled backend and on the reference interpreter
+//! must agree within a stated tolerance.
+//!
+//! Tolerance: |actual - expected| <= 1e-4 * max(1, |expected|) per element
+//! (f32 arithmetic against the interpreter's f64 rounded once; the graphs
+//! are at most a dozen operators deep), NaN matches NaN, infinities match
+//! exactly.
+
+use kiln::frontend::op_table::{build_call, ArgValue};
+use kiln::{Backend, Context, ContextOptions, DataType, Graph, GraphBuilder, Number, OperandDescriptor, OperandId, Tensor};
+use proptest::prelude::*;
+
+/// xorshift64: the graph is a pure function of the proptest-chosen seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn range(&mut self, lo: u32, hi: u32) -> u32 {
+        lo + self.below((hi - lo + 1) as usize) as u32
+    }
+
+    fn values(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0).collect()
+    }
+}
+
+fn ints(v: &[u32]) -> ArgValue {
+    ArgValue::List(v.iter().map(|&x| ArgValue::Number(Number::Int(x as i128))).collect())
+}
+
+fn int(x: u32) -> ArgValue {
+    ArgValue::Number(Number::Int(x as i128))
+}
+
+/// One random operator applied to a random existing operand; `None` when the
+/// chosen parameters are not valid for it (the builder says why; we move on).
+fn random_op(b: &GraphBuilder, rng: &mut Rng, pool: &[OperandId]) -> Option<OperandId> {
+    let x = pool[rng.below(pool.len())];
+    let shape = b.descriptor(x).ok()?.shape.0;
+    let rank = shape.len() as u32;
+    let mut named = std::collections::BTreeMap::new();
+    let constant = |rng: &mut Rng, shape: &[u32]| {
+        let n = shape.iter().product::<u32>() as usize;
+        b.constant_f32(shape, &rng.values(n)).ok().map(ArgValue::Operand)
+    };
+    const UNARY: &[&str] = &[
+        "abs", "neg", "relu", "sigmoid", "tanh", "exp", "floor", "ceil", "hardSwish", "softsign", "gelu", "erf", "sin",
+        "cos", "softplus", "identity",
+    ];
+    let (name, positional): (&str, Vec<ArgValue>) = match rng.below(14) {
+        0 | 1 => (UNARY[rng.below(UNARY.len())], vec![ArgValue::Operand(x)]),
+        2 | 3 => {
+            // A broadcastable constant: keep a suffix of the shape, set some dims to 1.
+            let keep = rng.below(shape.len() + 1);
+            let other: Vec<u32> = shape[shape.len() - keep..].iter().map(|&d| if rng.below(3) == 0 { 1 } else { d }).collect();
+            let op = ["add", "sub", "mul", "max", "min", "div"][rng.below(6)];
+            (op, vec![ArgValue::Operand(x), constant(rng, &other)?])
+        }
+        4 if rank >= 2 => {
+            let k = shape[shape.len() - 1];
+            let n = rng.range(1, 9);
+            ("matmul", vec![ArgValue::Operand(x), constant(rng, &[k, n])?])
+        }
+        5 if rank == 4 => {
+            let cin = shape[1];
+            let depthwise = rng.below(2) == 0;
+            let (groups, cout) = if depthwise { (cin, cin) } else { (1, rng.range(1, 8)) };
+            let k = rng.range(1, 3);
+            let filter = constant(rng, &[cout, cin / groups, k, k])?;
+            named.insert("strides".into(), ints(&[rng.range(1, 2), rng.range(1, 2)]));
+            named.insert("padding".into(), ints(&[rng.range(0, 1), rng.range(0, 1), rng.range(0, 1), rng.range(0, 1)]));
+            named.insert("dilations".into(), ints(&[rng.range(1, 2), 1]));
+            named.insert("groups".into(), int(groups));
+            if rng.below(2) == 0 {
+                named.insert("bias".into(), constant(rng, &[cout])?);
+            }
+            ("conv2d", vec![ArgValue::Operand(x), filter])
+        }
+        6 if rank == 4 => {
+            let op = ["averagePool2d", "maxPool2d", "l2Pool2d"][rng.below(3)];
+            named.insert("windowDimensions".into(), ints(&[rng.range(1, shape[2].min(3)), rng.range(1, shape[3].min(3))]));
+            named.insert("strides".into(), ints(&[rng.range(1, 2), rng.range(1, 2)]));
+            named.insert("padding".into(), ints(&[rng.range(0, 1), 0, rng.range(0, 1), 0]));
+            (op, vec![ArgValue::Operand(x)])
+        }
+        7 if rank >= 1 => {
+            let ops = ["reduceSum", "reduceMean", "reduceMax", "reduceMin", "reduceL1", "reduceL2", "reduceSumSquare", "reduceLogSumExp"];
+            let axes: Vec<u32> = (0..rank).filter(|_| rng.below(2) == 0).collect();
+            named.insert("axes".into(), ints(&axes));
+            named.insert("keepDimensions".into(), ArgValue::Bool(rng.below(2) == 0));
+            (ops[rng.below(ops.len())], vec![ArgValue::Operand(x)])
+        }
+        8 if rank >= 1 => ("softmax", vec![ArgValue::Operand(x), int(rng.range(0, rank - 1))]),
+        9 if rank >= 1 => {
+            let mut perm: Vec<u32> = (0..rank).collect();
+            for i in (1..perm.len()).rev() {
+                perm.swap(i, rng.below(i + 1));
+            }
+            named.insert("permutation".into(), ints(&perm));
+            ("transpose", vec![ArgValue::Operand(x)])
+        }
+        10 if rank >= 1 => {
+            let starts: Vec<u32> = shape.iter().map(|&d| rng.range(0, d - 1)).collect();
+            let sizes: Vec<u32> = shape.iter().zip(&starts).map(|(&d, &s)| rng.range(1, d - s)).collect();
+            ("slice", vec![ArgValue::Operand(x), ints(&starts), ints(&sizes)])
+        }
+        11 if rank >= 1 => {
+            let axis = rng.range(0, rank - 1);
+            ("concat", vec![ArgValue::List(vec![ArgValue::Operand(x), ArgValue::Operand(x)]), int(axis)])
+        }
+        12 => {
+            let op = ["clamp", "leakyRelu", "elu", "hardSigmoid", "linear"][rng.below(5)];
+            if op == "clamp" {
+                named.insert("minValue".into(), ArgValue::Number(Number::Float(-0.5)));
+                named.insert("maxValue".into(), ArgValue::Number(Number::Float(1.5)));
+            }
+            (op, vec![ArgValue::Operand(x)])
+        }
+        13 if rank >= 2 => {
+            let axes: Vec<u32> = (1..rank).collect();
+            named.insert("axes".into(), ints(&axes));
+            ("layerNormalization", vec![ArgValue::Operand(x)])
+        }
+        _ => ("reshape", vec![ArgValue::Operand(x), ints(&[shape.iter().product()])]),
+    };
+    build_call(b, name, positional, named).ok().map(|outs| outs[0])
+}
+
+fn random_graph(seed: u64) -> (Graph, Vec<(String, Tensor)>) {
+    let mut rng = Rng(seed | 1);
+    let b = GraphBuilder::new();
+    let shape: Vec<u32> = match rng.below(3) {
+        0 => vec![1, rng.range(1, 4), rng.range(2, 7), rng.range(2, 7)],
+        1 => vec![rng.range(1, 5), rng.range(1, 9)],
+        _ => (0..rng.range(1, 4)).map(|_| rng.range(1, 5)).collect(),
+    };
+    let x = b.input("x", OperandDescriptor::new(DataType::Float32, shape.clone())).unwrap();
+    let mut pool = vec![x];
+    let mut last = None;
+    for _ in 0..rng.range(1, 6) {
+        if let Some(y) = random_op(&b, &mut rng, &pool) {
+            pool.push(y);
+            last = Some(y);
+        }
+    }
+    let y = match last {
+        Some(y) => y,
+        None => b.relu(x).unwrap(),
+    };
+    let graph = b.build(&[("y", y)]).unwrap();
+    let n = shape.iter().product::<u32>() as usize;
+    let input = Tensor::from_f32(shape, &rng.values(n)).unwrap();
+    (graph, vec![("x".into(), input)])
+}
+
+fn close(actual: f32, expected: f32) -> bool {
+    if expected.is_nan() {
+        return actual.is_nan();
+    }
+    if expected.is_infinite() {
+        return actual == expected;
+    }
+    (actual - expected).abs() <= 1e-4 * expected.abs().max(1.0)
+}
+
+fn check(seed: u64, backend: Backend) -> Result<(), String> {
+    let (graph, inputs) = random_graph(seed);
+    let text = kiln::frontend::webnn_text::print(&kiln::frontend::webnn_text::from_graph(&graph, "random"));
+    let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let reference = Context::new(ContextOptions::default()).unwrap();
+    let expected = reference.compute(&reference.compile(graph.clone()).unwrap(), &feeds).unwrap();
+    let ctx = Context::new(ContextOptions { backend, threads: 2 }).unwrap();
+    let compiled = ctx.compile(graph).map_err(|e| format!("{backend} cannot compile:\n{text}\n{e}"))?;
+    let actual = ctx.compute(&compiled, &feeds).map_err(|e| format!("{backend} failed:\n{text}\n{e}"))?;
+    for ((_, e), (_, a)) in expected.iter().zip(&actual) {
+        let (e, a) = (e.to_f32_vec(), a.to_f32_vec());
+        if let Some(i) = (0..e.len()).find(|&i| !close(a[i], e[i])) {
+            return Err(format!("{backend} differs at element {i}: {} vs interp {}\n{text}", a[i], e[i]));
+        }
+    }
+    Ok(())
+}
+
+/// The backends under test: every backend except the reference itself.
+fn compiled_backends() -> Vec<Backend> {
+    Backend::ALL.iter().copied().filter(|b| *b != Backend::Interp).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn backends_agree_with_the_interpreter(seed in any::<u64>()) {
+        for backend in compiled_backends() {
+            if let Err(e) = check(seed, backend) {
+                prop_assert!(false, "seed {seed}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn random_graphs_are_varied() {
+    // Guards the generator itself: it must build real multi-operator graphs.
+    let mut ops = std::collections::BTreeSet::new();
+    let mut multi = 0;
+    for seed in 0..300 {
+        let (g, _) = random_graph(seed);
+        multi += usize::from(g.nodes().len() >= 2);
+        ops.extend(g.nodes().iter().map(|n| n.op.name()));
+    }
+    assert!(ops.len() >= 30, "only {} distinct operators: {ops:?}", ops.len());
+    assert!(multi >= 100, "only {multi} graphs with two or more operators");
+}
