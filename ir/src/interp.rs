@@ -33,6 +33,8 @@ mod pool;
 mod reduce;
 mod resample;
 
+pub use elementwise::{erf, erfc};
+
 use crate::{infer, DataType, Graph, Op, OperandDescriptor, OperandId, OperandKind, Tensor, Values};
 
 /// An error while interpreting a graph.
