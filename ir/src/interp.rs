@@ -34,6 +34,7 @@ mod reduce;
 mod resample;
 
 pub use elementwise::{erf, erfc};
+pub use resample::{linear_taps, nearest_indices};
 
 use crate::{infer, DataType, Graph, Op, OperandDescriptor, OperandId, OperandKind, Tensor, Values};
 
