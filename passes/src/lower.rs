@@ -993,12 +993,16 @@ impl<'g> Lowerer<'g> {
                 e.div(one, x[0])
             }),
             UnaryOp::Sigmoid => self.elementwise(out, &[input], |e, x| {
-                // 1 / (1 + e^-x); e^-x overflows to +inf for x < -88, giving 0.
+                // With t = e^-|x| (never overflows): 1 / (1 + t) for x >= 0,
+                // t / (1 + t) for x < 0, so tiny results keep their precision.
                 let one = e.c(1.0);
-                let n = e.un(UnaryFn::Neg, x[0]);
-                let ex = e.un(UnaryFn::Exp, n);
-                let d = e.add(one, ex);
-                e.div(one, d)
+                let a = e.un(UnaryFn::Abs, x[0]);
+                let na = e.un(UnaryFn::Neg, a);
+                let t = e.un(UnaryFn::Exp, na);
+                let d = e.add(one, t);
+                let neg = e.negative(x[0]);
+                let num = e.sel(neg, t, one);
+                e.div(num, d)
             }),
             UnaryOp::Relu => self.elementwise(out, &[input], |e, x| {
                 // x < 0 ? 0 : x (NaN and -0 pass through, as in the interpreter).
