@@ -118,3 +118,109 @@ pub fn check_plan(program: &Program) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::kernel::Expr;
+    use kiln_ir::DataType;
+
+    /// A chain `in -> s0 -> s1 -> ... -> out` of copy Maps over `len`
+    /// elements, plus extra reads: `reads[k]` lists scratch buffers kernel
+    /// `k` also reads.
+    fn chain(len: usize, scratch: usize, reads: &[(usize, usize)]) -> Program {
+        let mut p = Program::default();
+        let input = p.add_buffer(BufferKind::Input("x".into()), DataType::Float32, len);
+        let s: Vec<BufferId> =
+            (0..scratch).map(|_| p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, len)).collect();
+        let out = p.add_buffer(BufferKind::Output("y".into()), DataType::Float32, len);
+        let mut chain = vec![input];
+        chain.extend(&s);
+        chain.push(out);
+        for k in 0..chain.len() - 1 {
+            let mut inputs = vec![Access::identity(chain[k], &[len])];
+            for &(kernel, buffer) in reads {
+                if kernel == k {
+                    inputs.push(Access::identity(s[buffer], &[len]));
+                }
+            }
+            p.kernels.push(Kernel::Map {
+                domain: vec![len],
+                inputs,
+                expr: Expr::load(0),
+                out: Access::identity(chain[k + 1], &[len]),
+            });
+        }
+        p
+    }
+
+    fn offsets(p: &Program) -> Vec<usize> {
+        p.buffers
+            .iter()
+            .filter_map(|b| match b.kind {
+                BufferKind::Scratch { offset } => Some(offset),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_ping_pongs_between_two_slots() {
+        // 10 floats = 40 bytes, aligned to 64.
+        let mut p = chain(10, 5, &[]);
+        plan(&mut p);
+        check_plan(&p).unwrap();
+        assert_eq!(offsets(&p), [0, 64, 0, 64, 0]);
+        assert_eq!(p.arena_bytes, 128);
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn a_long_lived_buffer_keeps_its_space() {
+        // s0 is read again by the last kernel (which writes the output):
+        // it stays live throughout, the others share the rest.
+        let mut p = chain(16, 4, &[(4, 0)]);
+        plan(&mut p);
+        check_plan(&p).unwrap();
+        let o = offsets(&p);
+        assert_eq!(o[0], 0);
+        assert!(o[1..].iter().all(|&x| x != 0), "{o:?}");
+        assert_eq!(p.arena_bytes, 3 * 64);
+    }
+
+    #[test]
+    fn the_checker_finds_overlaps_and_misalignment() {
+        let mut p = chain(10, 2, &[]);
+        plan(&mut p);
+        // s0 and s1 are both live at kernel 1: force them together.
+        p.buffers[2].kind = BufferKind::Scratch { offset: 0 };
+        assert!(check_plan(&p).unwrap_err().contains("overlaps"));
+        p.buffers[2].kind = BufferKind::Scratch { offset: 32 };
+        assert!(check_plan(&p).unwrap_err().contains("multiple of 64"));
+        p.buffers[2].kind = BufferKind::Scratch { offset: 128 };
+        assert!(check_plan(&p).unwrap_err().contains("past the"));
+    }
+
+    #[test]
+    fn first_fit_reuses_a_gap_between_live_buffers() {
+        // Sizes 64, 128, 64 bytes: a (k0..k1), b (k1..k3), c (k2..k2) fits where a was.
+        let mut p = Program::default();
+        let x = p.add_buffer(BufferKind::Input("x".into()), DataType::Float32, 16);
+        let a = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 16);
+        let b = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 32);
+        let c = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 16);
+        let y = p.add_buffer(BufferKind::Output("y".into()), DataType::Float32, 16);
+        let copy = |from: BufferId, to: BufferId, n: usize| Kernel::Map {
+            domain: vec![n],
+            inputs: vec![Access::identity(from, &[n])],
+            expr: Expr::load(0),
+            out: Access::identity(to, &[n]),
+        };
+        p.kernels = vec![copy(x, a, 16), copy(a, b, 16), copy(x, c, 16), copy(b, y, 16)];
+        plan(&mut p);
+        check_plan(&p).unwrap();
+        assert_eq!(offsets(&p), [0, 64, 0]);
+        assert_eq!(p.arena_bytes, 192);
+        assert_eq!(live_ranges(&p)[b.0 as usize], Some((1, 3)));
+    }
+}

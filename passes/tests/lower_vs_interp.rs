@@ -709,3 +709,40 @@ fn dead_nodes_are_not_lowered() {
     let p = lower(&g).unwrap();
     assert_eq!(p.kernels.len(), 1);
 }
+
+#[test]
+fn plans_never_overlap_live_buffers_and_reuse_memory() {
+    // A deeper net: conv, relu, grouped conv, pool, norm, softmax.
+    let mut g = Graph::new();
+    let mut rng = Rng(7);
+    let x = g.add_input("x", OperandDescriptor::new(Float32, [1, 4, 16, 16])).unwrap();
+    let mut constant = |g: &mut Graph, shape: &[u32]| g.add_constant(None, random_tensor(&mut rng, Float32, shape)).unwrap();
+    let mut h = x;
+    for _ in 0..4 {
+        let w = constant(&mut g, &[4, 4, 3, 3]);
+        let c = node(&mut g, Op::Conv2d { input: h, filter: w, options: Conv2dOptions { padding: [1; 4], ..Default::default() } });
+        let r = node(&mut g, Op::Unary { kind: UnaryOp::Relu, input: c });
+        let dw = constant(&mut g, &[4, 1, 3, 3]);
+        let b = constant(&mut g, &[4]);
+        let options = Conv2dOptions { padding: [1; 4], groups: 4, bias: Some(b), ..Default::default() };
+        let d = node(&mut g, Op::Conv2d { input: r, filter: dw, options });
+        h = node(&mut g, Op::Binary { kind: BinaryOp::Add, a: d, b: h });
+    }
+    let options = InstanceNormalizationOptions::default();
+    let n = node(&mut g, Op::InstanceNormalization { input: h, options });
+    let p = node(&mut g, Op::Pool2d { kind: PoolOp::Max, input: n, options: Pool2dOptions { window_dimensions: Some([4, 4]), strides: [4, 4], ..Default::default() } });
+    let f = node(&mut g, Op::Reshape { input: p, new_shape: vec![1, 64] });
+    let s = node(&mut g, Op::Softmax { input: f, axis: 1 });
+    g.add_output("y", s).unwrap();
+    let program = lower(&g).unwrap();
+    check_plan(&program).unwrap();
+    let scratch_total: usize = program
+        .buffers
+        .iter()
+        .filter(|b| matches!(b.kind, kiln_ir::kernel::BufferKind::Scratch { .. }))
+        .map(|b| b.byte_len().div_ceil(64) * 64)
+        .sum();
+    assert!(program.arena_bytes * 3 < scratch_total, "arena {} of {scratch_total} scratch bytes", program.arena_bytes);
+    let xt = random_tensor(&mut Rng(11), Float32, &[1, 4, 16, 16]);
+    check_graph("deep net", &g, &[("x".into(), xt)], Tol::Close { rtol: 1e-4, atol: 1e-5 });
+}

@@ -1,0 +1,63 @@
+//! WebNN conformance on the `kernels` backend: every WPT vector lowered to
+//! the kernel IR (`kiln_passes::lower`) and run on the kernel-IR evaluator.
+//!
+//! The cases that fail, and why, are listed in
+//! `tests/data/kernels-expected-failures.txt`. A failure not in that list
+//! fails this test, and so does a listed case that passes (take it off the
+//! list): the list only shrinks.
+
+use std::collections::BTreeMap;
+
+use kiln::conformance::{Backend, Outcome, bundled_exclusions_file, bundled_vectors_dir, load_cases, run_cases, Exclusions};
+
+/// The pass count measured when the backend was added (of 1,477 cases, 7
+/// excluded as lossy; the interpreter passes 1,470).
+const KERNELS_PASSED: usize = 1441;
+
+/// `(operator, case name) -> reason` from the expected-failures file.
+fn expected_failures() -> BTreeMap<(String, String), String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kernels-expected-failures.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut list = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split('\t');
+        let (Some(op), Some(name), Some(reason), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+            panic!("{}:{}: expected `operator<TAB>case name<TAB>reason`", path.display(), i + 1);
+        };
+        let previous = list.insert((op.to_string(), name.to_string()), reason.to_string());
+        assert!(previous.is_none(), "{}:{}: [{op}] {name} is listed twice", path.display(), i + 1);
+    }
+    list
+}
+
+#[test]
+fn wpt_cases_pass_on_the_kernels_backend_except_the_listed_ones() {
+    let cases = load_cases(&bundled_vectors_dir()).unwrap();
+    let exclusions = Exclusions::load(&bundled_exclusions_file()).unwrap();
+    let report = run_cases(&cases, Backend::Kernels, &exclusions);
+    let mut expected = expected_failures();
+    let mut unexpected = Vec::new();
+    let mut now_passing = Vec::new();
+    for r in &report.results {
+        let listed = expected.remove(&(r.op.clone(), r.name.clone()));
+        match (&r.outcome, listed) {
+            (Outcome::Failed(f), None) => unexpected.push(format!("[{}] {}: {f}", r.op, r.name)),
+            (Outcome::Passed, Some(_)) => now_passing.push(format!("[{}] {}", r.op, r.name)),
+            _ => {}
+        }
+    }
+    let counts = report.counts();
+    println!("kernels: {} passed, {} failed, {} excluded", counts.passed, counts.failed, counts.excluded);
+    assert!(unexpected.is_empty(), "{} unexpected failures:\n{}", unexpected.len(), unexpected.join("\n"));
+    assert!(
+        now_passing.is_empty(),
+        "these cases pass now; remove them from tests/data/kernels-expected-failures.txt:\n{}",
+        now_passing.join("\n")
+    );
+    let stale: Vec<_> = expected.keys().map(|(op, name)| format!("[{op}] {name}")).collect();
+    assert!(stale.is_empty(), "the expected-failures list names cases that do not exist:\n{}", stale.join("\n"));
+    assert!(counts.passed >= KERNELS_PASSED, "{} passed, fewer than {KERNELS_PASSED}", counts.passed);
+}
