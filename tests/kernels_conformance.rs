@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use kiln::conformance::{Backend, Outcome, bundled_exclusions_file, bundled_vectors_dir, load_cases, run_cases, Exclusions};
+use kiln::conformance::{
+    Backend, Exclusions, Outcome, bundled_exclusions_file, bundled_vectors_dir, load_cases, run_cases,
+};
 
 /// The pass count measured when the backend was added (of 1,477 cases, 7
 /// excluded as lossy; the interpreter passes 1,470).
@@ -24,7 +26,8 @@ fn expected_failures() -> BTreeMap<(String, String), String> {
             continue;
         }
         let mut fields = line.split('\t');
-        let (Some(op), Some(name), Some(reason), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        let (Some(op), Some(name), Some(reason), None) = (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             panic!("{}:{}: expected `operator<TAB>case name<TAB>reason`", path.display(), i + 1);
         };
         let previous = list.insert((op.to_string(), name.to_string()), reason.to_string());

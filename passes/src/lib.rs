@@ -30,5 +30,5 @@
 pub mod lower;
 pub mod plan;
 
-pub use lower::{cast_rule, lower, lower_unplanned, CastRule, LowerError, Unsupported};
-pub use plan::{check_plan, live_ranges, plan, ALIGNMENT};
+pub use lower::{CastRule, LowerError, Unsupported, cast_rule, lower, lower_unplanned};
+pub use plan::{ALIGNMENT, check_plan, live_ranges, plan};

@@ -29,7 +29,7 @@ use std::fmt;
 
 use half::f16;
 use kiln_ir::infer::{
-    channel_axis, conv2d_filter_dims, conv_transpose2d_filter_dims, resolved_layer_norm_axes, resolved_permutation,
+    channel_axis, conv_transpose2d_filter_dims, conv2d_filter_dims, resolved_layer_norm_axes, resolved_permutation,
     resolved_reduce_axes, resolved_slice_strides, resolved_window, spatial_axes,
 };
 use kiln_ir::kernel::{
@@ -207,8 +207,12 @@ fn placed(v: &Val, rank: usize, axes: &[Option<usize>]) -> Access {
 /// `v` broadcast (numpy-style, right-aligned) over a domain `shape`.
 fn bcast(v: &Val, shape: &[usize]) -> Access {
     let lead = shape.len() - v.rank();
-    let axes: Vec<Option<usize>> =
-        v.shape.iter().enumerate().map(|(j, &d)| if d == 1 && shape[lead + j] != 1 { None } else { Some(lead + j) }).collect();
+    let axes: Vec<Option<usize>> = v
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(j, &d)| if d == 1 && shape[lead + j] != 1 { None } else { Some(lead + j) })
+        .collect();
     placed(v, shape.len(), &axes)
 }
 
@@ -679,8 +683,10 @@ impl<'g> Lowerer<'g> {
                 let y = self.dest(out);
                 let (m, n) = (y.shape[0], y.shape[1]);
                 let k = if options.a_transpose { va.shape[0] } else { va.shape[1] };
-                let a_rows = if options.a_transpose { [Row::axis(2), Row::axis(0)] } else { [Row::axis(0), Row::axis(2)] };
-                let b_rows = if options.b_transpose { [Row::axis(1), Row::axis(2)] } else { [Row::axis(2), Row::axis(1)] };
+                let a_rows =
+                    if options.a_transpose { [Row::axis(2), Row::axis(0)] } else { [Row::axis(0), Row::axis(2)] };
+                let b_rows =
+                    if options.b_transpose { [Row::axis(1), Row::axis(2)] } else { [Row::axis(2), Row::axis(1)] };
                 let mut e = E::new();
                 let mut r = e.acc();
                 if options.alpha != 1.0 {
@@ -890,7 +896,12 @@ impl<'g> Lowerer<'g> {
                     PaddingMode::Constant => {
                         let fill = pad_fill(x.dtype, options.value)?;
                         let rows: Vec<Row> = (0..x.rank()).map(|j| Row::axis(j).offset(-(begin[j] as isize))).collect();
-                        self.map(y.shape.clone(), vec![access(&x, y.rank(), &rows, Some(fill))], Expr::load(0), ident(&y));
+                        self.map(
+                            y.shape.clone(),
+                            vec![access(&x, y.rank(), &rows, Some(fill))],
+                            Expr::load(0),
+                            ident(&y),
+                        );
                     }
                     mode => self.pad_regions(&x, &y, &begin, &end, mode),
                 }
@@ -902,7 +913,8 @@ impl<'g> Lowerer<'g> {
                 let axes = options.axes.map(|a| a as usize);
                 match options.mode {
                     InterpolationMode::NearestNeighbor => {
-                        let picks = axes.map(|a| kiln_ir::interp::nearest_indices(x.shape[a] as u32, y.shape[a] as u32));
+                        let picks =
+                            axes.map(|a| kiln_ir::interp::nearest_indices(x.shape[a] as u32, y.shape[a] as u32));
                         self.resample_nearest(&x, &y, axes, &picks);
                     }
                     InterpolationMode::Linear => {
@@ -1284,7 +1296,8 @@ impl<'g> Lowerer<'g> {
         let (n, c) = (x.shape[0], x.shape[channel_axis(o.input_layout)]);
         let (ih, iw) = (x.shape[ha] as isize, x.shape[wa] as isize);
         let (oh, ow) = (y.shape[ha], y.shape[wa]);
-        let (oc, icg, kh, kw) = conv2d_filter_dims(o.filter_layout, &kiln_ir::Shape(w.shape.iter().map(|&d| d as u32).collect()));
+        let (oc, icg, kh, kw) =
+            conv2d_filter_dims(o.filter_layout, &kiln_ir::Shape(w.shape.iter().map(|&d| d as u32).collect()));
         let (oc, icg, kh, kw) = (oc as usize, icg as usize, kh as usize, kw as usize);
         let [sh, sw] = o.strides.map(|s| s as isize);
         let [dh, dw] = o.dilations.map(|d| d as isize);
@@ -1430,7 +1443,13 @@ impl<'g> Lowerer<'g> {
         }
     }
 
-    fn conv_transpose2d(&mut self, input: OperandId, filter: OperandId, o: &ConvTranspose2dOptions, out: OperandId) -> R {
+    fn conv_transpose2d(
+        &mut self,
+        input: OperandId,
+        filter: OperandId,
+        o: &ConvTranspose2dOptions,
+        out: OperandId,
+    ) -> R {
         let (x, w) = (self.val(input), self.val(filter));
         let y = self.dest(out);
         let nhwc = o.input_layout == InputLayout::Nhwc;
@@ -1461,7 +1480,13 @@ impl<'g> Lowerer<'g> {
             self.map(shape.clone(), vec![], zero.done(z), ident(&xd));
             let rows: Vec<Row> = (0..4)
                 .map(|j| {
-                    let step = if j == ha { sh } else if j == wa { sw } else { 1 };
+                    let step = if j == ha {
+                        sh
+                    } else if j == wa {
+                        sw
+                    } else {
+                        1
+                    };
                     Row { base: 0, terms: vec![(j, step as isize)] }
                 })
                 .collect();
@@ -1619,7 +1644,8 @@ impl<'g> Lowerer<'g> {
     }
 
     fn resample_nearest(&mut self, x: &Val, y: &Val, axes: [usize; 2], picks: &[Vec<usize>; 2]) {
-        let identity = |k: usize| picks[k].len() == x.shape[axes[k]] && picks[k].iter().enumerate().all(|(i, &p)| i == p);
+        let identity =
+            |k: usize| picks[k].len() == x.shape[axes[k]] && picks[k].iter().enumerate().all(|(i, &p)| i == p);
         match (identity(0), identity(1)) {
             (true, true) => self.copy(x, y),
             (false, true) => {
@@ -1693,7 +1719,11 @@ impl<'g> Lowerer<'g> {
                 if e > 0 {
                     // Output o = b + d + t, t in [0, e): source 2(d-1) - (d + t) = d - 2 - t, or d - 1.
                     let start = (b + d) as usize;
-                    s.push(if mode == PaddingMode::Edge { (start, e as usize, d - 1, 0) } else { (start, e as usize, d - 2, -1) });
+                    s.push(if mode == PaddingMode::Edge {
+                        (start, e as usize, d - 1, 0)
+                    } else {
+                        (start, e as usize, d - 2, -1)
+                    });
                 }
                 s
             })

@@ -100,7 +100,11 @@ pub fn check_plan(program: &Program) -> Result<(), String> {
                 return Err(format!("b{i} is at offset {offset}, not a multiple of {ALIGNMENT}"));
             }
             if offset + b.byte_len() > program.arena_bytes {
-                return Err(format!("b{i} ends at {} past the {}-byte arena", offset + b.byte_len(), program.arena_bytes));
+                return Err(format!(
+                    "b{i} ends at {} past the {}-byte arena",
+                    offset + b.byte_len(),
+                    program.arena_bytes
+                ));
             }
             placed.push((i, offset, offset + b.byte_len(), range));
         }
@@ -122,8 +126,8 @@ pub fn check_plan(program: &Program) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_ir::kernel::Expr;
     use kiln_ir::DataType;
+    use kiln_ir::kernel::Expr;
 
     /// A chain `in -> s0 -> s1 -> ... -> out` of copy Maps over `len`
     /// elements, plus extra reads: `reads[k]` lists scratch buffers kernel

@@ -7,6 +7,8 @@
 //! results must match bit for bit; float results within a tolerance (the
 //! interpreter computes in f64, kernels in f32).
 
+#![allow(clippy::type_complexity)]
+
 use kiln_ir::kernel::eval;
 use kiln_ir::*;
 use kiln_passes::{LowerError, check_plan, lower};
@@ -105,7 +107,12 @@ fn check_graph(name: &str, graph: &Graph, feeds: &[(String, Tensor)], tol: Tol) 
 /// Builds a graph with random inputs `x0, x1, ...` of the given types and
 /// shapes, adds the nodes `build` returns outputs for, and checks it.
 #[track_caller]
-fn check(name: &str, inputs: &[(DataType, &[u32])], tol: Tol, build: impl FnOnce(&mut Graph, &[OperandId]) -> Vec<OperandId>) {
+fn check(
+    name: &str,
+    inputs: &[(DataType, &[u32])],
+    tol: Tol,
+    build: impl FnOnce(&mut Graph, &[OperandId]) -> Vec<OperandId>,
+) {
     let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     let mut rng = Rng(seed | 1);
     let mut g = Graph::new();
@@ -131,7 +138,7 @@ fn tol_for(t: DataType) -> Tol {
     if t == DataType::Float16 { F16 } else { F32 }
 }
 
-use DataType::{Float16, Float32, Int32, Int64, Int8, Uint8};
+use DataType::{Float16, Float32, Int8, Int32, Int64, Uint8};
 
 // ---------------------------------------------------------------------------
 // Element-wise.
@@ -166,8 +173,31 @@ fn unary_float_ops() {
 fn activations_on_extreme_values() {
     // The tails and overflow points of the composed activations.
     let values: Vec<f32> = vec![
-        -1000.0, -100.0, -88.0, -30.0, -20.0, -10.0, -5.0, -1.0, -1e-3, -1e-7, -0.0, 0.0, 1e-7, 1e-3, 0.5, 1.0, 5.0,
-        20.0, 30.0, 88.0, 100.0, 1000.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
+        -1000.0,
+        -100.0,
+        -88.0,
+        -30.0,
+        -20.0,
+        -10.0,
+        -5.0,
+        -1.0,
+        -1e-3,
+        -1e-7,
+        -0.0,
+        0.0,
+        1e-7,
+        1e-3,
+        0.5,
+        1.0,
+        5.0,
+        20.0,
+        30.0,
+        88.0,
+        100.0,
+        1000.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
     ];
     let x = Tensor::from_f32([values.len() as u32], &values).unwrap();
     let cases: Vec<(&str, Box<dyn Fn(OperandId) -> Op>)> = vec![
@@ -200,12 +230,15 @@ fn activations_on_extreme_values() {
 
 #[test]
 fn binary_ops_broadcast() {
-    let shapes: [(&[u32], &[u32]); 4] = [(&[2, 3, 4], &[2, 3, 4]), (&[2, 3, 4], &[4]), (&[3, 1], &[2, 1, 5]), (&[], &[2, 2])];
+    let shapes: [(&[u32], &[u32]); 4] =
+        [(&[2, 3, 4], &[2, 3, 4]), (&[2, 3, 4], &[4]), (&[3, 1], &[2, 1, 5]), (&[], &[2, 2])];
     for t in [Float32, Float16] {
         for kind in BinaryOp::ALL.iter().copied() {
             for (sa, sb) in shapes {
                 let name = format!("{} {t} {sa:?} {sb:?}", kind.name());
-                check(&name, &[(t, sa), (t, sb)], tol_for(t), |g, x| vec![node(g, Op::Binary { kind, a: x[0], b: x[1] })]);
+                check(&name, &[(t, sa), (t, sb)], tol_for(t), |g, x| {
+                    vec![node(g, Op::Binary { kind, a: x[0], b: x[1] })]
+                });
             }
         }
     }
@@ -216,17 +249,23 @@ fn int8_and_uint8_arithmetic_wraps_like_the_interpreter() {
     for t in [Int8, Uint8] {
         for kind in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min] {
             let name = format!("{} {t}", kind.name());
-            check(&name, &[(t, &[64]), (t, &[64])], Tol::Exact, |g, x| vec![node(g, Op::Binary { kind, a: x[0], b: x[1] })]);
+            check(&name, &[(t, &[64]), (t, &[64])], Tol::Exact, |g, x| {
+                vec![node(g, Op::Binary { kind, a: x[0], b: x[1] })]
+            });
         }
         for kind in CompareOp::ALL.iter().copied() {
             let name = format!("{} {t}", kind.name());
-            check(&name, &[(t, &[4, 8]), (t, &[8])], Tol::Exact, |g, x| vec![node(g, Op::Compare { kind, a: x[0], b: x[1] })]);
+            check(&name, &[(t, &[4, 8]), (t, &[8])], Tol::Exact, |g, x| {
+                vec![node(g, Op::Compare { kind, a: x[0], b: x[1] })]
+            });
         }
     }
     for kind in [UnaryOp::Abs, UnaryOp::Neg, UnaryOp::Relu] {
         check(kind.name(), &[(Int8, &[256])], Tol::Exact, |g, x| vec![node(g, Op::Unary { kind, input: x[0] })]);
     }
-    check("prelu int8", &[(Int8, &[64]), (Int8, &[64])], Tol::Exact, |g, x| vec![node(g, Op::Prelu { input: x[0], slope: x[1] })]);
+    check("prelu int8", &[(Int8, &[64]), (Int8, &[64])], Tol::Exact, |g, x| {
+        vec![node(g, Op::Prelu { input: x[0], slope: x[1] })]
+    });
     // abs(-128) and neg(-128) wrap to -128; division by zero gives 0.
     let mut g = Graph::new();
     let a = g.add_input("a", OperandDescriptor::new(Int8, [4])).unwrap();
@@ -255,13 +294,20 @@ fn comparisons_logical_and_where() {
     for kind in LogicalOp::ALL.iter().copied() {
         check(kind.name(), &[(Uint8, &[2, 50]), (Uint8, &[50])], Tol::Exact, |g, x| {
             // Mostly zeros and ones, some other non-zero values.
-            let c = g.add_constant(None, Tensor::from_values(OperandDescriptor::new(Uint8, []), &Values::Int(vec![100])).unwrap()).unwrap();
+            let c = g
+                .add_constant(
+                    None,
+                    Tensor::from_values(OperandDescriptor::new(Uint8, []), &Values::Int(vec![100])).unwrap(),
+                )
+                .unwrap();
             let a = node(g, Op::Compare { kind: CompareOp::Greater, a: x[0], b: c });
             let b = node(g, Op::Binary { kind: BinaryOp::Mul, a, b: x[1] });
             vec![node(g, Op::Logical { kind, a, b })]
         });
     }
-    check("logicalNot", &[(Uint8, &[30])], Tol::Exact, |g, x| vec![node(g, Op::Unary { kind: UnaryOp::LogicalNot, input: x[0] })]);
+    check("logicalNot", &[(Uint8, &[30])], Tol::Exact, |g, x| {
+        vec![node(g, Op::Unary { kind: UnaryOp::LogicalNot, input: x[0] })]
+    });
     for t in [Float32, Float16, Int8, Uint8] {
         check(&format!("where {t}"), &[(Uint8, &[3, 1, 4]), (t, &[2, 1]), (t, &[3, 2, 4])], Tol::Exact, |g, x| {
             vec![node(g, Op::Where { condition: x[0], true_value: x[1], false_value: x[2] })]
@@ -284,16 +330,23 @@ fn clamp_prelu_and_parameterised_activations() {
                 vec![node(g, Op::Clamp { input: x[0], min_value, max_value })]
             });
         }
-        check(&format!("prelu {t}"), &[(t, &[2, 3, 4]), (t, &[3, 1])], tol, |g, x| vec![node(g, Op::Prelu { input: x[0], slope: x[1] })]);
+        check(&format!("prelu {t}"), &[(t, &[2, 3, 4]), (t, &[3, 1])], tol, |g, x| {
+            vec![node(g, Op::Prelu { input: x[0], slope: x[1] })]
+        });
         check(&format!("elu {t}"), &[(t, &[40])], tol, |g, x| vec![node(g, Op::Elu { input: x[0], alpha: 0.7 })]);
-        check(&format!("linear {t}"), &[(t, &[40])], tol, |g, x| vec![node(g, Op::Linear { input: x[0], alpha: -1.5, beta: 0.25 })]);
+        check(&format!("linear {t}"), &[(t, &[40])], tol, |g, x| {
+            vec![node(g, Op::Linear { input: x[0], alpha: -1.5, beta: 0.25 })]
+        });
         check(&format!("hardSigmoid {t}"), &[(t, &[40])], tol, |g, x| {
             vec![node(g, Op::HardSigmoid { input: x[0], alpha: 0.3, beta: 0.4 })]
         });
     }
     for t in [Int8, Uint8] {
         check(&format!("clamp {t}"), &[(t, &[64])], Tol::Exact, |g, x| {
-            vec![node(g, Op::Clamp { input: x[0], min_value: Some(Number::Float(-3.5)), max_value: Some(Number::Int(1000)) })]
+            vec![node(
+                g,
+                Op::Clamp { input: x[0], min_value: Some(Number::Float(-3.5)), max_value: Some(Number::Int(1000)) },
+            )]
         });
     }
 }
@@ -351,7 +404,14 @@ fn reductions() {
     for t in [Int8, Uint8] {
         for kind in [ReduceOp::Max, ReduceOp::Min] {
             check(&format!("{} {t}", kind.name()), &[(t, &[4, 6])], Tol::Exact, |g, x| {
-                vec![node(g, Op::Reduce { kind, input: x[0], options: ReduceOptions { axes: Some(vec![1]), keep_dimensions: false } })]
+                vec![node(
+                    g,
+                    Op::Reduce {
+                        kind,
+                        input: x[0],
+                        options: ReduceOptions { axes: Some(vec![1]), keep_dimensions: false },
+                    },
+                )]
             });
         }
     }
@@ -371,29 +431,47 @@ fn softmax_and_normalizations() {
     for t in [Float32, Float16] {
         let tol = if t == Float16 { F16 } else { Tol::Close { rtol: 1e-5, atol: 1e-5 } };
         for axis in 0..3 {
-            check(&format!("softmax {t} axis {axis}"), &[(t, &[3, 4, 5])], tol, |g, x| vec![node(g, Op::Softmax { input: x[0], axis })]);
+            check(&format!("softmax {t} axis {axis}"), &[(t, &[3, 4, 5])], tol, |g, x| {
+                vec![node(g, Op::Softmax { input: x[0], axis })]
+            });
         }
         for axes in [None, Some(vec![2, 1]), Some(vec![0]), Some(vec![])] {
             let p: Vec<u32> = axes.clone().unwrap_or(vec![1, 2]).iter().map(|&a| [2, 3, 4][a as usize]).collect();
             check(&format!("layerNormalization {t} {axes:?}"), &[(t, &[2, 3, 4]), (t, &p), (t, &p)], tol, |g, x| {
-                let options = LayerNormalizationOptions { scale: Some(x[1]), bias: Some(x[2]), axes: axes.clone(), epsilon: 1e-3 };
+                let options = LayerNormalizationOptions {
+                    scale: Some(x[1]),
+                    bias: Some(x[2]),
+                    axes: axes.clone(),
+                    epsilon: 1e-3,
+                };
                 vec![node(g, Op::LayerNormalization { input: x[0], options })]
             });
         }
         for layout in [InputLayout::Nchw, InputLayout::Nhwc] {
             let shape: &[u32] = if layout == InputLayout::Nchw { &[2, 3, 4, 5] } else { &[2, 4, 5, 3] };
-            check(&format!("instanceNormalization {t} {layout:?}"), &[(t, shape), (t, &[3]), (t, &[3])], tol, |g, x| {
-                let options = InstanceNormalizationOptions { scale: Some(x[1]), bias: Some(x[2]), epsilon: 1e-4, layout };
-                vec![node(g, Op::InstanceNormalization { input: x[0], options })]
-            });
+            check(
+                &format!("instanceNormalization {t} {layout:?}"),
+                &[(t, shape), (t, &[3]), (t, &[3])],
+                tol,
+                |g, x| {
+                    let options =
+                        InstanceNormalizationOptions { scale: Some(x[1]), bias: Some(x[2]), epsilon: 1e-4, layout };
+                    vec![node(g, Op::InstanceNormalization { input: x[0], options })]
+                },
+            );
         }
         for axis in [1, 3] {
             let c = [2u32, 3, 4, 5][axis as usize];
-            check(&format!("batchNormalization {t} axis {axis}"), &[(t, &[2, 3, 4, 5]), (t, &[c]), (t, &[c]), (t, &[c])], tol, |g, x| {
-                let var = node(g, Op::Unary { kind: UnaryOp::Abs, input: x[2] });
-                let options = BatchNormalizationOptions { scale: Some(x[3]), bias: None, axis, epsilon: 1e-5 };
-                vec![node(g, Op::BatchNormalization { input: x[0], mean: x[1], variance: var, options })]
-            });
+            check(
+                &format!("batchNormalization {t} axis {axis}"),
+                &[(t, &[2, 3, 4, 5]), (t, &[c]), (t, &[c]), (t, &[c])],
+                tol,
+                |g, x| {
+                    let var = node(g, Op::Unary { kind: UnaryOp::Abs, input: x[2] });
+                    let options = BatchNormalizationOptions { scale: Some(x[3]), bias: None, axis, epsilon: 1e-5 };
+                    vec![node(g, Op::BatchNormalization { input: x[0], mean: x[1], variance: var, options })]
+                },
+            );
         }
     }
 }
@@ -414,14 +492,18 @@ fn gemm_and_matmul() {
                     inputs.push((t, s.as_slice()));
                 }
                 check(&format!("gemm {t} {at} {bt} {c_shape:?}"), &inputs, tol, |g, x| {
-                    let options = GemmOptions { c: x.get(2).copied(), alpha: 0.5, beta: -2.0, a_transpose: at, b_transpose: bt };
+                    let options =
+                        GemmOptions { c: x.get(2).copied(), alpha: 0.5, beta: -2.0, a_transpose: at, b_transpose: bt };
                     vec![node(g, Op::Gemm { a: x[0], b: x[1], options })]
                 });
             }
         }
-        let shapes: [(&[u32], &[u32]); 4] = [(&[3, 4], &[4, 2]), (&[2, 1, 3, 4], &[5, 4, 2]), (&[3, 4], &[2, 4, 6]), (&[2, 3, 4], &[1, 4, 3])];
+        let shapes: [(&[u32], &[u32]); 4] =
+            [(&[3, 4], &[4, 2]), (&[2, 1, 3, 4], &[5, 4, 2]), (&[3, 4], &[2, 4, 6]), (&[2, 3, 4], &[1, 4, 3])];
         for (sa, sb) in shapes {
-            check(&format!("matmul {t} {sa:?} {sb:?}"), &[(t, sa), (t, sb)], tol, |g, x| vec![node(g, Op::Matmul { a: x[0], b: x[1] })]);
+            check(&format!("matmul {t} {sa:?} {sb:?}"), &[(t, sa), (t, sb)], tol, |g, x| {
+                vec![node(g, Op::Matmul { a: x[0], b: x[1] })]
+            });
         }
     }
 }
@@ -465,7 +547,8 @@ fn conv2d_every_layout_group_and_window() {
                     if bias {
                         inputs.push((Float32, &bs));
                     }
-                    let name = format!("conv2d c{c} oc{oc} g{groups} k{kh}x{kw} {layout:?} {filter_layout:?} bias {bias}");
+                    let name =
+                        format!("conv2d c{c} oc{oc} g{groups} k{kh}x{kw} {layout:?} {filter_layout:?} bias {bias}");
                     check(&name, &inputs, tol, |g, x| {
                         let options = Conv2dOptions {
                             padding,
@@ -514,7 +597,9 @@ fn conv_transpose2d_every_layout_and_stride() {
                     if bias {
                         inputs.push((Float32, &bs));
                     }
-                    let name = format!("convTranspose2d c{c} ocg{ocg} g{groups} {layout:?} {filter_layout:?} s{strides:?} bias {bias}");
+                    let name = format!(
+                        "convTranspose2d c{c} ocg{ocg} g{groups} {layout:?} {filter_layout:?} s{strides:?} bias {bias}"
+                    );
                     check(&name, &inputs, tol, |g, x| {
                         let options = ConvTranspose2dOptions {
                             padding,
@@ -594,7 +679,15 @@ fn data_movement_is_exact_for_every_type() {
         check(&format!("slice {t}"), &[(t, &[5, 6, 7])], Tol::Exact, |g, x| {
             vec![
                 node(g, Op::Slice { input: x[0], starts: vec![1, 0, 2], sizes: vec![3, 6, 5], strides: None }),
-                node(g, Op::Slice { input: x[0], starts: vec![0, 1, 1], sizes: vec![5, 5, 6], strides: Some(vec![2, 3, 2]) }),
+                node(
+                    g,
+                    Op::Slice {
+                        input: x[0],
+                        starts: vec![0, 1, 1],
+                        sizes: vec![5, 5, 6],
+                        strides: Some(vec![2, 3, 2]),
+                    },
+                ),
             ]
         });
         check(&format!("concat {t}"), &[(t, &[2, 3]), (t, &[2, 1]), (t, &[2, 4])], Tol::Exact, |g, x| {
@@ -626,7 +719,10 @@ fn data_movement_is_exact_for_every_type() {
         for mode in PaddingMode::ALL.iter().copied() {
             check(&format!("pad {t} {mode:?}"), &[(t, &[3, 4])], Tol::Exact, |g, x| {
                 let options = PadOptions { mode, value: Number::Float(-2.0) };
-                vec![node(g, Op::Pad { input: x[0], beginning_padding: vec![2, 0], ending_padding: vec![1, 3], options })]
+                vec![node(
+                    g,
+                    Op::Pad { input: x[0], beginning_padding: vec![2, 0], ending_padding: vec![1, 3], options },
+                )]
             });
         }
     }
@@ -634,11 +730,21 @@ fn data_movement_is_exact_for_every_type() {
 
 #[test]
 fn resample2d_nearest_and_linear() {
-    for (t, modes) in [(Float32, &InterpolationMode::ALL[..]), (Float16, &InterpolationMode::ALL[..]), (Uint8, &[InterpolationMode::NearestNeighbor][..])] {
+    for (t, modes) in [
+        (Float32, InterpolationMode::ALL),
+        (Float16, InterpolationMode::ALL),
+        (Uint8, &[InterpolationMode::NearestNeighbor][..]),
+    ] {
         for &mode in modes {
             for (axes, sizes) in [([2, 3], [6, 9]), ([1, 2], [2, 3]), ([2, 3], [4, 5]), ([0, 1], [3, 3])] {
                 let name = format!("resample2d {t} {mode:?} {axes:?} {sizes:?}");
-                let tol = if t == Float32 { F32 } else if t == Float16 { F16 } else { Tol::Exact };
+                let tol = if t == Float32 {
+                    F32
+                } else if t == Float16 {
+                    F16
+                } else {
+                    Tol::Exact
+                };
                 check(&name, &[(t, &[2, 3, 4, 5])], tol, |g, x| {
                     let options = Resample2dOptions { mode, scales: None, sizes: Some(sizes), axes };
                     vec![node(g, Op::Resample2d { input: x[0], options })]
@@ -668,15 +774,47 @@ fn outputs_aliases_and_shared_operands() {
 
 #[test]
 fn a_small_cnn_end_to_end() {
-    check("cnn", &[(Float32, &[1, 3, 8, 8]), (Float32, &[4, 3, 3, 3]), (Float32, &[4]), (Float32, &[4, 1, 3, 3]), (Float32, &[16, 5])], Tol::Close { rtol: 1e-4, atol: 1e-5 }, |g, x| {
-        let c = node(g, Op::Conv2d { input: x[0], filter: x[1], options: Conv2dOptions { padding: [1; 4], bias: Some(x[2]), ..Default::default() } });
-        let r = node(g, Op::Unary { kind: UnaryOp::Relu, input: c });
-        let d = node(g, Op::Conv2d { input: r, filter: x[3], options: Conv2dOptions { groups: 4, strides: [2, 2], padding: [1; 4], ..Default::default() } });
-        let p = node(g, Op::Pool2d { kind: PoolOp::Average, input: d, options: Pool2dOptions { window_dimensions: Some([2, 2]), strides: [2, 2], ..Default::default() } });
-        let f = node(g, Op::Reshape { input: p, new_shape: vec![1, 16] });
-        let m = node(g, Op::Matmul { a: f, b: x[4] });
-        vec![node(g, Op::Softmax { input: m, axis: 1 })]
-    });
+    check(
+        "cnn",
+        &[
+            (Float32, &[1, 3, 8, 8]),
+            (Float32, &[4, 3, 3, 3]),
+            (Float32, &[4]),
+            (Float32, &[4, 1, 3, 3]),
+            (Float32, &[16, 5]),
+        ],
+        Tol::Close { rtol: 1e-4, atol: 1e-5 },
+        |g, x| {
+            let c = node(
+                g,
+                Op::Conv2d {
+                    input: x[0],
+                    filter: x[1],
+                    options: Conv2dOptions { padding: [1; 4], bias: Some(x[2]), ..Default::default() },
+                },
+            );
+            let r = node(g, Op::Unary { kind: UnaryOp::Relu, input: c });
+            let d = node(
+                g,
+                Op::Conv2d {
+                    input: r,
+                    filter: x[3],
+                    options: Conv2dOptions { groups: 4, strides: [2, 2], padding: [1; 4], ..Default::default() },
+                },
+            );
+            let p = node(
+                g,
+                Op::Pool2d {
+                    kind: PoolOp::Average,
+                    input: d,
+                    options: Pool2dOptions { window_dimensions: Some([2, 2]), strides: [2, 2], ..Default::default() },
+                },
+            );
+            let f = node(g, Op::Reshape { input: p, new_shape: vec![1, 16] });
+            let m = node(g, Op::Matmul { a: f, b: x[4] });
+            vec![node(g, Op::Softmax { input: m, axis: 1 })]
+        },
+    );
 }
 
 #[test]
@@ -716,11 +854,15 @@ fn plans_never_overlap_live_buffers_and_reuse_memory() {
     let mut g = Graph::new();
     let mut rng = Rng(7);
     let x = g.add_input("x", OperandDescriptor::new(Float32, [1, 4, 16, 16])).unwrap();
-    let mut constant = |g: &mut Graph, shape: &[u32]| g.add_constant(None, random_tensor(&mut rng, Float32, shape)).unwrap();
+    let mut constant =
+        |g: &mut Graph, shape: &[u32]| g.add_constant(None, random_tensor(&mut rng, Float32, shape)).unwrap();
     let mut h = x;
     for _ in 0..4 {
         let w = constant(&mut g, &[4, 4, 3, 3]);
-        let c = node(&mut g, Op::Conv2d { input: h, filter: w, options: Conv2dOptions { padding: [1; 4], ..Default::default() } });
+        let c = node(
+            &mut g,
+            Op::Conv2d { input: h, filter: w, options: Conv2dOptions { padding: [1; 4], ..Default::default() } },
+        );
         let r = node(&mut g, Op::Unary { kind: UnaryOp::Relu, input: c });
         let dw = constant(&mut g, &[4, 1, 3, 3]);
         let b = constant(&mut g, &[4]);
@@ -730,7 +872,14 @@ fn plans_never_overlap_live_buffers_and_reuse_memory() {
     }
     let options = InstanceNormalizationOptions::default();
     let n = node(&mut g, Op::InstanceNormalization { input: h, options });
-    let p = node(&mut g, Op::Pool2d { kind: PoolOp::Max, input: n, options: Pool2dOptions { window_dimensions: Some([4, 4]), strides: [4, 4], ..Default::default() } });
+    let p = node(
+        &mut g,
+        Op::Pool2d {
+            kind: PoolOp::Max,
+            input: n,
+            options: Pool2dOptions { window_dimensions: Some([4, 4]), strides: [4, 4], ..Default::default() },
+        },
+    );
     let f = node(&mut g, Op::Reshape { input: p, new_shape: vec![1, 64] });
     let s = node(&mut g, Op::Softmax { input: f, axis: 1 });
     g.add_output("y", s).unwrap();

@@ -11,10 +11,7 @@
 
 use half::f16;
 
-use super::{
-    Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, Kernel, KernelError, Program,
-    UnaryFn,
-};
+use super::{Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, Kernel, KernelError, Program, UnaryFn};
 use crate::{DataType, OperandDescriptor, Tensor};
 
 /// Runs `program` on the tensors for its input buffers (matched by name;
@@ -28,18 +25,11 @@ use crate::{DataType, OperandDescriptor, Tensor};
 /// The program is validated first; a feed that does not fit its buffer, a
 /// scratch buffer outside the arena or a failed validation is an error
 /// (its `kind` is `"feed"` or `"memory"` when no kernel is at fault).
-pub fn eval(
-    program: &Program,
-    inputs: &[(&str, &Tensor)],
-) -> Result<Vec<(String, Tensor)>, KernelError> {
+pub fn eval(program: &Program, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>, KernelError> {
     program.validate()?;
     let mut memory = Memory::new(program, inputs)?;
     for (k, kernel) in program.kernels.iter().enumerate() {
-        let fail = |message: String| KernelError {
-            kernel: k,
-            kind: kernel.kind(),
-            message,
-        };
+        let fail = |message: String| KernelError { kernel: k, kind: kernel.kind(), message };
         let writes = run_kernel(program, &memory, kernel).map_err(fail)?;
         memory.write(program, writes).map_err(fail)?;
     }
@@ -181,15 +171,10 @@ pub fn store_f32(t: DataType, x: f32, out: &mut [u8]) {
 fn eval_expr(expr: &Expr, loads: &[f32], acc: f32, count: f32) -> Result<f32, String> {
     let mut v: Vec<f32> = Vec::with_capacity(expr.nodes.len());
     for node in &expr.nodes {
-        let get = |id: super::ValueId| {
-            v.get(id.0 as usize)
-                .copied()
-                .ok_or_else(|| format!("bad value reference {}", id.0))
-        };
+        let get =
+            |id: super::ValueId| v.get(id.0 as usize).copied().ok_or_else(|| format!("bad value reference {}", id.0));
         let x = match *node {
-            ExprNode::Load(n) => *loads
-                .get(n as usize)
-                .ok_or_else(|| format!("no input {n}"))?,
+            ExprNode::Load(n) => *loads.get(n as usize).ok_or_else(|| format!("no input {n}"))?,
             ExprNode::Const(c) => c,
             ExprNode::Acc => acc,
             ExprNode::Count => count,
@@ -205,9 +190,7 @@ fn eval_expr(expr: &Expr, loads: &[f32], acc: f32, count: f32) -> Result<f32, St
         };
         v.push(x);
     }
-    v.last()
-        .copied()
-        .ok_or_else(|| "empty expression".to_string())
+    v.last().copied().ok_or_else(|| "empty expression".to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -243,11 +226,7 @@ struct Writes {
 
 impl<'a> Memory<'a> {
     fn new(program: &'a Program, inputs: &[(&str, &'a Tensor)]) -> Result<Self, KernelError> {
-        let fail = |kind: &'static str, message: String| KernelError {
-            kernel: 0,
-            kind,
-            message,
-        };
+        let fail = |kind: &'static str, message: String| KernelError { kernel: 0, kind, message };
         let mut storage = Vec::with_capacity(program.buffers.len());
         for (i, b) in program.buffers.iter().enumerate() {
             let id = BufferId(i as u32);
@@ -260,12 +239,7 @@ impl<'a> Memory<'a> {
                     if t.data_type() != b.data_type || t.bytes().len() != b.byte_len() {
                         return Err(fail(
                             "feed",
-                            format!(
-                                "input `{name}`: {id} holds {} {} elements, got {}",
-                                b.len,
-                                b.data_type,
-                                t.desc()
-                            ),
+                            format!("input `{name}`: {id} holds {} {} elements, got {}", b.len, b.data_type, t.desc()),
                         ));
                     }
                     Storage::Borrowed(t.bytes())
@@ -302,18 +276,12 @@ impl<'a> Memory<'a> {
             };
             storage.push(s);
         }
-        Ok(Memory {
-            storage,
-            arena: vec![0; program.arena_bytes],
-        })
+        Ok(Memory { storage, arena: vec![0; program.arena_bytes] })
     }
 
     /// The bytes of buffer `id`.
     fn bytes(&self, program: &Program, id: BufferId) -> Result<&[u8], String> {
-        let b = program
-            .buffers
-            .get(id.0 as usize)
-            .ok_or_else(|| format!("no buffer {id}"))?;
+        let b = program.buffers.get(id.0 as usize).ok_or_else(|| format!("no buffer {id}"))?;
         Ok(match &self.storage[id.0 as usize] {
             Storage::Borrowed(s) => s,
             Storage::Owned(v) => v,
@@ -324,10 +292,7 @@ impl<'a> Memory<'a> {
     /// Element `index` of buffer `id` as f32.
     fn load(&self, program: &Program, id: BufferId, index: usize) -> Result<f32, String> {
         let t = program.buffer(id).data_type;
-        Ok(load_f32(
-            t,
-            element(self.bytes(program, id)?, t, index, id)?,
-        ))
+        Ok(load_f32(t, element(self.bytes(program, id)?, t, index, id)?))
     }
 
     /// The raw bytes of element `index` of buffer `id`.
@@ -339,10 +304,7 @@ impl<'a> Memory<'a> {
     }
 
     fn write(&mut self, program: &Program, writes: Writes) -> Result<(), String> {
-        let b = program
-            .buffers
-            .get(writes.buffer.0 as usize)
-            .ok_or_else(|| format!("no buffer {}", writes.buffer))?;
+        let b = program.buffers.get(writes.buffer.0 as usize).ok_or_else(|| format!("no buffer {}", writes.buffer))?;
         let (t, len) = (b.data_type, b.byte_len());
         let bytes: &mut [u8] = match &mut self.storage[writes.buffer.0 as usize] {
             Storage::Owned(v) => v,
@@ -367,13 +329,8 @@ impl<'a> Memory<'a> {
         let mut out = Vec::new();
         for ((i, b), s) in program.buffers.iter().enumerate().zip(self.storage) {
             if let (BufferKind::Output(name), Storage::Owned(bytes)) = (&b.kind, s) {
-                let fail = |message: String| KernelError {
-                    kernel: 0,
-                    kind: "memory",
-                    message,
-                };
-                let len = u32::try_from(b.len)
-                    .map_err(|_| fail(format!("output b{i} has more than 2^32 elements")))?;
+                let fail = |message: String| KernelError { kernel: 0, kind: "memory", message };
+                let len = u32::try_from(b.len).map_err(|_| fail(format!("output b{i} has more than 2^32 elements")))?;
                 let t = Tensor::from_bytes(OperandDescriptor::new(b.data_type, [len]), bytes)
                     .map_err(|e| fail(e.to_string()))?;
                 out.push((name.clone(), t));
@@ -397,10 +354,7 @@ fn element(bytes: &[u8], t: DataType, index: usize, id: BufferId) -> Result<&[u8
 
 /// Calls `f` with every index of the box `dims`, in row-major order (once,
 /// with `[]`, for a rank-0 box; never if a dimension is 0).
-fn for_each_index(
-    dims: &[usize],
-    mut f: impl FnMut(&[usize]) -> Result<(), String>,
-) -> Result<(), String> {
+fn for_each_index(dims: &[usize], mut f: impl FnMut(&[usize]) -> Result<(), String>) -> Result<(), String> {
     if dims.contains(&0) {
         return Ok(());
     }
@@ -437,10 +391,7 @@ fn locate(a: &Access, i: &[usize]) -> Result<Option<usize>, String> {
             if a.guard.is_some() {
                 return Ok(None);
             }
-            return Err(format!(
-                "coordinate {j} of {} is {c}, outside [0, {dim})",
-                a.buffer
-            ));
+            return Err(format!("coordinate {j} of {} is {c}, outside [0, {dim})", a.buffer));
         }
         flat = flat * dim + c as usize;
     }
@@ -448,12 +399,7 @@ fn locate(a: &Access, i: &[usize]) -> Result<Option<usize>, String> {
 }
 
 /// The value `a` reads at domain index `i` and whether its guard passed.
-fn read(
-    program: &Program,
-    memory: &Memory,
-    a: &Access,
-    i: &[usize],
-) -> Result<(f32, bool), String> {
+fn read(program: &Program, memory: &Memory, a: &Access, i: &[usize]) -> Result<(f32, bool), String> {
     match locate(a, i)? {
         Some(index) => Ok((memory.load(program, a.buffer, index)?, true)),
         None => Ok((a.guard.unwrap_or(0.0), false)),
@@ -468,18 +414,13 @@ fn target(a: &Access, i: &[usize]) -> Result<usize, String> {
 fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Writes, String> {
     let mut elements = Vec::new();
     let buffer = match kernel {
-        Kernel::Map {
-            domain,
-            inputs,
-            expr,
-            out,
-        } => {
+        Kernel::Map { domain, inputs, expr, out } => {
             let out_type = program.buffer(out.buffer).data_type;
             // A single load of the output's data type copies element bytes.
             let copy = match expr.nodes.as_slice() {
-                [ExprNode::Load(n)] => inputs
-                    .get(*n as usize)
-                    .filter(|a| program.buffer(a.buffer).data_type == out_type),
+                [ExprNode::Load(n)] => {
+                    inputs.get(*n as usize).filter(|a| program.buffer(a.buffer).data_type == out_type)
+                }
                 _ => None,
             };
             let mut loads = vec![0.0f32; inputs.len()];
@@ -501,15 +442,7 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
             })?;
             out.buffer
         }
-        Kernel::Reduce {
-            domain,
-            reduced,
-            inputs,
-            element,
-            combine,
-            finish,
-            out,
-        } => {
+        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
             let split = domain.len() - reduced;
             let (kept, red) = domain.split_at(split);
             let mut loads = vec![0.0f32; inputs.len()];
@@ -540,14 +473,7 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
             })?;
             out.buffer
         }
-        Kernel::Gemm {
-            domain,
-            a,
-            b,
-            epilogue_inputs,
-            epilogue,
-            out,
-        } => {
+        Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
             let split = domain.len() - 1;
             let (outer, k_len) = (&domain[..split], domain[split]);
             let mut loads = vec![0.0f32; epilogue_inputs.len()];
@@ -570,15 +496,7 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
             })?;
             out.buffer
         }
-        Kernel::Gather {
-            outer,
-            axis_len,
-            inner,
-            input,
-            indices,
-            index_count,
-            out,
-        } => {
+        Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
             let index_type = program.buffer(*indices).data_type;
             let index_bytes = memory.bytes(program, *indices)?;
             let len = *axis_len as i128;
@@ -630,13 +548,7 @@ mod tests {
         p.add_buffer(BufferKind::Output(name.into()), t, len)
     }
 
-    fn access(
-        buffer: BufferId,
-        shape: &[usize],
-        base: &[isize],
-        coef: &[&[isize]],
-        guard: Option<f32>,
-    ) -> Access {
+    fn access(buffer: BufferId, shape: &[usize], base: &[isize], coef: &[&[isize]], guard: Option<f32>) -> Access {
         Access {
             buffer,
             shape: shape.to_vec(),
@@ -680,12 +592,7 @@ mod tests {
         let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         let xt = Tensor::from_bytes(OperandDescriptor::new(DataType::Int64, [4]), bytes).unwrap();
         let out = eval(&p, &[("x", &xt)]).unwrap();
-        let got: Vec<i64> = out[0]
-            .1
-            .bytes()
-            .chunks(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let got: Vec<i64> = out[0].1.bytes().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(got, [vals[0], vals[2], vals[1], vals[3]]);
     }
 
@@ -706,27 +613,13 @@ mod tests {
         }
         // 1 + 2^-11 is halfway between two float16 values: ties to even (1.0);
         // 1 + 3 * 2^-11 ties up to 1 + 2^-9.
-        let xt = Tensor::from_f32(
-            [4],
-            &[
-                1.0 + 2f32.powi(-11),
-                1.0 + 3.0 * 2f32.powi(-11),
-                -300.7,
-                f32::NAN,
-            ],
-        )
-        .unwrap();
+        let xt = Tensor::from_f32([4], &[1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), -300.7, f32::NAN]).unwrap();
         let out = eval(&p, &[("x", &xt)]).unwrap();
         let h: Vec<f32> = f32s(&out[0].1);
         assert_eq!(h[..3], [1.0, 1.0 + 2f32.powi(-9), -300.75]);
         assert!(h[3].is_nan());
         assert_eq!(out[1].1.bytes(), [1u8, 1, (-128i8) as u8, 0]);
-        let u: Vec<u32> = out[2]
-            .1
-            .bytes()
-            .chunks(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let u: Vec<u32> = out[2].1.bytes().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(u, [1, 1, 0, 0]);
     }
 
@@ -753,19 +646,11 @@ mod tests {
         .unwrap();
         let it = Tensor::from_bytes(
             OperandDescriptor::new(DataType::Int32, [5]),
-            [0i32, -1, 7, -9, 1]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
+            [0i32, -1, 7, -9, 1].iter().flat_map(|v| v.to_le_bytes()).collect(),
         )
         .unwrap();
         let out = eval(&p, &[("x", &xt), ("i", &it)]).unwrap();
-        let got: Vec<i64> = out[0]
-            .1
-            .bytes()
-            .chunks(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let got: Vec<i64> = out[0].1.bytes().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
         // -1 -> 2; 7 -> clamped to 2; -9 -> -6 -> clamped to 0.
         assert_eq!(got, [10, 12, 12, 10, 11, 20, vals[5], vals[5], 20, 21]);
     }
