@@ -6,7 +6,7 @@
 //! | operators | kernels |
 //! |---|---|
 //! | unary, binary, comparison and logical ops, `clamp`, `elu`, `leakyRelu`, `hardSigmoid`, `hardSwish`, `linear`, `gelu`, `softplus`, `softsign`, `sigmoid`, `relu`, `prelu`, `where`, `cast` | one Map, broadcasting by zero coefficients |
-//! | `reshape`, `identity`, `expand` to the same shape | nothing (an alias), or a copy Map into a graph output |
+//! | `reshape`, `identity`, and ops that keep every element in place (a cast to the same type, an `expand`/`transpose` of size-1 dimensions, a whole `slice`, an empty `pad`, a one-input `concat`, a one-part `split`) | nothing (an alias), or a copy Map into a graph output |
 //! | `transpose`, `slice`, `expand`, `concat` (a Map per input), `split` (a Map per output), `pad` (constant: one guarded Map; edge, reflection: a Map per region) | copy Maps with affine accesses |
 //! | `gather` | Gather |
 //! | the ten reductions | Reduce (`reduceLogSumExp`: Reduce max, Reduce Σexp(x − max), Map) |

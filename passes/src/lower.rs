@@ -10,9 +10,12 @@
 //! inside one op (a softmax's maximum and sum, a layer norm's mean and
 //! variance, a grouped convolution before its bias) are f32 scratch.
 //!
-//! `reshape`, `identity` and an `expand` to the same shape alias their
-//! input's buffer with the new shape (no kernel) unless the result is a graph
-//! output, which gets a copy. An operand is always a whole buffer, so an
+//! Operators that keep every element in place alias their input's buffer
+//! with the new shape (no kernel): `reshape`, `identity`, a cast to the same
+//! type, and the degenerate `expand` (only size-1 dimensions added),
+//! `transpose` (only size-1 axes moved), `slice` (everything), `pad`
+//! (nothing), `concat` (one input) and `split` (one part). A result that
+//! is a graph output gets a copy instead. An operand is always a whole buffer, so an
 //! alias is only a different shape on the same `BufferId` and liveness
 //! (per buffer) stays right.
 //!
@@ -662,7 +665,11 @@ impl<'g> Lowerer<'g> {
             Op::Cast { input, data_type } => {
                 let from = t_of(*input);
                 match cast_rule(from, *data_type)? {
-                    CastRule::Copy | CastRule::Convert => self.elementwise(out, &[*input], |_, x| x[0]),
+                    CastRule::Copy => {
+                        let x = self.val(*input);
+                        self.alias(out, &x);
+                    }
+                    CastRule::Convert => self.elementwise(out, &[*input], |_, x| x[0]),
                     CastRule::Wrap => {
                         let to = *data_type;
                         self.elementwise(out, &[*input], |e, x| e.wrap(x[0], to));
@@ -825,6 +832,12 @@ impl<'g> Lowerer<'g> {
             Op::Transpose { input, permutation } => {
                 let x = self.val(*input);
                 let perm = resolved_permutation(permutation, x.rank());
+                // Moving only size-1 axes keeps the element order.
+                let moved: Vec<u32> = perm.iter().copied().filter(|&p| x.shape[p as usize] != 1).collect();
+                if moved.windows(2).all(|w| w[0] < w[1]) {
+                    self.alias(out, &x);
+                    return Ok(());
+                }
                 let y = self.dest(out);
                 // Output axis i is input axis perm[i].
                 let mut axes = vec![None; x.rank()];
@@ -832,6 +845,16 @@ impl<'g> Lowerer<'g> {
                     axes[p as usize] = Some(i);
                 }
                 self.map(y.shape.clone(), vec![placed(&x, y.rank(), &axes)], Expr::load(0), ident(&y));
+                Ok(())
+            }
+            Op::Concat { inputs, .. } if inputs.len() == 1 => {
+                let x = self.val(inputs[0]);
+                self.alias(out, &x);
+                Ok(())
+            }
+            Op::Split { input, .. } if node.outputs.len() == 1 => {
+                let x = self.val(*input);
+                self.alias(out, &x);
                 Ok(())
             }
             Op::Concat { inputs, axis } => {
@@ -862,6 +885,10 @@ impl<'g> Lowerer<'g> {
             }
             Op::Slice { input, starts, strides, .. } => {
                 let x = self.val(*input);
+                if starts.iter().all(|&s| s == 0) && dims(self.desc(out)) == x.shape {
+                    self.alias(out, &x);
+                    return Ok(());
+                }
                 let steps = resolved_slice_strides(strides, x.rank());
                 let rows: Vec<Row> = (0..x.rank())
                     .map(|j| Row { base: starts[j] as isize, terms: vec![(j, steps[j] as isize)] })
@@ -873,7 +900,8 @@ impl<'g> Lowerer<'g> {
             Op::Expand { input, .. } => {
                 let x = self.val(*input);
                 let shape = dims(self.desc(out));
-                if shape == x.shape {
+                if shape.iter().product::<usize>() == x.len() {
+                    // Only size-1 dimensions: the same elements in the same order.
                     self.alias(out, &x);
                 } else {
                     let y = self.dest(out);
@@ -889,6 +917,10 @@ impl<'g> Lowerer<'g> {
             }
             Op::Pad { input, beginning_padding, ending_padding, options } => {
                 let x = self.val(*input);
+                if beginning_padding.iter().chain(ending_padding).all(|&p| p == 0) {
+                    self.alias(out, &x);
+                    return Ok(());
+                }
                 let y = self.dest(out);
                 let begin: Vec<usize> = beginning_padding.iter().map(|&b| b as usize).collect();
                 let end: Vec<usize> = ending_padding.iter().map(|&b| b as usize).collect();
@@ -1030,14 +1062,66 @@ impl<'g> Lowerer<'g> {
                 e.div(p, six)
             }),
             UnaryOp::Gelu => self.elementwise(out, &[input], |e, x| {
-                // 0.5 x (1 + erf(x / sqrt 2)).
+                // 0.5 x Φ2 with Φ2 = 1 + erf(x / sqrt 2) for x >= 0 and, where
+                // that cancels (x < 0), Φ2 = erfc(|x| / sqrt 2) = erfc(z):
+                // erfc z = t e^(-z^2 + P(t)), t = 1 / (1 + z / 2), the
+                // Chebyshev fit of Numerical Recipes' `erfcc` (relative error
+                // below 1.2e-7 for every z >= 0). -z^2 = -x^2 / 2 is split
+                // exactly (Veltkamp: x = xh + xl, xh with 12 significant
+                // bits) into -xh^2 / 2 and a small rest, each through its own
+                // exp, so the result keeps its relative precision however
+                // far out x is. x is clamped at -20 there (Φ2 underflows).
                 let (half, one) = (e.c(0.5), e.c(1.0));
                 let r = e.c(std::f32::consts::FRAC_1_SQRT_2);
                 let s = e.mul(x[0], r);
                 let er = e.un(UnaryFn::Erf, s);
-                let one_plus = e.add(one, er);
+                let upper = e.add(one, er);
+                let floor = e.c(-20.0);
+                let xc = e.bin(BinaryFn::Max, x[0], floor);
+                let a = e.un(UnaryFn::Abs, xc);
+                let z = e.mul(a, r);
+                let hz = e.mul(half, z);
+                let d = e.add(one, hz);
+                let t = e.div(one, d);
+                const P: [f32; 10] = [
+                    -1.265_512_2,
+                    1.000_023_7,
+                    0.374_091_96,
+                    0.096_784_18,
+                    -0.186_288_06,
+                    0.278_868_07,
+                    -1.135_203_98,
+                    1.488_515_87,
+                    -0.822_152_23,
+                    0.170_872_77,
+                ];
+                let mut p = e.c(P[9]);
+                for &c in P[..9].iter().rev() {
+                    let pt = e.mul(p, t);
+                    let k = e.c(c);
+                    p = e.add(pt, k);
+                }
+                let split = e.c(4097.0);
+                let c = e.mul(split, xc);
+                let cx = e.sub(c, xc);
+                let xh = e.sub(c, cx);
+                let xl = e.sub(xc, xh);
+                let nhalf = e.c(-0.5);
+                let hh = e.mul(xh, xh);
+                let big = e.mul(hh, nhalf); // -xh^2 / 2, exact
+                let hl = e.mul(xh, xl);
+                let ll = e.mul(xl, xl);
+                let ll2 = e.mul(ll, nhalf);
+                let rest = e.sub(ll2, hl); // -xh xl - xl^2 / 2
+                let rest = e.add(rest, p);
+                let e1 = e.un(UnaryFn::Exp, big);
+                let e2 = e.un(UnaryFn::Exp, rest);
+                let te1 = e.mul(t, e1);
+                let lower = e.mul(te1, e2);
+                let neg = e.negative(x[0]);
+                let phi2 = e.sel(neg, lower, upper);
                 let hx = e.mul(half, x[0]);
-                e.mul(hx, one_plus)
+                e.mul(hx, phi2)
             }),
             UnaryOp::Softplus => self.elementwise(out, &[input], |e, x| {
                 // max(x, 0) + ln(1 + e^-|x|): no overflow, accurate tails.
