@@ -70,6 +70,8 @@ enum Command {
 enum Stage {
     /// The validated WebNN graph, as `.webnn` text.
     Graph,
+    /// The lowered, memory-planned kernel program (the kernel IR's text form).
+    Kernels,
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -179,10 +181,18 @@ fn ops() {
     println!();
     for name in names {
         print!("{name:<24}");
-        for _ in backends {
-            // The interpreter implements every operator of the IR (an
-            // exhaustive match), so every mapped name is supported.
-            print!(" {:<8}", "yes");
+        for b in backends {
+            let support = match b {
+                // The interpreter implements every operator of the IR (an
+                // exhaustive match), so every mapped name is supported.
+                Backend::Interp => "yes",
+                Backend::Kernels => match kiln::passes::op_support(name) {
+                    Some(kiln::passes::Support::Full) => "yes",
+                    Some(kiln::passes::Support::Partial(_)) => "partial",
+                    None => "no",
+                },
+            };
+            print!(" {support:<8}");
         }
         println!();
     }
@@ -196,6 +206,7 @@ fn emit(model: &Path, stage: Stage) -> CliResult {
             let doc = kiln::frontend::webnn_text::from_graph(&graph, name);
             print!("{}", kiln::frontend::webnn_text::print(&doc));
         }
+        Stage::Kernels => print!("{}", kiln::passes::lower(&graph)?),
     }
     Ok(())
 }

@@ -64,3 +64,18 @@ fn wpt_cases_pass_on_the_kernels_backend_except_the_listed_ones() {
     assert!(stale.is_empty(), "the expected-failures list names cases that do not exist:\n{}", stale.join("\n"));
     assert!(counts.passed >= KERNELS_PASSED, "{} passed, fewer than {KERNELS_PASSED}", counts.passed);
 }
+
+#[test]
+fn compiling_an_unsupported_graph_names_every_offending_node() {
+    use kiln::{Context, ContextOptions, DataType, GraphBuilder, OperandDescriptor, RuntimeError};
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Int64, [4])).unwrap();
+    let y = b.neg(x).unwrap();
+    let z = b.abs(y).unwrap();
+    let graph = b.build(&[("z", z)]).unwrap();
+    let ctx = Context::new(ContextOptions { backend: Backend::Kernels }).unwrap();
+    let err = ctx.compile(graph).unwrap_err();
+    let RuntimeError::Lower(kiln::passes::LowerError::Unsupported(list)) = &err else { panic!("{err}") };
+    assert_eq!(list.iter().map(|u| u.op).collect::<Vec<_>>(), ["neg", "abs"]);
+    assert!(err.to_string().starts_with("lowering: 2 unsupported nodes: neg: int64 operands"), "{err}");
+}

@@ -30,5 +30,5 @@
 pub mod lower;
 pub mod plan;
 
-pub use lower::{CastRule, LowerError, Unsupported, cast_rule, lower, lower_unplanned};
+pub use lower::{CastRule, LowerError, Support, Unsupported, cast_rule, lower, lower_unplanned, op_support};
 pub use plan::{ALIGNMENT, check_plan, live_ranges, plan};

@@ -1915,3 +1915,62 @@ impl RedPlan {
         placed(v, rank, &axes)
     }
 }
+
+/// How completely [`lower`] handles the WebNN operator `name`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Every data type and option the shape rules accept.
+    Full,
+    /// All but what the note says.
+    Partial(&'static str),
+}
+
+/// The lowering's support for the WebNN operator `name` (for `kiln ops`);
+/// `None` for a name that is not a WebNN operator kiln knows.
+pub fn op_support(name: &str) -> Option<Support> {
+    const WIDE_INTS: &str = "not on 32/64-bit integers";
+    let partial = match name {
+        "add" | "sub" | "mul" | "div" | "max" | "min" | "abs" | "neg" | "relu" | "clamp" | "prelu" | "where"
+        | "equal" | "notEqual" | "greater" | "greaterOrEqual" | "lesser" | "lesserOrEqual" | "maxPool2d"
+        | "reduceMax" | "reduceMin" => WIDE_INTS,
+        "pow" => "not on integers",
+        "reduceL1" | "reduceSum" | "reduceSumSquare" | "reduceProduct" => "not on integers",
+        "cast" => "integer-to-integer casts only from int8/uint8 (see cast_rule)",
+        "resample2d" => "linear mode not on integers",
+        "pad" => "constant values f32 cannot hold exactly",
+        _ => {
+            let known = BinaryOp::ALL
+                .iter()
+                .map(|k| k.name())
+                .chain(CompareOp::ALL.iter().map(|k| k.name()))
+                .chain(LogicalOp::ALL.iter().map(|k| k.name()))
+                .chain(UnaryOp::ALL.iter().map(|k| k.name()))
+                .chain(ReduceOp::ALL.iter().map(|k| k.name()))
+                .chain(PoolOp::ALL.iter().map(|k| k.name()))
+                .any(|n| n == name);
+            let other = [
+                "elu",
+                "leakyRelu",
+                "hardSigmoid",
+                "linear",
+                "conv2d",
+                "convTranspose2d",
+                "gemm",
+                "matmul",
+                "batchNormalization",
+                "layerNormalization",
+                "instanceNormalization",
+                "softmax",
+                "reshape",
+                "transpose",
+                "concat",
+                "split",
+                "slice",
+                "expand",
+                "gather",
+            ];
+            return (known || other.contains(&name)).then_some(Support::Full);
+        }
+    };
+    Some(Support::Partial(partial))
+}
