@@ -1083,6 +1083,8 @@ impl<'g> Lowerer<'g> {
                 let hz = e.mul(half, z);
                 let d = e.add(one, hz);
                 let t = e.div(one, d);
+                // The published coefficients, digit for digit.
+                #[allow(clippy::excessive_precision)]
                 const P: [f32; 10] = [
                     -1.265_512_2,
                     1.000_023_7,
