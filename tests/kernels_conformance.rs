@@ -79,3 +79,11 @@ fn compiling_an_unsupported_graph_names_every_offending_node() {
     assert_eq!(list.iter().map(|u| u.op).collect::<Vec<_>>(), ["neg", "abs"]);
     assert!(err.to_string().starts_with("lowering: 2 unsupported nodes: neg: int64 operands"), "{err}");
 }
+
+#[test]
+fn the_support_table_knows_every_operator() {
+    for name in kiln::frontend::op_table::operator_names() {
+        assert!(kiln::passes::op_support(name).is_some(), "{name} is missing from kiln_passes::op_support");
+    }
+    assert_eq!(kiln::passes::op_support("frobnicate"), None);
+}

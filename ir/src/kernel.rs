@@ -18,8 +18,11 @@
 //! types truncate toward zero and saturate, NaN giving 0); a
 //! [`Kernel::Map`] whose expression is a single load of a buffer of the
 //! output's data type is a plain copy of the element bytes, so every data
-//! type (int64 included) moves exactly. The scalar functions are defined by
-//! [`UnaryFn::apply`], [`BinaryFn::apply`] and [`Combine::apply`].
+//! type (int64 included) moves exactly (a guarded element outside its shape
+//! stores the fill, converted). The scalar functions are defined by
+//! [`UnaryFn::apply`], [`BinaryFn::apply`] and [`Combine::apply`]. No kernel
+//! writes memory it also reads (lowering and planning ensure it), so the
+//! order in which a kernel visits its domain does not matter.
 //!
 //! [`eval`] runs a program by these definitions, element by element: it is
 //! the oracle the native and WGSL backends are tested against.

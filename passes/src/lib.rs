@@ -1,5 +1,5 @@
 //! kiln's graph passes. Today: lowering a WebNN graph to the kernel IR
-//! ([`lower`]) and memory planning ([`plan`]).
+//! ([`lower()`]) and memory planning ([`plan()`]).
 //!
 //! How each operator lowers (all computing in f32, see `kiln_ir::kernel`):
 //!
