@@ -30,6 +30,8 @@ use std::path::Path;
 pub use kiln_frontend as frontend;
 pub use kiln_frontend::builder::{BuildError, GraphBuilder};
 pub use kiln_ir as ir;
+pub use kiln_codegen as codegen;
+pub use kiln_passes as passes;
 pub use kiln_ir::*;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::{Backend, CompiledGraph, Context, ContextOptions, RuntimeError};

@@ -61,6 +61,10 @@ enum Command {
         /// Which stage to print.
         #[arg(long, value_enum, default_value = "graph")]
         stage: Stage,
+        /// Code generation target for the clif and asm stages:
+        /// native, x86_64, x86_64+avx2 or x86_64+avx512 (any, whatever the host).
+        #[arg(long, default_value = "native")]
+        target: String,
     },
     /// Run WebNN conformance test vectors (WPT JSON files or folders).
     Conformance {
@@ -87,6 +91,12 @@ enum Command {
 enum Stage {
     /// The validated WebNN graph, as `.webnn` text.
     Graph,
+    /// The lowered, memory-planned kernel program (the kernel IR's text form).
+    Kernels,
+    /// Cranelift IR of every kernel, before optimisation.
+    Clif,
+    /// Machine code of every kernel.
+    Asm,
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -100,7 +110,7 @@ fn main() -> ExitCode {
             ops();
             Ok(())
         }
-        Command::Emit { model, stage } => emit(&model, stage),
+        Command::Emit { model, stage, target } => emit(&model, stage, &target),
         Command::Bench { model, backend, threads, runs, json } => bench(&model, &backend, threads, runs, json),
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
@@ -265,22 +275,38 @@ fn ops() {
     println!();
     for name in names {
         print!("{name:<24}");
-        for _ in backends {
-            // The interpreter implements every operator of the IR (an
-            // exhaustive match), so every mapped name is supported.
-            print!(" {:<8}", "yes");
+        for b in backends {
+            let support = match b {
+                // The interpreter implements every operator of the IR (an
+                // exhaustive match), so every mapped name is supported.
+                Backend::Interp => "yes",
+                // Both run the lowered program: the lowering decides.
+                Backend::Kernels | Backend::Cpu => match kiln::passes::op_support(name) {
+                    Some(kiln::passes::Support::Full) => "yes",
+                    Some(kiln::passes::Support::Partial(_)) => "partial",
+                    None => "no",
+                },
+            };
+            print!(" {support:<8}");
         }
         println!();
     }
 }
 
-fn emit(model: &Path, stage: Stage) -> CliResult {
+fn emit(model: &Path, stage: Stage, target: &str) -> CliResult {
+    use kiln::codegen::cpu::{listing, Listing, Target};
     let graph = kiln::load_graph(model)?;
     match stage {
         Stage::Graph => {
             let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");
             let doc = kiln::frontend::webnn_text::from_graph(&graph, name);
             print!("{}", kiln::frontend::webnn_text::print(&doc));
+        }
+        Stage::Kernels => print!("{}", kiln::passes::lower(&graph)?),
+        Stage::Clif | Stage::Asm => {
+            let target: Target = target.parse()?;
+            let which = if matches!(stage, Stage::Clif) { Listing::Clif } else { Listing::Asm };
+            print!("{}", listing(&kiln::passes::lower(&graph)?, &target, which)?);
         }
     }
     Ok(())

@@ -151,3 +151,33 @@ fn conformance_json_report() {
     assert_eq!(report["ops"]["relu"]["passed"], 17);
     assert_error(&kiln(&["conformance", "no/such/dir"]), "no/such/dir");
 }
+
+#[test]
+fn the_kernels_backend_runs_the_example_and_emits_its_program() {
+    let dir = scratch("kernels");
+    let o = kiln(&["run", MODEL, "--input", INPUT, "--output-dir", dir.to_str().unwrap(), "--backend", "kernels"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let kernels = kiln::npy::parse(&std::fs::read(dir.join("probs.npy")).unwrap()).unwrap().to_f32_vec();
+    let o = kiln(&["run", MODEL, "--input", INPUT, "--output-dir", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let interp = kiln::npy::parse(&std::fs::read(dir.join("probs.npy")).unwrap()).unwrap().to_f32_vec();
+    for (k, i) in kernels.iter().zip(&interp) {
+        assert!((k - i).abs() <= 1e-6 + 1e-5 * i.abs(), "kernels {kernels:?}\ninterp {interp:?}");
+    }
+
+    let o = kiln(&["emit", MODEL, "--stage", "kernels"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in ["input \"x\"", "output \"probs\"", "arena: ", ": gemm [", ": reduce ["] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+    // Deterministic.
+    assert_eq!(stdout(&kiln(&["emit", MODEL, "--stage", "kernels"])), text);
+
+    let o = kiln(&["ops"]);
+    let s = stdout(&o);
+    assert!(s.lines().next().unwrap().contains("kernels"), "{s}");
+    assert_eq!(s.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["operator", "cpu", "interp", "kernels"]);
+    assert!(s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["conv2d", "yes", "yes", "yes"]), "{s}");
+    assert!(s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["sub", "partial", "yes", "partial"]), "{s}");
+}

@@ -26,14 +26,15 @@
 
 mod conv;
 mod elementwise;
-/// The error function, accurate to about 1e-15 (Rust's standard library has none).
-pub use elementwise::erf;
 mod linalg;
 mod movement;
 mod norm;
 mod pool;
 mod reduce;
 mod resample;
+
+pub use elementwise::{erf, erfc};
+pub use resample::{linear_taps, nearest_indices};
 
 use crate::{infer, DataType, Graph, Op, OperandDescriptor, OperandId, OperandKind, Tensor, Values};
 

@@ -12,13 +12,27 @@
 //! unguarded access stays inside its buffer for every index of its domain, so
 //! generated code needs no run-time bounds checks beyond the guards.
 //!
-//! Kernels compute in f32. Loads convert from the buffer's data type and
-//! stores convert back; a [`Kernel::Map`] whose expression is a single load
-//! of the same data type is a plain copy of any element type.
+//! Kernels compute in f32. Loads convert from the buffer's data type
+//! (floats exactly, integers rounded to nearest, so exactly below 2^24) and
+//! stores convert back (float16 rounds to nearest, ties to even; integer
+//! types truncate toward zero and saturate, NaN giving 0); a
+//! [`Kernel::Map`] whose expression is a single load of a buffer of the
+//! output's data type is a plain copy of the element bytes, so every data
+//! type (int64 included) moves exactly (a guarded element outside its shape
+//! stores the fill, converted). The scalar functions are defined by
+//! [`UnaryFn::apply`], [`BinaryFn::apply`] and [`Combine::apply`]. No kernel
+//! writes memory it also reads (lowering and planning ensure it), so the
+//! order in which a kernel visits its domain does not matter.
+//!
+//! [`eval`] runs a program by these definitions, element by element: it is
+//! the oracle the native and WGSL backends are tested against.
 
 use std::fmt::{self, Write};
 
 use crate::{DataType, Tensor};
+
+mod eval;
+pub use eval::{eval, load_f32, store_f32};
 
 /// Index of a buffer in its program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -161,11 +175,16 @@ pub enum ExprNode {
     Const(f32),
     /// The accumulator (in reductions' and gemms' finishing expressions).
     Acc,
-    /// The number of elements combined whose guard passed (reductions).
+    /// In a reduction's `finish`: the number of reduced indices at which
+    /// every coordinate of input 0 was inside its shape (so all of them
+    /// when input 0 is unguarded or the kernel has no inputs). For an
+    /// average pool with input 0 guarded, it counts the window's elements
+    /// that are not padding. In a gemm's epilogue: the `k` extent. As f32
+    /// (exact below 2^24).
     Count,
     Unary(UnaryFn, ValueId),
     Binary(BinaryFn, ValueId, ValueId),
-    /// `if cond != 0 { a } else { b }`.
+    /// `if cond != 0 { a } else { b }` (a NaN `cond` is not 0: it picks `a`).
     Select(ValueId, ValueId, ValueId),
 }
 
@@ -224,9 +243,13 @@ pub enum Kernel {
     /// For every index `i` of `domain`: `out[i] = expr(i)`.
     Map { domain: Vec<usize>, inputs: Vec<Access>, expr: Expr, out: Access },
     /// `domain` is the kept axes followed by `reduced` reduced axes. For each
-    /// kept index: `acc = combine.identity()`, then over the reduced axes
-    /// `acc = combine(acc, element(i))`, then `out[kept] = finish(acc, count)`.
-    /// `out` is indexed by the kept axes only.
+    /// kept index: `acc = combine.identity()`, then over the reduced axes,
+    /// in row-major order, `acc = combine(acc, element(i))` (every reduced
+    /// index is combined; a guarded input reads its fill outside its
+    /// shape), then `out[kept] = finish(acc, count)` (see
+    /// [`ExprNode::Count`]). `out` is indexed by the kept axes only; the
+    /// inputs by the whole domain. With `reduced == 0` the reduced loop runs
+    /// once.
     Reduce {
         domain: Vec<usize>,
         reduced: usize,
@@ -240,7 +263,10 @@ pub enum Kernel {
     /// `out[b, m, n] = epilogue(Σ_k a[b, m, k] * b[b, k, n])`. The accesses
     /// `a`, `b` are over the full domain (their `n`, respectively `m`,
     /// coefficients are zero); `out` and the epilogue's inputs are over
-    /// `[batch.., m, n]`. In the epilogue, `Acc` is the sum.
+    /// `[batch.., m, n]`. In the epilogue, `Acc` is the sum. The reference
+    /// ([`eval`]) sums from 0.0 in order of `k`, rounding every product and
+    /// every addition to f32; backends may reorder and fuse within their
+    /// tolerance.
     Gemm { domain: Vec<usize>, a: Access, b: Access, epilogue_inputs: Vec<Access>, epilogue: Expr, out: Access },
     /// `out[o, j, i] = input[o, clamp(indices[j]), i]` over the domain
     /// `[outer, indices, inner]`, where negative indices count from the end

@@ -1,1 +1,34 @@
-//! Graph passes arrive with the native backend (issue 3).
+//! kiln's graph passes. Today: lowering a WebNN graph to the kernel IR
+//! ([`lower()`]) and memory planning ([`plan()`]).
+//!
+//! How each operator lowers (all computing in f32, see `kiln_ir::kernel`):
+//!
+//! | operators | kernels |
+//! |---|---|
+//! | unary, binary, comparison and logical ops, `clamp`, `elu`, `leakyRelu`, `hardSigmoid`, `hardSwish`, `linear`, `gelu`, `softplus`, `softsign`, `sigmoid`, `relu`, `prelu`, `where`, `cast` | one Map, broadcasting by zero coefficients |
+//! | `reshape`, `identity`, and ops that keep every element in place (a cast to the same type, an `expand`/`transpose` of size-1 dimensions, a whole `slice`, an empty `pad`, a one-input `concat`, a one-part `split`) | nothing (an alias), or a copy Map into a graph output |
+//! | `transpose`, `slice`, `expand`, `concat` (a Map per input), `split` (a Map per output), `pad` (constant: one guarded Map; edge, reflection: a Map per region) | copy Maps with affine accesses |
+//! | `gather` | Gather |
+//! | the ten reductions | Reduce (`reduceLogSumExp`: Reduce max, Reduce Σexp(x − max), Map) |
+//! | `softmax` | Reduce max, Reduce Σexp, Map |
+//! | `layerNormalization`, `instanceNormalization` | Reduce mean, Reduce variance, Map |
+//! | `batchNormalization` | one Map |
+//! | `gemm`, `matmul` | Gemm (transposes, broadcast batches by coefficients; alpha, beta, c in the epilogue) |
+//! | `conv2d`, groups = 1 | im2col Map (guarded for padding) + Gemm with the bias in its epilogue; a 1x1 unit-stride unpadded filter reads the input directly |
+//! | `conv2d`, groups > 1 | Reduce of x·w over (channel in group, kh, kw) (+ a bias Map) |
+//! | `convTranspose2d` | (strides > 1: zero Map + strided copy Map, spreading the input) Reduce over the flipped window (+ a bias Map) |
+//! | `averagePool2d`, `l2Pool2d`, `maxPool2d` | Reduce with a guarded input (padding is not counted) |
+//! | `resample2d` | nearest: Gathers with constant indices; linear (float types): 6 Gathers + a weighting Map |
+//!
+//! Unsupported (reported for every offending node at once, in a
+//! [`LowerError::Unsupported`]): arithmetic, comparisons, selections and
+//! reductions (except max/min of int8/uint8) on 32/64-bit integers; `pow`
+//! on integers; integer casts that need more than f32's exact integers
+//! ([`cast_rule`]); linear `resample2d` of integers; a constant `pad`
+//! value that f32 cannot hold exactly.
+
+pub mod lower;
+pub mod plan;
+
+pub use lower::{CastRule, LowerError, Support, Unsupported, cast_rule, lower, lower_unplanned, op_support};
+pub use plan::{ALIGNMENT, check_plan, live_ranges, plan};

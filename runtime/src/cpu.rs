@@ -28,11 +28,13 @@ struct Arena(Vec<Align64>);
 
 #[derive(Clone, Copy)]
 #[repr(align(64))]
-struct Align64([u8; 64]);
+struct Align64 {
+    _bytes: [u8; 64],
+}
 
 impl Arena {
     fn new(bytes: usize) -> Self {
-        Arena(vec![Align64([0; 64]); bytes.div_ceil(64)])
+        Arena(vec![Align64 { _bytes: [0; 64] }; bytes.div_ceil(64)])
     }
 
     fn base(&mut self) -> *mut u8 {
@@ -102,12 +104,12 @@ impl CpuExecutable {
                 // rejects such programs), so handing out their addresses as
                 // `*mut` is sound.
                 BufferKind::Input(name) => {
-                    let (_, t) = feeds.iter().find(|(n, _)| n == name).ok_or_else(|| RuntimeError::MissingInput(name.clone()))?;
+                    let (_, t) = feeds.iter().find(|(n, _)| n == name).ok_or_else(|| RuntimeError::MissingBuffer(name.clone()))?;
                     t.bytes().as_ptr() as *mut u8
                 }
                 BufferKind::Constant(t) => t.bytes().as_ptr() as *mut u8,
                 BufferKind::Output(name) => {
-                    let i = self.outputs.iter().position(|(n, _)| n == name).ok_or_else(|| RuntimeError::MissingInput(name.clone()))?;
+                    let i = self.outputs.iter().position(|(n, _)| n == name).ok_or_else(|| RuntimeError::MissingBuffer(name.clone()))?;
                     outputs[i].as_mut_ptr()
                 }
                 // SAFETY: planning keeps offset + size within arena_bytes.

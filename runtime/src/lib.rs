@@ -1,8 +1,12 @@
 //! kiln's runtime: a [`Context`] compiles graphs for a backend and runs them.
 //!
-//! Backends today: `interp`, the reference interpreter. Every backend checks
-//! the caller's tensors against the graph's inputs before running.
+//! Backends: `cpu`, native code (the graph lowered to the kernel IR by
+//! `kiln_passes::lower` and JIT-compiled by `kiln_codegen::cpu`); `interp`,
+//! the reference interpreter; and `kernels`, the lowered program run by the
+//! kernel-IR reference evaluator (`kiln_ir::kernel::eval`). Every backend
+//! checks the caller's tensors against the graph's inputs before running.
 
+mod cpu;
 mod dispatch;
 
 use std::fmt;
@@ -11,22 +15,34 @@ use std::sync::Arc;
 
 pub use dispatch::{block_on, Dispatch};
 
+use kiln_ir::kernel::{KernelError, Program};
 use kiln_ir::{Graph, GraphError, Tensor};
+pub use kiln_passes::LowerError;
 
 /// The backends a [`Context`] can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Backend {
+    /// Native code for this machine's CPU (Cranelift, with AVX-512/AVX2
+    /// micro-kernels where the CPU has them).
+    Cpu,
     /// The reference interpreter (`kiln_ir::interp`): exact, slow, the oracle.
     #[default]
     Interp,
+    /// The graph lowered to kernels and run by the kernel-IR evaluator
+    /// (`kiln_ir::kernel::eval`): f32 arithmetic, slow, the oracle of the
+    /// code generators. Compiling fails for graphs the lowering does not
+    /// support.
+    Kernels,
 }
 
 impl Backend {
-    pub const ALL: &'static [Backend] = &[Backend::Interp];
+    pub const ALL: &'static [Backend] = &[Backend::Cpu, Backend::Interp, Backend::Kernels];
 
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Cpu => "cpu",
             Backend::Interp => "interp",
+            Backend::Kernels => "kernels",
         }
     }
 }
@@ -52,12 +68,25 @@ impl FromStr for Backend {
 /// An error from compiling or running a graph.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("unknown backend `{0}` (available: interp)")]
+    #[error("unknown backend `{0}` (available: cpu, interp, kernels)")]
     UnknownBackend(String),
     #[error(transparent)]
     Graph(#[from] GraphError),
     #[error(transparent)]
     Interp(#[from] kiln_ir::interp::InterpError),
+    /// The graph could not be lowered to kernels.
+    #[error("lowering: {0}")]
+    Lower(#[from] LowerError),
+    /// A kernel program failed to run.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// Native code generation failed.
+    #[error("code generation: {0}")]
+    Codegen(String),
+    #[error("internal: the program has no buffer for `{0}`")]
+    MissingBuffer(String),
+    #[error("internal: a lock was poisoned by a panicking thread")]
+    Poisoned,
 }
 
 /// Options for a [`Context`].
@@ -83,20 +112,42 @@ pub struct Context {
 
 /// A graph compiled for one context's backend. `Send + Sync`; cloning is
 /// cheap and shares the compiled code.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CompiledGraph {
     inner: Arc<Compiled>,
 }
 
-#[derive(Debug)]
 struct Compiled {
     graph: Graph,
+    executable: Executable,
+}
+
+/// What a backend runs.
+enum Executable {
+    Interp,
+    Kernels(Program),
+    Cpu(cpu::CpuExecutable),
+}
+
+impl fmt::Debug for CompiledGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledGraph").field("nodes", &self.graph().nodes().len()).finish_non_exhaustive()
+    }
 }
 
 impl CompiledGraph {
     /// The graph this was compiled from.
     pub fn graph(&self) -> &Graph {
         &self.inner.graph
+    }
+
+    /// The kernel program, for backends that lower the graph.
+    pub fn program(&self) -> Option<&Program> {
+        match &self.inner.executable {
+            Executable::Interp => None,
+            Executable::Kernels(p) => Some(p),
+            Executable::Cpu(c) => Some(c.program()),
+        }
     }
 }
 
@@ -121,7 +172,16 @@ impl Context {
     /// Compiles `graph` for this context's backend.
     pub fn compile(&self, graph: Graph) -> Result<CompiledGraph, RuntimeError> {
         graph.validate()?;
-        Ok(CompiledGraph { inner: Arc::new(Compiled { graph }) })
+        let executable = match self.backend {
+            Backend::Interp => Executable::Interp,
+            Backend::Kernels => Executable::Kernels(kiln_passes::lower(&graph)?),
+            Backend::Cpu => {
+                let program = kiln_passes::lower(&graph)?;
+                let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
+                Executable::Cpu(cpu::CpuExecutable::new(program, &kiln_codegen::cpu::Target::host(), outputs)?)
+            }
+        };
+        Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable }) })
     }
 
     /// Runs `graph` on named input tensors; returns the outputs in the
@@ -133,8 +193,14 @@ impl Context {
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let g = graph.graph();
         g.check_feeds(inputs)?;
-        let outputs = kiln_ir::interp::run(g, inputs)?;
-        Ok(g.outputs().iter().map(|(n, _)| n.clone()).zip(outputs).collect())
+        match &graph.inner.executable {
+            Executable::Interp => {
+                let outputs = kiln_ir::interp::run(g, inputs)?;
+                Ok(g.outputs().iter().map(|(n, _)| n.clone()).zip(outputs).collect())
+            }
+            Executable::Kernels(program) => shape_outputs(g, kiln_ir::kernel::eval(program, inputs)?),
+            Executable::Cpu(exe) => exe.run(inputs, self.threads),
+        }
     }
 
     /// Like [`Context::compute`], but runs off the calling thread; the
@@ -147,4 +213,23 @@ impl Context {
             ctx.compute(&graph, &feeds)
         })
     }
+}
+
+/// Orders the kernel evaluator's flat output buffers as the graph's outputs
+/// and gives each its descriptor (no copy).
+fn shape_outputs(graph: &Graph, mut flat: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    graph
+        .outputs()
+        .iter()
+        .map(|(name, id)| {
+            let at = flat.iter().position(|(n, _)| n == name).ok_or_else(|| RuntimeError::MissingBuffer(name.clone()))?;
+            let (_, t) = flat.swap_remove(at);
+            let t = Tensor::new(graph.desc(*id).clone(), t.shared_bytes().clone()).map_err(|e| KernelError {
+                kernel: 0,
+                kind: "memory",
+                message: format!("output `{name}`: {e}"),
+            })?;
+            Ok((name.clone(), t))
+        })
+        .collect()
 }

@@ -25,21 +25,13 @@ pub(super) fn resample2d(input: &Tensor, o: &Resample2dOptions, out: &OperandDes
         return Err("resample2d takes a 4-D input".into());
     }
     let axes = o.axes.map(|a| a as usize);
-    // The clamped source coordinate of every output coordinate, per resampled axis.
-    let coords: Vec<Vec<f64>> = (0..2)
-        .map(|k| {
-            let (n_in, n_out) = (ishape[axes[k]] as f64, oshape[axes[k]]);
-            (0..n_out)
-                .map(|d| ((d as f64 + 0.5) * n_in / n_out as f64 - 0.5).clamp(0.0, n_in - 1.0))
-                .collect()
-        })
-        .collect();
+    let sizes = |k: usize| (ishape[axes[k]], oshape[axes[k]]);
     let is = strides_of(ishape);
     let count = out.shape.element_count();
 
     match o.mode {
         InterpolationMode::NearestNeighbor => {
-            let pick: Vec<Vec<usize>> = coords.iter().map(|c| c.iter().map(|&s| (s - 0.5).ceil().max(0.0) as usize).collect()).collect();
+            let pick: Vec<Vec<usize>> = (0..2).map(|k| nearest_indices(sizes(k).0, sizes(k).1)).collect();
             let mut map = Vec::with_capacity(count);
             for_each_index(oshape, |index| {
                 let mut src = 0;
@@ -62,20 +54,7 @@ pub(super) fn resample2d(input: &Tensor, o: &Resample2dOptions, out: &OperandDes
                 Values::Float(v) => (v, false),
                 Values::Int(v) => (v.into_iter().map(|i| i as f64).collect(), true),
             };
-            // (lower index, upper index, weight of the upper) per output coordinate.
-            let taps: Vec<Vec<(usize, usize, f64)>> = coords
-                .iter()
-                .zip(axes)
-                .map(|(c, axis)| {
-                    let last = ishape[axis] as usize - 1;
-                    c.iter()
-                        .map(|&s| {
-                            let lo = s.floor();
-                            (lo as usize, (lo as usize + 1).min(last), s - lo)
-                        })
-                        .collect()
-                })
-                .collect();
+            let taps: Vec<Vec<(usize, usize, f64)>> = (0..2).map(|k| linear_taps(sizes(k).0, sizes(k).1)).collect();
             let mut y = Vec::with_capacity(count);
             for_each_index(oshape, |index| {
                 let mut base = 0;
@@ -97,6 +76,31 @@ pub(super) fn resample2d(input: &Tensor, o: &Resample2dOptions, out: &OperandDes
             }
         }
     }
+}
+
+/// The clamped source coordinate `s` of every output coordinate along one
+/// resampled axis of `n_in` input and `n_out` output elements.
+fn source_coordinates(n_in: u32, n_out: u32) -> impl Iterator<Item = f64> {
+    let n = n_in as f64;
+    (0..n_out).map(move |d| ((d as f64 + 0.5) * n / n_out as f64 - 0.5).clamp(0.0, n - 1.0))
+}
+
+/// Nearest-neighbor resampling along one axis: the input index that every
+/// output index copies.
+pub fn nearest_indices(n_in: u32, n_out: u32) -> Vec<usize> {
+    source_coordinates(n_in, n_out).map(|s| (s - 0.5).ceil().max(0.0) as usize).collect()
+}
+
+/// Linear resampling along one axis: for every output index, the lower and
+/// upper input indices and the weight of the upper one.
+pub fn linear_taps(n_in: u32, n_out: u32) -> Vec<(usize, usize, f64)> {
+    let last = n_in as usize - 1;
+    source_coordinates(n_in, n_out)
+        .map(|s| {
+            let lo = s.floor();
+            (lo as usize, (lo as usize + 1).min(last), s - lo)
+        })
+        .collect()
 }
 
 /// Calls `f` with every multi-index of `shape`, in row-major order.
