@@ -289,11 +289,11 @@ fn check(case: &Case, seed: u64, fast: bool) {
     }
 }
 
-/// Sizes around every micro-tile shape (4x8, 6x16, 12x32), the k block
-/// (256) and the n block.
+/// Sizes around every micro-tile shape (4x8, 6x16, 8x32) and the k block
+/// (256).
 #[test]
 fn edge_sizes() {
-    let ms = [1, 3, 4, 5, 6, 7, 11, 12, 13, 24, 25];
+    let ms = [1, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17, 25];
     let ns = [1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 65];
     let ks = [1, 2, 7, 255, 256, 257];
     let mut seed = 1;
@@ -315,6 +315,9 @@ fn large_sizes() {
     check(&Case::plain(29, 1100, 61), 11, true);
     check(&Case::plain(17, 23, 1029), 12, true);
     check(&Case { b_const: true, ..Case::plain(100, 1060, 530) }, 13, true);
+    // k blocks shortened so that all of N fits one B block (600 = 4 x 150).
+    check(&Case::plain(20, 700, 600), 14, true);
+    check(&Case { b_const: true, a_const: true, epilogue: Epilogue::Bias, ..Case::plain(20, 700, 600) }, 15, true);
 }
 
 #[test]

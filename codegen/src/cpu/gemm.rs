@@ -67,6 +67,8 @@ use super::{cranelift, CodegenError};
 
 /// Depth of a k block: a 12x256 A panel is 12 KiB (L1).
 pub const KC: usize = 256;
+/// The shallowest k block chosen to fit all of N in one B block.
+pub const KC_MIN: usize = 128;
 /// Bytes of a packed B block (L2 is 1 MiB per core).
 pub const B_BLOCK_BYTES: usize = 512 * 1024;
 
@@ -172,17 +174,15 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
         std::mem::swap(&mut a_buf, &mut b_buf);
     }
     let (mr, nr) = (spec.mr, spec.nr);
-    let kc = k.min(KC);
-    let nc_max = (B_BLOCK_BYTES / (kc * 4) / nr).max(1) * nr;
-    let nc = n.next_multiple_of(nr).min(nc_max);
+    let (kc, nc) = blocking(k, n, nr);
     let batch = domain[..nb].to_vec();
     let nbatch: usize = batch.iter().product();
     let constant = |id: BufferId| match &program.buffer(id).kind {
         BufferKind::Constant(t) if t.data_type() == DataType::Float32 => Some(to_f32(t.bytes())),
         _ => None,
     };
-    let packed_b = constant(b_buf).map(|data| pack_const(&data, &sb, &batch, nbatch, k, n, nr, true));
-    let packed_a = constant(a_buf).map(|data| pack_const(&data, &sa, &batch, nbatch, k, m, mr, false));
+    let packed_b = constant(b_buf).map(|data| pack_const(&data, &sb, &batch, nbatch, (k, kc), n, nr, true));
+    let packed_a = constant(a_buf).map(|data| pack_const(&data, &sa, &batch, nbatch, (k, kc), m, mr, false));
     let identity = matches!(epilogue.nodes.as_slice(), [ExprNode::Acc]);
     let vector_inputs = if so.cols == 1 {
         epilogue_inputs
@@ -228,6 +228,26 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     })
 }
 
+/// The k block and n block: the B block (`kc x nc` floats) fits
+/// [`B_BLOCK_BYTES`]. Prefer one n block (so each A panel is packed once
+/// per k block) with `KC_MIN <= kc <= KC`; else `kc = KC` and split N.
+fn blocking(k: usize, n: usize, nr: usize) -> (usize, usize) {
+    let npad = n.next_multiple_of(nr);
+    let budget = B_BLOCK_BYTES / 4;
+    let kc_max = KC;
+    let kc_fit = budget / npad;
+    if kc_fit >= k.min(kc_max) {
+        (k.min(kc_max), npad)
+    } else if kc_fit >= KC_MIN {
+        // Equal-ish k blocks no deeper than fit.
+        let blocks = k.div_ceil(kc_fit);
+        (k.div_ceil(blocks), npad)
+    } else {
+        let kc = k.min(kc_max);
+        (kc, (budget / kc / nr).max(1) * nr)
+    }
+}
+
 fn to_f32(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
@@ -246,7 +266,16 @@ fn batch_index(batch: &[usize], mut flat: usize) -> Vec<usize> {
 /// For B (`is_b`): `s` maps (k, n); panels of `width` columns. For A: `s`
 /// maps (m, k); panels of `width` rows.
 #[allow(clippy::too_many_arguments)]
-fn pack_const(data: &[f32], s: &Strided, batch: &[usize], nbatch: usize, k: usize, len: usize, width: usize, is_b: bool) -> Packed {
+fn pack_const(
+    data: &[f32],
+    s: &Strided,
+    batch: &[usize],
+    nbatch: usize,
+    (k, kc_block): (usize, usize),
+    len: usize,
+    width: usize,
+    is_b: bool,
+) -> Packed {
     let batched = s.batch.iter().zip(batch).any(|(&st, &d)| st != 0 && d > 1);
     let copies = if batched { nbatch } else { 1 };
     let padded = len.next_multiple_of(width);
@@ -256,8 +285,8 @@ fn pack_const(data: &[f32], s: &Strided, batch: &[usize], nbatch: usize, k: usiz
         let idx = batch_index(batch, copy);
         let base = s.off + idx.iter().zip(&s.batch).map(|(&i, &st)| i as i64 * st).sum::<i64>();
         let dst = &mut out[copy * slab..(copy + 1) * slab];
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for pc in (0..k).step_by(kc_block) {
+            let kc = kc_block.min(k - pc);
             for q in 0..padded / width {
                 for kk in 0..kc {
                     for w in 0..width {

@@ -58,7 +58,7 @@ pub struct Spec {
 }
 
 /// Rows of the AVX-512 kernel (see the measurements in `gemm.rs`).
-pub const AVX512_MR: usize = 12;
+pub const AVX512_MR: usize = 8;
 
 impl Spec {
     /// The micro-kernel used for a feature level.
