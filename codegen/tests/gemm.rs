@@ -410,3 +410,41 @@ fn more_tasks_than_work() {
         }
     }
 }
+
+/// `out` with no unit stride (every other column of a wider buffer): every
+/// tile goes through the temporary tile; the gaps are never written.
+#[test]
+fn strided_output() {
+    let mut rng = Rng(5);
+    let mut built = build(&Case { epilogue: Epilogue::Bias, ..Case::plain(19, 37, 40) }, &mut rng);
+    let (m, n) = (19, 37);
+    let out = built.out;
+    built.program.buffers[out.0 as usize].len = m * 2 * n;
+    built.data[out.0 as usize] = vec![0.0; m * 2 * n];
+    let Kernel::Gemm { out: o, .. } = &mut built.program.kernels[0] else { unreachable!() };
+    o.shape = vec![m, 2 * n];
+    o.coef = vec![vec![1, 0], vec![0, 2]];
+    let want = reference(&built);
+    for target in Target::host_levels() {
+        assert!(plan(&built.program, &built.program.kernels[0], Spec::for_features(target.features)).is_some());
+        for tasks in [1, 4] {
+            let got = run(&built, &target, tasks);
+            for (i, &g) in got.iter().enumerate() {
+                if i % 2 == 1 {
+                    assert_eq!(g, 0.0, "{target}: gap {i} written");
+                } else {
+                    let (w, tol) = want[i];
+                    assert!((g as f64 - w).abs() <= tol, "{target}: element {i}: got {g}, want {w}");
+                }
+            }
+        }
+    }
+}
+
+/// Matrix-vector products: one row tile, so the columns are split into
+/// chunks for the tasks.
+#[test]
+fn small_m_splits_columns() {
+    check(&Case { b_const: true, epilogue: Epilogue::BiasRelu, ..Case::plain(1, 1000, 700) }, 21, true);
+    check(&Case { batch: vec![2], b_shared: true, ..Case::plain(3, 515, 33) }, 22, true);
+}

@@ -14,9 +14,9 @@
 //!
 //! # Loops (one task)
 //! ```text
-//! for batch b, rows [m0, m1) of this task      (tasks split batch x row-tiles)
-//!   for jc in 0..N step NC                      B block: KC x NC (512 KiB, L2)
-//!     for pc in 0..K step KC                    KC = 256
+//! for (batch, column chunk) groups, row tiles [m0, m1) of this task
+//!   for jc in chunk step NC                     B block: KC x NC floats <= 512 KiB (L2)
+//!     for pc in 0..K step KC                    KC <= 256 (shallower so NC covers N)
 //!       B block = packed constant, or pack B[pc.., jc..] into scratch
 //!       for ir in m0..m1 step MR
 //!         A panel = packed constant, or pack A[ir.., pc..] (MR x KC, L1)
@@ -24,6 +24,11 @@
 //!           micro-kernel: C[ir.., jc+jr..] (+)= A panel x B panel
 //!           on the last k block: the epilogue on the tile
 //! ```
+//! Tasks take equal contiguous shares of the `batch x column chunk x row
+//! tile` units. Columns are one chunk unless there are fewer than 16 row
+//! tiles in all (small M: matrix-vector products), in which case they are
+//! split into chunks of at least 128 so that tasks still share the work.
+//!
 //! Full tiles with `out` contiguous along `n` are computed in place in
 //! `out`; edge tiles (and every tile when `out` has no unit stride) go
 //! through a temporary MR x NR tile in scratch and are copied back.
@@ -108,6 +113,10 @@ pub struct Plan {
     out_buf: BufferId,
     kc: usize,
     nc: usize,
+    /// Columns are split into `n_chunks` chunks of `chunk` (a multiple of
+    /// NR) so that small-M products still split across tasks.
+    n_chunks: usize,
+    chunk: usize,
     pub packed_a: Option<Packed>,
     pub packed_b: Option<Packed>,
     epilogue_inputs: Vec<Access>,
@@ -175,6 +184,7 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     }
     let (mr, nr) = (spec.mr, spec.nr);
     let (kc, nc) = blocking(k, n, nr);
+    let (n_chunks, chunk) = column_chunks(domain[..nb].iter().product::<usize>() * m.div_ceil(mr), n, nr);
     let batch = domain[..nb].to_vec();
     let nbatch: usize = batch.iter().product();
     let constant = |id: BufferId| match &program.buffer(id).kind {
@@ -219,6 +229,8 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
         out_buf: out.buffer,
         kc,
         nc,
+        n_chunks,
+        chunk,
         packed_a,
         packed_b,
         epilogue_inputs: epilogue_inputs.clone(),
@@ -246,6 +258,24 @@ fn blocking(k: usize, n: usize, nr: usize) -> (usize, usize) {
         let kc = k.min(kc_max);
         (kc, (budget / kc / nr).max(1) * nr)
     }
+}
+
+/// Parallel work units wanted per Gemm: tasks split `batch x row tiles x
+/// column chunks`; columns are chunked only when there are fewer row tiles
+/// than this.
+const PARALLEL_UNITS: usize = 16;
+/// The narrowest column chunk worth its own A packing.
+const MIN_CHUNK: usize = 128;
+
+/// `(n_chunks, chunk)` for `row_tiles` row tiles (over all batches).
+fn column_chunks(row_tiles: usize, n: usize, nr: usize) -> (usize, usize) {
+    let npad = n.next_multiple_of(nr);
+    if row_tiles >= PARALLEL_UNITS {
+        return (1, npad);
+    }
+    let want = PARALLEL_UNITS.div_ceil(row_tiles).min(npad.div_ceil(MIN_CHUNK)).max(1);
+    let chunk = npad.div_ceil(want).next_multiple_of(nr);
+    (npad.div_ceil(chunk), chunk)
 }
 
 fn to_f32(bytes: &[u8]) -> Vec<f32> {
@@ -500,16 +530,18 @@ impl Emitter<'_> {
 
         let nbatch: i64 = plan.batch.iter().product::<usize>() as i64;
         let mt = (m + mr - 1) / mr;
-        let units = nbatch * mt;
+        let (chunks, chunk) = (plan.n_chunks as i64, plan.chunk as i64);
+        let units = nbatch * chunks * mt;
         let units_v = iconst(fb, units);
         let lo = fb.ins().imul(self.task, units_v);
         let u_lo = fb.ins().udiv(lo, self.tasks);
         let t1 = fb.ins().iadd_imm_s(self.task, 1);
         let hi = fb.ins().imul(t1, units_v);
         let u_hi = fb.ins().udiv(hi, self.tasks);
-        let b_lo = fb.ins().udiv_imm_u(u_lo, mt);
-        let b_hi = fb.ins().iadd_imm_s(u_hi, mt - 1);
-        let b_hi = fb.ins().udiv_imm_u(b_hi, mt);
+        // Groups: (batch index, column chunk); each has `mt` row tiles.
+        let g_lo = fb.ins().udiv_imm_u(u_lo, mt);
+        let g_hi = fb.ins().iadd_imm_s(u_hi, mt - 1);
+        let g_hi = fb.ins().udiv_imm_u(g_hi, mt);
 
         let a_base = self.bases[&plan.a_buf];
         let b_base = self.bases[&plan.b_buf];
@@ -519,8 +551,13 @@ impl Emitter<'_> {
         let mpad = (m + mr - 1) / mr * mr;
         let npad = (n + nr - 1) / nr * nr;
 
-        for_step(fb, b_lo, b_hi, 1, &mut |fb, bi| {
-            let base_u = fb.ins().imul_imm_s(bi, mt);
+        for_step(fb, g_lo, g_hi, 1, &mut |fb, g| {
+            let base_u = fb.ins().imul_imm_s(g, mt);
+            let (bi, chunk_index) = if chunks == 1 {
+                (g, iconst(fb, 0))
+            } else {
+                (fb.ins().udiv_imm_u(g, chunks), fb.ins().urem_imm_u(g, chunks))
+            };
             let zero = iconst(fb, 0);
             let t0 = fb.ins().isub(u_lo, base_u);
             let t0 = fb.ins().smax(t0, zero);
@@ -556,9 +593,12 @@ impl Emitter<'_> {
             let pre_a = pre(fb, packed_a, &plan.packed_a);
             let pre_b = pre(fb, packed_b, &plan.packed_b);
 
+            let col_lo = fb.ins().imul_imm_s(chunk_index, chunk);
+            let col_hi = fb.ins().iadd_imm_s(col_lo, chunk);
             let n_v = iconst(fb, n);
-            for_step(fb, zero, n_v, nc_max, &mut |fb, jc| {
-                let left = fb.ins().isub(n_v, jc);
+            let col_hi = fb.ins().smin(col_hi, n_v);
+            for_step(fb, col_lo, col_hi, nc_max, &mut |fb, jc| {
+                let left = fb.ins().isub(col_hi, jc);
                 let nc_c = iconst(fb, nc_max);
                 let nc = fb.ins().smin(left, nc_c);
                 let k_v = iconst(fb, k);
