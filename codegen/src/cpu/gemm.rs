@@ -57,7 +57,7 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, ExtFuncData, ExternalName, FuncRef, Function, GlobalValue, GlobalValueData, InstBuilder, MachMemFlags,
+    types, ConstantData, ExtFuncData, ExternalName, FuncRef, Function, GlobalValue, GlobalValueData, InstBuilder, MachMemFlags,
     Type, UserExternalName, Value,
 };
 use cranelift_frontend::FunctionBuilder;
@@ -456,6 +456,84 @@ fn ptr_loop(fb: &mut FunctionBuilder, count: Value, ptrs: &[(Value, i64)], body:
     fb.def_var(n, left);
     fb.ins().brif(left, block, &[], exit, &[]);
     fb.switch_to_block(exit);
+}
+
+/// A byte shuffle of two I8X16 values.
+fn shuffle(fb: &mut FunctionBuilder, a: Value, b: Value, lanes: [u8; 16]) -> Value {
+    let mask = fb.func.dfg.immediates.push(ConstantData::from(lanes.to_vec()));
+    fb.ins().shuffle(a, b, mask)
+}
+
+/// 32-bit lanes `[a.i, b.i, a.i+1, b.i+1]` for `i = 2 * half`.
+fn interleave32(fb: &mut FunctionBuilder, a: Value, b: Value, half: u8) -> Value {
+    let mut lanes = [0u8; 16];
+    for j in 0..4u8 {
+        let src = (half * 2 + j / 2) * 4 + if j % 2 == 1 { 16 } else { 0 };
+        for byte in 0..4 {
+            lanes[(j * 4 + byte) as usize] = src + byte;
+        }
+    }
+    shuffle(fb, a, b, lanes)
+}
+
+/// 64-bit lanes `[a.half, b.half]`.
+fn interleave64(fb: &mut FunctionBuilder, a: Value, b: Value, half: u8) -> Value {
+    let mut lanes = [0u8; 16];
+    for byte in 0..8u8 {
+        lanes[byte as usize] = half * 8 + byte;
+        lanes[8 + byte as usize] = 16 + half * 8 + byte;
+    }
+    shuffle(fb, a, b, lanes)
+}
+
+/// A full panel whose source is contiguous along k: `dst[k*width + w] =
+/// src[w*w_stride + k]` (elements) for `k < kc`, `w < width` (a multiple
+/// of 4). Four k steps at a time by 4x4 transposes of 16-byte loads, the
+/// rest one at a time.
+fn transpose_panel(fb: &mut FunctionBuilder, src: Value, dst: Value, kc: Value, width: i64, w_stride: i64) {
+    let quads = fb.ins().ushr_imm_u(kc, 2);
+    let after_quads = fb.create_block();
+    let quad_loop = fb.create_block();
+    fb.ins().brif(quads, quad_loop, &[], after_quads, &[]);
+    fb.switch_to_block(quad_loop);
+    ptr_loop(fb, quads, &[(src, 16), (dst, 16 * width)], &mut |fb, p| {
+        for g in 0..width / 4 {
+            let rows: Vec<Value> = (0..4).map(|r| load(fb, types::I8X16, p[0], (4 * g + r) * w_stride * 4)).collect();
+            let lo01 = interleave32(fb, rows[0], rows[1], 0);
+            let lo23 = interleave32(fb, rows[2], rows[3], 0);
+            let hi01 = interleave32(fb, rows[0], rows[1], 1);
+            let hi23 = interleave32(fb, rows[2], rows[3], 1);
+            let columns = [
+                interleave64(fb, lo01, lo23, 0),
+                interleave64(fb, lo01, lo23, 1),
+                interleave64(fb, hi01, hi23, 0),
+                interleave64(fb, hi01, hi23, 1),
+            ];
+            for (k, c) in columns.into_iter().enumerate() {
+                store(fb, c, p[1], (k as i64 * width + 4 * g) * 4);
+            }
+        }
+    });
+    fb.ins().jump(after_quads, &[]);
+    fb.switch_to_block(after_quads);
+    let rest = fb.ins().band_imm_u(kc, 3);
+    let done = fb.create_block();
+    let rest_loop = fb.create_block();
+    fb.ins().brif(rest, rest_loop, &[], done, &[]);
+    fb.switch_to_block(rest_loop);
+    let k0 = fb.ins().band_imm_s(kc, !3);
+    let s_off = fb.ins().ishl_imm_u(k0, 2);
+    let s0 = fb.ins().iadd(src, s_off);
+    let d_off = fb.ins().imul_imm_s(k0, width * 4);
+    let d0 = fb.ins().iadd(dst, d_off);
+    ptr_loop(fb, rest, &[(s0, 4), (d0, width * 4)], &mut |fb, p| {
+        for w in 0..width {
+            let v = load(fb, types::F32, p[0], w * w_stride * 4);
+            store(fb, v, p[1], 4 * w);
+        }
+    });
+    fb.ins().jump(done, &[]);
+    fb.switch_to_block(done);
 }
 
 /// Adds a byte offset, as an immediate where it fits.
@@ -931,7 +1009,7 @@ impl Emitter<'_> {
             let is_full = fb.ins().icmp_imm_s(IntCC::Equal, nrr, nr);
             fb.ins().brif(is_full, full, &[], part, &[]);
             fb.switch_to_block(full);
-            ptr_loop(fb, kc, &[(src, rows * 4), (d, nr * 4)], &mut |fb, p| {
+            let mut copy = |fb: &mut FunctionBuilder, p: &[Value]| {
                 if cols == 1 {
                     for l in 0..nr / 4 {
                         let v = load(fb, types::F32X4, p[0], 16 * l);
@@ -943,7 +1021,12 @@ impl Emitter<'_> {
                         store(fb, v, p[1], 4 * c);
                     }
                 }
-            });
+            };
+            if cols != 1 && rows == 1 {
+                transpose_panel(fb, src, d, kc, nr, cols);
+            } else {
+                ptr_loop(fb, kc, &[(src, rows * 4), (d, nr * 4)], &mut copy);
+            }
             fb.ins().jump(merge, &[]);
             fb.switch_to_block(part);
             self.pack_partial(fb, src, d, kc, nrr, nr, cols, rows, nr);
@@ -964,19 +1047,23 @@ impl Emitter<'_> {
         let is_full = fb.ins().icmp_imm_s(IntCC::Equal, mrr, mr);
         fb.ins().brif(is_full, full, &[], part, &[]);
         fb.switch_to_block(full);
-        ptr_loop(fb, kc, &[(src, cols * 4), (dst, mr * 4)], &mut |fb, p| {
-            if rows == 1 && mr % 4 == 0 {
-                for l in 0..mr / 4 {
-                    let v = load(fb, types::F32X4, p[0], 16 * l);
-                    store(fb, v, p[1], 16 * l);
+        if rows != 1 && cols == 1 && mr % 4 == 0 {
+            transpose_panel(fb, src, dst, kc, mr, rows);
+        } else {
+            ptr_loop(fb, kc, &[(src, cols * 4), (dst, mr * 4)], &mut |fb, p| {
+                if rows == 1 && mr % 4 == 0 {
+                    for l in 0..mr / 4 {
+                        let v = load(fb, types::F32X4, p[0], 16 * l);
+                        store(fb, v, p[1], 16 * l);
+                    }
+                } else {
+                    for r in 0..mr {
+                        let v = load(fb, types::F32, p[0], r * rows * 4);
+                        store(fb, v, p[1], 4 * r);
+                    }
                 }
-            } else {
-                for r in 0..mr {
-                    let v = load(fb, types::F32, p[0], r * rows * 4);
-                    store(fb, v, p[1], 4 * r);
-                }
-            }
-        });
+            });
+        }
         fb.ins().jump(merge, &[]);
         fb.switch_to_block(part);
         self.pack_partial(fb, src, dst, kc, mrr, mr, rows, cols, mr);
