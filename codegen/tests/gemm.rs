@@ -448,3 +448,13 @@ fn small_m_splits_columns() {
     check(&Case { b_const: true, epilogue: Epilogue::BiasRelu, ..Case::plain(1, 1000, 700) }, 21, true);
     check(&Case { batch: vec![2], b_shared: true, ..Case::plain(3, 515, 33) }, 22, true);
 }
+
+/// `out` with N = 1 (matrix times vector) is computed transposed so that
+/// the long dimension runs along the micro-tile's rows.
+#[test]
+fn matrix_times_vector() {
+    for (a_trans, a_const) in [(false, false), (true, false), (false, true)] {
+        check(&Case { a_trans, a_const, epilogue: Epilogue::Bias, ..Case::plain(300, 1, 77) }, 23, true);
+    }
+    check(&Case { epilogue: Epilogue::ResidualTanh, batch: vec![3], ..Case::plain(1, 1, 10) }, 24, true);
+}

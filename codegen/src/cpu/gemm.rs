@@ -173,7 +173,17 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     let mut so = Strided { off: oo as i64, batch: i64s(&osd[..nb]), rows: osd[nb] as i64, cols: osd[nb + 1] as i64 };
     let (mut m, mut n, k) = (domain[nb], domain[nb + 1], domain[nb + 2]);
     let (mut a_buf, mut b_buf) = (a.buffer, b.buffer);
-    let swapped = so.cols != 1 && so.rows == 1;
+    // The stride of an axis of extent 1 is never used: call it unit.
+    if n == 1 {
+        so.cols = 1;
+    }
+    if m == 1 {
+        so.rows = 1;
+    }
+    // Tiles are stored as rows, so `out` wants a unit n-stride; when both
+    // orientations have one, put the longer dimension along the tile's
+    // wide side (a matrix-vector product then fills whole rows of tiles).
+    let swapped = so.rows == 1 && (so.cols != 1 || n < m);
     if swapped {
         let new_a = Strided { off: sb.off, batch: sb.batch.clone(), rows: sb.cols, cols: sb.rows };
         let new_b = Strided { off: sa.off, batch: sa.batch.clone(), rows: sa.cols, cols: sa.rows };
