@@ -1,8 +1,8 @@
 //! Single-core GEMM throughput of the generated code, per feature level.
 //!
-//! `cargo run -p kiln-codegen --example gemm_bench [size] [reps]`
+//! `cargo run -p kiln-codegen --example gemm_bench [size | m n k] [reps]`
 //!
-//! Builds an f32 `size x size x size` Gemm program (default 1024), compiles
+//! Builds an f32 `m x n x k` Gemm program (default 1024 cubed), compiles
 //! it for every level this machine runs, runs it as task 0 of 1 (one
 //! thread) `reps` times (default 5) after a warm-up, and prints the best
 //! GFLOP/s, as a fraction of 227 GFLOP/s (the nominal one-core AVX-512 peak
@@ -19,30 +19,31 @@ use kiln_ir::{DataType, Tensor};
 
 const NOMINAL_PEAK: f64 = 227.0;
 
-fn program(n: usize, b_const: bool, b_values: &[f32]) -> Program {
+/// `out[m, n] = Σ_k a[m, k] * b[k, n]`, all row-major.
+fn program((m, n, k): (usize, usize, usize), b_const: bool, b_values: &[f32]) -> Program {
     let mut p = Program::default();
-    let a = p.add_buffer(BufferKind::Input("a".into()), DataType::Float32, n * n);
+    let a = p.add_buffer(BufferKind::Input("a".into()), DataType::Float32, m * k);
     let b_kind = if b_const {
-        BufferKind::Constant(Tensor::from_f32(vec![n as u32, n as u32], b_values).unwrap())
+        BufferKind::Constant(Tensor::from_f32(vec![k as u32, n as u32], b_values).unwrap())
     } else {
         BufferKind::Input("b".into())
     };
-    let b = p.add_buffer(b_kind, DataType::Float32, n * n);
-    let o = p.add_buffer(BufferKind::Output("o".into()), DataType::Float32, n * n);
-    let access = |buffer, rows: [isize; 3], cols: [isize; 3]| Access {
+    let b = p.add_buffer(b_kind, DataType::Float32, k * n);
+    let o = p.add_buffer(BufferKind::Output("o".into()), DataType::Float32, m * n);
+    let access = |buffer, shape: [usize; 2], rows: [isize; 3], cols: [isize; 3]| Access {
         buffer,
-        shape: vec![n, n],
+        shape: shape.to_vec(),
         base: vec![0, 0],
         coef: vec![rows.to_vec(), cols.to_vec()],
         guard: None,
     };
     p.kernels.push(Kernel::Gemm {
-        domain: vec![n, n, n],
-        a: access(a, [1, 0, 0], [0, 0, 1]),
-        b: access(b, [0, 0, 1], [0, 1, 0]),
+        domain: vec![m, n, k],
+        a: access(a, [m, k], [1, 0, 0], [0, 0, 1]),
+        b: access(b, [k, n], [0, 0, 1], [0, 1, 0]),
         epilogue_inputs: vec![],
         epilogue: Expr::acc(),
-        out: Access::identity(o, &[n, n]),
+        out: Access::identity(o, &[m, n]),
     });
     p
 }
@@ -104,21 +105,27 @@ fn measured_peak(features: Features) -> Option<f64> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
-    let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
-    let flops = 2.0 * (n as f64).powi(3);
-    let a: Vec<f32> = (0..n * n).map(|i| ((i * 7 + 3) % 17) as f32 / 17.0 - 0.5).collect();
-    let b: Vec<f32> = (0..n * n).map(|i| ((i * 5 + 1) % 13) as f32 / 13.0 - 0.5).collect();
-    println!("f32 GEMM {n}x{n}x{n}, one thread, best of {reps}");
+    let args: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().expect("numeric arguments")).collect();
+    let (shape, reps) = match args.as_slice() {
+        [] => ((1024, 1024, 1024), 5),
+        [s] => ((*s, *s, *s), 5),
+        [s, r] => ((*s, *s, *s), *r),
+        [m, n, k] => ((*m, *n, *k), 5),
+        [m, n, k, r, ..] => ((*m, *n, *k), *r),
+    };
+    let (m, n, k) = shape;
+    let flops = 2.0 * (m * n * k) as f64;
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 + 3) % 17) as f32 / 17.0 - 0.5).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 + 1) % 13) as f32 / 13.0 - 0.5).collect();
+    println!("f32 GEMM m={m} n={n} k={k}, one thread, best of {reps}");
     for target in Target::host_levels() {
         let peak = measured_peak(target.features);
         for b_const in [false, true] {
-            let p = program(n, b_const, &b);
+            let p = program(shape, b_const, &b);
             let t = Instant::now();
             let jit = compile(&p, &target).expect("compiles");
             let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-            let mut bufs: Vec<Vec<f32>> = vec![a.clone(), b.clone(), vec![0.0; n * n]];
+            let mut bufs: Vec<Vec<f32>> = vec![a.clone(), b.clone(), vec![0.0; m * n]];
             let ptrs: Vec<*mut u8> = bufs.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
             let kernel = jit.kernels()[0];
             // SAFETY: buffers sized as the program declares.
@@ -130,8 +137,8 @@ fn main() {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             // Spot check one element.
-            let (i, j) = (n / 3, n / 2);
-            let want: f64 = (0..n).map(|k| a[i * n + k] as f64 * b[k * n + j] as f64).sum();
+            let (i, j) = (m / 3, n / 2);
+            let want: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
             let got = bufs[2][i * n + j] as f64;
             assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "wrong result: {got} vs {want}");
             let gflops = flops / best / 1e9;

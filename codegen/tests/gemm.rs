@@ -458,3 +458,15 @@ fn matrix_times_vector() {
     }
     check(&Case { epilogue: Epilogue::ResidualTanh, batch: vec![3], ..Case::plain(1, 1, 10) }, 24, true);
 }
+
+/// The fast path's CLIF is deterministic (constant packing included).
+#[test]
+fn clif_is_deterministic() {
+    let mut rng = Rng(6);
+    let built = build(&Case { b_const: true, epilogue: Epilogue::Bias, ..Case::plain(20, 40, 30) }, &mut rng);
+    for target in Target::host_levels() {
+        let first = kiln_codegen::cpu::clif_text(&built.program, &target).unwrap();
+        assert_eq!(first, kiln_codegen::cpu::clif_text(&built.program, &target).unwrap());
+        assert!(first.contains("call"), "{first}");
+    }
+}
