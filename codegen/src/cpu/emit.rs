@@ -10,26 +10,34 @@ use cranelift_frontend::FunctionBuilder;
 use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn};
 use kiln_ir::DataType;
 
+use super::gemm;
 use super::runtime_fns::{Helper, Imported};
 
 /// Per-function state: the base address of each buffer the kernel touches.
-struct Emitter<'a> {
-    program: &'a Program,
-    helpers: &'a Imported,
-    bases: BTreeMap<BufferId, Value>,
-    task: Value,
-    tasks: Value,
+pub(super) struct Emitter<'a> {
+    pub(super) program: &'a Program,
+    pub(super) helpers: &'a Imported,
+    pub(super) bases: BTreeMap<BufferId, Value>,
+    pub(super) task: Value,
+    pub(super) tasks: Value,
 }
 
-fn flags() -> MachMemFlags {
+pub(super) fn flags() -> MachMemFlags {
     // Validated accesses never trap. Callers' tensors need not be aligned,
     // so no alignment is promised.
     MachMemFlags::new().with_notrap()
 }
 
 /// Emits the body of `kernel` into `fb`, whose function has the kernel
-/// signature (buffers, task, tasks).
-pub fn kernel(fb: &mut FunctionBuilder, program: &Program, kernel: &Kernel, helpers: &Imported) {
+/// signature (buffers, task, tasks). `gemm` is the fast path's plan for a
+/// Gemm kernel that has one.
+pub fn kernel(
+    fb: &mut FunctionBuilder,
+    program: &Program,
+    kernel: &Kernel,
+    helpers: &Imported,
+    gemm: Option<(&gemm::Plan, &gemm::Refs)>,
+) {
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
     fb.switch_to_block(entry);
@@ -48,9 +56,10 @@ pub fn kernel(fb: &mut FunctionBuilder, program: &Program, kernel: &Kernel, help
         Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
             e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out)
         }
-        Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
-            e.gemm(fb, domain, a, b, epilogue_inputs, epilogue, out)
-        }
+        Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => match gemm {
+            Some((plan, refs)) => e.fast_gemm(fb, plan, refs),
+            None => e.gemm(fb, domain, a, b, epilogue_inputs, epilogue, out),
+        },
         Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
             e.gather(fb, *outer, *axis_len, *inner, *input, *indices, *index_count, *out)
         }
@@ -289,7 +298,7 @@ impl Emitter<'_> {
     }
 
     /// Reads access `a` at `index` as f32, honouring its guard.
-    fn read(&self, fb: &mut FunctionBuilder, a: &Access, index: &[Value]) -> Value {
+    pub(super) fn read(&self, fb: &mut FunctionBuilder, a: &Access, index: &[Value]) -> Value {
         let Some(fill) = a.guard else {
             let offset = Self::offset(fb, a, index);
             return self.load_f32(fb, a.buffer, offset);
@@ -316,7 +325,7 @@ impl Emitter<'_> {
 
     /// Evaluates `expr`; `load(n)` supplies input `n`, `acc`/`count` the
     /// accumulator values where the expression may use them.
-    fn expr(
+    pub(super) fn expr(
         &self,
         fb: &mut FunctionBuilder,
         expr: &Expr,

@@ -7,8 +7,21 @@
 //! parallel loop. The program is validated before any code is generated, so
 //! every unguarded access is in bounds; guarded accesses branch around the
 //! load.
+//!
+//! Gemm kernels whose operands are plain strided f32 matrices take the fast
+//! path of [`gemm`]: Cranelift loops and packing around a micro-kernel
+//! chosen by the target's features ([`microkernel`]: AVX-512 or AVX2 code
+//! encoded with iced-x86 and placed in the module with
+//! `define_function_bytes`, or a Cranelift F32X4 fallback). Constant
+//! operands are packed at compile time into read-only data objects of the
+//! module. The kernel signature is unchanged: packing space comes from the
+//! runtime function `kiln_gemm_scratch` (a per-thread, 64-byte aligned,
+//! grow-once buffer, see `runtime_fns`), which a host that links generated
+//! code must provide like the other `kiln_*` helpers.
 
 mod emit;
+pub mod gemm;
+pub mod microkernel;
 mod runtime_fns;
 mod target;
 
@@ -81,10 +94,13 @@ pub enum Listing {
 fn define_kernels<M: Module>(
     module: &mut M,
     program: &Program,
+    target: &Target,
     mut listing: Option<(Listing, &mut String)>,
 ) -> Result<Vec<FuncId>, CodegenError> {
     program.validate()?;
     let helpers = runtime_fns::declare(module)?;
+    let spec = microkernel::Spec::for_features(target.features);
+    let mut micro = None;
     let mut ctx = module.make_context();
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.kernels.len());
@@ -95,10 +111,17 @@ fn define_kernels<M: Module>(
             .map_err(cranelift)?;
         ctx.func.signature = sig;
         let frontend_config = module.target_config();
+        let plan = gemm::plan(program, kernel, spec);
+        let declared = match &plan {
+            Some(p) => Some(gemm::declare(module, k, p, &mut micro)?),
+            None => None,
+        };
         {
             let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fb_ctx);
             let helper_refs = helpers.import(module, fb.func);
-            emit::kernel(&mut fb, program, kernel, &helper_refs);
+            let refs = declared.as_ref().map(|d| d.import(module, fb.func));
+            let fast = plan.as_ref().zip(refs.as_ref());
+            emit::kernel(&mut fb, program, kernel, &helper_refs, fast);
             fb.finalize(frontend_config);
         }
         if let Some((Listing::Clif, out)) = &mut listing {
@@ -125,7 +148,7 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
     runtime_fns::register(&mut builder);
     let mut module = JITModule::new(builder);
-    let ids = define_kernels(&mut module, program, None)?;
+    let ids = define_kernels(&mut module, program, target, None)?;
     module.finalize_definitions().map_err(cranelift)?;
     let kernels = ids
         .into_iter()
@@ -145,6 +168,6 @@ pub fn listing(program: &Program, target: &Target, which: Listing) -> Result<Str
     let isa = target.isa()?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut out = String::new();
-    define_kernels(&mut module, program, Some((which, &mut out)))?;
+    define_kernels(&mut module, program, target, Some((which, &mut out)))?;
     Ok(out)
 }

@@ -23,9 +23,11 @@ pub enum Helper {
     RoundF16,
     F16BitsToF32,
     F32ToF16Bits,
+    /// `kiln_gemm_scratch(bytes) -> ptr`: the GEMM packing buffers.
+    GemmScratch,
 }
 
-const ALL: [Helper; 11] = [
+const ALL: [Helper; 12] = [
     Helper::Exp,
     Helper::Log,
     Helper::Erf,
@@ -37,6 +39,7 @@ const ALL: [Helper; 11] = [
     Helper::RoundF16,
     Helper::F16BitsToF32,
     Helper::F32ToF16Bits,
+    Helper::GemmScratch,
 ];
 
 extern "C" fn kiln_exp(x: f32) -> f32 {
@@ -73,6 +76,31 @@ extern "C" fn kiln_f32_to_f16_bits(x: f32) -> i32 {
     f16::from_f32(x).to_bits() as i32
 }
 
+/// One cache line, the unit of the GEMM scratch buffer.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Line(#[allow(dead_code, reason = "only its size and alignment matter")] [u8; 64]);
+
+thread_local! {
+    static GEMM_SCRATCH: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A 64-byte aligned buffer of at least `bytes` bytes, private to the
+/// calling thread. It stays valid until the next call on the same thread
+/// (a kernel calls this once, at its start, and kernels do not nest). It
+/// grows on demand and is otherwise reused, so a warm thread allocates
+/// nothing.
+extern "C" fn kiln_gemm_scratch(bytes: u64) -> *mut u8 {
+    GEMM_SCRATCH.with(|s| {
+        let mut v = s.borrow_mut();
+        let lines = (bytes as usize).div_ceil(64);
+        if v.len() < lines {
+            *v = vec![Line([0; 64]); lines];
+        }
+        v.as_mut_ptr().cast()
+    })
+}
+
 impl Helper {
     fn symbol(self) -> &'static str {
         match self {
@@ -87,6 +115,7 @@ impl Helper {
             Helper::RoundF16 => "kiln_round_f16",
             Helper::F16BitsToF32 => "kiln_f16_bits_to_f32",
             Helper::F32ToF16Bits => "kiln_f32_to_f16_bits",
+            Helper::GemmScratch => "kiln_gemm_scratch",
         }
     }
 
@@ -103,6 +132,7 @@ impl Helper {
             Helper::RoundF16 => kiln_round_f16 as *const u8,
             Helper::F16BitsToF32 => kiln_f16_bits_to_f32 as *const u8,
             Helper::F32ToF16Bits => kiln_f32_to_f16_bits as *const u8,
+            Helper::GemmScratch => kiln_gemm_scratch as *const u8,
         }
     }
 
@@ -111,6 +141,7 @@ impl Helper {
             Helper::Pow => (&[types::F32, types::F32], types::F32),
             Helper::F16BitsToF32 => (&[types::I32], types::F32),
             Helper::F32ToF16Bits => (&[types::F32], types::I32),
+            Helper::GemmScratch => (&[types::I64], types::I64),
             _ => (&[types::F32], types::F32),
         }
     }
