@@ -783,3 +783,60 @@ fn reduce_over_outer_axes() {
         }
     }
 }
+
+/// `max`/`min` with a constant operand (relu, clamp) take a shorter path;
+/// the results must still be those of JavaScript's `Math.max`/`Math.min`,
+/// NaN and the sign of zero included.
+#[test]
+fn min_max_with_constants_keep_nan_and_zero_signs() {
+    fn js_max(a: f32, b: f32) -> f32 {
+        if a.is_nan() || b.is_nan() {
+            f32::NAN
+        } else if a == b {
+            if a.is_sign_negative() { b } else { a }
+        } else {
+            a.max(b)
+        }
+    }
+    fn js_min(a: f32, b: f32) -> f32 {
+        if a.is_nan() || b.is_nan() {
+            f32::NAN
+        } else if a == b {
+            if a.is_sign_negative() { a } else { b }
+        } else {
+            a.min(b)
+        }
+    }
+    let mut xs: Vec<f32> = SPECIAL.to_vec();
+    xs.extend([6.0, -6.0, 5.9999995, 6.0000005, -1.0, 3.0]);
+    for target in Target::host_levels() {
+        for c in [0.0f32, -0.0, 6.0, -1.0, f32::INFINITY, f32::NEG_INFINITY] {
+            for (f, reference) in [(BinaryFn::Max, js_max as fn(f32, f32) -> f32), (BinaryFn::Min, js_min)] {
+                for const_first in [false, true] {
+                    let got = both(
+                        &target,
+                        |s| {
+                            eval_map(&[&xs], &target, s, |e, l| {
+                                let k = e.push(ExprNode::Const(c));
+                                if const_first {
+                                    e.push(ExprNode::Binary(f, k, l[0]))
+                                } else {
+                                    e.push(ExprNode::Binary(f, l[0], k))
+                                }
+                            })
+                        },
+                        "min/max",
+                        &xs,
+                    );
+                    for (&x, &g) in xs.iter().zip(&got) {
+                        let want = if const_first { reference(c, x) } else { reference(x, c) };
+                        assert!(
+                            g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                            "{f:?}({x:e}, {c:e}) const_first={const_first} {target}: {g:e} want {want:e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MachMemFlags, Type, Value};
 use cranelift_frontend::FunctionBuilder;
-use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn};
+use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn, ValueId};
 use kiln_ir::DataType;
 
 use super::runtime_fns::{Helper, Imported};
@@ -33,6 +33,26 @@ mod math;
 mod vector;
 
 use math::{Lanes, Trig};
+
+/// `max(x, c)` or `min(x, c)` for a constant `c` that is not NaN, by a
+/// comparison and a select (a single `maxps`/`minps` or a blend) instead of
+/// the longer NaN- and zero-sign-exact sequence of `fmax`/`fmin`, with the
+/// same results: NaN `x` passes through, `max(-0, +0) = +0`,
+/// `min(+0, -0) = -0`.
+fn min_max_const(l: &mut Lanes, f: BinaryFn, x: Value, c: f32) -> Value {
+    let negative_zero = c == 0.0 && c.is_sign_negative();
+    let positive_zero = c == 0.0 && !negative_zero;
+    let cc = match f {
+        // Take c when x is below it; at x == c only a zero's sign can differ.
+        BinaryFn::Max if negative_zero => FloatCC::LessThan,
+        BinaryFn::Max => FloatCC::LessThanOrEqual,
+        BinaryFn::Min if positive_zero => FloatCC::GreaterThan,
+        _ => FloatCC::GreaterThanOrEqual,
+    };
+    let k = l.f(c as f64);
+    let take = l.fcmp(cc, x, k);
+    l.select(take, k, x)
+}
 
 /// `x^e` for a constant exponent: exact or one-rounding forms for the
 /// common small exponents (same results as `pow` for every x, special
@@ -243,7 +263,7 @@ impl Emitter<'_> {
             DataType::Float32 => fb.ins().load(types::F32, flags(), addr, 0),
             DataType::Float16 => {
                 let bits = fb.ins().uload16(types::I32, flags(), addr, 0);
-                math::f16_bits_to_f32(&mut Lanes::new(fb, types::F32), bits)
+                math::f16_bits_to_f32(&mut Lanes::new(fb, types::F32, false), bits)
             }
             DataType::Int32 => {
                 let v = fb.ins().load(types::I32, flags(), addr, 0);
@@ -288,7 +308,7 @@ impl Emitter<'_> {
                 fb.ins().store(flags(), v, addr, 0);
             }
             DataType::Float16 => {
-                let bits = math::f32_to_f16_bits(&mut Lanes::new(fb, types::F32), v);
+                let bits = math::f32_to_f16_bits(&mut Lanes::new(fb, types::F32, false), v);
                 fb.ins().istore16(flags(), bits, addr, 0);
             }
             DataType::Int32 => {
@@ -375,7 +395,7 @@ impl Emitter<'_> {
                 ExprNode::Count => count.expect("validated: Count only in reductions"),
                 ExprNode::Unary(f, a) => {
                     let x = values[a.0 as usize];
-                    let l = &mut Lanes::new(fb, ty);
+                    let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
                     match f {
                         UnaryFn::Abs => l.fb.ins().fabs(x),
                         UnaryFn::Neg => l.fb.ins().fneg(x),
@@ -395,7 +415,7 @@ impl Emitter<'_> {
                 }
                 ExprNode::Binary(f, a, b) => {
                     let (x, y) = (values[a.0 as usize], values[b.0 as usize]);
-                    let l = &mut Lanes::new(fb, ty);
+                    let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
                     let mut compare = |cc: FloatCC| {
                         let c = l.fcmp(cc, x, y);
                         let one = l.f(1.0);
@@ -407,8 +427,18 @@ impl Emitter<'_> {
                         BinaryFn::Sub => l.sub(x, y),
                         BinaryFn::Mul => l.mul(x, y),
                         BinaryFn::Div => l.div(x, y),
-                        BinaryFn::Max => l.fb.ins().fmax(x, y),
-                        BinaryFn::Min => l.fb.ins().fmin(x, y),
+                        BinaryFn::Max | BinaryFn::Min => {
+                            let konst = |v: ValueId| match expr.nodes[v.0 as usize] {
+                                ExprNode::Const(c) if !c.is_nan() => Some(c),
+                                _ => None,
+                            };
+                            match (konst(a), konst(b)) {
+                                (_, Some(c)) => min_max_const(l, f, x, c),
+                                (Some(c), None) => min_max_const(l, f, y, c),
+                                _ if f == BinaryFn::Max => l.fb.ins().fmax(x, y),
+                                _ => l.fb.ins().fmin(x, y),
+                            }
+                        }
                         BinaryFn::Pow => match expr.nodes[b.0 as usize] {
                             ExprNode::Const(e) => pow_const(l, x, y, e),
                             _ => math::pow(l, x, y),
@@ -421,7 +451,7 @@ impl Emitter<'_> {
                     }
                 }
                 ExprNode::Select(c, a, b) => {
-                    let l = &mut Lanes::new(fb, ty);
+                    let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
                     let zero = l.f(0.0);
                     let cond = l.fcmp(FloatCC::NotEqual, values[c.0 as usize], zero);
                     l.select(cond, values[a.0 as usize], values[b.0 as usize])

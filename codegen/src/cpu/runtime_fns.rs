@@ -55,12 +55,21 @@ impl Helper {
 /// The helpers as declared in one module.
 pub struct Declared(Vec<FuncId>);
 
-/// The helpers as imported into one function.
-pub struct Imported(Vec<FuncRef>);
+/// The helpers as imported into one function, and what the target's
+/// instruction set offers the function.
+pub struct Imported {
+    refs: Vec<FuncRef>,
+    fma: bool,
+}
 
 impl Imported {
     pub fn get(&self, helper: Helper) -> FuncRef {
-        self.0[ALL.iter().position(|h| *h == helper).expect("every helper is in ALL")]
+        self.refs[ALL.iter().position(|h| *h == helper).expect("every helper is in ALL")]
+    }
+
+    /// Whether `fma` is a native instruction (else it is a libcall).
+    pub fn has_fma(&self) -> bool {
+        self.fma
     }
 }
 
@@ -80,7 +89,10 @@ pub fn declare<M: Module>(module: &mut M) -> Result<Declared, CodegenError> {
 
 impl Declared {
     pub fn import<M: Module>(&self, module: &mut M, func: &mut Function) -> Imported {
-        Imported(self.0.iter().map(|&id| module.declare_func_in_func(id, func)).collect())
+        Imported {
+            refs: self.0.iter().map(|&id| module.declare_func_in_func(id, func)).collect(),
+            fma: module.isa().has_native_fma(),
+        }
     }
 }
 

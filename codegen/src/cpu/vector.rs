@@ -230,7 +230,7 @@ impl Emitter<'_> {
                 } else {
                     fb.ins().uload16(types::I32, fl, addr, 0)
                 };
-                math::f16_bits_to_f32(&mut Lanes::new(fb, fty), bits)
+                math::f16_bits_to_f32(&mut Lanes::new(fb, fty, false), bits)
             }
             _ => {
                 assert_eq!(width, 1, "only lane types are loaded four at a time");
@@ -259,7 +259,7 @@ impl Emitter<'_> {
                 fb.ins().store(flags(), i, addr, 0);
             }
             DataType::Float16 => {
-                let bits = math::f32_to_f16_bits(&mut Lanes::new(fb, types::F32X4), v);
+                let bits = math::f32_to_f16_bits(&mut Lanes::new(fb, types::F32X4, false), v);
                 let narrow = fb.ins().unarrow(bits, bits);
                 let wide = fb.ins().bitcast(types::I64X2, MachMemFlags::new().with_endianness(Endianness::Little), narrow);
                 let low = fb.ins().extractlane(wide, 0);
