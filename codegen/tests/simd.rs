@@ -840,3 +840,150 @@ fn min_max_with_constants_keep_nan_and_zero_signs() {
         }
     }
 }
+
+/// Inputs that cannot be vector loads (transposed, or of a type without
+/// lane conversions) are gathered into lanes; outputs of such types are
+/// stored lane by lane. Same results as the scalar path, bit for bit.
+#[test]
+fn gathered_inputs_and_scattered_outputs() {
+    for target in Target::host_levels() {
+        for n in 1..=17usize {
+            for (ti, to) in [(DataType::Float32, DataType::Float32), (DataType::Int8, DataType::Float32), (DataType::Float32, DataType::Uint8), (DataType::Int64, DataType::Int64)] {
+                let rows = 3;
+                let mut p = Program::default();
+                let a = input(&mut p, ti, rows * n); // [n, rows], read transposed
+                let b = input(&mut p, DataType::Int8, rows * n); // [rows, n]
+                let o = output(&mut p, to, rows * n);
+                let tr = Access { buffer: a, shape: vec![n, rows], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
+                let mut expr = Expr::default();
+                let x = expr.push(ExprNode::Load(0));
+                let y = expr.push(ExprNode::Load(1));
+                let e = expr.push(ExprNode::Unary(UnaryFn::Tanh, x));
+                let k = expr.push(ExprNode::Const(20.0));
+                let e = expr.push(ExprNode::Binary(BinaryFn::Mul, e, k));
+                expr.push(ExprNode::Binary(BinaryFn::Add, e, y));
+                p.kernels.push(Kernel::Map {
+                    domain: vec![rows, n],
+                    inputs: vec![tr, Access::identity(b, &[rows, n])],
+                    expr,
+                    out: Access::identity(o, &[rows, n]),
+                });
+                let av: Vec<u8> = (0..rows * n * ti.byte_size()).map(|i| (i * 13 + 5) as u8 % 7).collect();
+                let bv: Vec<u8> = (0..rows * n).map(|i| (i * 31 + 1) as u8).collect();
+                let bufs = vec![av.clone(), bv.clone(), vec![0; rows * n * to.byte_size()]];
+                let vector = run(&p, bufs.clone(), &target, 2);
+                let mut q = p.clone();
+                if let Kernel::Map { inputs, .. } = &mut q.kernels[0] {
+                    inputs[1].guard = Some(0.0);
+                }
+                let scalar = run(&q, bufs, &target, 2);
+                assert_eq!(vector[2], scalar[2], "{ti} -> {to} n = {n} {target}");
+                if ti == DataType::Float32 && to == DataType::Float32 {
+                    let a = to_f32s(&av);
+                    let got = to_f32s(&vector[2]);
+                    for i in 0..rows {
+                        for j in 0..n {
+                            let want = (a[j * rows + i] as f64).tanh() * 20.0 + bv[i * n + j] as i8 as f64;
+                            assert!((got[i * n + j] as f64 - want).abs() < 1e-5, "n = {n} ({i}, {j}) {target}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reductions of int8 data (gathered lanes) over both plans.
+#[test]
+fn reduce_int8_inputs() {
+    for target in Target::host_levels() {
+        for n in [3usize, 4, 5, 17, 33] {
+            let rows = 5;
+            let mut p = Program::default();
+            let a = input(&mut p, DataType::Int8, rows * n);
+            let o1 = output(&mut p, DataType::Float32, rows);
+            let o2 = output(&mut p, DataType::Int32, n);
+            // Sum over each row; sum over each column.
+            p.kernels.push(Kernel::Reduce {
+                domain: vec![rows, n],
+                reduced: 1,
+                inputs: vec![Access::identity(a, &[rows, n])],
+                element: Expr::load(0),
+                combine: Combine::Sum,
+                finish: Expr::acc(),
+                out: Access::identity(o1, &[rows]),
+            });
+            let cols = Access { buffer: a, shape: vec![rows, n], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
+            p.kernels.push(Kernel::Reduce {
+                domain: vec![n, rows],
+                reduced: 1,
+                inputs: vec![cols],
+                element: Expr::load(0),
+                combine: Combine::Sum,
+                finish: Expr::acc(),
+                out: Access::identity(o2, &[n]),
+            });
+            let v: Vec<u8> = (0..rows * n).map(|i| (i * 37 + 11) as u8).collect();
+            let out = run(&p, vec![v.clone(), vec![0; 4 * rows], vec![0; 4 * n]], &target, 2);
+            let rs = to_f32s(&out[1]);
+            for i in 0..rows {
+                let want: i32 = (0..n).map(|j| v[i * n + j] as i8 as i32).sum();
+                assert_eq!(rs[i], want as f32, "row {i} n = {n} {target}");
+            }
+            for j in 0..n {
+                let want: i32 = (0..rows).map(|i| v[i * n + j] as i8 as i32).sum();
+                let got = i32::from_le_bytes(out[2][4 * j..4 * j + 4].try_into().unwrap());
+                assert_eq!(got, want, "col {j} n = {n} {target}");
+            }
+        }
+    }
+}
+
+/// Which kernels take the 4-lane loops, read off the generated IR.
+#[test]
+fn vectorisation_conditions() {
+    let uses_lanes = |p: &Program| kiln_codegen::cpu::clif_text(p, &Target::host()).unwrap().contains("f32x4");
+    let map = |domain: Vec<usize>, input: Access, expr: Expr, out_type: DataType| {
+        let mut p = Program::default();
+        let len = input.shape.iter().product();
+        input_buffer(&mut p, len);
+        let n: usize = domain.iter().product();
+        let o = output(&mut p, out_type, n);
+        p.kernels.push(Kernel::Map { domain: domain.clone(), inputs: vec![input], expr, out: Access::identity(o, &domain) });
+        p
+    };
+    fn input_buffer(p: &mut Program, len: usize) -> BufferId {
+        input(p, DataType::Float32, len)
+    }
+    let exp = exp_element();
+    let mut add = Expr::default();
+    let x = add.push(ExprNode::Load(0));
+    add.push(ExprNode::Binary(BinaryFn::Add, x, x));
+    let id = |shape: &[usize]| Access::identity(BufferId(0), shape);
+    // [2, 3, 2] merges into one axis of 12.
+    assert!(uses_lanes(&map(vec![2, 3, 2], id(&[2, 3, 2]), add.clone(), DataType::Float32)));
+    // Too short an innermost axis once merged.
+    assert!(!uses_lanes(&map(vec![3], id(&[3]), add.clone(), DataType::Float32)));
+    // Guarded input: scalar.
+    let mut g = id(&[8]);
+    g.guard = Some(0.0);
+    assert!(!uses_lanes(&map(vec![8], g, exp.clone(), DataType::Float32)));
+    // Transposed input, plain add into int8: nothing to gain, scalar.
+    let tr = Access { buffer: BufferId(0), shape: vec![8, 8], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
+    assert!(!uses_lanes(&map(vec![8, 8], tr.clone(), add.clone(), DataType::Int8)));
+    // ... but with exp, or into f32, gathered lanes.
+    assert!(uses_lanes(&map(vec![8, 8], tr.clone(), exp.clone(), DataType::Int8)));
+    assert!(uses_lanes(&map(vec![8, 8], tr, add, DataType::Float32)));
+    // Reductions: inner axis, kept axis, neither.
+    let red = |domain: Vec<usize>, acc: Access| reduce_program(domain.clone(), 1, acc, Combine::Sum, Expr::acc(), domain[0], Expr::load(0));
+    assert!(uses_lanes(&red(vec![4, 32], id(&[4, 32]))));
+    let cols = Access { buffer: BufferId(0), shape: vec![5, 8], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
+    assert!(uses_lanes(&red(vec![8, 5], cols)));
+    let strided = Access { buffer: BufferId(0), shape: vec![8, 8], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
+    let mut p = red(vec![8, 8], strided);
+    if let Kernel::Reduce { out, .. } = &mut p.kernels[0] {
+        // Output written backwards along the kept axis: not a vector store.
+        *out = Access { buffer: out.buffer, shape: vec![8], base: vec![7], coef: vec![vec![-1]], guard: None };
+    }
+    assert!(!uses_lanes(&p));
+}

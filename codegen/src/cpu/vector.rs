@@ -1,33 +1,42 @@
 //! Four-lane (`f32x4`) loops for [`Kernel::Map`] and [`Kernel::Reduce`].
 //!
 //! Every access of these paths is unguarded, so it is an affine flat offset
-//! (`Access::linear`). Adjacent domain axes that every access walks
-//! contiguously are merged first (a `[n, c, h, w]` identity map is one axis
-//! of `n*c*h*w`), so that the vectorised innermost axis is as long as
-//! possible. Then:
+//! (`Access::linear`). Adjacent domain axes that every access walks as one
+//! are merged first (a `[n, c, h, w]` identity map is one axis of
+//! `n*c*h*w`) and axes of length 1 dropped, so that the vectorised axis is
+//! as long as possible. Four lanes are then read per input as a vector
+//! load (stride 1 and an f32, f16, i32 or u32 buffer), a splat (stride 0,
+//! loaded once per row: such loads are marked movable) or four gathered
+//! elements (any other stride or type); results are stored as one vector
+//! (stride 1, lane type) or lane by lane.
 //!
-//! - **map**: when the innermost axis has stride 1 in the output and 0 or 1
-//!   in every input, and every buffer type converts in lanes (f32, f16,
-//!   i32, u32), the innermost loop runs 4 elements at a time (stride-0
-//!   inputs are loaded once and splatted) with a scalar tail. A map that
-//!   is a plain copy (one load of the output's type) copies 16-byte
-//!   vectors of any element type, or stores a splatted element.
-//! - **reduce**: when the innermost reduced axis has stride 0 or 1 in every
-//!   input, 4 vector accumulators (16 partial results) run over it with a
-//!   one-vector loop and a scalar tail, and are combined at the end. When
-//!   instead the innermost *kept* axis is contiguous (a reduction over
-//!   outer axes, like a sum over channels in NHWC), 4 neighbouring outputs
-//!   are reduced at once in the lanes of one accumulator, in the same order
-//!   as the scalar loop.
+//! - **map** (innermost domain axis, length ≥ 4): vectorised when the
+//!   output or an input is a vector access, or the expression has more
+//!   than adds, multiplies and compares (then gathering pays). 4 lanes per
+//!   iteration, then a scalar tail. A map that is a plain copy (one load of
+//!   the output's type) with a contiguous output and a contiguous or fixed
+//!   input copies 16-byte vectors of any element type (4 per iteration),
+//!   or stores a splatted element.
+//! - **reduce**: when the innermost reduced axis (length ≥ 4) has stride 0
+//!   or 1 in every input, 4 vector accumulators (16 partial results) run
+//!   over it, then a one-vector loop and a scalar tail, combined at the end
+//!   (so sums are reassociated). Otherwise, or when that axis is shorter than 16
+//!   while the innermost *kept* axis (length ≥ 4) is contiguous in the
+//!   output and stride 0 or 1 in the inputs (a reduction over outer axes,
+//!   like a sum over channels in NHWC), 4 neighbouring outputs are reduced
+//!   at once in the lanes of one accumulator, in exactly the scalar order.
+//!   `Count` is the number of reduced elements (no guards here).
 //!
-//! Anything else (guards, other strides or types, an input that overlaps the
-//! output other than element for element) keeps the scalar loops of
-//! `emit.rs`.
+//! Anything else (guarded inputs, an empty domain, an input that overlaps
+//! the output other than element for element at the same address) keeps
+//! the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
+//! loop computes for its element, so maps agree with the scalar path bit
+//! for bit.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MachMemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
-use kiln_ir::kernel::{Access, BufferId, BufferKind, Combine, Expr, ExprNode};
+use kiln_ir::kernel::{Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, UnaryFn};
 use kiln_ir::DataType;
 
 use super::math::{self, Lanes};
@@ -127,6 +136,16 @@ fn splat_f32(fb: &mut FunctionBuilder, ty: Type, c: f32) -> Value {
     } else {
         s
     }
+}
+
+/// Whether an expression has arithmetic that pays for gathering its inputs
+/// into lanes: anything beyond a few adds and multiplies.
+fn heavy(expr: &Expr) -> bool {
+    expr.nodes.iter().any(|n| match n {
+        ExprNode::Unary(f, _) => !matches!(f, UnaryFn::Abs | UnaryFn::Neg),
+        ExprNode::Binary(f, _, _) => matches!(f, BinaryFn::Pow | BinaryFn::Div),
+        _ => false,
+    })
 }
 
 /// The lane type of a width.
@@ -269,16 +288,43 @@ impl Emitter<'_> {
         }
     }
 
-    /// Input `lin` at `index` as `width` lanes: a vector load when it walks
-    /// the innermost axis, a splatted element when it stays put.
-    fn read_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], width: u32) -> Value {
+    /// Input `lin` at `index` as `width` lanes over domain axis `axis`: a
+    /// vector load when it walks that axis contiguously (in a lane type), a
+    /// splatted element when it stays put, else four elements gathered.
+    fn read_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], width: u32, axis: usize) -> Value {
         let offset = Self::affine(fb, lin.offset, &lin.strides, index);
-        let inner = *lin.strides.last().expect("rank >= 1");
-        if width == 4 && inner == 0 {
-            let s = self.load_lanes(fb, lin, offset, 1);
-            fb.ins().splat(types::F32X4, s)
-        } else {
-            self.load_lanes(fb, lin, offset, width)
+        if width == 1 {
+            return self.load_lanes(fb, lin, offset, 1);
+        }
+        let stride = lin.strides[axis];
+        if stride == 1 && lane_type_ok(self.program.buffer(lin.buffer).data_type) {
+            return self.load_lanes(fb, lin, offset, 4);
+        }
+        let first = self.load_lanes(fb, lin, offset, 1);
+        let mut v = fb.ins().splat(types::F32X4, first);
+        if stride != 0 {
+            for k in 1..4u8 {
+                let at = fb.ins().iadd_imm_s(offset, stride as i64 * k as i64);
+                let x = self.load_lanes(fb, lin, at, 1);
+                v = fb.ins().insertlane(v, x, k);
+            }
+        }
+        v
+    }
+
+    /// Stores `width` lanes to `lin` at `index` over domain axis `axis`: a
+    /// vector store when the output walks that axis contiguously (in a lane
+    /// type), else lane by lane.
+    fn write_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], v: Value, width: u32, axis: usize) {
+        let offset = Self::affine(fb, lin.offset, &lin.strides, index);
+        let stride = lin.strides[axis];
+        if width == 1 || (stride == 1 && lane_type_ok(self.program.buffer(lin.buffer).data_type)) {
+            return self.store_lanes(fb, lin.buffer, offset, v, width);
+        }
+        for k in 0..4u8 {
+            let at = fb.ins().iadd_imm_s(offset, stride as i64 * k as i64);
+            let x = fb.ins().extractlane(v, k);
+            self.store_f32(fb, lin.buffer, at, x);
         }
     }
 
@@ -301,23 +347,21 @@ impl Emitter<'_> {
             l.strides = s.clone();
         }
         let out_lin = Lin { buffer: out.buffer, offset: oo, strides: strides.last().unwrap().clone(), pure: false };
-        if *out_lin.strides.last().unwrap() != 1 || lins.iter().any(|l| !matches!(l.strides.last(), Some(0 | 1))) {
-            return false;
-        }
+        let inner = dims.len() - 1;
         let out_type = self.program.buffer(out.buffer).data_type;
         let copy = matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
             && self.program.buffer(inputs[0].buffer).data_type == out_type;
         if copy {
-            if lins[0].pure {
+            if lins[0].pure && out_lin.strides[inner] == 1 && matches!(lins[0].strides[inner], 0 | 1) {
                 self.copy_vector(fb, &dims, &lins[0], &out_lin);
                 return true;
             }
             return false;
         }
-        if !lane_type_ok(out_type) || inputs.iter().any(|a| !lane_type_ok(self.program.buffer(a.buffer).data_type)) {
-            return false;
-        }
-        if *dims.last().unwrap() < 4 {
+        // Worth four lanes: some access is a vector load or store, or the
+        // arithmetic is heavy enough to pay for gathering elements.
+        let contiguous = |l: &Lin| l.strides[inner] == 1 && lane_type_ok(self.program.buffer(l.buffer).data_type);
+        if *dims.last().unwrap() < 4 || !(contiguous(&out_lin) || lins.iter().any(contiguous) || heavy(expr)) {
             return false;
         }
         let ranges = self.ranges(fb, &dims, true);
@@ -334,12 +378,11 @@ impl Emitter<'_> {
                         fb,
                         lanes(width),
                         expr,
-                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width),
+                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width, inner),
                         None,
                         None,
                     );
-                    let dst = Self::affine(fb, out_lin.offset, &out_lin.strides, &full);
-                    self.store_lanes(fb, out_lin.buffer, dst, v, width);
+                    self.write_lanes(fb, &out_lin, &full, v, width, inner);
                     full.pop();
                 });
             }
@@ -416,9 +459,6 @@ impl Emitter<'_> {
         let rank = domain.len();
         let kept = rank - reduced;
         let Some(lins) = self.linear_inputs(inputs, out, rank, kept) else { return false };
-        if inputs.iter().any(|a| !lane_type_ok(self.program.buffer(a.buffer).data_type)) {
-            return false;
-        }
         let (oo, os) = out.linear(kept);
         // Kept axes: inputs and output; reduced axes: inputs only.
         let mut kept_strides: Vec<Vec<isize>> = lins.iter().map(|l| l.strides[..kept].to_vec()).collect();
@@ -441,7 +481,6 @@ impl Emitter<'_> {
         let kept_ok = nk > 0
             && *kdims.last().unwrap() >= 4
             && *out_lin.strides.last().unwrap() == 1
-            && lane_type_ok(self.program.buffer(out.buffer).data_type)
             && lins.iter().all(|l| matches!(l.strides[nk - 1], 0 | 1));
         let plan = if reduced_ok && (inner_reduced >= 16 || !kept_ok) {
             ReducePlan::Reduced
@@ -487,7 +526,7 @@ impl Emitter<'_> {
                                         fb,
                                         lanes(width),
                                         element,
-                                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width),
+                                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width, nk + nr - 1),
                                         None,
                                         None,
                                     );
@@ -537,7 +576,7 @@ impl Emitter<'_> {
                                     fb,
                                     ty,
                                     element,
-                                    &mut |fb, n| self.read_kept(fb, &lins[n as usize], full, nk, width),
+                                    &mut |fb, n| self.read_lanes(fb, &lins[n as usize], full, width, nk - 1),
                                     None,
                                     None,
                                 );
@@ -555,8 +594,7 @@ impl Emitter<'_> {
                                 Some(a),
                                 Some(c),
                             );
-                            let dst = Self::affine(fb, out_lin.offset, &out_lin.strides, &kidx);
-                            self.store_lanes(fb, out_lin.buffer, dst, v, width);
+                            self.write_lanes(fb, &out_lin, &kidx, v, width, nk - 1);
                             kidx.pop();
                         });
                     }
@@ -564,16 +602,5 @@ impl Emitter<'_> {
             }
         }
         true
-    }
-
-    /// Like [`Emitter::read_lanes`], vectorising over kept axis `nk - 1`.
-    fn read_kept(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], nk: usize, width: u32) -> Value {
-        let offset = Self::affine(fb, lin.offset, &lin.strides, index);
-        if width == 4 && lin.strides[nk - 1] == 0 {
-            let s = self.load_lanes(fb, lin, offset, 1);
-            fb.ins().splat(types::F32X4, s)
-        } else {
-            self.load_lanes(fb, lin, offset, width)
-        }
     }
 }
