@@ -123,7 +123,7 @@ impl<'a, 'f> Lanes<'a, 'f> {
         let it = self.ity();
         self.fb.ins().bitcast(it, MachMemFlags::new(), x)
     }
-    pub fn from_bits(&mut self, i: Value) -> Value {
+    pub fn float_of_bits(&mut self, i: Value) -> Value {
         let ty = self.ty;
         self.fb.ins().bitcast(ty, MachMemFlags::new(), i)
     }
@@ -181,7 +181,7 @@ impl<'a, 'f> Lanes<'a, 'f> {
     fn xor_sign(&mut self, x: Value, sign_bits: Value) -> Value {
         let b = self.bits(x);
         let b = self.xor(b, sign_bits);
-        self.from_bits(b)
+        self.float_of_bits(b)
     }
 
     /// The sign bit of `x` as an integer lane value.
@@ -195,7 +195,7 @@ impl<'a, 'f> Lanes<'a, 'f> {
         let bias = self.i(127);
         let e = self.fb.ins().iadd(n, bias);
         let e = self.fb.ins().ishl_imm_u(e, 23);
-        self.from_bits(e)
+        self.float_of_bits(e)
     }
 }
 
@@ -260,7 +260,7 @@ pub(super) fn log(l: &mut Lanes, x: Value) -> Value {
     let mant = l.andc(ix, 0x007f_ffff);
     let half = l.i(0x3f00_0000);
     let mant = l.or(mant, half);
-    let m = l.from_bits(mant); // [0.5, 1)
+    let m = l.float_of_bits(mant); // [0.5, 1)
     let small = l.fcmpc(FloatCC::LessThan, m, std::f64::consts::FRAC_1_SQRT_2);
     let ty = l.ty;
     let ef = l.fb.ins().fcvt_from_sint(ty, e);
@@ -533,7 +533,7 @@ fn pow_core64(l: &mut Lanes, m: Value, e: Value, y: Value) -> Value {
     let bias = l.i(1023 - 0x4338_0000_0000_0000_i64);
     let sb = l.fb.ins().iadd(nb, bias);
     let sb = l.fb.ins().ishl_imm_u(sb, 52);
-    let scale = l.from_bits(sb);
+    let scale = l.float_of_bits(sb);
     l.mul(p, scale)
 }
 
@@ -553,7 +553,7 @@ pub(super) fn pow(l: &mut Lanes, x: Value, y: Value) -> Value {
     let mant = l.andc(ix, 0x007f_ffff);
     let one_bits = l.i(0x3f80_0000);
     let mant = l.or(mant, one_bits);
-    let m = l.from_bits(mant); // [1, 2)
+    let m = l.float_of_bits(mant); // [1, 2)
     let big = l.fcmpc(FloatCC::GreaterThan, m, std::f64::consts::SQRT_2);
     let half = l.mulc(m, 0.5);
     let m = l.select(big, half, m);
@@ -629,7 +629,7 @@ pub(super) fn f16_bits_to_f32(l: &mut Lanes, h: Value) -> Value {
     let em = l.andc(h, 0x7fff);
     let shifted = l.fb.ins().ishl_imm_u(em, 13);
     // Normal and subnormal halves: reinterpret and rescale by 2^112.
-    let f = l.from_bits(shifted);
+    let f = l.float_of_bits(shifted);
     let f = l.mulc(f, 2f64.powi(112));
     let fb_ = l.bits(f);
     // Inf and NaN: all-ones exponent.
@@ -638,7 +638,7 @@ pub(super) fn f16_bits_to_f32(l: &mut Lanes, h: Value) -> Value {
     let special = l.icmpc(IntCC::SignedGreaterThanOrEqual, em, 0x7c00);
     let b = l.select(special, special_bits, fb_);
     let b = l.or(b, sign);
-    l.from_bits(b)
+    l.float_of_bits(b)
 }
 
 /// f32 to float16 bits (in i32 lanes), rounding to nearest even;
@@ -658,7 +658,7 @@ pub(super) fn f32_to_f16_bits(l: &mut Lanes, x: Value) -> Value {
     let special = l.select(is_nan, nan, infh);
     let overflow = l.icmpc(IntCC::SignedGreaterThanOrEqual, a, (127 + 16) << 23);
     // Subnormal halves (and zero): let the FPU round by adding a magic number.
-    let af = l.from_bits(a);
+    let af = l.float_of_bits(a);
     let magic = l.f(0.5); // 2^-1: its ulp is 2^-24, the float16 subnormal step
     let s = l.add(af, magic);
     let sb = l.bits(s);
