@@ -1,7 +1,7 @@
 //! Throughput of generated elementwise and reduction code on one core:
 //! a 1M-element f32 map `x * sigmoid(x)` (sigmoid = 1 / (1 + exp(-x))),
-//! a reduce-sum of the same tensor (rows of 1024, and everything at
-//! once) and a copy. Each runs through the 4-lane loops and, for
+//! a relu, a reduce-sum of the same tensor (over rows of 1024, over
+//! columns of 1024, and everything at once) and a copy. Each runs through the 4-lane loops and, for
 //! comparison, through the scalar loops (an always-passing guard on the
 //! input keeps a kernel scalar).
 //!
@@ -19,7 +19,7 @@ fn program(scalar: bool, kind: &str) -> Program {
     let mut p = Program::default();
     let x = p.add_buffer(BufferKind::Input("x".into()), DataType::Float32, N);
     let out_len = match kind {
-        "rows" => N / 1024,
+        "rows" | "cols" => N / 1024,
         "all" => 1,
         _ => N,
     };
@@ -27,6 +27,10 @@ fn program(scalar: bool, kind: &str) -> Program {
     let mut input = Access::identity(x, &[N]);
     if kind == "rows" {
         input = Access::identity(x, &[N / 1024, 1024]);
+    }
+    if kind == "cols" {
+        // Domain [column, row]: a sum over the outer axis of [1024, 1024].
+        input = Access { buffer: x, shape: vec![1024, N / 1024], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
     }
     if scalar {
         input.guard = Some(0.0);
@@ -43,8 +47,15 @@ fn program(scalar: bool, kind: &str) -> Program {
             e.push(ExprNode::Binary(BinaryFn::Mul, v, s));
             Kernel::Map { domain: vec![N], inputs: vec![input], expr: e, out: Access::identity(o, &[N]) }
         }
+        "relu" => {
+            let mut e = Expr::default();
+            let v = e.push(ExprNode::Load(0));
+            let z = e.push(ExprNode::Const(0.0));
+            e.push(ExprNode::Binary(BinaryFn::Max, v, z));
+            Kernel::Map { domain: vec![N], inputs: vec![input], expr: e, out: Access::identity(o, &[N]) }
+        }
         "copy" => Kernel::Map { domain: vec![N], inputs: vec![input], expr: Expr::load(0), out: Access::identity(o, &[N]) },
-        "rows" => Kernel::Reduce {
+        "rows" | "cols" => Kernel::Reduce {
             domain: vec![N / 1024, 1024],
             reduced: 1,
             inputs: vec![input],
@@ -91,7 +102,9 @@ fn main() {
     println!("target {target}, {N} f32 elements, one thread");
     for (kind, what, bytes) in [
         ("silu", "map x * sigmoid(x)", 8.0),
+        ("relu", "map max(x, 0)", 8.0),
         ("rows", "reduce-sum rows of 1024", 4.0),
+        ("cols", "reduce-sum columns of 1024", 4.0),
         ("all", "reduce-sum of everything", 4.0),
         ("copy", "copy", 8.0),
     ] {

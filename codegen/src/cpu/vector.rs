@@ -12,8 +12,8 @@
 //!
 //! - **map** (innermost domain axis, length ≥ 4): vectorised when the
 //!   output or an input is a vector access, or the expression has more
-//!   than adds, multiplies and compares (then gathering pays). 4 lanes per
-//!   iteration, then a scalar tail. A map that is a plain copy (one load of
+//!   than adds, multiplies and compares (then gathering pays). 4 vectors
+//!   (2 for heavy expressions) per iteration, then one, then a scalar tail. A map that is a plain copy (one load of
 //!   the output's type) with a contiguous output and a contiguous or fixed
 //!   input copies 16-byte vectors of any element type (4 per iteration),
 //!   or stores a splatted element.
@@ -23,8 +23,9 @@
 //!   (so sums are reassociated). Otherwise, or when that axis is shorter than 16
 //!   while the innermost *kept* axis (length ≥ 4) is contiguous in the
 //!   output and stride 0 or 1 in the inputs (a reduction over outer axes,
-//!   like a sum over channels in NHWC), 4 neighbouring outputs are reduced
-//!   at once in the lanes of one accumulator, in exactly the scalar order.
+//!   like a sum over channels in NHWC), 16 neighbouring outputs (then 4,
+//!   then a scalar tail) are reduced at once in the lanes of 4
+//!   accumulators, each lane in exactly the scalar order.
 //!   `Count` is the number of reduced elements (no guards here).
 //!
 //! Anything else (guarded inputs, an empty domain, an input that overlaps
@@ -78,6 +79,7 @@ fn collapse(dims: &[usize], strides: &[Vec<isize>]) -> (Vec<usize>, Vec<Vec<isiz
     }
     (out_dims, out_strides)
 }
+
 
 /// Buffer types loaded and stored as four f32 lanes.
 fn lane_type_ok(t: DataType) -> bool {
@@ -371,19 +373,25 @@ impl Emitter<'_> {
             let j = fb.declare_var(types::I64);
             fb.def_var(j, lo);
             let mut full = index.to_vec();
-            for width in [4u32, 1] {
-                for_step(fb, j, hi, width as i64, &mut |fb, i| {
-                    full.push(i);
-                    let v = self.expr_lanes(
-                        fb,
-                        lanes(width),
-                        expr,
-                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width, inner),
-                        None,
-                        None,
-                    );
-                    self.write_lanes(fb, &out_lin, &full, v, width, inner);
-                    full.pop();
+            // Vectors per main-loop iteration: light expressions are bound
+            // by loop overhead and memory, heavy ones by latency.
+            let unroll = if heavy(expr) { 2 } else { 4 };
+            for (step, unroll, width) in [(4 * unroll, unroll, 4u32), (4, 1, 4), (1, 1, 1)] {
+                for_step(fb, j, hi, step, &mut |fb, i| {
+                    for u in 0..unroll {
+                        let i = if u == 0 { i } else { fb.ins().iadd_imm_s(i, 4 * u) };
+                        full.push(i);
+                        let v = self.expr_lanes(
+                            fb,
+                            lanes(width),
+                            expr,
+                            &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width, inner),
+                            None,
+                            None,
+                        );
+                        self.write_lanes(fb, &out_lin, &full, v, width, inner);
+                        full.pop();
+                    }
                 });
             }
         });
@@ -561,41 +569,53 @@ impl Emitter<'_> {
                 nest(fb, kouter, &mut Vec::new(), &mut |fb, index| {
                     let j = fb.declare_var(types::I64);
                     fb.def_var(j, lo);
-                    let mut kidx = index.to_vec();
-                    for width in [4u32, 1] {
-                        for_step(fb, j, hi, width as i64, &mut |fb, i| {
-                            kidx.push(i);
+                    // 16 outputs (4 independent accumulators) per step, then 4, then 1.
+                    for (step, unroll, width) in [(16i64, 4i64, 4u32), (4, 1, 4), (1, 1, 1)] {
+                        for_step(fb, j, hi, step, &mut |fb, i| {
                             let ty = lanes(width);
-                            let acc = fb.declare_var(ty);
-                            let init = splat_f32(fb, ty, combine.identity());
-                            fb.def_var(acc, init);
+                            let accs: Vec<Variable> = (0..unroll)
+                                .map(|_| {
+                                    let acc = fb.declare_var(ty);
+                                    let init = splat_f32(fb, ty, combine.identity());
+                                    fb.def_var(acc, init);
+                                    acc
+                                })
+                                .collect();
                             let rranges = self.ranges(fb, &rdims, false);
-                            let mut full = kidx.clone();
+                            let mut full = index.to_vec();
+                            full.push(i);
                             nest(fb, &rranges, &mut full, &mut |fb, full| {
-                                let x = self.expr_lanes(
+                                for (u, &acc) in accs.iter().enumerate() {
+                                    let mut at = full.to_vec();
+                                    at[nk - 1] = fb.ins().iadd_imm_s(full[nk - 1], 4 * u as i64);
+                                    let x = self.expr_lanes(
+                                        fb,
+                                        ty,
+                                        element,
+                                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &at, width, nk - 1),
+                                        None,
+                                        None,
+                                    );
+                                    let a = fb.use_var(acc);
+                                    let a = combine_values(fb, combine, a, x);
+                                    fb.def_var(acc, a);
+                                }
+                            });
+                            for (u, &acc) in accs.iter().enumerate() {
+                                let a = fb.use_var(acc);
+                                let c = splat_f32(fb, ty, count);
+                                let v = self.expr_lanes(
                                     fb,
                                     ty,
-                                    element,
-                                    &mut |fb, n| self.read_lanes(fb, &lins[n as usize], full, width, nk - 1),
-                                    None,
-                                    None,
+                                    finish,
+                                    &mut |_, _| unreachable!("validated: finish has no loads"),
+                                    Some(a),
+                                    Some(c),
                                 );
-                                let a = fb.use_var(acc);
-                                let a = combine_values(fb, combine, a, x);
-                                fb.def_var(acc, a);
-                            });
-                            let a = fb.use_var(acc);
-                            let c = splat_f32(fb, ty, count);
-                            let v = self.expr_lanes(
-                                fb,
-                                ty,
-                                finish,
-                                &mut |_, _| unreachable!("validated: finish has no loads"),
-                                Some(a),
-                                Some(c),
-                            );
-                            self.write_lanes(fb, &out_lin, &kidx, v, width, nk - 1);
-                            kidx.pop();
+                                let mut kidx = index.to_vec();
+                                kidx.push(fb.ins().iadd_imm_s(i, 4 * u as i64));
+                                self.write_lanes(fb, &out_lin, &kidx, v, width, nk - 1);
+                            }
                         });
                     }
                 });
