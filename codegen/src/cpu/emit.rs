@@ -384,6 +384,7 @@ impl Emitter<'_> {
         count: Option<Value>,
     ) -> Value {
         let mut values: Vec<Value> = Vec::with_capacity(expr.nodes.len());
+        let mut masks: BTreeMap<usize, Value> = BTreeMap::new();
         for node in &expr.nodes {
             let v = match *node {
                 ExprNode::Load(n) => load(fb, n),
@@ -418,6 +419,8 @@ impl Emitter<'_> {
                     let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
                     let mut compare = |cc: FloatCC| {
                         let c = l.fcmp(cc, x, y);
+                        // A select on this comparison uses the mask itself.
+                        masks.insert(values.len(), c);
                         let one = l.f(1.0);
                         let zero = l.f(0.0);
                         l.select(c, one, zero)
@@ -452,8 +455,14 @@ impl Emitter<'_> {
                 }
                 ExprNode::Select(c, a, b) => {
                     let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
-                    let zero = l.f(0.0);
-                    let cond = l.fcmp(FloatCC::NotEqual, values[c.0 as usize], zero);
+                    // A comparison's 1.0/0.0 is != 0 exactly where its mask is set.
+                    let cond = match masks.get(&(c.0 as usize)) {
+                        Some(&m) => m,
+                        None => {
+                            let zero = l.f(0.0);
+                            l.fcmp(FloatCC::NotEqual, values[c.0 as usize], zero)
+                        }
+                    };
                     l.select(cond, values[a.0 as usize], values[b.0 as usize])
                 }
             };
