@@ -1,4 +1,4 @@
-//! Four-lane (`f32x4`) loops for [`Kernel::Map`] and [`Kernel::Reduce`].
+//! Four-lane (`f32x4`) loops for `Kernel::Map` and `Kernel::Reduce`.
 //!
 //! Every access of these paths is unguarded, so it is an affine flat offset
 //! (`Access::linear`). Adjacent domain axes that every access walks as one
