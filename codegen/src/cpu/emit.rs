@@ -360,7 +360,7 @@ impl Emitter<'_> {
 
     /// Evaluates `expr` on scalars; `load(n)` supplies input `n`,
     /// `acc`/`count` the accumulator values where the expression may use them.
-    fn expr(
+    pub(super) fn expr(
         &self,
         fb: &mut FunctionBuilder,
         expr: &Expr,
@@ -374,7 +374,7 @@ impl Emitter<'_> {
     /// Evaluates `expr` lane-wise on `ty` values (`F32` or `F32X4`); loads,
     /// `acc` and `count` must be of that type. Both widths emit the same
     /// operations per lane, so they agree bit for bit.
-    fn expr_lanes(
+    pub(super) fn expr_lanes(
         &self,
         fb: &mut FunctionBuilder,
         ty: Type,
