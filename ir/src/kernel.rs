@@ -179,8 +179,8 @@ pub enum ExprNode {
     /// every coordinate of input 0 was inside its shape (so all of them
     /// when input 0 is unguarded or the kernel has no inputs). For an
     /// average pool with input 0 guarded, it counts the window's elements
-    /// that are not padding. In a gemm's epilogue: the `k` extent. As f32
-    /// (exact below 2^24).
+    /// that are not padding. As f32 (exact below 2^24). Not allowed in a
+    /// gemm's epilogue (the validator rejects it).
     Count,
     Unary(UnaryFn, ValueId),
     Binary(BinaryFn, ValueId, ValueId),
@@ -334,7 +334,7 @@ impl Program {
                         self.check_access(a, domain).map_err(|m| fail(format!("input {n}: {m}")))?;
                     }
                     self.check_output(out, domain).map_err(|m| fail(format!("output: {m}")))?;
-                    check_expr(expr, inputs.len(), false).map_err(fail)?;
+                    check_expr(expr, inputs.len(), Scope::Element).map_err(fail)?;
                 }
                 Kernel::Reduce { domain, reduced, inputs, element, finish, out, .. } => {
                     if *reduced > domain.len() {
@@ -344,8 +344,8 @@ impl Program {
                         self.check_access(a, domain).map_err(|m| fail(format!("input {n}: {m}")))?;
                     }
                     self.check_output(out, &domain[..domain.len() - reduced]).map_err(|m| fail(format!("output: {m}")))?;
-                    check_expr(element, inputs.len(), false).map_err(fail)?;
-                    check_expr(finish, 0, true).map_err(fail)?;
+                    check_expr(element, inputs.len(), Scope::Element).map_err(fail)?;
+                    check_expr(finish, 0, Scope::Finish).map_err(fail)?;
                 }
                 Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
                     if domain.len() < 3 {
@@ -358,7 +358,7 @@ impl Program {
                         self.check_access(e, outer).map_err(|m| fail(format!("epilogue input {n}: {m}")))?;
                     }
                     self.check_output(out, outer).map_err(|m| fail(format!("output: {m}")))?;
-                    check_expr(epilogue, epilogue_inputs.len(), true).map_err(fail)?;
+                    check_expr(epilogue, epilogue_inputs.len(), Scope::Epilogue).map_err(fail)?;
                 }
                 Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
                     let need = |id: BufferId, len: usize, what: &str| -> Result<(), KernelError> {
@@ -448,7 +448,18 @@ fn coordinate_range(base: isize, coef: &[isize], domain: &[usize]) -> Option<(i1
     Some((lo, hi))
 }
 
-fn check_expr(expr: &Expr, inputs: usize, finishing: bool) -> Result<(), String> {
+/// Which accumulator values an expression may read.
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    /// Element expressions: loads and constants only.
+    Element,
+    /// A reduction's finish: `Acc` and `Count`.
+    Finish,
+    /// A gemm epilogue: `Acc`, no `Count`.
+    Epilogue,
+}
+
+fn check_expr(expr: &Expr, inputs: usize, scope: Scope) -> Result<(), String> {
     if expr.nodes.is_empty() {
         return Err("empty expression".into());
     }
@@ -457,7 +468,8 @@ fn check_expr(expr: &Expr, inputs: usize, finishing: bool) -> Result<(), String>
         let valid = match node {
             ExprNode::Load(n) => (*n as usize) < inputs,
             ExprNode::Const(_) => true,
-            ExprNode::Acc | ExprNode::Count => finishing,
+            ExprNode::Acc => scope != Scope::Element,
+            ExprNode::Count => scope == Scope::Finish,
             ExprNode::Unary(_, a) => ok(a),
             ExprNode::Binary(_, a, b) => ok(a) && ok(b),
             ExprNode::Select(c, a, b) => ok(c) && ok(a) && ok(b),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MachMemFlags, Type, Value};
 use cranelift_frontend::FunctionBuilder;
-use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn};
+use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn, ValueId};
 use kiln_ir::DataType;
 
 use super::gemm;
@@ -26,6 +26,60 @@ pub(super) fn flags() -> MachMemFlags {
     // Validated accesses never trap. Callers' tensors need not be aligned,
     // so no alignment is promised.
     MachMemFlags::new().with_notrap()
+}
+
+#[path = "math.rs"]
+mod math;
+#[path = "vector.rs"]
+mod vector;
+
+use math::{Lanes, Trig};
+
+/// `max(x, c)` or `min(x, c)` for a constant `c` that is not NaN, by a
+/// comparison and a select (a single `maxps`/`minps` or a blend) instead of
+/// the longer NaN- and zero-sign-exact sequence of `fmax`/`fmin`, with the
+/// same results: NaN `x` passes through, `max(-0, +0) = +0`,
+/// `min(+0, -0) = -0`.
+fn min_max_const(l: &mut Lanes, f: BinaryFn, x: Value, c: f32) -> Value {
+    let negative_zero = c == 0.0 && c.is_sign_negative();
+    let positive_zero = c == 0.0 && !negative_zero;
+    let cc = match f {
+        // Take c when x is below it; at x == c only a zero's sign can differ.
+        BinaryFn::Max if negative_zero => FloatCC::LessThan,
+        BinaryFn::Max => FloatCC::LessThanOrEqual,
+        BinaryFn::Min if positive_zero => FloatCC::GreaterThan,
+        _ => FloatCC::GreaterThanOrEqual,
+    };
+    let k = l.f(c as f64);
+    let take = l.fcmp(cc, x, k);
+    l.select(take, k, x)
+}
+
+/// `x^e` for a constant exponent: exact or one-rounding forms for the
+/// common small exponents (same results as `pow` for every x, special
+/// values included), the general `pow` otherwise.
+fn pow_const(l: &mut Lanes, x: Value, y: Value, e: f32) -> Value {
+    if e == 0.0 {
+        l.f(1.0)
+    } else if e == 1.0 {
+        x
+    } else if e == 2.0 {
+        l.mul(x, x)
+    } else if e == 3.0 {
+        let x2 = l.mul(x, x);
+        l.mul(x2, x)
+    } else if e == -1.0 {
+        let one = l.f(1.0);
+        l.div(one, x)
+    } else if e == 0.5 {
+        // pow(-0, 0.5) = +0 and pow(-inf, 0.5) = +inf, unlike sqrt.
+        let r = l.fb.ins().sqrt(x);
+        let minf = l.fcmpc(FloatCC::Equal, x, f64::NEG_INFINITY);
+        let r = l.selectc(minf, f64::INFINITY, r);
+        l.addc(r, 0.0)
+    } else {
+        math::pow(l, x, y)
+    }
 }
 
 /// Emits the body of `kernel` into `fb`, whose function has the kernel
@@ -218,9 +272,7 @@ impl Emitter<'_> {
             DataType::Float32 => fb.ins().load(types::F32, flags(), addr, 0),
             DataType::Float16 => {
                 let bits = fb.ins().uload16(types::I32, flags(), addr, 0);
-                let f = self.helpers.get(Helper::F16BitsToF32);
-                let call = fb.ins().call(f, &[bits]);
-                fb.inst_results(call)[0]
+                math::f16_bits_to_f32(&mut Lanes::new(fb, types::F32, false), bits)
             }
             DataType::Int32 => {
                 let v = fb.ins().load(types::I32, flags(), addr, 0);
@@ -265,9 +317,7 @@ impl Emitter<'_> {
                 fb.ins().store(flags(), v, addr, 0);
             }
             DataType::Float16 => {
-                let f = self.helpers.get(Helper::F32ToF16Bits);
-                let call = fb.ins().call(f, &[v]);
-                let bits = fb.inst_results(call)[0];
+                let bits = math::f32_to_f16_bits(&mut Lanes::new(fb, types::F32, false), v);
                 fb.ins().istore16(flags(), bits, addr, 0);
             }
             DataType::Int32 => {
@@ -317,14 +367,8 @@ impl Emitter<'_> {
         result
     }
 
-    fn call1(&self, fb: &mut FunctionBuilder, helper: Helper, x: Value) -> Value {
-        let f = self.helpers.get(helper);
-        let call = fb.ins().call(f, &[x]);
-        fb.inst_results(call)[0]
-    }
-
-    /// Evaluates `expr`; `load(n)` supplies input `n`, `acc`/`count` the
-    /// accumulator values where the expression may use them.
+    /// Evaluates `expr` on scalars; `load(n)` supplies input `n`,
+    /// `acc`/`count` the accumulator values where the expression may use them.
     pub(super) fn expr(
         &self,
         fb: &mut FunctionBuilder,
@@ -333,63 +377,102 @@ impl Emitter<'_> {
         acc: Option<Value>,
         count: Option<Value>,
     ) -> Value {
+        self.expr_lanes(fb, types::F32, expr, load, acc, count)
+    }
+
+    /// Evaluates `expr` lane-wise on `ty` values (`F32` or `F32X4`); loads,
+    /// `acc` and `count` must be of that type. Both widths emit the same
+    /// operations per lane, so they agree bit for bit.
+    pub(super) fn expr_lanes(
+        &self,
+        fb: &mut FunctionBuilder,
+        ty: Type,
+        expr: &Expr,
+        load: &mut dyn FnMut(&mut FunctionBuilder, u32) -> Value,
+        acc: Option<Value>,
+        count: Option<Value>,
+    ) -> Value {
         let mut values: Vec<Value> = Vec::with_capacity(expr.nodes.len());
+        let mut masks: BTreeMap<usize, Value> = BTreeMap::new();
         for node in &expr.nodes {
             let v = match *node {
                 ExprNode::Load(n) => load(fb, n),
-                ExprNode::Const(c) => fb.ins().f32const(c),
+                ExprNode::Const(c) => {
+                    let s = fb.ins().f32const(c);
+                    if ty.is_vector() { fb.ins().splat(ty, s) } else { s }
+                }
                 ExprNode::Acc => acc.expect("validated: Acc only where an accumulator exists"),
                 ExprNode::Count => count.expect("validated: Count only in reductions"),
                 ExprNode::Unary(f, a) => {
                     let x = values[a.0 as usize];
+                    let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
                     match f {
-                        UnaryFn::Abs => fb.ins().fabs(x),
-                        UnaryFn::Neg => fb.ins().fneg(x),
-                        UnaryFn::Ceil => fb.ins().ceil(x),
-                        UnaryFn::Floor => fb.ins().floor(x),
-                        UnaryFn::Sqrt => fb.ins().sqrt(x),
-                        UnaryFn::Trunc => fb.ins().trunc(x),
-                        UnaryFn::Exp => self.call1(fb, Helper::Exp, x),
-                        UnaryFn::Log => self.call1(fb, Helper::Log, x),
-                        UnaryFn::Erf => self.call1(fb, Helper::Erf, x),
-                        UnaryFn::Sin => self.call1(fb, Helper::Sin, x),
-                        UnaryFn::Cos => self.call1(fb, Helper::Cos, x),
-                        UnaryFn::Tan => self.call1(fb, Helper::Tan, x),
-                        UnaryFn::Tanh => self.call1(fb, Helper::Tanh, x),
-                        UnaryFn::RoundF16 => self.call1(fb, Helper::RoundF16, x),
+                        UnaryFn::Abs => l.fb.ins().fabs(x),
+                        UnaryFn::Neg => l.fb.ins().fneg(x),
+                        UnaryFn::Ceil => l.fb.ins().ceil(x),
+                        UnaryFn::Floor => l.fb.ins().floor(x),
+                        UnaryFn::Sqrt => l.fb.ins().sqrt(x),
+                        UnaryFn::Trunc => l.fb.ins().trunc(x),
+                        UnaryFn::Exp => math::exp(l, x),
+                        UnaryFn::Log => math::log(l, x),
+                        UnaryFn::Erf => math::erf(l, x),
+                        UnaryFn::Sin => math::trig(l, x, Trig::Sin, self.helpers.get(Helper::Sin)),
+                        UnaryFn::Cos => math::trig(l, x, Trig::Cos, self.helpers.get(Helper::Cos)),
+                        UnaryFn::Tan => math::trig(l, x, Trig::Tan, self.helpers.get(Helper::Tan)),
+                        UnaryFn::Tanh => math::tanh(l, x),
+                        UnaryFn::RoundF16 => math::round_f16(l, x),
                     }
                 }
                 ExprNode::Binary(f, a, b) => {
                     let (x, y) = (values[a.0 as usize], values[b.0 as usize]);
-                    let compare = |fb: &mut FunctionBuilder, cc: FloatCC| {
-                        let c = fb.ins().fcmp(cc, x, y);
-                        let one = fb.ins().f32const(1.0);
-                        let zero = fb.ins().f32const(0.0);
-                        fb.ins().select(c, one, zero)
+                    let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
+                    let mut compare = |cc: FloatCC| {
+                        let c = l.fcmp(cc, x, y);
+                        // A select on this comparison uses the mask itself.
+                        masks.insert(values.len(), c);
+                        let one = l.f(1.0);
+                        let zero = l.f(0.0);
+                        l.select(c, one, zero)
                     };
                     match f {
-                        BinaryFn::Add => fb.ins().fadd(x, y),
-                        BinaryFn::Sub => fb.ins().fsub(x, y),
-                        BinaryFn::Mul => fb.ins().fmul(x, y),
-                        BinaryFn::Div => fb.ins().fdiv(x, y),
-                        BinaryFn::Max => fb.ins().fmax(x, y),
-                        BinaryFn::Min => fb.ins().fmin(x, y),
-                        BinaryFn::Pow => {
-                            let f = self.helpers.get(Helper::Pow);
-                            let call = fb.ins().call(f, &[x, y]);
-                            fb.inst_results(call)[0]
+                        BinaryFn::Add => l.add(x, y),
+                        BinaryFn::Sub => l.sub(x, y),
+                        BinaryFn::Mul => l.mul(x, y),
+                        BinaryFn::Div => l.div(x, y),
+                        BinaryFn::Max | BinaryFn::Min => {
+                            let konst = |v: ValueId| match expr.nodes[v.0 as usize] {
+                                ExprNode::Const(c) if !c.is_nan() => Some(c),
+                                _ => None,
+                            };
+                            match (konst(a), konst(b)) {
+                                (_, Some(c)) => min_max_const(l, f, x, c),
+                                (Some(c), None) => min_max_const(l, f, y, c),
+                                _ if f == BinaryFn::Max => l.fb.ins().fmax(x, y),
+                                _ => l.fb.ins().fmin(x, y),
+                            }
                         }
-                        BinaryFn::Equal => compare(fb, FloatCC::Equal),
-                        BinaryFn::Greater => compare(fb, FloatCC::GreaterThan),
-                        BinaryFn::GreaterOrEqual => compare(fb, FloatCC::GreaterThanOrEqual),
-                        BinaryFn::Lesser => compare(fb, FloatCC::LessThan),
-                        BinaryFn::LesserOrEqual => compare(fb, FloatCC::LessThanOrEqual),
+                        BinaryFn::Pow => match expr.nodes[b.0 as usize] {
+                            ExprNode::Const(e) => pow_const(l, x, y, e),
+                            _ => math::pow(l, x, y),
+                        },
+                        BinaryFn::Equal => compare(FloatCC::Equal),
+                        BinaryFn::Greater => compare(FloatCC::GreaterThan),
+                        BinaryFn::GreaterOrEqual => compare(FloatCC::GreaterThanOrEqual),
+                        BinaryFn::Lesser => compare(FloatCC::LessThan),
+                        BinaryFn::LesserOrEqual => compare(FloatCC::LessThanOrEqual),
                     }
                 }
                 ExprNode::Select(c, a, b) => {
-                    let zero = fb.ins().f32const(0.0);
-                    let cond = fb.ins().fcmp(FloatCC::NotEqual, values[c.0 as usize], zero);
-                    fb.ins().select(cond, values[a.0 as usize], values[b.0 as usize])
+                    let l = &mut Lanes::new(fb, ty, self.helpers.has_fma());
+                    // A comparison's 1.0/0.0 is != 0 exactly where its mask is set.
+                    let cond = match masks.get(&(c.0 as usize)) {
+                        Some(&m) => m,
+                        None => {
+                            let zero = l.f(0.0);
+                            l.fcmp(FloatCC::NotEqual, values[c.0 as usize], zero)
+                        }
+                    };
+                    l.select(cond, values[a.0 as usize], values[b.0 as usize])
                 }
             };
             values.push(v);
@@ -398,6 +481,9 @@ impl Emitter<'_> {
     }
 
     fn map(&mut self, fb: &mut FunctionBuilder, domain: &[usize], inputs: &[Access], expr: &Expr, out: &Access) {
+        if self.map_vector(fb, domain, inputs, expr, out) {
+            return;
+        }
         let ranges = self.ranges(fb, domain, true);
         let out_type = self.program.buffer(out.buffer).data_type;
         let bit_copy = matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
@@ -430,6 +516,9 @@ impl Emitter<'_> {
         finish: &Expr,
         out: &Access,
     ) {
+        if self.reduce_vector(fb, domain, reduced, inputs, element, combine, finish, out) {
+            return;
+        }
         let kept = domain.len() - reduced;
         if kept == 0 {
             self.single_task(fb);

@@ -55,14 +55,14 @@
 //! first use and is then reused, so dispatching allocates nothing once warm
 //! and concurrent tasks on different threads never share it.
 
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, ConstantData, ExtFuncData, ExternalName, FuncRef, Function, GlobalValue, GlobalValueData, InstBuilder, MachMemFlags,
+    types, ConstantData, ExtFuncData, ExternalName, FuncRef, Function, GlobalValue, GlobalValueData, InstBuilder,
     Type, UserExternalName, Value,
 };
 use cranelift_frontend::FunctionBuilder;
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
-use kiln_ir::kernel::{Access, BinaryFn, BufferId, BufferKind, Expr, ExprNode, Kernel, Program, UnaryFn};
+use kiln_ir::kernel::{Access, BufferId, BufferKind, Expr, ExprNode, Kernel, Program};
 use kiln_ir::DataType;
 
 use super::emit::{flags, Emitter};
@@ -903,99 +903,10 @@ impl Emitter<'_> {
                     .iter()
                     .map(|&(p, splat)| splat.unwrap_or_else(|| load(fb, types::F32X4, p, 16 * l)))
                     .collect();
-                let v = self.vector_expr(fb, &plan.epilogue, &loads, acc);
+                let v = self.expr_lanes(fb, types::F32X4, &plan.epilogue, &mut |_, n| loads[n as usize], Some(acc), None);
                 store(fb, v, c_row, 16 * l);
             }
         });
-    }
-
-    /// `expr` on F32X4 lanes; functions without an instruction run per lane.
-    fn vector_expr(&self, fb: &mut FunctionBuilder, expr: &Expr, loads: &[Value], acc: Value) -> Value {
-        let mut values: Vec<Value> = Vec::with_capacity(expr.nodes.len());
-        let mask_to_f32 = |fb: &mut FunctionBuilder, mask: Value| fb.ins().bitcast(types::F32X4, MachMemFlags::new(), mask);
-        for node in &expr.nodes {
-            let v = match *node {
-                ExprNode::Load(i) => loads[i as usize],
-                ExprNode::Const(c) => {
-                    let c = fb.ins().f32const(c);
-                    fb.ins().splat(types::F32X4, c)
-                }
-                ExprNode::Acc => acc,
-                ExprNode::Count => unreachable!("validated: no Count in a gemm epilogue"),
-                ExprNode::Unary(f, a) => {
-                    let x = values[a.0 as usize];
-                    let helper = match f {
-                        UnaryFn::Abs => Err(fb.ins().fabs(x)),
-                        UnaryFn::Neg => Err(fb.ins().fneg(x)),
-                        UnaryFn::Ceil => Err(fb.ins().ceil(x)),
-                        UnaryFn::Floor => Err(fb.ins().floor(x)),
-                        UnaryFn::Sqrt => Err(fb.ins().sqrt(x)),
-                        UnaryFn::Trunc => Err(fb.ins().trunc(x)),
-                        UnaryFn::Exp => Ok(Helper::Exp),
-                        UnaryFn::Log => Ok(Helper::Log),
-                        UnaryFn::Erf => Ok(Helper::Erf),
-                        UnaryFn::Sin => Ok(Helper::Sin),
-                        UnaryFn::Cos => Ok(Helper::Cos),
-                        UnaryFn::Tan => Ok(Helper::Tan),
-                        UnaryFn::Tanh => Ok(Helper::Tanh),
-                        UnaryFn::RoundF16 => Ok(Helper::RoundF16),
-                    };
-                    match helper {
-                        Err(v) => v,
-                        Ok(h) => self.per_lane(fb, h, &[x]),
-                    }
-                }
-                ExprNode::Binary(f, a, b) => {
-                    let (x, y) = (values[a.0 as usize], values[b.0 as usize]);
-                    let compare = |fb: &mut FunctionBuilder, cc: FloatCC| {
-                        let m = fb.ins().fcmp(cc, x, y);
-                        let m = mask_to_f32(fb, m);
-                        let one = fb.ins().f32const(1.0);
-                        let one = fb.ins().splat(types::F32X4, one);
-                        fb.ins().band(m, one)
-                    };
-                    match f {
-                        BinaryFn::Add => fb.ins().fadd(x, y),
-                        BinaryFn::Sub => fb.ins().fsub(x, y),
-                        BinaryFn::Mul => fb.ins().fmul(x, y),
-                        BinaryFn::Div => fb.ins().fdiv(x, y),
-                        BinaryFn::Max => fb.ins().fmax(x, y),
-                        BinaryFn::Min => fb.ins().fmin(x, y),
-                        BinaryFn::Pow => self.per_lane(fb, Helper::Pow, &[x, y]),
-                        BinaryFn::Equal => compare(fb, FloatCC::Equal),
-                        BinaryFn::Greater => compare(fb, FloatCC::GreaterThan),
-                        BinaryFn::GreaterOrEqual => compare(fb, FloatCC::GreaterThanOrEqual),
-                        BinaryFn::Lesser => compare(fb, FloatCC::LessThan),
-                        BinaryFn::LesserOrEqual => compare(fb, FloatCC::LessThanOrEqual),
-                    }
-                }
-                ExprNode::Select(c, a, b) => {
-                    let zero = fb.ins().f32const(0.0);
-                    let zero = fb.ins().splat(types::F32X4, zero);
-                    let m = fb.ins().fcmp(FloatCC::NotEqual, values[c.0 as usize], zero);
-                    let m = mask_to_f32(fb, m);
-                    fb.ins().bitselect(m, values[a.0 as usize], values[b.0 as usize])
-                }
-            };
-            values.push(v);
-        }
-        *values.last().expect("validated: expressions are not empty")
-    }
-
-    /// Calls a scalar helper on each lane.
-    fn per_lane(&self, fb: &mut FunctionBuilder, helper: Helper, args: &[Value]) -> Value {
-        let f = self.helpers.get(helper);
-        let mut out = None;
-        for lane in 0..4u8 {
-            let xs: Vec<Value> = args.iter().map(|&a| fb.ins().extractlane(a, lane)).collect();
-            let call = fb.ins().call(f, &xs);
-            let r = fb.inst_results(call)[0];
-            out = Some(match out {
-                None => fb.ins().splat(types::F32X4, r),
-                Some(v) => fb.ins().insertlane(v, r, lane),
-            });
-        }
-        out.expect("four lanes")
     }
 
     /// Packs B[pc..pc+kc, jc..jc+nc] into panels at `dst`.

@@ -1,0 +1,626 @@
+//! Four-lane (`f32x4`) loops for `Kernel::Map` and `Kernel::Reduce`.
+//!
+//! Every access of these paths is unguarded, so it is an affine flat offset
+//! (`Access::linear`). Adjacent domain axes that every access walks as one
+//! are merged first (a `[n, c, h, w]` identity map is one axis of
+//! `n*c*h*w`) and axes of length 1 dropped, so that the vectorised axis is
+//! as long as possible. Four lanes are then read per input as a vector
+//! load (stride 1 and an f32, f16, i32 or u32 buffer), a splat (stride 0,
+//! loaded once per row: such loads are marked movable) or four gathered
+//! elements (any other stride or type); results are stored as one vector
+//! (stride 1, lane type) or lane by lane.
+//!
+//! - **map** (innermost domain axis, length ≥ 4): vectorised when the
+//!   output or an input is a vector access, or the expression has more
+//!   than adds, multiplies and compares (then gathering pays). 4 vectors
+//!   (2 for heavy expressions) per iteration, then one, then a scalar tail. A map that is a plain copy (one load of
+//!   the output's type) with a contiguous output and a contiguous or fixed
+//!   input copies 16-byte vectors of any element type (4 per iteration),
+//!   or stores a splatted element.
+//! - **reduce**: when the innermost reduced axis (length ≥ 4) has stride 0
+//!   or 1 in every input, 4 vector accumulators (16 partial results) run
+//!   over it, then a one-vector loop and a scalar tail, combined at the end
+//!   (so sums are reassociated). Otherwise, or when that axis is shorter than 16
+//!   while the innermost *kept* axis (length ≥ 4) is contiguous in the
+//!   output and stride 0 or 1 in the inputs (a reduction over outer axes,
+//!   like a sum over channels in NHWC), 16 neighbouring outputs (then 4,
+//!   then a scalar tail) are reduced at once in the lanes of 4
+//!   accumulators, each lane in exactly the scalar order.
+//!   `Count` is the number of reduced elements (no guards here).
+//!
+//! Anything else (guarded inputs, an empty domain, an input that overlaps
+//! the output other than element for element at the same address) keeps
+//! the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
+//! loop computes for its element, so maps agree with the scalar path bit
+//! for bit.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MachMemFlags, Type, Value};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use kiln_ir::kernel::{Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, UnaryFn};
+use kiln_ir::DataType;
+
+use super::math::{self, Lanes};
+use super::{flags, nest, Emitter};
+
+/// An unguarded access as a flat element offset `offset + Σ strides[a] i[a]`.
+#[derive(Clone, Debug, PartialEq)]
+struct Lin {
+    buffer: BufferId,
+    offset: isize,
+    strides: Vec<isize>,
+    /// Loads may be hoisted and merged: the buffer is not written by the kernel.
+    pure: bool,
+}
+
+/// Merges the adjacent axes of one axis group that every access walks as
+/// one (`stride[outer] == stride[inner] * len[inner]`) and drops axes of
+/// length 1. `strides[k]` are access k's strides over the group.
+fn collapse(dims: &[usize], strides: &[Vec<isize>]) -> (Vec<usize>, Vec<Vec<isize>>) {
+    let mut out_dims: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<isize>> = vec![Vec::new(); strides.len()];
+    for (a, &d) in dims.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let merge = !out_dims.is_empty()
+            && strides.iter().zip(&out_strides).all(|(s, o)| *o.last().unwrap() == s[a] * d as isize);
+        if merge {
+            *out_dims.last_mut().unwrap() *= d;
+            for (s, o) in strides.iter().zip(&mut out_strides) {
+                *o.last_mut().unwrap() = s[a];
+            }
+        } else {
+            out_dims.push(d);
+            for (s, o) in strides.iter().zip(&mut out_strides) {
+                o.push(s[a]);
+            }
+        }
+    }
+    (out_dims, out_strides)
+}
+
+
+/// Buffer types loaded and stored as four f32 lanes.
+fn lane_type_ok(t: DataType) -> bool {
+    matches!(t, DataType::Float32 | DataType::Float16 | DataType::Int32 | DataType::Uint32)
+}
+
+fn load_flags(pure: bool) -> MachMemFlags {
+    if pure {
+        flags().with_readonly().with_can_move()
+    } else {
+        flags()
+    }
+}
+
+/// The 128-bit integer vector of `size`-byte lanes.
+fn int_vector(size: usize) -> Type {
+    match size {
+        1 => types::I8X16,
+        2 => types::I16X8,
+        4 => types::I32X4,
+        _ => types::I64X2,
+    }
+}
+
+/// `var = var + step` while `var + step <= end`: `body(i)` sees each start.
+fn for_step(fb: &mut FunctionBuilder, var: Variable, end: Value, step: i64, body: &mut dyn FnMut(&mut FunctionBuilder, Value)) {
+    let header = fb.create_block();
+    let body_block = fb.create_block();
+    let exit = fb.create_block();
+    fb.ins().jump(header, &[]);
+    fb.switch_to_block(header);
+    let i = fb.use_var(var);
+    let next = fb.ins().iadd_imm_s(i, step);
+    let more = fb.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+    fb.ins().brif(more, body_block, &[], exit, &[]);
+    fb.switch_to_block(body_block);
+    body(fb, i);
+    fb.def_var(var, next);
+    fb.ins().jump(header, &[]);
+    fb.switch_to_block(exit);
+}
+
+fn combine_values(fb: &mut FunctionBuilder, combine: Combine, a: Value, b: Value) -> Value {
+    match combine {
+        Combine::Sum => fb.ins().fadd(a, b),
+        Combine::Product => fb.ins().fmul(a, b),
+        Combine::Max => fb.ins().fmax(a, b),
+        Combine::Min => fb.ins().fmin(a, b),
+    }
+}
+
+fn splat_f32(fb: &mut FunctionBuilder, ty: Type, c: f32) -> Value {
+    let s = fb.ins().f32const(c);
+    if ty.is_vector() {
+        fb.ins().splat(ty, s)
+    } else {
+        s
+    }
+}
+
+/// Whether an expression has arithmetic that pays for gathering its inputs
+/// into lanes: anything beyond a few adds and multiplies.
+fn heavy(expr: &Expr) -> bool {
+    expr.nodes.iter().any(|n| match n {
+        ExprNode::Unary(f, _) => !matches!(f, UnaryFn::Abs | UnaryFn::Neg),
+        ExprNode::Binary(f, _, _) => matches!(f, BinaryFn::Pow | BinaryFn::Div),
+        _ => false,
+    })
+}
+
+/// The lane type of a width.
+fn lanes(width: u32) -> Type {
+    if width == 4 {
+        types::F32X4
+    } else {
+        types::F32
+    }
+}
+
+/// Which reduction loop to emit.
+enum ReducePlan {
+    /// Vectorise the innermost reduced axis.
+    Reduced,
+    /// Vectorise the innermost kept axis.
+    Kept,
+}
+
+impl Emitter<'_> {
+    /// Whether buffers `a` and `b` may share memory.
+    fn overlaps(&self, a: BufferId, b: BufferId) -> bool {
+        if a == b {
+            return true;
+        }
+        let (x, y) = (self.program.buffer(a), self.program.buffer(b));
+        match (&x.kind, &y.kind) {
+            (BufferKind::Scratch { offset: p }, BufferKind::Scratch { offset: q }) => {
+                *p < q + y.byte_len() && *q < p + x.byte_len()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `a` and `b` start at the same address.
+    fn same_start(&self, a: BufferId, b: BufferId) -> bool {
+        if a == b {
+            return true;
+        }
+        match (&self.program.buffer(a).kind, &self.program.buffer(b).kind) {
+            (BufferKind::Scratch { offset: p }, BufferKind::Scratch { offset: q }) => p == q,
+            _ => false,
+        }
+    }
+
+    fn elem_size(&self, b: BufferId) -> usize {
+        self.program.buffer(b).data_type.byte_size()
+    }
+
+    /// The linear forms of `inputs` for a kernel writing `out`, or `None`
+    /// if an input is guarded or overlaps the output other than element for
+    /// element at the same address.
+    fn linear_inputs(&self, inputs: &[Access], out: &Access, rank: usize, out_rank: usize) -> Option<Vec<Lin>> {
+        let (oo, os) = out.linear(out_rank);
+        inputs
+            .iter()
+            .map(|a| {
+                if a.guard.is_some() {
+                    return None;
+                }
+                let (offset, strides) = a.linear(rank);
+                let mut pure = true;
+                if self.overlaps(a.buffer, out.buffer) {
+                    let in_place = rank == out_rank
+                        && self.same_start(a.buffer, out.buffer)
+                        && self.elem_size(a.buffer) == self.elem_size(out.buffer)
+                        && offset == oo
+                        && strides == os;
+                    if !in_place {
+                        return None;
+                    }
+                    pure = false;
+                }
+                Some(Lin { buffer: a.buffer, offset, strides, pure })
+            })
+            .collect()
+    }
+
+    /// Loads `width` (1 or 4) consecutive elements at element `offset` as f32 lanes.
+    fn load_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, offset: Value, width: u32) -> Value {
+        if width == 1 && !lin.pure {
+            return self.load_f32(fb, lin.buffer, offset);
+        }
+        let addr = self.address(fb, lin.buffer, offset);
+        let fl = load_flags(lin.pure);
+        let t = self.program.buffer(lin.buffer).data_type;
+        let (fty, ity) = if width == 4 { (types::F32X4, types::I32X4) } else { (types::F32, types::I32) };
+        match t {
+            DataType::Float32 => fb.ins().load(fty, fl, addr, 0),
+            DataType::Int32 => {
+                let v = fb.ins().load(ity, fl, addr, 0);
+                fb.ins().fcvt_from_sint(fty, v)
+            }
+            DataType::Uint32 => {
+                let v = fb.ins().load(ity, fl, addr, 0);
+                fb.ins().fcvt_from_uint(fty, v)
+            }
+            DataType::Float16 => {
+                let bits = if width == 4 {
+                    fb.ins().uload16x4(fl, addr, 0)
+                } else {
+                    fb.ins().uload16(types::I32, fl, addr, 0)
+                };
+                math::f16_bits_to_f32(&mut Lanes::new(fb, fty, false), bits)
+            }
+            _ => {
+                assert_eq!(width, 1, "only lane types are loaded four at a time");
+                self.load_f32(fb, lin.buffer, offset)
+            }
+        }
+    }
+
+    /// Stores `width` f32 lanes at element `offset` of `buffer`, converted
+    /// as [`Emitter::store_f32`] does.
+    fn store_lanes(&self, fb: &mut FunctionBuilder, buffer: BufferId, offset: Value, v: Value, width: u32) {
+        if width == 1 {
+            return self.store_f32(fb, buffer, offset, v);
+        }
+        let addr = self.address(fb, buffer, offset);
+        match self.program.buffer(buffer).data_type {
+            DataType::Float32 => {
+                fb.ins().store(flags(), v, addr, 0);
+            }
+            DataType::Int32 => {
+                let i = fb.ins().fcvt_to_sint_sat(types::I32X4, v);
+                fb.ins().store(flags(), i, addr, 0);
+            }
+            DataType::Uint32 => {
+                let i = fb.ins().fcvt_to_uint_sat(types::I32X4, v);
+                fb.ins().store(flags(), i, addr, 0);
+            }
+            DataType::Float16 => {
+                let bits = math::f32_to_f16_bits(&mut Lanes::new(fb, types::F32X4, false), v);
+                let narrow = fb.ins().unarrow(bits, bits);
+                let wide = fb.ins().bitcast(types::I64X2, MachMemFlags::new().with_endianness(Endianness::Little), narrow);
+                let low = fb.ins().extractlane(wide, 0);
+                fb.ins().store(flags(), low, addr, 0);
+            }
+            t => unreachable!("{t} is not stored in lanes"),
+        }
+    }
+
+    /// Input `lin` at `index` as `width` lanes over domain axis `axis`: a
+    /// vector load when it walks that axis contiguously (in a lane type), a
+    /// splatted element when it stays put, else four elements gathered.
+    fn read_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], width: u32, axis: usize) -> Value {
+        let offset = Self::affine(fb, lin.offset, &lin.strides, index);
+        if width == 1 {
+            return self.load_lanes(fb, lin, offset, 1);
+        }
+        let stride = lin.strides[axis];
+        if stride == 1 && lane_type_ok(self.program.buffer(lin.buffer).data_type) {
+            return self.load_lanes(fb, lin, offset, 4);
+        }
+        let first = self.load_lanes(fb, lin, offset, 1);
+        let mut v = fb.ins().splat(types::F32X4, first);
+        if stride != 0 {
+            for k in 1..4u8 {
+                let at = fb.ins().iadd_imm_s(offset, stride as i64 * k as i64);
+                let x = self.load_lanes(fb, lin, at, 1);
+                v = fb.ins().insertlane(v, x, k);
+            }
+        }
+        v
+    }
+
+    /// Stores `width` lanes to `lin` at `index` over domain axis `axis`: a
+    /// vector store when the output walks that axis contiguously (in a lane
+    /// type), else lane by lane.
+    fn write_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], v: Value, width: u32, axis: usize) {
+        let offset = Self::affine(fb, lin.offset, &lin.strides, index);
+        let stride = lin.strides[axis];
+        if width == 1 || (stride == 1 && lane_type_ok(self.program.buffer(lin.buffer).data_type)) {
+            return self.store_lanes(fb, lin.buffer, offset, v, width);
+        }
+        for k in 0..4u8 {
+            let at = fb.ins().iadd_imm_s(offset, stride as i64 * k as i64);
+            let x = fb.ins().extractlane(v, k);
+            self.store_f32(fb, lin.buffer, at, x);
+        }
+    }
+
+    /// Emits a vectorised map if the kernel allows one; false leaves `fb`
+    /// untouched.
+    pub(super) fn map_vector(&mut self, fb: &mut FunctionBuilder, domain: &[usize], inputs: &[Access], expr: &Expr, out: &Access) -> bool {
+        if domain.contains(&0) || domain.is_empty() {
+            return false;
+        }
+        let rank = domain.len();
+        let Some(mut lins) = self.linear_inputs(inputs, out, rank, rank) else { return false };
+        let (oo, os) = out.linear(rank);
+        let mut all: Vec<Vec<isize>> = lins.iter().map(|l| l.strides.clone()).collect();
+        all.push(os);
+        let (dims, strides) = collapse(domain, &all);
+        if dims.is_empty() {
+            return false;
+        }
+        for (l, s) in lins.iter_mut().zip(&strides) {
+            l.strides = s.clone();
+        }
+        let out_lin = Lin { buffer: out.buffer, offset: oo, strides: strides.last().unwrap().clone(), pure: false };
+        let inner = dims.len() - 1;
+        let out_type = self.program.buffer(out.buffer).data_type;
+        let copy = matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
+            && self.program.buffer(inputs[0].buffer).data_type == out_type;
+        if copy {
+            if lins[0].pure && out_lin.strides[inner] == 1 && matches!(lins[0].strides[inner], 0 | 1) {
+                self.copy_vector(fb, &dims, &lins[0], &out_lin);
+                return true;
+            }
+            return false;
+        }
+        // Worth four lanes: some access is a vector load or store, or the
+        // arithmetic is heavy enough to pay for gathering elements.
+        let contiguous = |l: &Lin| l.strides[inner] == 1 && lane_type_ok(self.program.buffer(l.buffer).data_type);
+        if *dims.last().unwrap() < 4 || !(contiguous(&out_lin) || lins.iter().any(contiguous) || heavy(expr)) {
+            return false;
+        }
+        let ranges = self.ranges(fb, &dims, true);
+        let (outer, last) = ranges.split_at(ranges.len() - 1);
+        let (lo, hi) = last[0];
+        nest(fb, outer, &mut Vec::new(), &mut |fb, index| {
+            let j = fb.declare_var(types::I64);
+            fb.def_var(j, lo);
+            let mut full = index.to_vec();
+            // Vectors per main-loop iteration: light expressions are bound
+            // by loop overhead and memory, heavy ones by latency.
+            let unroll = if heavy(expr) { 2 } else { 4 };
+            for (step, unroll, width) in [(4 * unroll, unroll, 4u32), (4, 1, 4), (1, 1, 1)] {
+                for_step(fb, j, hi, step, &mut |fb, i| {
+                    for u in 0..unroll {
+                        let i = if u == 0 { i } else { fb.ins().iadd_imm_s(i, 4 * u) };
+                        full.push(i);
+                        let v = self.expr_lanes(
+                            fb,
+                            lanes(width),
+                            expr,
+                            &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width, inner),
+                            None,
+                            None,
+                        );
+                        self.write_lanes(fb, &out_lin, &full, v, width, inner);
+                        full.pop();
+                    }
+                });
+            }
+        });
+        true
+    }
+
+    /// A copy whose innermost axis is contiguous in the output and
+    /// contiguous or fixed in the input: 16-byte vectors, then elements.
+    fn copy_vector(&mut self, fb: &mut FunctionBuilder, dims: &[usize], src: &Lin, dst: &Lin) {
+        let size = self.elem_size(dst.buffer);
+        let per = (16 / size) as i64;
+        let vty = int_vector(size);
+        let ety = super::int_type(self.program.buffer(dst.buffer).data_type);
+        let broadcast = *src.strides.last().unwrap() == 0;
+        let ranges = self.ranges(fb, dims, true);
+        let (outer, last) = ranges.split_at(ranges.len() - 1);
+        let (lo, hi) = last[0];
+        nest(fb, outer, &mut Vec::new(), &mut |fb, index| {
+            let j = fb.declare_var(types::I64);
+            fb.def_var(j, lo);
+            let mut full = index.to_vec();
+            let splat = if broadcast {
+                full.push(lo);
+                let at = Self::affine(fb, src.offset, &src.strides, &full);
+                full.pop();
+                let from = self.address(fb, src.buffer, at);
+                let e = fb.ins().load(ety, load_flags(true), from, 0);
+                Some((e, fb.ins().splat(vty, e)))
+            } else {
+                None
+            };
+            for (step, unroll) in [(per * 4, 4), (per, 1), (1, 1)] {
+                for_step(fb, j, hi, step, &mut |fb, i| {
+                    for u in 0..unroll {
+                        let i = fb.ins().iadd_imm_s(i, u * per);
+                        full.push(i);
+                        let ty = if step == 1 { ety } else { vty };
+                        let v = match splat {
+                            Some((e, v)) => if step == 1 { e } else { v },
+                            None => {
+                                let at = Self::affine(fb, src.offset, &src.strides, &full);
+                                let from = self.address(fb, src.buffer, at);
+                                fb.ins().load(ty, load_flags(true), from, 0)
+                            }
+                        };
+                        let at = Self::affine(fb, dst.offset, &dst.strides, &full);
+                        let to = self.address(fb, dst.buffer, at);
+                        fb.ins().store(flags(), v, to, 0);
+                        full.pop();
+                    }
+                });
+            }
+        });
+    }
+
+    /// Emits a vectorised reduction if the kernel allows one; false leaves
+    /// `fb` untouched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reduce_vector(
+        &mut self,
+        fb: &mut FunctionBuilder,
+        domain: &[usize],
+        reduced: usize,
+        inputs: &[Access],
+        element: &Expr,
+        combine: Combine,
+        finish: &Expr,
+        out: &Access,
+    ) -> bool {
+        if domain.contains(&0) || reduced == 0 {
+            return false;
+        }
+        let rank = domain.len();
+        let kept = rank - reduced;
+        let Some(lins) = self.linear_inputs(inputs, out, rank, kept) else { return false };
+        let (oo, os) = out.linear(kept);
+        // Kept axes: inputs and output; reduced axes: inputs only.
+        let mut kept_strides: Vec<Vec<isize>> = lins.iter().map(|l| l.strides[..kept].to_vec()).collect();
+        kept_strides.push(os);
+        let (kdims, ks) = collapse(&domain[..kept], &kept_strides);
+        let red_strides: Vec<Vec<isize>> = lins.iter().map(|l| l.strides[kept..].to_vec()).collect();
+        let (rdims, rs) = collapse(&domain[kept..], &red_strides);
+        if rdims.is_empty() {
+            return false;
+        }
+        let lins: Vec<Lin> = lins
+            .iter()
+            .enumerate()
+            .map(|(n, l)| Lin { strides: [ks[n].clone(), rs[n].clone()].concat(), ..l.clone() })
+            .collect();
+        let out_lin = Lin { buffer: out.buffer, offset: oo, strides: ks.last().unwrap().clone(), pure: false };
+        let (nk, nr) = (kdims.len(), rdims.len());
+        let inner_reduced = *rdims.last().unwrap();
+        let reduced_ok = lins.iter().all(|l| matches!(l.strides[nk + nr - 1], 0 | 1)) && inner_reduced >= 4;
+        let kept_ok = nk > 0
+            && *kdims.last().unwrap() >= 4
+            && *out_lin.strides.last().unwrap() == 1
+            && lins.iter().all(|l| matches!(l.strides[nk - 1], 0 | 1));
+        let plan = if reduced_ok && (inner_reduced >= 16 || !kept_ok) {
+            ReducePlan::Reduced
+        } else if kept_ok {
+            ReducePlan::Kept
+        } else {
+            return false;
+        };
+        let count = rdims.iter().product::<usize>() as f32;
+        if nk == 0 {
+            self.single_task(fb);
+        }
+        let kranges = self.ranges(fb, &kdims, true);
+        match plan {
+            ReducePlan::Reduced => {
+                nest(fb, &kranges, &mut Vec::new(), &mut |fb, kidx| {
+                    let identity = combine.identity();
+                    let accs: Vec<Variable> = (0..4)
+                        .map(|_| {
+                            let v = fb.declare_var(types::F32X4);
+                            let init = splat_f32(fb, types::F32X4, identity);
+                            fb.def_var(v, init);
+                            v
+                        })
+                        .collect();
+                    let tail = fb.declare_var(types::F32);
+                    let init = fb.ins().f32const(identity);
+                    fb.def_var(tail, init);
+                    let rranges = self.ranges(fb, &rdims, false);
+                    let (router, rlast) = rranges.split_at(nr - 1);
+                    let (lo, hi) = rlast[0];
+                    let mut index = kidx.to_vec();
+                    nest(fb, router, &mut index, &mut |fb, idx| {
+                        let j = fb.declare_var(types::I64);
+                        fb.def_var(j, lo);
+                        let mut full = idx.to_vec();
+                        for (step, unroll, width) in [(16, 4, 4u32), (4, 1, 4), (1, 1, 1)] {
+                            for_step(fb, j, hi, step, &mut |fb, i| {
+                                for u in 0..unroll {
+                                    let i = fb.ins().iadd_imm_s(i, u * 4);
+                                    full.push(i);
+                                    let x = self.expr_lanes(
+                                        fb,
+                                        lanes(width),
+                                        element,
+                                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &full, width, nk + nr - 1),
+                                        None,
+                                        None,
+                                    );
+                                    full.pop();
+                                    let var = if width == 1 { tail } else { accs[u as usize] };
+                                    let a = fb.use_var(var);
+                                    let a = combine_values(fb, combine, a, x);
+                                    fb.def_var(var, a);
+                                }
+                            });
+                        }
+                    });
+                    let a: Vec<Value> = accs.iter().map(|&v| fb.use_var(v)).collect();
+                    let v01 = combine_values(fb, combine, a[0], a[1]);
+                    let v23 = combine_values(fb, combine, a[2], a[3]);
+                    let v = combine_values(fb, combine, v01, v23);
+                    let l: Vec<Value> = (0..4u8).map(|k| fb.ins().extractlane(v, k)).collect();
+                    let h01 = combine_values(fb, combine, l[0], l[1]);
+                    let h23 = combine_values(fb, combine, l[2], l[3]);
+                    let h = combine_values(fb, combine, h01, h23);
+                    let t = fb.use_var(tail);
+                    let acc = combine_values(fb, combine, h, t);
+                    let c = fb.ins().f32const(count);
+                    let v = self.expr(fb, finish, &mut |_, _| unreachable!("validated: finish has no loads"), Some(acc), Some(c));
+                    let dst = Self::affine(fb, out_lin.offset, &out_lin.strides, kidx);
+                    self.store_f32(fb, out_lin.buffer, dst, v);
+                });
+            }
+            ReducePlan::Kept => {
+                let (kouter, klast) = kranges.split_at(nk - 1);
+                let (lo, hi) = klast[0];
+                nest(fb, kouter, &mut Vec::new(), &mut |fb, index| {
+                    let j = fb.declare_var(types::I64);
+                    fb.def_var(j, lo);
+                    // 16 outputs (4 independent accumulators) per step, then 4, then 1.
+                    for (step, unroll, width) in [(16i64, 4i64, 4u32), (4, 1, 4), (1, 1, 1)] {
+                        for_step(fb, j, hi, step, &mut |fb, i| {
+                            let ty = lanes(width);
+                            let accs: Vec<Variable> = (0..unroll)
+                                .map(|_| {
+                                    let acc = fb.declare_var(ty);
+                                    let init = splat_f32(fb, ty, combine.identity());
+                                    fb.def_var(acc, init);
+                                    acc
+                                })
+                                .collect();
+                            let rranges = self.ranges(fb, &rdims, false);
+                            let mut full = index.to_vec();
+                            full.push(i);
+                            nest(fb, &rranges, &mut full, &mut |fb, full| {
+                                for (u, &acc) in accs.iter().enumerate() {
+                                    let mut at = full.to_vec();
+                                    at[nk - 1] = fb.ins().iadd_imm_s(full[nk - 1], 4 * u as i64);
+                                    let x = self.expr_lanes(
+                                        fb,
+                                        ty,
+                                        element,
+                                        &mut |fb, n| self.read_lanes(fb, &lins[n as usize], &at, width, nk - 1),
+                                        None,
+                                        None,
+                                    );
+                                    let a = fb.use_var(acc);
+                                    let a = combine_values(fb, combine, a, x);
+                                    fb.def_var(acc, a);
+                                }
+                            });
+                            for (u, &acc) in accs.iter().enumerate() {
+                                let a = fb.use_var(acc);
+                                let c = splat_f32(fb, ty, count);
+                                let v = self.expr_lanes(
+                                    fb,
+                                    ty,
+                                    finish,
+                                    &mut |_, _| unreachable!("validated: finish has no loads"),
+                                    Some(a),
+                                    Some(c),
+                                );
+                                let mut kidx = index.to_vec();
+                                kidx.push(fb.ins().iadd_imm_s(i, 4 * u as i64));
+                                self.write_lanes(fb, &out_lin, &kidx, v, width, nk - 1);
+                            }
+                        });
+                    }
+                });
+            }
+        }
+        true
+    }
+}
