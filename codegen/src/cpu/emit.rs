@@ -190,14 +190,17 @@ fn int_type(t: DataType) -> Type {
 }
 
 impl Emitter<'_> {
-    /// Loop bounds for `domain` with axis 0 split across tasks.
+    /// Loop bounds for `domain`.
+    /// With `parallel`, the outermost axis longer than 1 is split into
+    /// `tasks` equal parts (batch-1 tensors still spread over the threads).
     fn ranges(&self, fb: &mut FunctionBuilder, domain: &[usize], parallel: bool) -> Vec<(Value, Value)> {
+        let split = parallel.then(|| domain.iter().position(|&d| d > 1).unwrap_or(0));
         domain
             .iter()
             .enumerate()
             .map(|(a, &d)| {
                 let d = fb.ins().iconst(types::I64, d as i64);
-                if a == 0 && parallel {
+                if Some(a) == split {
                     // [task * d / tasks, (task + 1) * d / tasks)
                     let lo = fb.ins().imul(self.task, d);
                     let lo = fb.ins().udiv(lo, self.tasks);
