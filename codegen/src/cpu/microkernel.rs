@@ -87,6 +87,27 @@ impl Spec {
     }
 }
 
+/// Intel-syntax disassembly of an assembler-encoded micro-kernel (for
+/// `kiln emit --stage asm`); `None` for the Cranelift-built fallback, whose
+/// code Cranelift lists itself.
+pub fn disassembly(spec: Spec) -> Result<Option<String>, CodegenError> {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let code = match spec.kind {
+        Kind::Avx512 => avx512(spec.mr).map_err(cranelift)?,
+        Kind::Avx2 => avx2(spec.mr).map_err(cranelift)?,
+        Kind::F32x4 => return Ok(None),
+    };
+    let mut decoder = Decoder::with_ip(64, &code, 0, DecoderOptions::NONE);
+    let mut formatter = IntelFormatter::new();
+    let mut out = String::new();
+    for instruction in &mut decoder {
+        let mut text = String::new();
+        formatter.format(&instruction, &mut text);
+        out.push_str(&format!("  {:04x}  {text}\n", instruction.ip()));
+    }
+    Ok(Some(out))
+}
+
 /// The micro-kernel signature in `module`'s calling convention.
 pub fn signature(module: &impl Module) -> Signature {
     let mut sig = module.make_signature();

@@ -136,6 +136,11 @@ fn define_kernels<M: Module>(
         module.clear_context(&mut ctx);
         ids.push(id);
     }
+    if let (Some((Listing::Asm, out)), Some(_)) = (&mut listing, micro) {
+        if let Some(asm) = microkernel::disassembly(spec)? {
+            out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
+        }
+    }
     Ok(ids)
 }
 

@@ -1,0 +1,79 @@
+//! Golden files for generated code: for a few small graphs, the kernel
+//! program, the Cranelift IR and the machine code for every x86-64 feature
+//! level, whatever the host. Review changes with `cargo insta review`.
+
+use kiln::codegen::cpu::{listing, Listing, Target};
+use kiln::{
+    Conv2dOptions, DataType, GemmOptions, Graph, GraphBuilder, OperandDescriptor, OperandId,
+};
+
+fn values(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect()
+}
+
+fn input(b: &GraphBuilder, shape: &[u32]) -> OperandId {
+    b.input("x", OperandDescriptor::new(DataType::Float32, shape)).unwrap()
+}
+
+/// conv2d 3x3 (2 -> 4 channels, padding 1) + bias + relu.
+fn conv_bias_relu() -> Graph {
+    let b = GraphBuilder::new();
+    let x = input(&b, &[1, 2, 6, 6]);
+    let w = b.constant_f32([4, 2, 3, 3], &values(72)).unwrap();
+    let bias = b.constant_f32([4], &values(4)).unwrap();
+    let y = b.conv2d(x, w, Conv2dOptions { padding: [1; 4], bias: Some(bias), ..Default::default() }).unwrap();
+    let y = b.relu(y).unwrap();
+    b.build(&[("y", y)]).unwrap()
+}
+
+/// gemm (8x16 by 16x10, plus c) + softmax.
+fn gemm_softmax() -> Graph {
+    let b = GraphBuilder::new();
+    let x = input(&b, &[8, 16]);
+    let w = b.constant_f32([16, 10], &values(160)).unwrap();
+    let c = b.constant_f32([1, 10], &values(10)).unwrap();
+    let y = b.gemm(x, w, GemmOptions { c: Some(c), ..Default::default() }).unwrap();
+    let y = b.softmax(y, 1).unwrap();
+    b.build(&[("y", y)]).unwrap()
+}
+
+/// depthwise conv2d 3x3, stride 2 (4 channels).
+fn depthwise_conv() -> Graph {
+    let b = GraphBuilder::new();
+    let x = input(&b, &[1, 4, 8, 8]);
+    let w = b.constant_f32([4, 1, 3, 3], &values(36)).unwrap();
+    let options = Conv2dOptions { padding: [1; 4], strides: [2, 2], groups: 4, ..Default::default() };
+    let y = b.conv2d(x, w, options).unwrap();
+    b.build(&[("y", y)]).unwrap()
+}
+
+const TARGETS: [&str; 3] = ["x86_64", "x86_64+avx2", "x86_64+avx512"];
+
+fn snapshot_all(name: &str, graph: Graph) {
+    let program = kiln::passes::lower(&graph).unwrap();
+    insta::assert_snapshot!(format!("{name}.kernels"), program.to_string());
+    for t in TARGETS {
+        let target: Target = t.parse().unwrap();
+        let clif = listing(&program, &target, Listing::Clif).unwrap();
+        let asm = listing(&program, &target, Listing::Asm).unwrap();
+        // Every listing is deterministic: compiling again gives the same text.
+        assert_eq!(asm, listing(&program, &target, Listing::Asm).unwrap());
+        insta::assert_snapshot!(format!("{name}.{t}.clif"), clif);
+        insta::assert_snapshot!(format!("{name}.{t}.asm"), asm);
+    }
+}
+
+#[test]
+fn conv_bias_relu_code() {
+    snapshot_all("conv_bias_relu", conv_bias_relu());
+}
+
+#[test]
+fn gemm_softmax_code() {
+    snapshot_all("gemm_softmax", gemm_softmax());
+}
+
+#[test]
+fn depthwise_conv_code() {
+    snapshot_all("depthwise_conv", depthwise_conv());
+}
