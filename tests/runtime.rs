@@ -41,7 +41,9 @@ fn dispatch_matches_compute() {
 #[test]
 fn concurrent_dispatches_do_not_interfere() {
     for backend in backends() {
-        let ctx = Context::new(ContextOptions { backend, threads: 1 }).unwrap();
+        // Several threads per computation: concurrent computations share the
+        // context's workers and must neither deadlock nor mix buffers.
+        let ctx = Context::new(ContextOptions { backend, threads: 3 }).unwrap();
         let g = graph(&ctx);
         let pending: Vec<_> = (0..8)
             .map(|i| {

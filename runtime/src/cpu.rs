@@ -7,12 +7,13 @@
 //! arena taken from a pool, so that concurrent executions never share
 //! scratch memory and a warmed-up graph allocates only its outputs.
 
-use std::sync::{Barrier, Mutex};
+use std::sync::Mutex;
 
 use kiln_codegen::cpu::{JitProgram, KernelFn, Target};
 use kiln_ir::kernel::{BufferKind, Program};
 use kiln_ir::{OperandDescriptor, Tensor};
 
+use crate::pool::Pool;
 use crate::RuntimeError;
 
 /// A program and its machine code.
@@ -50,32 +51,21 @@ struct Pointers(Vec<*mut u8>);
 // task owns a slice of the outermost parallel axis).
 unsafe impl Sync for Pointers {}
 
-/// Runs `kernels` in order; each kernel's `threads` tasks run on `threads`
-/// threads (the caller's and scoped helpers), with a barrier between kernels.
-fn execute(kernels: &[KernelFn], pointers: &Pointers, threads: usize) {
-    let run_task = |task: usize, barrier: Option<&Barrier>| {
+/// Runs `kernels` in order, each split into one task per pool thread, with
+/// a barrier between kernels.
+fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool) {
+    let tasks = pool.threads() as u64;
+    pool.run(&|task, barrier| {
         for kernel in kernels {
             // SAFETY: every pointer addresses a buffer at least as large as the
             // program declares (inputs were checked against the graph, outputs
             // and the arena were sized from it), and validated kernels only
-            // touch memory inside their buffers.
-            unsafe { kernel(pointers.0.as_ptr(), task as u64, threads as u64) };
-            if let Some(b) = barrier {
-                b.wait();
+            // touch memory inside their buffers; tasks write disjoint parts.
+            unsafe { kernel(pointers.0.as_ptr(), task as u64, tasks) };
+            if tasks > 1 {
+                barrier.wait();
             }
         }
-    };
-    if threads == 1 {
-        run_task(0, None);
-        return;
-    }
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        for task in 1..threads {
-            let barrier = &barrier;
-            s.spawn(move || run_task(task, Some(barrier)));
-        }
-        run_task(0, Some(&barrier));
     });
 }
 
@@ -92,8 +82,8 @@ impl CpuExecutable {
     }
 
     /// Runs the kernels on `feeds` (already checked against the graph),
-    /// splitting each kernel's parallel loop across `threads` threads.
-    pub fn run(&self, feeds: &[(&str, &Tensor)], threads: usize) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    /// splitting each kernel's parallel loop across the pool's threads.
+    pub fn run(&self, feeds: &[(&str, &Tensor)], pool: &Pool) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut outputs: Vec<Vec<u8>> = self.outputs.iter().map(|(_, d)| vec![0u8; d.byte_length()]).collect();
         let mut arena = self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.pop().unwrap_or_else(|| Arena::new(self.program.arena_bytes));
         let arena_base = arena.base();
@@ -117,7 +107,7 @@ impl CpuExecutable {
             };
             pointers.push(p);
         }
-        execute(self.jit.kernels(), &Pointers(pointers), threads.max(1));
+        execute(self.jit.kernels(), &Pointers(pointers), pool);
         self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.push(arena);
         self.outputs
             .iter()

@@ -8,6 +8,7 @@
 
 mod cpu;
 mod dispatch;
+mod pool;
 
 use std::fmt;
 use std::str::FromStr;
@@ -103,11 +104,18 @@ impl Default for ContextOptions {
     }
 }
 
-/// Where graphs are compiled and run.
-#[derive(Clone, Debug)]
+/// Where graphs are compiled and run. Cloning is cheap and shares the
+/// worker threads.
+#[derive(Clone)]
 pub struct Context {
     backend: Backend,
-    threads: usize,
+    pool: Arc<pool::Pool>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("backend", &self.backend).field("threads", &self.threads()).finish()
+    }
 }
 
 /// A graph compiled for one context's backend. `Send + Sync`; cloning is
@@ -157,12 +165,14 @@ impl Context {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        Ok(Context { backend: options.backend, threads })
+        // Only native code runs in parallel; the reference backends need no workers.
+        let threads = if options.backend == Backend::Cpu { threads } else { 1 };
+        Ok(Context { backend: options.backend, pool: Arc::new(pool::Pool::new(threads)) })
     }
 
     /// The number of threads a computation uses.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.threads()
     }
 
     pub fn backend(&self) -> Backend {
@@ -199,7 +209,7 @@ impl Context {
                 Ok(g.outputs().iter().map(|(n, _)| n.clone()).zip(outputs).collect())
             }
             Executable::Kernels(program) => shape_outputs(g, kiln_ir::kernel::eval(program, inputs)?),
-            Executable::Cpu(exe) => exe.run(inputs, self.threads),
+            Executable::Cpu(exe) => exe.run(inputs, &self.pool),
         }
     }
 
