@@ -53,6 +53,9 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Also time every kernel and list the slowest (cpu backend).
+        #[arg(long)]
+        profile: bool,
     },
     /// Print a stage of the compilation in its stable text form.
     Emit {
@@ -111,7 +114,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Emit { model, stage, target } => emit(&model, stage, &target),
-        Command::Bench { model, backend, threads, runs, json } => bench(&model, &backend, threads, runs, json),
+        Command::Bench { model, backend, threads, runs, json, profile } => {
+            bench(&model, &backend, threads, runs, json, profile)
+        }
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
         }
@@ -185,7 +190,7 @@ fn random_inputs(graph: &Graph) -> Result<Vec<(String, Tensor)>, Box<dyn std::er
         .collect()
 }
 
-fn bench(model: &Path, backend: &str, threads: Option<usize>, runs: usize, json: bool) -> CliResult {
+fn bench(model: &Path, backend: &str, threads: Option<usize>, runs: usize, json: bool, profile: bool) -> CliResult {
     use std::time::Instant;
     let backend: Backend = backend.parse()?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -222,6 +227,42 @@ fn bench(model: &Path, backend: &str, threads: Option<usize>, runs: usize, json:
         println!("  median   {median_ms:10.3} ms");
         println!("  min      {min_ms:10.3} ms");
         println!("  {gflops:.2} GFLOP/s ({:.3} GFLOP per run)", flops as f64 / 1e9);
+    }
+    if profile {
+        print_profile(&ctx, &compiled, &feeds, runs)?;
+    }
+    Ok(())
+}
+
+/// Per-kernel times (median over `runs`), slowest first.
+fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, &Tensor)], runs: usize) -> CliResult {
+    let program = compiled.program().ok_or("profiling needs a backend that lowers the graph (cpu)")?;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); program.kernels.len()];
+    for _ in 0..runs.max(1) {
+        for (k, t) in ctx.profile(compiled, feeds)?.into_iter().enumerate() {
+            samples[k].push(t.as_secs_f64() * 1e3);
+        }
+    }
+    let mut rows: Vec<(usize, f64)> = samples
+        .iter_mut()
+        .enumerate()
+        .map(|(k, s)| {
+            s.sort_by(f64::total_cmp);
+            (k, s[s.len() / 2])
+        })
+        .collect();
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("kernels: {} (sum of medians {total:.3} ms); slowest:", rows.len());
+    for (k, ms) in rows.iter().take(15) {
+        let kernel = &program.kernels[*k];
+        let domain = match kernel {
+            kiln::ir::kernel::Kernel::Map { domain, .. }
+            | kiln::ir::kernel::Kernel::Reduce { domain, .. }
+            | kiln::ir::kernel::Kernel::Gemm { domain, .. } => format!("{domain:?}"),
+            kiln::ir::kernel::Kernel::Gather { outer, index_count, inner, .. } => format!("[{outer}, {index_count}, {inner}]"),
+        };
+        println!("  k{k:<4} {:<7} {ms:9.3} ms {:5.1}%  {domain}", kernel.kind(), 100.0 * ms / total);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! scratch memory and a warmed-up graph allocates only its outputs.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kiln_codegen::cpu::{JitProgram, KernelFn, Target};
 use kiln_ir::kernel::{BufferKind, Program};
@@ -53,10 +54,14 @@ unsafe impl Sync for Pointers {}
 
 /// Runs `kernels` in order, each split into one task per pool thread, with
 /// a barrier between kernels.
-fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool) {
+///
+/// With `times`, task 0 records each kernel's wall time (start to the
+/// barrier after it: the time the slowest task took).
+fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool, times: Option<&Mutex<Vec<Duration>>>) {
     let tasks = pool.threads() as u64;
     pool.run(&|task, barrier| {
         for kernel in kernels {
+            let start = Instant::now();
             // SAFETY: every pointer addresses a buffer at least as large as the
             // program declares (inputs were checked against the graph, outputs
             // and the arena were sized from it), and validated kernels only
@@ -64,6 +69,9 @@ fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool) {
             unsafe { kernel(pointers.0.as_ptr(), task as u64, tasks) };
             if tasks > 1 {
                 barrier.wait();
+            }
+            if let (0, Some(times)) = (task, times) {
+                times.lock().unwrap_or_else(|p| p.into_inner()).push(start.elapsed());
             }
         }
     });
@@ -84,6 +92,22 @@ impl CpuExecutable {
     /// Runs the kernels on `feeds` (already checked against the graph),
     /// splitting each kernel's parallel loop across the pool's threads.
     pub fn run(&self, feeds: &[(&str, &Tensor)], pool: &Pool) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.run_timed(feeds, pool, None)
+    }
+
+    /// Like [`CpuExecutable::run`], also returning each kernel's wall time.
+    pub fn profile(&self, feeds: &[(&str, &Tensor)], pool: &Pool) -> Result<Vec<Duration>, RuntimeError> {
+        let times = Mutex::new(Vec::with_capacity(self.program.kernels.len()));
+        self.run_timed(feeds, pool, Some(&times))?;
+        Ok(times.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn run_timed(
+        &self,
+        feeds: &[(&str, &Tensor)],
+        pool: &Pool,
+        times: Option<&Mutex<Vec<Duration>>>,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut outputs: Vec<Vec<u8>> = self.outputs.iter().map(|(_, d)| vec![0u8; d.byte_length()]).collect();
         let mut arena = self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.pop().unwrap_or_else(|| Arena::new(self.program.arena_bytes));
         let arena_base = arena.base();
@@ -107,7 +131,7 @@ impl CpuExecutable {
             };
             pointers.push(p);
         }
-        execute(self.jit.kernels(), &Pointers(pointers), pool);
+        execute(self.jit.kernels(), &Pointers(pointers), pool, times);
         self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.push(arena);
         self.outputs
             .iter()

@@ -213,6 +213,16 @@ impl Context {
         }
     }
 
+    /// Runs `graph` once and returns the wall time of each kernel of its
+    /// program, in program order (`cpu` backend only).
+    pub fn profile(&self, graph: &CompiledGraph, inputs: &[(&str, &Tensor)]) -> Result<Vec<std::time::Duration>, RuntimeError> {
+        graph.graph().check_feeds(inputs)?;
+        match &graph.inner.executable {
+            Executable::Cpu(exe) => exe.profile(inputs, &self.pool),
+            _ => Err(RuntimeError::Codegen(format!("profiling needs the cpu backend, not {}", self.backend))),
+        }
+    }
+
     /// Like [`Context::compute`], but runs off the calling thread; the
     /// returned future resolves to the outputs. Inputs are taken by value
     /// (cloning a [`Tensor`] shares its bytes).
