@@ -26,8 +26,8 @@ enum Command {
         /// Where to write `<output name>.npy` files.
         #[arg(long, value_name = "DIR", default_value = ".")]
         output_dir: PathBuf,
-        /// The backend that runs the graph.
-        #[arg(long, default_value = "interp")]
+        /// The backend that runs the graph: cpu, interp or kernels.
+        #[arg(long, default_value = "cpu")]
         backend: String,
     },
     /// Describe a model: inputs, outputs, operators, parameters, FLOPs.

@@ -24,10 +24,10 @@ pub use kiln_passes::LowerError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Backend {
     /// Native code for this machine's CPU (Cranelift, with AVX-512/AVX2
-    /// micro-kernels where the CPU has them).
+    /// micro-kernels where the CPU has them). The default.
+    #[default]
     Cpu,
     /// The reference interpreter (`kiln_ir::interp`): exact, slow, the oracle.
-    #[default]
     Interp,
     /// The graph lowered to kernels and run by the kernel-IR evaluator
     /// (`kiln_ir::kernel::eval`): f32 arithmetic, slow, the oracle of the
