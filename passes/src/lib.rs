@@ -1,5 +1,6 @@
 //! kiln's graph passes. Today: lowering a WebNN graph to the kernel IR
-//! ([`lower()`]) and memory planning ([`plan()`]).
+//! ([`lower()`]), fusion of elementwise Maps into the kernels that produce
+//! their inputs ([`fuse()`]) and memory planning ([`plan()`]).
 //!
 //! How each operator lowers (all computing in f32, see `kiln_ir::kernel`):
 //!
@@ -27,8 +28,10 @@
 //! ([`cast_rule`]); linear `resample2d` of integers; a constant `pad`
 //! value that f32 cannot hold exactly.
 
+pub mod fuse;
 pub mod lower;
 pub mod plan;
 
+pub use fuse::{Fusion, FusionKind, fuse};
 pub use lower::{CastRule, LowerError, Support, Unsupported, cast_rule, lower, lower_unplanned, op_support};
 pub use plan::{ALIGNMENT, check_plan, live_ranges, plan};
