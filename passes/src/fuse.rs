@@ -17,7 +17,8 @@
 //!   the only kernels that touch S; P writes it, C only reads it.
 //! * S is float32, so storing and reloading it is exact (or P and C are
 //!   both plain copies of one data type: the fused copy moves the same
-//!   bytes).
+//!   bytes), and a copy through S does not become a byte copy that skips
+//!   S's rounding.
 //! * C's domain is P's (for a Gemm: `[batch.., m, n]`) with some axes split
 //!   into consecutive sub-axes of the same total size (a reshape), size-1
 //!   axes aside; every access of C is re-expressible over P's domain
@@ -204,6 +205,16 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
             *out = new_out;
         }
         _ => unreachable!(),
+    }
+    // A copy from X through an f32 S into a buffer of X's type would become
+    // a byte copy, skipping the round trip through f32: keep it apart.
+    if let Kernel::Map { inputs, expr, out, .. } = &fused
+        && let [ExprNode::Load(n)] = expr.nodes[..]
+    {
+        let (tx, to) = (program.buffer(inputs[n as usize].buffer).data_type, program.buffer(out.buffer).data_type);
+        if tx == to && tx != s_type {
+            return None;
+        }
     }
     program.kernels[at] = fused;
     program.kernels.remove(if at == c { p } else { c });

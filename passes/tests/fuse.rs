@@ -296,3 +296,4 @@ fn a_small_cnn_fuses_where_it_may() {
     let (p, _) = lowered(g, &[y]);
     assert_eq!(kinds(&p), ["map", "gemm", "gemm", "reduce", "gemm", "reduce", "reduce", "map"], "\n{p}");
 }
+
