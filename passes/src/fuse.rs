@@ -404,3 +404,24 @@ fn remove_buffers(program: &mut Program, removed: &BTreeSet<BufferId>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshapes_merge_consecutive_axes_only() {
+        assert_eq!(merge_groups(&[1, 4, 6, 6], &[1, 4, 36]), Some(vec![vec![], vec![1], vec![2, 3]]));
+        assert_eq!(merge_groups(&[4, 1, 9], &[4, 9, 1]), Some(vec![vec![0], vec![2], vec![]]));
+        assert_eq!(merge_groups(&[1, 2, 72], &[1, 4, 36]), None, "a split the other way");
+        assert_eq!(merge_groups(&[6, 4], &[4, 6]), None, "a transpose is not a reshape");
+    }
+
+    #[test]
+    fn injectivity_needs_strides_beyond_the_smaller_spans() {
+        assert!(injective(&(0, vec![36, 1]), &[4, 36]));
+        assert!(injective(&(0, vec![0, 1]), &[1, 5]), "size-1 axes do not count");
+        assert!(!injective(&(0, vec![0, 1]), &[2, 5]), "a broadcast write");
+        assert!(!injective(&(0, vec![3, 1]), &[2, 5]), "overlapping rows");
+    }
+}

@@ -21,6 +21,11 @@
 //! | `averagePool2d`, `l2Pool2d`, `maxPool2d` | Reduce with a guarded input (padding is not counted) |
 //! | `resample2d` | nearest: Gathers with constant indices; linear (float types): 6 Gathers + a weighting Map |
 //!
+//! Then [`fuse()`] folds an elementwise Map into the Gemm or Map that
+//! produced its only input of a scratch buffer (bias, activation, clamp and
+//! residual adds into Gemm epilogues; elementwise chains into one Map), with
+//! the exact conditions in [`fuse`](mod@fuse).
+//!
 //! Unsupported (reported for every offending node at once, in a
 //! [`LowerError::Unsupported`]): arithmetic, comparisons, selections and
 //! reductions (except max/min of int8/uint8) on 32/64-bit integers; `pow`
