@@ -1,5 +1,6 @@
 //! kiln's graph passes. Today: lowering a WebNN graph to the kernel IR
-//! ([`lower()`]) and memory planning ([`plan()`]).
+//! ([`lower()`]), fusion of elementwise Maps into the kernels that produce
+//! their inputs ([`fuse()`]) and memory planning ([`plan()`]).
 //!
 //! How each operator lowers (all computing in f32, see `kiln_ir::kernel`):
 //!
@@ -20,6 +21,11 @@
 //! | `averagePool2d`, `l2Pool2d`, `maxPool2d` | Reduce with a guarded input (padding is not counted) |
 //! | `resample2d` | nearest: Gathers with constant indices; linear (float types): 6 Gathers + a weighting Map |
 //!
+//! Then [`fuse()`] folds an elementwise Map into the Gemm or Map that
+//! produced its only input of a scratch buffer (bias, activation, clamp and
+//! residual adds into Gemm epilogues; elementwise chains into one Map), with
+//! the exact conditions in [`fuse`](mod@fuse).
+//!
 //! Unsupported (reported for every offending node at once, in a
 //! [`LowerError::Unsupported`]): arithmetic, comparisons, selections and
 //! reductions (except max/min of int8/uint8) on 32/64-bit integers; `pow`
@@ -27,8 +33,10 @@
 //! ([`cast_rule`]); linear `resample2d` of integers; a constant `pad`
 //! value that f32 cannot hold exactly.
 
+pub mod fuse;
 pub mod lower;
 pub mod plan;
 
+pub use fuse::{Fusion, FusionKind, fuse};
 pub use lower::{CastRule, LowerError, Support, Unsupported, cast_rule, lower, lower_unplanned, op_support};
 pub use plan::{ALIGNMENT, check_plan, live_ranges, plan};

@@ -82,16 +82,19 @@ fn fmt_unsupported(list: &[Unsupported]) -> String {
     format!("{} unsupported node{}: {}", list.len(), if list.len() == 1 { "" } else { "s" }, items.join("; "))
 }
 
-/// Lowers `graph` to a validated, memory-planned kernel program.
+/// Lowers `graph` to a validated, fused ([`crate::fuse()`]), memory-planned
+/// kernel program.
 pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
     let mut program = lower_unplanned(graph)?;
+    crate::fuse::fuse(&mut program);
     plan(&mut program);
     program.validate().map_err(LowerError::Invalid)?;
     Ok(program)
 }
 
-/// Lowers `graph` without planning memory: every scratch buffer is at
-/// offset 0 and `arena_bytes` is 0. [`lower`] is this plus [`plan`].
+/// Lowers `graph` without fusing or planning memory: every scratch buffer
+/// is at offset 0 and `arena_bytes` is 0. [`lower`] is this plus
+/// [`crate::fuse()`] and [`plan`].
 pub fn lower_unplanned(graph: &Graph) -> Result<Program, LowerError> {
     let mut l = Lowerer::new(graph);
     let needed = needed_nodes(graph);
