@@ -686,17 +686,24 @@ fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
 
 /// Whether access `a` has a coordinate that is checked at run time but
 /// does not move with axis `v`.
-fn has_uniform_guard(a: &Access, v: usize) -> bool {
-    (0..a.shape.len()).any(|j| a.coef[j][v] == 0 && !(a.coef[j].iter().all(|&c| c == 0) && (0..a.shape[j] as isize).contains(&a.base[j])))
+fn has_uniform_guard(a: &Access, domain: &[usize], v: usize) -> bool {
+    (0..a.shape.len()).any(|j| needs_check(a, domain, v, j))
+}
+
+/// Whether coordinate `j` of guarded access `a` does not move with axis
+/// `v` and can leave its shape somewhere in the domain.
+fn needs_check(a: &Access, domain: &[usize], v: usize, j: usize) -> bool {
+    let (lo, hi) = span(a.base[j], &a.coef[j], domain);
+    a.coef[j][v] == 0 && (lo < 0 || hi >= a.shape[j] as i128)
 }
 
 impl Emitter<'_> {
     /// Whether the coordinates of guarded access `a` that do not move with
     /// axis `v` are inside its shape (those that do are known to be).
-    fn in_range_uniform(fb: &mut FunctionBuilder, a: &Access, index: &[Value], v: usize) -> Value {
+    fn in_range_uniform(fb: &mut FunctionBuilder, a: &Access, domain: &[usize], index: &[Value], v: usize) -> Value {
         let mut ok = fb.ins().iconst(types::I8, 1);
         for j in 0..a.shape.len() {
-            if a.coef[j][v] != 0 || (a.coef[j].iter().all(|&c| c == 0) && (0..a.shape[j] as isize).contains(&a.base[j])) {
+            if !needs_check(a, domain, v, j) {
                 continue;
             }
             let c = Self::affine(fb, a.base[j], &a.coef[j], index);
@@ -773,8 +780,7 @@ impl Emitter<'_> {
             let mid_end = fb.ins().smax(mid_end, left_end);
             let j = fb.declare_var(types::I64);
             fb.def_var(j, left_end);
-            for (step, unroll) in [(16i64, 4usize), (4, 1)] {
-                for_step(fb, j, mid_end, step, &mut |fb, i| {
+            let group = |fb: &mut FunctionBuilder, i: Value, unroll: usize| {
                     let accs: Vec<Variable> = (0..unroll)
                         .map(|_| {
                             let acc = fb.declare_var(types::F32X4);
@@ -801,8 +807,8 @@ impl Emitter<'_> {
                                     .collect()
                             };
                             let values = match a.guard {
-                                Some(fill) if has_uniform_guard(a, v) => {
-                                    let inside = Self::in_range_uniform(fb, a, full, v);
+                                Some(fill) if has_uniform_guard(a, domain, v) => {
+                                    let inside = Self::in_range_uniform(fb, a, domain, full, v);
                                     if n == 0 && counting {
                                         let c = fb.use_var(count);
                                         let one = fb.ins().uextend(types::I64, inside);
@@ -874,8 +880,26 @@ impl Emitter<'_> {
                         kidx.push(fb.ins().iadd_imm_s(i, 4 * u as i64));
                         self.write_lanes(fb, &out_lin, &kidx, r, 4, v);
                     }
-                });
+            };
+            for (step, unroll) in [(16i64, 4usize), (4, 1)] {
+                for_step(fb, j, mid_end, step, &mut |fb, i| group(fb, i, unroll));
             }
+            // 1 to 3 interior outputs left: one more group ending at the
+            // interior's end, overlapping outputs already written (with the
+            // same values), when this task's interior holds four.
+            let rest = fb.use_var(j);
+            let last = fb.ins().iadd_imm_s(mid_end, -4);
+            let left = fb.ins().icmp(IntCC::SignedLessThan, rest, mid_end);
+            let room = fb.ins().icmp(IntCC::SignedGreaterThanOrEqual, last, left_end);
+            let both = fb.ins().band(left, room);
+            let overlap = fb.create_block();
+            let after = fb.create_block();
+            fb.ins().brif(both, overlap, &[], after, &[]);
+            fb.switch_to_block(overlap);
+            group(fb, last, 1);
+            fb.def_var(j, mid_end);
+            fb.ins().jump(after, &[]);
+            fb.switch_to_block(after);
             let rest = fb.use_var(j);
             super::for_range(fb, rest, hi, &mut point);
         });
