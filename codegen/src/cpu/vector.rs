@@ -659,6 +659,8 @@ fn span(base: isize, coef: &[isize], domain: &[usize]) -> (i128, i128) {
 /// The indices `[lo, hi)` of domain axis `v` at which every coordinate of
 /// every guarded input that moves with `v` is inside its shape, whatever
 /// the other axes' indices.
+/// For a stride-2 input read as pairs of vectors ([`pairs`]), the element
+/// after each lane's must be inside too.
 fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
     let (mut lo, mut hi) = (0i128, domain[v] as i128);
     for a in inputs.iter().filter(|a| a.guard.is_some()) {
@@ -670,7 +672,7 @@ fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
             let mut rest = a.coef[j].clone();
             rest[v] = 0;
             let (rlo, rhi) = span(a.base[j], &rest, domain);
-            let last = a.shape[j] as i128 - 1;
+            let last = a.shape[j] as i128 - 1 - i128::from(pairs(a, v));
             // 0 <= r + c*i <= last for every r in [rlo, rhi].
             if c > 0 {
                 lo = lo.max(div_ceil(-rlo, c));
@@ -682,6 +684,17 @@ fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
         }
     }
     (lo, hi)
+}
+
+/// Whether guarded access `a` moves with axis `v` only along its last
+/// (contiguous) coordinate, by 2: four lanes are the even elements of
+/// eight consecutive ones, read as two vectors and shuffled.
+fn pairs(a: &Access, v: usize) -> bool {
+    let last = a.shape.len().wrapping_sub(1);
+    a.guard.is_some()
+        && !a.shape.is_empty()
+        && a.coef[last][v] == 2
+        && (0..last).all(|j| a.coef[j][v] == 0)
 }
 
 /// Whether access `a` has a coordinate that is checked at run time but
@@ -797,12 +810,23 @@ impl Emitter<'_> {
                     let mut body = |fb: &mut FunctionBuilder, full: &[Value]| {
                         let mut loads: Vec<Vec<Value>> = Vec::with_capacity(inputs.len());
                         for (n, a) in inputs.iter().enumerate() {
+                            let paired = pairs(a, v) && self.program.buffer(a.buffer).data_type == DataType::Float32;
                             let read = |fb: &mut FunctionBuilder| -> Vec<Value> {
                                 (0..unroll)
                                     .map(|u| {
                                         let mut at = full.to_vec();
                                         at[v] = fb.ins().iadd_imm_s(full[v], 4 * u as i64);
-                                        self.read_lanes(fb, &lins[n], &at, 4, v)
+                                        if paired {
+                                            let lin = &lins[n];
+                                            let offset = Self::affine(fb, lin.offset, &lin.strides, &at);
+                                            let addr = self.address(fb, lin.buffer, offset);
+                                            let x = fb.ins().load(types::F32X4, load_flags(true), addr, 0);
+                                            let y = fb.ins().load(types::F32X4, load_flags(true), addr, 16);
+                                            let even = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+                                            math::shuffle_f32x4(fb, x, y, even)
+                                        } else {
+                                            self.read_lanes(fb, &lins[n], &at, 4, v)
+                                        }
                                     })
                                     .collect()
                             };
