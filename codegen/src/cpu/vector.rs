@@ -28,9 +28,26 @@
 //!   accumulators, each lane in exactly the scalar order.
 //!   `Count` is the number of reduced elements (no guards here).
 //!
-//! Anything else (guarded inputs, an empty domain, an input that overlaps
-//! the output other than element for element at the same address) keeps
-//! the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
+//! - **guarded reduce** (padded pooling, depthwise convolution; see
+//!   `reduce_guarded`): a reduction with a guarded input, at least one
+//!   reduced and one kept axis, an innermost kept axis `v` of length ≥ 4,
+//!   no input sharing memory with the output, and an *interior* of `v` at
+//!   least 4 long (the indices at which every guarded coordinate that
+//!   moves with `v` is inside its shape for every other index, computed at
+//!   compile time). The interior is reduced 16 (then 4) outputs at a time
+//!   in vector lanes, with one overlapping group for a remainder; guards
+//!   that do not move with `v` (rows) are one branch per reduced index
+//!   (skipped when provably inside), and `Count` is the same for every
+//!   lane. Windows of ≤ 64 reduced indices are unrolled at compile time.
+//!   A guarded input that moves by 2 along its contiguous coordinate
+//!   (stride-2 convolution/pooling, f32) reads two vectors and shuffles
+//!   the even lanes (the interior then also keeps the element after the
+//!   last lane inside). Borders take the scalar loop. Same order per
+//!   output as the scalar path: bit-for-bit equal.
+//!
+//! Anything else (guarded maps, other guarded reductions, an empty
+//! domain, an input that overlaps the output other than element for
+//! element at the same address) keeps the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
 //! loop computes for its element, so maps agree with the scalar path bit
 //! for bit.
 
