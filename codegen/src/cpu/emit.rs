@@ -519,7 +519,9 @@ impl Emitter<'_> {
         finish: &Expr,
         out: &Access,
     ) {
-        if self.reduce_vector(fb, domain, reduced, inputs, element, combine, finish, out) {
+        if self.reduce_vector(fb, domain, reduced, inputs, element, combine, finish, out)
+            || self.reduce_guarded(fb, domain, reduced, inputs, element, combine, finish, out)
+        {
             return;
         }
         let kept = domain.len() - reduced;
@@ -529,41 +531,58 @@ impl Emitter<'_> {
         let outer = self.ranges(fb, &domain[..kept], true);
         let inner = self.ranges(fb, &domain[kept..], false);
         nest(fb, &outer, &mut Vec::new(), &mut |fb, kept_index| {
-            let acc = fb.declare_var(types::F32);
-            let count = fb.declare_var(types::I64);
-            let init = fb.ins().f32const(combine.identity());
-            fb.def_var(acc, init);
-            let zero = fb.ins().iconst(types::I64, 0);
-            fb.def_var(count, zero);
-            let mut index = kept_index.to_vec();
-            nest(fb, &inner, &mut index, &mut |fb, full| {
-                let x = self.expr(fb, element, &mut |fb, n| self.read(fb, &inputs[n as usize], full), None, None);
-                let a = fb.use_var(acc);
-                let a = match combine {
-                    Combine::Sum => fb.ins().fadd(a, x),
-                    Combine::Product => fb.ins().fmul(a, x),
-                    Combine::Max => fb.ins().fmax(a, x),
-                    Combine::Min => fb.ins().fmin(a, x),
-                };
-                fb.def_var(acc, a);
-                let valid = match inputs.first() {
-                    Some(first) if first.guard.is_some() => {
-                        let inside = Self::in_range(fb, first, full);
-                        fb.ins().uextend(types::I64, inside)
-                    }
-                    _ => fb.ins().iconst(types::I64, 1),
-                };
-                let c = fb.use_var(count);
-                let c = fb.ins().iadd(c, valid);
-                fb.def_var(count, c);
-            });
-            let a = fb.use_var(acc);
-            let c = fb.use_var(count);
-            let c = fb.ins().fcvt_from_sint(types::F32, c);
-            let v = self.expr(fb, finish, &mut |_, _| unreachable!("validated: finish has no loads"), Some(a), Some(c));
-            let dst = Self::offset(fb, out, kept_index);
-            self.store_f32(fb, out.buffer, dst, v);
+            self.reduce_point(fb, &inner, kept_index, inputs, element, combine, finish, out);
         });
+    }
+
+    /// The scalar reduction of one output element at `kept_index`, over
+    /// the reduced loop bounds `inner`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reduce_point(
+        &self,
+        fb: &mut FunctionBuilder,
+        inner: &[(Value, Value)],
+        kept_index: &[Value],
+        inputs: &[Access],
+        element: &Expr,
+        combine: Combine,
+        finish: &Expr,
+        out: &Access,
+    ) {
+        let acc = fb.declare_var(types::F32);
+        let count = fb.declare_var(types::I64);
+        let init = fb.ins().f32const(combine.identity());
+        fb.def_var(acc, init);
+        let zero = fb.ins().iconst(types::I64, 0);
+        fb.def_var(count, zero);
+        let mut index = kept_index.to_vec();
+        nest(fb, inner, &mut index, &mut |fb, full| {
+            let x = self.expr(fb, element, &mut |fb, n| self.read(fb, &inputs[n as usize], full), None, None);
+            let a = fb.use_var(acc);
+            let a = match combine {
+                Combine::Sum => fb.ins().fadd(a, x),
+                Combine::Product => fb.ins().fmul(a, x),
+                Combine::Max => fb.ins().fmax(a, x),
+                Combine::Min => fb.ins().fmin(a, x),
+            };
+            fb.def_var(acc, a);
+            let valid = match inputs.first() {
+                Some(first) if first.guard.is_some() => {
+                    let inside = Self::in_range(fb, first, full);
+                    fb.ins().uextend(types::I64, inside)
+                }
+                _ => fb.ins().iconst(types::I64, 1),
+            };
+            let c = fb.use_var(count);
+            let c = fb.ins().iadd(c, valid);
+            fb.def_var(count, c);
+        });
+        let a = fb.use_var(acc);
+        let c = fb.use_var(count);
+        let c = fb.ins().fcvt_from_sint(types::F32, c);
+        let v = self.expr(fb, finish, &mut |_, _| unreachable!("validated: finish has no loads"), Some(a), Some(c));
+        let dst = Self::offset(fb, out, kept_index);
+        self.store_f32(fb, out.buffer, dst, v);
     }
 
     #[allow(clippy::too_many_arguments)]

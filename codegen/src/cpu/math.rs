@@ -482,7 +482,7 @@ fn trig_inline(l: &mut Lanes, x: Value, which: Trig) -> Value {
 
 /// Shuffles the bytes of two 128-bit values; `mask` picks bytes of `a`
 /// (0..16) and `b` (16..32).
-fn shuffle_f32x4(fb: &mut FunctionBuilder, a: Value, b: Value, mask: [u8; 16]) -> Value {
+pub(super) fn shuffle_f32x4(fb: &mut FunctionBuilder, a: Value, b: Value, mask: [u8; 16]) -> Value {
     let ab = fb.ins().bitcast(types::I8X16, lane_flags(), a);
     let bb = fb.ins().bitcast(types::I8X16, lane_flags(), b);
     let imm = fb.func.dfg.immediates.push(ConstantData::from(mask.to_vec()));

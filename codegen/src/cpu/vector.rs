@@ -28,14 +28,31 @@
 //!   accumulators, each lane in exactly the scalar order.
 //!   `Count` is the number of reduced elements (no guards here).
 //!
-//! Anything else (guarded inputs, an empty domain, an input that overlaps
-//! the output other than element for element at the same address) keeps
-//! the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
+//! - **guarded reduce** (padded pooling, depthwise convolution; see
+//!   `reduce_guarded`): a reduction with a guarded input, at least one
+//!   reduced and one kept axis, an innermost kept axis `v` of length ≥ 4,
+//!   no input sharing memory with the output, and an *interior* of `v` at
+//!   least 4 long (the indices at which every guarded coordinate that
+//!   moves with `v` is inside its shape for every other index, computed at
+//!   compile time). The interior is reduced 16 (then 4) outputs at a time
+//!   in vector lanes, with one overlapping group for a remainder; guards
+//!   that do not move with `v` (rows) are one branch per reduced index
+//!   (skipped when provably inside), and `Count` is the same for every
+//!   lane. Windows of ≤ 64 reduced indices are unrolled at compile time.
+//!   A guarded input that moves by 2 along its contiguous coordinate
+//!   (stride-2 convolution/pooling, f32) reads two vectors and shuffles
+//!   the even lanes (the interior then also keeps the element after the
+//!   last lane inside). Borders take the scalar loop. Same order per
+//!   output as the scalar path: bit-for-bit equal.
+//!
+//! Anything else (guarded maps, other guarded reductions, an empty
+//! domain, an input that overlaps the output other than element for
+//! element at the same address) keeps the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
 //! loop computes for its element, so maps agree with the scalar path bit
 //! for bit.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MachMemFlags, Type, Value};
+use cranelift_codegen::ir::{types, BlockArg, Endianness, InstBuilder, MachMemFlags, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use kiln_ir::kernel::{Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, UnaryFn};
 use kiln_ir::DataType;
@@ -621,6 +638,312 @@ impl Emitter<'_> {
                 });
             }
         }
+        true
+    }
+}
+
+// ------------------------------------------------- guarded reductions ----
+
+/// `floor(a / b)` for `b != 0`.
+fn div_floor(a: i128, b: i128) -> i128 {
+    let q = a / b;
+    if a % b != 0 && ((a < 0) != (b < 0)) {
+        q - 1
+    } else {
+        q
+    }
+}
+
+/// `ceil(a / b)` for `b != 0`.
+fn div_ceil(a: i128, b: i128) -> i128 {
+    -div_floor(-a, b)
+}
+
+/// The least and greatest value of `base + Σ coef[a] * i[a]` over the domain box.
+fn span(base: isize, coef: &[isize], domain: &[usize]) -> (i128, i128) {
+    let (mut lo, mut hi) = (base as i128, base as i128);
+    for (&c, &d) in coef.iter().zip(domain) {
+        let s = c as i128 * (d as i128 - 1);
+        if s < 0 {
+            lo += s;
+        } else {
+            hi += s;
+        }
+    }
+    (lo, hi)
+}
+
+/// The indices `[lo, hi)` of domain axis `v` at which every coordinate of
+/// every guarded input that moves with `v` is inside its shape, whatever
+/// the other axes' indices.
+/// For a stride-2 input read as pairs of vectors ([`pairs`]), the element
+/// after each lane's must be inside too.
+fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
+    let (mut lo, mut hi) = (0i128, domain[v] as i128);
+    for a in inputs.iter().filter(|a| a.guard.is_some()) {
+        for j in 0..a.shape.len() {
+            let c = a.coef[j][v] as i128;
+            if c == 0 {
+                continue;
+            }
+            let mut rest = a.coef[j].clone();
+            rest[v] = 0;
+            let (rlo, rhi) = span(a.base[j], &rest, domain);
+            let last = a.shape[j] as i128 - 1 - i128::from(pairs(a, v));
+            // 0 <= r + c*i <= last for every r in [rlo, rhi].
+            if c > 0 {
+                lo = lo.max(div_ceil(-rlo, c));
+                hi = hi.min(div_floor(last - rhi, c) + 1);
+            } else {
+                lo = lo.max(div_ceil(last - rhi, c));
+                hi = hi.min(div_floor(-rlo, c) + 1);
+            }
+        }
+    }
+    (lo, hi)
+}
+
+/// Whether guarded access `a` moves with axis `v` only along its last
+/// (contiguous) coordinate, by 2: four lanes are the even elements of
+/// eight consecutive ones, read as two vectors and shuffled.
+fn pairs(a: &Access, v: usize) -> bool {
+    let last = a.shape.len().wrapping_sub(1);
+    a.guard.is_some()
+        && !a.shape.is_empty()
+        && a.coef[last][v] == 2
+        && (0..last).all(|j| a.coef[j][v] == 0)
+}
+
+/// Whether access `a` has a coordinate that is checked at run time but
+/// does not move with axis `v`.
+fn has_uniform_guard(a: &Access, domain: &[usize], v: usize) -> bool {
+    (0..a.shape.len()).any(|j| needs_check(a, domain, v, j))
+}
+
+/// Whether coordinate `j` of guarded access `a` does not move with axis
+/// `v` and can leave its shape somewhere in the domain.
+fn needs_check(a: &Access, domain: &[usize], v: usize, j: usize) -> bool {
+    let (lo, hi) = span(a.base[j], &a.coef[j], domain);
+    a.coef[j][v] == 0 && (lo < 0 || hi >= a.shape[j] as i128)
+}
+
+impl Emitter<'_> {
+    /// Whether the coordinates of guarded access `a` that do not move with
+    /// axis `v` are inside its shape (those that do are known to be).
+    fn in_range_uniform(fb: &mut FunctionBuilder, a: &Access, domain: &[usize], index: &[Value], v: usize) -> Value {
+        let mut ok = fb.ins().iconst(types::I8, 1);
+        for j in 0..a.shape.len() {
+            if !needs_check(a, domain, v, j) {
+                continue;
+            }
+            let c = Self::affine(fb, a.base[j], &a.coef[j], index);
+            let inside = fb.ins().icmp_imm_u(IntCC::UnsignedLessThan, c, a.shape[j] as i64);
+            ok = fb.ins().band(ok, inside);
+        }
+        ok
+    }
+
+    /// A reduction with guarded inputs (padded pooling, depthwise
+    /// convolution): the innermost kept axis `v` is split into borders,
+    /// reduced by the scalar loop, and an interior where no lane's
+    /// coordinate that moves with `v` can leave its shape. There, 16 (then
+    /// 4) neighbouring outputs are reduced in the lanes of 4 (then 1)
+    /// vector accumulators; the remaining guards (rows) are the same for
+    /// every lane, one branch per reduced index, and so is `Count`. Each
+    /// lane combines in the scalar order, so results agree bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn reduce_guarded(
+        &mut self,
+        fb: &mut FunctionBuilder,
+        domain: &[usize],
+        reduced: usize,
+        inputs: &[Access],
+        element: &Expr,
+        combine: Combine,
+        finish: &Expr,
+        out: &Access,
+    ) -> bool {
+        let rank = domain.len();
+        if domain.contains(&0) || reduced == 0 || reduced == rank || inputs.iter().all(|a| a.guard.is_none()) {
+            return false;
+        }
+        let kept = rank - reduced;
+        let v = kept - 1;
+        if domain[v] < 4 || inputs.iter().any(|a| self.overlaps(a.buffer, out.buffer)) {
+            return false;
+        }
+        let (ilo, ihi) = interior(inputs, domain, v);
+        if ihi - ilo < 4 {
+            return false;
+        }
+        let lins: Vec<Lin> = inputs
+            .iter()
+            .map(|a| {
+                let (offset, strides) = a.linear(rank);
+                Lin { buffer: a.buffer, offset, strides, pure: true }
+            })
+            .collect();
+        let (oo, os) = out.linear(kept);
+        let out_lin = Lin { buffer: out.buffer, offset: oo, strides: os, pure: false };
+        let rdims = &domain[kept..];
+        let rcount: usize = rdims.iter().product();
+        // Small windows are unrolled at compile time: constant offsets.
+        let unrolled = rcount <= 64;
+        let counting = finish.nodes.contains(&ExprNode::Count) && inputs[0].guard.is_some();
+        let ranges = self.ranges(fb, &domain[..kept], true);
+        let (outer, last) = ranges.split_at(v);
+        let (lo, hi) = last[0];
+        let inner = self.ranges(fb, rdims, false);
+        nest(fb, outer, &mut Vec::new(), &mut |fb, index| {
+            let mut point = |fb: &mut FunctionBuilder, i: Value| {
+                let mut at = index.to_vec();
+                at.push(i);
+                self.reduce_point(fb, &inner, &at, inputs, element, combine, finish, out);
+            };
+            // Left border, interior in vectors, right border and tail.
+            let a = fb.ins().iconst(types::I64, ilo as i64);
+            let b = fb.ins().iconst(types::I64, ihi as i64);
+            let left_end = fb.ins().smax(lo, a);
+            let left_end = fb.ins().smin(left_end, hi);
+            super::for_range(fb, lo, left_end, &mut point);
+            let mid_end = fb.ins().smin(hi, b);
+            let mid_end = fb.ins().smax(mid_end, left_end);
+            let j = fb.declare_var(types::I64);
+            fb.def_var(j, left_end);
+            let group = |fb: &mut FunctionBuilder, i: Value, unroll: usize| {
+                    let accs: Vec<Variable> = (0..unroll)
+                        .map(|_| {
+                            let acc = fb.declare_var(types::F32X4);
+                            let init = splat_f32(fb, types::F32X4, combine.identity());
+                            fb.def_var(acc, init);
+                            acc
+                        })
+                        .collect();
+                    let count = fb.declare_var(types::I64);
+                    let init = fb.ins().iconst(types::I64, if counting { 0 } else { rcount as i64 });
+                    fb.def_var(count, init);
+                    let mut full = index.to_vec();
+                    full.push(i);
+                    let mut body = |fb: &mut FunctionBuilder, full: &[Value]| {
+                        let mut loads: Vec<Vec<Value>> = Vec::with_capacity(inputs.len());
+                        for (n, a) in inputs.iter().enumerate() {
+                            let paired = pairs(a, v) && self.program.buffer(a.buffer).data_type == DataType::Float32;
+                            let read = |fb: &mut FunctionBuilder| -> Vec<Value> {
+                                (0..unroll)
+                                    .map(|u| {
+                                        let mut at = full.to_vec();
+                                        at[v] = fb.ins().iadd_imm_s(full[v], 4 * u as i64);
+                                        if paired {
+                                            let lin = &lins[n];
+                                            let offset = Self::affine(fb, lin.offset, &lin.strides, &at);
+                                            let addr = self.address(fb, lin.buffer, offset);
+                                            let x = fb.ins().load(types::F32X4, load_flags(true), addr, 0);
+                                            let y = fb.ins().load(types::F32X4, load_flags(true), addr, 16);
+                                            let even = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+                                            math::shuffle_f32x4(fb, x, y, even)
+                                        } else {
+                                            self.read_lanes(fb, &lins[n], &at, 4, v)
+                                        }
+                                    })
+                                    .collect()
+                            };
+                            let values = match a.guard {
+                                Some(fill) if has_uniform_guard(a, domain, v) => {
+                                    let inside = Self::in_range_uniform(fb, a, domain, full, v);
+                                    if n == 0 && counting {
+                                        let c = fb.use_var(count);
+                                        let one = fb.ins().uextend(types::I64, inside);
+                                        let c = fb.ins().iadd(c, one);
+                                        fb.def_var(count, c);
+                                    }
+                                    let load_block = fb.create_block();
+                                    let merge = fb.create_block();
+                                    let params: Vec<Value> =
+                                        (0..unroll).map(|_| fb.append_block_param(merge, types::F32X4)).collect();
+                                    let fill = splat_f32(fb, types::F32X4, fill);
+                                    let fills: Vec<BlockArg> = (0..unroll).map(|_| BlockArg::Value(fill)).collect();
+                                    fb.ins().brif(inside, load_block, &[], merge, &fills);
+                                    fb.switch_to_block(load_block);
+                                    let got: Vec<BlockArg> = read(fb).into_iter().map(BlockArg::Value).collect();
+                                    fb.ins().jump(merge, &got);
+                                    fb.switch_to_block(merge);
+                                    params
+                                }
+                                _ => {
+                                    if n == 0 && counting {
+                                        let c = fb.use_var(count);
+                                        let c = fb.ins().iadd_imm_s(c, 1);
+                                        fb.def_var(count, c);
+                                    }
+                                    read(fb)
+                                }
+                            };
+                            loads.push(values);
+                        }
+                        for (u, &acc) in accs.iter().enumerate() {
+                            let x = self.expr_lanes(fb, types::F32X4, element, &mut |_, n| loads[n as usize][u], None, None);
+                            let a = fb.use_var(acc);
+                            let a = combine_values(fb, combine, a, x);
+                            fb.def_var(acc, a);
+                        }
+                    };
+                    if unrolled {
+                        let mut r = vec![0usize; rdims.len()];
+                        for _ in 0..rcount {
+                            let mut at = full.clone();
+                            at.extend(r.iter().map(|&x| fb.ins().iconst(types::I64, x as i64)));
+                            body(fb, &at);
+                            for k in (0..r.len()).rev() {
+                                r[k] += 1;
+                                if r[k] < rdims[k] {
+                                    break;
+                                }
+                                r[k] = 0;
+                            }
+                        }
+                    } else {
+                        nest(fb, &inner, &mut full, &mut body);
+                    }
+                    let c = fb.use_var(count);
+                    let c = fb.ins().fcvt_from_sint(types::F32, c);
+                    let c = fb.ins().splat(types::F32X4, c);
+                    for (u, &acc) in accs.iter().enumerate() {
+                        let a = fb.use_var(acc);
+                        let r = self.expr_lanes(
+                            fb,
+                            types::F32X4,
+                            finish,
+                            &mut |_, _| unreachable!("validated: finish has no loads"),
+                            Some(a),
+                            Some(c),
+                        );
+                        let mut kidx = index.to_vec();
+                        kidx.push(fb.ins().iadd_imm_s(i, 4 * u as i64));
+                        self.write_lanes(fb, &out_lin, &kidx, r, 4, v);
+                    }
+            };
+            for (step, unroll) in [(16i64, 4usize), (4, 1)] {
+                for_step(fb, j, mid_end, step, &mut |fb, i| group(fb, i, unroll));
+            }
+            // 1 to 3 interior outputs left: one more group ending at the
+            // interior's end, overlapping outputs already written (with the
+            // same values), when this task's interior holds four.
+            let rest = fb.use_var(j);
+            let last = fb.ins().iadd_imm_s(mid_end, -4);
+            let left = fb.ins().icmp(IntCC::SignedLessThan, rest, mid_end);
+            let room = fb.ins().icmp(IntCC::SignedGreaterThanOrEqual, last, left_end);
+            let both = fb.ins().band(left, room);
+            let overlap = fb.create_block();
+            let after = fb.create_block();
+            fb.ins().brif(both, overlap, &[], after, &[]);
+            fb.switch_to_block(overlap);
+            group(fb, last, 1);
+            fb.def_var(j, mid_end);
+            fb.ins().jump(after, &[]);
+            fb.switch_to_block(after);
+            let rest = fb.use_var(j);
+            super::for_range(fb, rest, hi, &mut point);
+        });
         true
     }
 }
