@@ -104,7 +104,26 @@ enum Stage {
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Restores the default action of SIGPIPE, so that `kiln ... | head` ends
+/// quietly when the reader goes away instead of failing on a write (Rust
+/// ignores SIGPIPE by default, which turns `println!` into a panic).
+#[cfg(unix)]
+fn default_sigpipe() {
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: `signal` is the C library's; installing the default action
+    // for SIGPIPE before any thread starts has no other effect.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { model, inputs, output_dir, backend } => run(&model, &inputs, &output_dir, &backend),

@@ -181,3 +181,19 @@ fn the_kernels_backend_runs_the_example_and_emits_its_program() {
     assert!(s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["conv2d", "yes", "yes", "yes"]), "{s}");
     assert!(s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["sub", "partial", "yes", "partial"]), "{s}");
 }
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["info", MODEL])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before kiln writes
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
