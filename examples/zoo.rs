@@ -44,6 +44,7 @@ impl Weights<'_> {
 
     /// A convolution with He-uniform weights and a small bias (a folded
     /// batch normalisation), optionally followed by relu or relu6.
+    #[allow(clippy::too_many_arguments, reason = "mirrors a layer's hyper-parameters")]
     fn conv(&mut self, x: OperandId, cin: u32, cout: u32, k: u32, stride: u32, groups: u32, act: Act) -> R<OperandId> {
         let fan_in = (cin / groups) * k * k;
         let w = self.uniform(&[cout, cin / groups, k, k], (6.0 / fan_in as f32).sqrt())?;
@@ -186,7 +187,8 @@ fn resnet50(b: &GraphBuilder) -> R<OperandId> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/zoo".into()));
     std::fs::create_dir_all(&dir)?;
-    let models: [(&str, fn(&GraphBuilder) -> R<OperandId>); 3] =
+    type Build = fn(&GraphBuilder) -> R<OperandId>;
+    let models: [(&str, Build); 3] =
         [("mobilenetv2", mobilenet_v2), ("squeezenet1.1", squeezenet_1_1), ("resnet50", resnet50)];
     for (name, build) in models {
         let b = GraphBuilder::new();

@@ -80,7 +80,7 @@ fn guarded_padding_and_type_conversions() {
     let out = run(&p, vec![f32s(&[300.7, -1.9, 0.1]), vec![0; 5], vec![0; 10]], &Target::host());
     assert_eq!(out[1].iter().map(|&b| b as i8).collect::<Vec<_>>(), vec![0, 127, -1, 0, 0]);
     let halves: Vec<f32> = out[2].chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
-    assert_eq!(halves, vec![0.0, 300.75, -1.900390625, 0.0999755859375, 0.0]);
+    assert_eq!(halves, vec![0.0, 300.75, -1.900_390_6, 0.099_975_586, 0.0]);
 }
 
 #[test]

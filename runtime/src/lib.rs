@@ -84,24 +84,20 @@ pub enum RuntimeError {
     /// Native code generation failed.
     #[error("code generation: {0}")]
     Codegen(String),
+    #[error("{what} needs the cpu backend, not {backend}")]
+    NotOnBackend { what: &'static str, backend: Backend },
     #[error("internal: the program has no buffer for `{0}`")]
     MissingBuffer(String),
     #[error("internal: a lock was poisoned by a panicking thread")]
     Poisoned,
 }
 
-/// Options for a [`Context`].
-#[derive(Clone, Debug)]
+/// Options for a [`Context`]. The default: the `cpu` backend on all cores.
+#[derive(Clone, Debug, Default)]
 pub struct ContextOptions {
     pub backend: Backend,
     /// Threads a computation may use; 0 means all cores.
     pub threads: usize,
-}
-
-impl Default for ContextOptions {
-    fn default() -> Self {
-        ContextOptions { backend: Backend::default(), threads: 0 }
-    }
 }
 
 /// Where graphs are compiled and run. Cloning is cheap and shares the
@@ -134,7 +130,7 @@ struct Compiled {
 enum Executable {
     Interp,
     Kernels(Program),
-    Cpu(cpu::CpuExecutable),
+    Cpu(Box<cpu::CpuExecutable>),
 }
 
 impl fmt::Debug for CompiledGraph {
@@ -188,7 +184,7 @@ impl Context {
             Backend::Cpu => {
                 let program = kiln_passes::lower(&graph)?;
                 let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
-                Executable::Cpu(cpu::CpuExecutable::new(program, &kiln_codegen::cpu::Target::host(), outputs)?)
+                Executable::Cpu(Box::new(cpu::CpuExecutable::new(program, &kiln_codegen::cpu::Target::host(), outputs)?))
             }
         };
         Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable }) })
@@ -219,7 +215,7 @@ impl Context {
         graph.graph().check_feeds(inputs)?;
         match &graph.inner.executable {
             Executable::Cpu(exe) => exe.profile(inputs, &self.pool),
-            _ => Err(RuntimeError::Codegen(format!("profiling needs the cpu backend, not {}", self.backend))),
+            _ => Err(RuntimeError::NotOnBackend { what: "profiling", backend: self.backend }),
         }
     }
 

@@ -136,10 +136,10 @@ fn define_kernels<M: Module>(
         module.clear_context(&mut ctx);
         ids.push(id);
     }
-    if let (Some((Listing::Asm, out)), Some(_)) = (&mut listing, micro) {
-        if let Some(asm) = microkernel::disassembly(spec)? {
-            out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
-        }
+    if let (Some((Listing::Asm, out)), Some(_)) = (&mut listing, micro)
+        && let Some(asm) = microkernel::disassembly(spec)?
+    {
+        out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
     }
     Ok(ids)
 }
