@@ -484,7 +484,7 @@ impl Emitter<'_> {
     }
 
     fn map(&mut self, fb: &mut FunctionBuilder, domain: &[usize], inputs: &[Access], expr: &Expr, out: &Access) {
-        if self.map_vector(fb, domain, inputs, expr, out) {
+        if self.map_vector(fb, domain, inputs, expr, out) || self.map_guarded(fb, domain, inputs, expr, out) {
             return;
         }
         let ranges = self.ranges(fb, domain, true);

@@ -45,7 +45,15 @@
 //!   last lane inside). Borders take the scalar loop. Same order per
 //!   output as the scalar path: bit-for-bit equal.
 //!
-//! Anything else (guarded maps, other guarded reductions, an empty
+//! - **guarded copy** (im2col, explicit padding; see `map_guarded`): an
+//!   f32 map that is one load of a single guarded input. The vectorised
+//!   axis is the output-contiguous innermost axis if its interior holds 4
+//!   indices, else the innermost axis (length >= 4) moving the input whose
+//!   interior does (`ow` of an im2col). Interior: 4 elements at a time
+//!   (vector or gathered loads, vector or scattered stores), row guards
+//!   one branch per group (load or fill); borders take the scalar loop.
+//!
+//! Anything else (other guarded maps, other guarded reductions, an empty
 //! domain, an input that overlaps the output other than element for
 //! element at the same address) keeps the scalar loops of `emit.rs`. Lane `k` computes exactly what the scalar
 //! loop computes for its element, so maps agree with the scalar path bit
@@ -938,6 +946,115 @@ impl Emitter<'_> {
             fb.ins().brif(both, overlap, &[], after, &[]);
             fb.switch_to_block(overlap);
             group(fb, last, 1);
+            fb.def_var(j, mid_end);
+            fb.ins().jump(after, &[]);
+            fb.switch_to_block(after);
+            let rest = fb.use_var(j);
+            super::for_range(fb, rest, hi, &mut point);
+        });
+        true
+    }
+}
+
+// ------------------------------------------------------ guarded maps ----
+
+impl Emitter<'_> {
+    /// A padded f32 copy (im2col before a convolution): a map whose
+    /// expression is one load of a single guarded input. Axis `v` (the
+    /// output-contiguous innermost axis if its interior holds 4 indices,
+    /// else the innermost axis of length ≥ 4 that moves a coordinate of the
+    /// input and whose interior holds 4) is split into borders, copied by
+    /// the scalar loop, and an interior where no coordinate that moves with
+    /// `v` can leave its shape. There, 4 neighbouring elements at a time are
+    /// loaded (or gathered) and stored (or scattered); the guards that do
+    /// not move with `v` are one branch per group: load, or the splatted
+    /// fill. The axes inside `v` loop within each group. A copy: bit for
+    /// bit what the scalar loop writes.
+    pub(super) fn map_guarded(&mut self, fb: &mut FunctionBuilder, domain: &[usize], inputs: &[Access], expr: &Expr, out: &Access) -> bool {
+        let rank = domain.len();
+        let [a] = inputs else { return false };
+        let Some(fill) = a.guard else { return false };
+        if rank == 0
+            || domain.contains(&0)
+            || !matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
+            || self.program.buffer(a.buffer).data_type != DataType::Float32
+            || self.program.buffer(out.buffer).data_type != DataType::Float32
+            || self.overlaps(a.buffer, out.buffer)
+        {
+            return false;
+        }
+        let (oo, os) = out.linear(rank);
+        let wide = |v: usize| {
+            let (lo, hi) = interior(inputs, domain, v);
+            domain[v] >= 4 && hi - lo >= 4
+        };
+        let contiguous = (0..rank).rev().find(|&v| domain[v] > 1).filter(|&v| os[v] == 1 && wide(v));
+        let moving = || (0..rank).rev().find(|&v| domain[v] >= 4 && a.coef.iter().any(|c| c[v] != 0) && wide(v));
+        let Some(v) = contiguous.or_else(moving) else { return false };
+        let (ilo, ihi) = interior(inputs, domain, v);
+        let (io, is) = a.linear(rank);
+        let lin = Lin { buffer: a.buffer, offset: io, strides: is, pure: true };
+        let out_lin = Lin { buffer: out.buffer, offset: oo, strides: os, pure: false };
+        let uniform = has_uniform_guard(a, domain, v);
+        let ranges = self.ranges(fb, domain, true);
+        let outer = &ranges[..v];
+        let (lo, hi) = ranges[v];
+        let inner = &ranges[v + 1..];
+        nest(fb, outer, &mut Vec::new(), &mut |fb, index| {
+            let mut point = |fb: &mut FunctionBuilder, i: Value| {
+                let mut at = index.to_vec();
+                at.push(i);
+                nest(fb, inner, &mut at, &mut |fb, full| {
+                    let x = self.read(fb, a, full);
+                    let dst = Self::affine(fb, out_lin.offset, &out_lin.strides, full);
+                    self.store_f32(fb, out.buffer, dst, x);
+                });
+            };
+            let b0 = fb.ins().iconst(types::I64, ilo as i64);
+            let b1 = fb.ins().iconst(types::I64, ihi as i64);
+            let left_end = fb.ins().smax(lo, b0);
+            let left_end = fb.ins().smin(left_end, hi);
+            super::for_range(fb, lo, left_end, &mut point);
+            let mid_end = fb.ins().smin(hi, b1);
+            let mid_end = fb.ins().smax(mid_end, left_end);
+            let group = |fb: &mut FunctionBuilder, i: Value| {
+                let mut at = index.to_vec();
+                at.push(i);
+                nest(fb, inner, &mut at, &mut |fb, full| {
+                    let value = if uniform {
+                        let inside = Self::in_range_uniform(fb, a, domain, full, v);
+                        let load_block = fb.create_block();
+                        let merge = fb.create_block();
+                        let param = fb.append_block_param(merge, types::F32X4);
+                        let f = splat_f32(fb, types::F32X4, fill);
+                        fb.ins().brif(inside, load_block, &[], merge, &[BlockArg::Value(f)]);
+                        fb.switch_to_block(load_block);
+                        let got = self.read_lanes(fb, &lin, full, 4, v);
+                        fb.ins().jump(merge, &[BlockArg::Value(got)]);
+                        fb.switch_to_block(merge);
+                        param
+                    } else {
+                        self.read_lanes(fb, &lin, full, 4, v)
+                    };
+                    self.write_lanes(fb, &out_lin, full, value, 4, v);
+                });
+            };
+            let j = fb.declare_var(types::I64);
+            fb.def_var(j, left_end);
+            for_step(fb, j, mid_end, 4, &mut |fb, i| group(fb, i));
+            // 1 to 3 interior indices left: one more group ending at the
+            // interior's end, rewriting elements already written (with the
+            // same values), when this task's interior holds four.
+            let rest = fb.use_var(j);
+            let last = fb.ins().iadd_imm_s(mid_end, -4);
+            let left = fb.ins().icmp(IntCC::SignedLessThan, rest, mid_end);
+            let room = fb.ins().icmp(IntCC::SignedGreaterThanOrEqual, last, left_end);
+            let both = fb.ins().band(left, room);
+            let overlap = fb.create_block();
+            let after = fb.create_block();
+            fb.ins().brif(both, overlap, &[], after, &[]);
+            fb.switch_to_block(overlap);
+            group(fb, last);
             fb.def_var(j, mid_end);
             fb.ins().jump(after, &[]);
             fb.switch_to_block(after);
