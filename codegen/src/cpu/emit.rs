@@ -150,6 +150,17 @@ fn collect_buffers(kernel: &Kernel, out: &mut Vec<BufferId>) {
 
 /// `for i in start..end { body(i) }`.
 fn for_range(fb: &mut FunctionBuilder, start: Value, end: Value, body: &mut dyn FnMut(&mut FunctionBuilder, Value)) {
+    for_step(fb, start, end, 1, body);
+}
+
+/// `for (i = start; i < end; i += step) body(i)`.
+pub(super) fn for_step(
+    fb: &mut FunctionBuilder,
+    start: Value,
+    end: Value,
+    step: i64,
+    body: &mut dyn FnMut(&mut FunctionBuilder, Value),
+) {
     let var = fb.declare_var(types::I64);
     fb.def_var(var, start);
     let header = fb.create_block();
@@ -162,7 +173,7 @@ fn for_range(fb: &mut FunctionBuilder, start: Value, end: Value, body: &mut dyn 
     fb.ins().brif(more, body_block, &[], exit, &[]);
     fb.switch_to_block(body_block);
     body(fb, i);
-    let next = fb.ins().iadd_imm_s(i, 1);
+    let next = fb.ins().iadd_imm_s(i, step);
     fb.def_var(var, next);
     fb.ins().jump(header, &[]);
     fb.switch_to_block(exit);

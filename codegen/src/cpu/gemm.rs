@@ -65,7 +65,7 @@ use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use kiln_ir::kernel::{Access, BufferId, BufferKind, Expr, ExprNode, Kernel, Program};
 use kiln_ir::DataType;
 
-use super::emit::{flags, Emitter};
+use super::emit::{flags, for_step, Emitter};
 use super::microkernel::{self, Spec};
 use super::runtime_fns::Helper;
 use super::{cranelift, CodegenError};
@@ -416,26 +416,6 @@ impl Declared {
 
 fn iconst(fb: &mut FunctionBuilder, v: i64) -> Value {
     fb.ins().iconst(types::I64, v)
-}
-
-/// `for (i = start; i < end; i += step) body(i)`.
-fn for_step(fb: &mut FunctionBuilder, start: Value, end: Value, step: i64, body: &mut dyn FnMut(&mut FunctionBuilder, Value)) {
-    let var = fb.declare_var(types::I64);
-    fb.def_var(var, start);
-    let header = fb.create_block();
-    let body_block = fb.create_block();
-    let exit = fb.create_block();
-    fb.ins().jump(header, &[]);
-    fb.switch_to_block(header);
-    let i = fb.use_var(var);
-    let more = fb.ins().icmp(IntCC::SignedLessThan, i, end);
-    fb.ins().brif(more, body_block, &[], exit, &[]);
-    fb.switch_to_block(body_block);
-    body(fb, i);
-    let next = fb.ins().iadd_imm_s(i, step);
-    fb.def_var(var, next);
-    fb.ins().jump(header, &[]);
-    fb.switch_to_block(exit);
 }
 
 /// `count >= 1` trips; pointer `p` starts at `ptrs[p].0` and advances by
