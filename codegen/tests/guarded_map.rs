@@ -4,28 +4,13 @@
 //! reference interpreter (`kiln_ir::kernel::eval`) bit for bit, for every
 //! feature level this machine runs and with 1 and 3 tasks.
 
-use kiln_codegen::cpu::{compile, listing, Listing, Target};
+use kiln_codegen::cpu::{listing, Listing, Target};
+mod common;
+
+use common::{f32s, run, to_f32s};
 use kiln_ir::kernel::*;
 use kiln_ir::{DataType, Tensor};
 
-fn run(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Target, tasks: u64) -> Vec<Vec<u8>> {
-    let jit = compile(program, target).unwrap();
-    let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    for k in jit.kernels() {
-        for task in 0..tasks {
-            unsafe { k(pointers.as_ptr(), task, tasks) };
-        }
-    }
-    buffers
-}
-
-fn f32s(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn to_f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
 
 /// Distinct values, a NaN with a payload and a negative zero among them
 /// (a copy must keep their bits).
