@@ -24,6 +24,7 @@
 
 pub mod conformance;
 pub mod npy;
+pub mod onnx_tests;
 
 use std::path::Path;
 

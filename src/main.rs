@@ -88,6 +88,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         exclusions: Option<PathBuf>,
     },
+    /// Run ONNX backend tests: folders holding model.onnx and
+    /// test_data_set_N/{input,output}_K.pb (the onnx package's node tests).
+    OnnxTests {
+        /// A folder of case folders (e.g. target/onnx-data/node).
+        root: PathBuf,
+        /// Only cases whose folder name contains this.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// The backend under test.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Print every case (default: failures only).
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,6 +154,7 @@ fn main() -> ExitCode {
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
         }
+        Command::OnnxTests { root, filter, backend, verbose } => onnx_tests(&root, &filter, &backend, verbose),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -394,4 +410,30 @@ fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, excl
     } else {
         Err(format!("{} of {} cases failed", report.counts().failed, report.counts().total()).into())
     }
+}
+
+fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliResult {
+    use kiln::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
+    let backend: Backend = backend.parse()?;
+    let results = run_suite(root, backend, filter, Tolerance::default(), |r| match &r.outcome {
+        CaseOutcome::Passed if verbose => println!("pass      {}", r.name),
+        CaseOutcome::Failed(e) => println!("FAIL      {}: {e}", r.name),
+        CaseOutcome::Unmapped(ops) if verbose => println!("unmapped  {} ({})", r.name, ops.join(", ")),
+        _ => {}
+    })?;
+    let (total, per_op) = counts(&results);
+    println!("\n{:<28} {:>6} {:>6} {:>8}", "operator", "passed", "failed", "unmapped");
+    for (op, c) in &per_op {
+        println!("{op:<28} {:>6} {:>6} {:>8}", c.passed, c.failed, c.unmapped);
+    }
+    let mapped = total.passed + total.failed;
+    println!(
+        "\n{backend}: {} cases; {mapped} mapped: {} passed, {} failed ({:.1}% of mapped pass); {} unmapped",
+        results.len(),
+        total.passed,
+        total.failed,
+        if mapped == 0 { 0.0 } else { 100.0 * total.passed as f64 / mapped as f64 },
+        total.unmapped
+    );
+    Ok(())
 }

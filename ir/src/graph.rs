@@ -298,4 +298,58 @@ impl Graph {
         }
         Ok(())
     }
+    /// The graph without the nodes and constants no output depends on.
+    /// Inputs all stay (callers feed them by name); nodes keep their order,
+    /// operands their names and labels.
+    pub fn pruned(&self) -> Graph {
+        let mut live = vec![false; self.operands.len()];
+        for (_, id) in &self.outputs {
+            live[id.index()] = true;
+        }
+        let mut live_nodes = vec![false; self.nodes.len()];
+        for (n, node) in self.nodes.iter().enumerate().rev() {
+            if node.outputs.iter().any(|o| live[o.index()]) {
+                live_nodes[n] = true;
+                for (_, input) in node.op.inputs() {
+                    live[input.index()] = true;
+                }
+            }
+        }
+        let mut pruned = Graph::new();
+        let mut map: Vec<Option<OperandId>> = vec![None; self.operands.len()];
+        for &id in &self.inputs {
+            let operand = &self.operands[id.index()];
+            let new = pruned.push_operand(operand.desc.clone(), operand.kind.clone(), operand.name.clone());
+            pruned.inputs.push(new);
+            map[id.index()] = Some(new);
+        }
+        for (i, operand) in self.operands.iter().enumerate() {
+            if live[i] && matches!(operand.kind, OperandKind::Constant(_)) {
+                map[i] = Some(pruned.push_operand(operand.desc.clone(), operand.kind.clone(), operand.name.clone()));
+            }
+        }
+        for (node, _) in self.nodes.iter().zip(&live_nodes).filter(|(_, live)| **live) {
+            let mut op = node.op.clone();
+            for (_, id) in op.inputs_mut() {
+                *id = map[id.index()].expect("a live node's inputs are live and come first");
+            }
+            let index = NodeId(pruned.nodes.len() as u32);
+            let outputs = node
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| {
+                    let operand = &self.operands[o.index()];
+                    let kind = OperandKind::Output { node: index, index: i as u32 };
+                    let new = pruned.push_operand(operand.desc.clone(), kind, operand.name.clone());
+                    map[o.index()] = Some(new);
+                    new
+                })
+                .collect();
+            pruned.nodes.push(Node { op, label: node.label.clone(), outputs });
+        }
+        pruned.outputs = self.outputs.iter().map(|(name, id)| (name.clone(), map[id.index()].expect("outputs are live"))).collect();
+        pruned
+    }
 }
+

@@ -454,17 +454,22 @@ impl Op {
 
     /// Every operand the operator reads, each with its spec name, in order.
     pub fn inputs(&self) -> Vec<(&'static str, OperandId)> {
-        let mut v = Vec::new();
-        let opt = |v: &mut Vec<_>, name, id: Option<OperandId>| {
+        self.clone().inputs_mut().into_iter().map(|(name, id)| (name, *id)).collect()
+    }
+
+    /// [`Op::inputs`], mutable: for rewriting a node onto other operands.
+    pub fn inputs_mut(&mut self) -> Vec<(&'static str, &mut OperandId)> {
+        fn opt<'a>(v: &mut Vec<(&'static str, &'a mut OperandId)>, name: &'static str, id: &'a mut Option<OperandId>) {
             if let Some(id) = id {
                 v.push((name, id));
             }
-        };
+        }
+        let mut v = Vec::new();
         match self {
             Op::Binary { a, b, .. }
             | Op::Compare { a, b, .. }
             | Op::Logical { a, b, .. }
-            | Op::Matmul { a, b } => v.extend([("a", *a), ("b", *b)]),
+            | Op::Matmul { a, b } => v.extend([("a", a), ("b", b)]),
             Op::Unary { input, .. }
             | Op::Clamp { input, .. }
             | Op::Elu { input, .. }
@@ -481,41 +486,41 @@ impl Op {
             | Op::Slice { input, .. }
             | Op::Expand { input, .. }
             | Op::Pad { input, .. }
-            | Op::Resample2d { input, .. } => v.push(("input", *input)),
-            Op::Prelu { input, slope } => v.extend([("input", *input), ("slope", *slope)]),
+            | Op::Resample2d { input, .. } => v.push(("input", input)),
+            Op::Prelu { input, slope } => v.extend([("input", input), ("slope", slope)]),
             Op::Conv2d { input, filter, options } => {
-                v.extend([("input", *input), ("filter", *filter)]);
-                opt(&mut v, "bias", options.bias);
+                v.extend([("input", input), ("filter", filter)]);
+                opt(&mut v, "bias", &mut options.bias);
             }
             Op::ConvTranspose2d { input, filter, options } => {
-                v.extend([("input", *input), ("filter", *filter)]);
-                opt(&mut v, "bias", options.bias);
+                v.extend([("input", input), ("filter", filter)]);
+                opt(&mut v, "bias", &mut options.bias);
             }
             Op::Gemm { a, b, options } => {
-                v.extend([("a", *a), ("b", *b)]);
-                opt(&mut v, "c", options.c);
+                v.extend([("a", a), ("b", b)]);
+                opt(&mut v, "c", &mut options.c);
             }
             Op::BatchNormalization { input, mean, variance, options } => {
-                v.extend([("input", *input), ("mean", *mean), ("variance", *variance)]);
-                opt(&mut v, "scale", options.scale);
-                opt(&mut v, "bias", options.bias);
+                v.extend([("input", input), ("mean", mean), ("variance", variance)]);
+                opt(&mut v, "scale", &mut options.scale);
+                opt(&mut v, "bias", &mut options.bias);
             }
             Op::LayerNormalization { input, options } => {
-                v.push(("input", *input));
-                opt(&mut v, "scale", options.scale);
-                opt(&mut v, "bias", options.bias);
+                v.push(("input", input));
+                opt(&mut v, "scale", &mut options.scale);
+                opt(&mut v, "bias", &mut options.bias);
             }
             Op::InstanceNormalization { input, options } => {
-                v.push(("input", *input));
-                opt(&mut v, "scale", options.scale);
-                opt(&mut v, "bias", options.bias);
+                v.push(("input", input));
+                opt(&mut v, "scale", &mut options.scale);
+                opt(&mut v, "bias", &mut options.bias);
             }
-            Op::Concat { inputs, .. } => v.extend(inputs.iter().map(|&i| ("inputs", i))),
-            Op::Gather { input, indices, .. } => v.extend([("input", *input), ("indices", *indices)]),
+            Op::Concat { inputs, .. } => v.extend(inputs.iter_mut().map(|i| ("inputs", i))),
+            Op::Gather { input, indices, .. } => v.extend([("input", input), ("indices", indices)]),
             Op::Where { condition, true_value, false_value } => v.extend([
-                ("condition", *condition),
-                ("trueValue", *true_value),
-                ("falseValue", *false_value),
+                ("condition", condition),
+                ("trueValue", true_value),
+                ("falseValue", false_value),
             ]),
         }
         v

@@ -1,0 +1,4 @@
+//! TODO
+use super::Handler;
+
+pub const TABLE: &[(&str, Handler)] = &[];
