@@ -1,6 +1,7 @@
 //! kiln: a graph compiler for neural networks in the W3C WebNN model.
 //!
-//! Build a graph with [`GraphBuilder`] (or load one with [`load_graph`]),
+//! Build a graph with [`GraphBuilder`] (or load a model file with [`load`]
+//! or [`Context::load`]),
 //! compile it in a [`Context`] and run it with typed tensors:
 //!
 //! ```
@@ -37,25 +38,14 @@ pub use kiln_ir::*;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::{Backend, CompiledGraph, Context, ContextOptions, RuntimeError};
 
-/// An error from loading a model file.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
-    #[error(transparent)]
-    Text(#[from] kiln_frontend::webnn_text::TextError),
-    #[error("{path}: unsupported model format (kiln reads .webnn graphs)")]
-    UnknownFormat { path: String },
-}
+pub use kiln_frontend::{LoadError, LoadOptions, load as load_graph};
 
-/// Loads a model file into a graph, choosing the format by extension:
-/// `.webnn` (the WebNN text format, with weights sidecars next to it).
-pub fn load_graph(path: impl AsRef<Path>) -> Result<Graph, LoadError> {
-    let path = path.as_ref();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("webnn") => Ok(kiln_frontend::webnn_text::load(path)?),
-        _ => Err(LoadError::UnknownFormat { path: path.display().to_string() }),
-    }
+/// Loads a model file (`.onnx` or `.webnn`) and compiles it for the
+/// default context (the `cpu` backend on all cores); run it with
+/// `Context::new(ContextOptions::default())?.compute(..)`. Models with
+/// symbolic dimensions need [`Context::load`] with [`LoadOptions`].
+pub fn load(path: impl AsRef<Path>) -> Result<CompiledGraph, RuntimeError> {
+    Context::new(ContextOptions::default())?.load(path, &LoadOptions::default())
 }
 
 /// The README's Rust examples, compiled and run as doctests.

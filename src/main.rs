@@ -18,8 +18,12 @@ struct Cli {
 enum Command {
     /// Run a model on .npy inputs and write one .npy per output.
     Run {
-        /// The model file (.webnn).
+        /// The model file (.onnx or .webnn).
         model: PathBuf,
+        /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
+        /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
         /// An input as NAME=FILE.npy; repeat for each graph input.
         #[arg(long = "input", value_name = "NAME=FILE.npy")]
         inputs: Vec<String>,
@@ -32,15 +36,23 @@ enum Command {
     },
     /// Describe a model: inputs, outputs, operators, parameters, FLOPs.
     Info {
-        /// The model file (.webnn).
+        /// The model file (.onnx or .webnn).
         model: PathBuf,
+        /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
+        /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
     },
     /// Print the operator support table (operator x backend).
     Ops,
     /// Measure compile time and latency of a model on random inputs.
     Bench {
-        /// The model file (.webnn).
+        /// The model file (.onnx or .webnn).
         model: PathBuf,
+        /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
+        /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
         /// The backend to measure.
         #[arg(long, default_value = "cpu")]
         backend: String,
@@ -59,8 +71,12 @@ enum Command {
     },
     /// Print a stage of the compilation in its stable text form.
     Emit {
-        /// The model file (.webnn).
+        /// The model file (.onnx or .webnn).
         model: PathBuf,
+        /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
+        /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
         /// Which stage to print.
         #[arg(long, value_enum, default_value = "graph")]
         stage: Stage,
@@ -141,15 +157,15 @@ fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { model, inputs, output_dir, backend } => run(&model, &inputs, &output_dir, &backend),
-        Command::Info { model } => info(&model),
+        Command::Run { model, shapes, inputs, output_dir, backend } => run(&model, &shapes, &inputs, &output_dir, &backend),
+        Command::Info { model, shapes } => info(&model, &shapes),
         Command::Ops => {
             ops();
             Ok(())
         }
-        Command::Emit { model, stage, target } => emit(&model, stage, &target),
-        Command::Bench { model, backend, threads, runs, json, profile } => {
-            bench(&model, &backend, threads, runs, json, profile)
+        Command::Emit { model, shapes, stage, target } => emit(&model, &shapes, stage, &target),
+        Command::Bench { model, shapes, backend, threads, runs, json, profile } => {
+            bench(&model, &shapes, &backend, threads, runs, json, profile)
         }
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
@@ -163,6 +179,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads a model with the `--shape` bindings.
+fn load(model: &Path, shapes: &[String]) -> Result<Graph, Box<dyn std::error::Error>> {
+    let mut options = kiln::LoadOptions::default();
+    for s in shapes {
+        options.parse_shape(s)?;
+    }
+    Ok(kiln::load_graph(model, &options)?)
 }
 
 fn context(backend: &str) -> Result<Context, Box<dyn std::error::Error>> {
@@ -179,9 +204,9 @@ fn read_input(spec: &str) -> Result<(String, Tensor), Box<dyn std::error::Error>
     Ok((name.to_string(), tensor))
 }
 
-fn run(model: &Path, inputs: &[String], output_dir: &Path, backend: &str) -> CliResult {
+fn run(model: &Path, shapes: &[String], inputs: &[String], output_dir: &Path, backend: &str) -> CliResult {
     let ctx = context(backend)?;
-    let graph = kiln::load_graph(model)?;
+    let graph = load(model, shapes)?;
     let feeds = inputs.iter().map(|s| read_input(s)).collect::<Result<Vec<_>, _>>()?;
     let compiled = ctx.compile(graph)?;
     let feed_refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -225,12 +250,12 @@ fn random_inputs(graph: &Graph) -> Result<Vec<(String, Tensor)>, Box<dyn std::er
         .collect()
 }
 
-fn bench(model: &Path, backend: &str, threads: Option<usize>, runs: usize, json: bool, profile: bool) -> CliResult {
+fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>, runs: usize, json: bool, profile: bool) -> CliResult {
     use std::time::Instant;
     let backend: Backend = backend.parse()?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let ctx = Context::new(ContextOptions { backend, threads })?;
-    let graph = kiln::load_graph(model)?;
+    let graph = load(model, shapes)?;
     let flops = kiln::ir::cost::graph_flops(&graph);
     let inputs = random_inputs(&graph)?;
     let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -302,8 +327,27 @@ fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, 
     Ok(())
 }
 
-fn info(model: &Path) -> CliResult {
-    let graph = kiln::load_graph(model)?;
+fn info(model: &Path, shapes: &[String]) -> CliResult {
+    if model.extension().is_some_and(|e| e == "onnx") {
+        let onnx = kiln::frontend::onnx::OnnxModel::open(model)?;
+        let producer = if onnx.producer().is_empty() { "unknown" } else { onnx.producer() };
+        println!("ONNX model: opset {}, producer {producer}", onnx.opset());
+        let unmapped = onnx.unmapped_nodes();
+        let counts = onnx.operator_counts();
+        println!("ONNX operators: {} nodes", counts.values().sum::<usize>());
+        for (op, n) in &counts {
+            let mark = if unmapped.iter().any(|u| &u.op_type == op) { "  (not supported)" } else { "" };
+            println!("  {op:<24} {n}{mark}");
+        }
+    }
+    let graph = match load(model, shapes) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("cannot import:\n{e}");
+            return Err("the model cannot be imported (see above)".into());
+        }
+    };
+    println!("imported graph:");
     print!("{}", describe(&graph));
     Ok(())
 }
@@ -369,9 +413,9 @@ fn ops() {
     }
 }
 
-fn emit(model: &Path, stage: Stage, target: &str) -> CliResult {
+fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResult {
     use kiln::codegen::cpu::{listing, Listing, Target};
-    let graph = kiln::load_graph(model)?;
+    let graph = load(model, shapes)?;
     match stage {
         Stage::Graph => {
             let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");

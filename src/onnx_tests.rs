@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use kiln_frontend::onnx::{ImportOptions, OnnxModel, read_tensor};
+use kiln_frontend::LoadOptions;
+use kiln_frontend::onnx::{OnnxModel, read_tensor};
 use kiln_ir::{Tensor, Values};
 use kiln_runtime::{Backend, Context, ContextOptions};
 
@@ -125,7 +126,7 @@ fn run_model(context: &Context, model: &OnnxModel, dir: &Path, tolerance: Tolera
         if inputs.len() > input_names.len() {
             return Err(format!("{set_name}: {} input files for {} model inputs", inputs.len(), input_names.len()));
         }
-        let mut options = ImportOptions::default();
+        let mut options = LoadOptions::default();
         let feeds: Vec<(String, Tensor)> = inputs
             .into_iter()
             .zip(&input_names)

@@ -1,4 +1,5 @@
-//! kiln's frontends: every way a graph gets in.
+//! kiln's frontends: every way a graph gets in. [`load`] picks one by file
+//! extension.
 //!
 //! - [`builder`]: the WebNN `MLGraphBuilder` API in Rust.
 //! - [`onnx`]: ONNX models onto the WebNN operator set.
@@ -10,3 +11,71 @@ pub mod builder;
 pub mod onnx;
 pub mod op_table;
 pub mod webnn_text;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_ir::Graph;
+
+/// How to load a model file.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Shapes for inputs (by input name, every dimension) and values for
+    /// symbolic dimensions (by name, one value). Only models with symbolic
+    /// dimensions (ONNX) take them.
+    pub shapes: BTreeMap<String, Vec<u32>>,
+}
+
+impl LoadOptions {
+    /// Binds input `name`'s shape, or the symbolic dimension `name` when
+    /// `dims` has one value.
+    pub fn with_shape(mut self, name: &str, dims: impl Into<Vec<u32>>) -> Self {
+        self.shapes.insert(name.to_string(), dims.into());
+        self
+    }
+
+    /// Parses the CLI's `NAME=D0xD1x...` (e.g. `input=1x3x224x224`,
+    /// `batch=1`) and adds it.
+    pub fn parse_shape(&mut self, arg: &str) -> Result<(), String> {
+        let (name, dims) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("--shape `{arg}`: expected NAME=D0xD1x... (e.g. input=1x3x224x224)"))?;
+        let dims = dims
+            .split('x')
+            .map(|d| d.trim().parse::<u32>().ok().filter(|&d| d > 0))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| format!("--shape `{arg}`: every dimension must be a positive integer"))?;
+        if name.is_empty() {
+            return Err(format!("--shape `{arg}`: the name is empty"));
+        }
+        self.shapes.insert(name.to_string(), dims);
+        Ok(())
+    }
+}
+
+/// An error from loading a model file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Text(#[from] webnn_text::TextError),
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
+    #[error("{path}: unsupported model format (kiln reads .onnx models and .webnn graphs)")]
+    UnknownFormat { path: String },
+    #[error("{path}: --shape applies to models with symbolic dimensions (.onnx); .webnn graphs have static shapes")]
+    ShapesNotApplicable { path: String },
+}
+
+/// Loads a model file into a graph, choosing the format by extension:
+/// `.onnx` (ONNX, weights memory-mapped) or `.webnn` (the WebNN text
+/// format, with weights sidecars next to it).
+pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Graph, LoadError> {
+    let path = path.as_ref();
+    let display = || path.display().to_string();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("onnx") => Ok(onnx::load(path, options)?),
+        Some("webnn") if !options.shapes.is_empty() => Err(LoadError::ShapesNotApplicable { path: display() }),
+        Some("webnn") => Ok(webnn_text::load(path)?),
+        _ => Err(LoadError::UnknownFormat { path: display() }),
+    }
+}

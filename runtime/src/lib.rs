@@ -18,6 +18,7 @@ pub use dispatch::{block_on, Dispatch};
 
 use kiln_ir::kernel::{KernelError, Program};
 use kiln_ir::{Graph, GraphError, Tensor};
+pub use kiln_frontend::{LoadError, LoadOptions};
 pub use kiln_passes::LowerError;
 
 /// The backends a [`Context`] can run on.
@@ -71,6 +72,9 @@ impl FromStr for Backend {
 pub enum RuntimeError {
     #[error("unknown backend `{0}` (available: cpu, interp, kernels)")]
     UnknownBackend(String),
+    /// The model file could not be read or imported.
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error(transparent)]
     Graph(#[from] GraphError),
     #[error(transparent)]
@@ -173,6 +177,12 @@ impl Context {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Loads a model file (`.onnx` or `.webnn`, see [`kiln_frontend::load`])
+    /// and compiles it for this context's backend.
+    pub fn load(&self, path: impl AsRef<std::path::Path>, options: &LoadOptions) -> Result<CompiledGraph, RuntimeError> {
+        self.compile(kiln_frontend::load(path, options)?)
     }
 
     /// Compiles `graph` for this context's backend.

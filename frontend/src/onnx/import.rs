@@ -16,7 +16,8 @@ use kiln_ir::{
 
 use super::proto::{AttributeProto, AttributeType, GraphProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
 use super::tensor::{self, ExternalFiles};
-use super::{ImportOptions, OnnxError, Unsupported};
+use super::{OnnxError, Unsupported};
+use crate::LoadOptions;
 
 /// Results larger than this many elements are computed at run time even
 /// when every input is a constant.
@@ -293,7 +294,7 @@ fn node_label(node: &NodeProto, index: usize) -> String {
 }
 
 /// The input's descriptor, with symbolic dims bound from `options`.
-fn input_descriptor(info: &ValueInfoProto, options: &ImportOptions) -> Result<OperandDescriptor, OnnxError> {
+fn input_descriptor(info: &ValueInfoProto, options: &LoadOptions) -> Result<OperandDescriptor, OnnxError> {
     let err = |message: String| OnnxError::Input { name: info.name.clone(), message };
     let tensor_type = match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
@@ -305,16 +306,16 @@ fn input_descriptor(info: &ValueInfoProto, options: &ImportOptions) -> Result<Op
                 type_proto::Value::OptionalType(_) => "an optional",
                 type_proto::Value::TensorType(_) => unreachable!(),
             };
-            return Err(err(format!("is {kind}; kiln inputs are dense tensors")));
+            return Err(err(format!("it is {kind}; kiln inputs are dense tensors")));
         }
-        None => return Err(err("has no type".into())),
+        None => return Err(err("the model gives it no type".into())),
     };
     let data_type = tensor::data_type(tensor_type.elem_type).map_err(err)?;
     let given = options.shapes.get(&info.name);
     let dims: Vec<u32> = match (&tensor_type.shape, given) {
         (None, Some(shape)) => shape.clone(),
         (None, None) => {
-            return Err(err(format!("has no shape in the model; give one (--shape {}=1x3x224x224)", info.name)));
+            return Err(err(format!("the model gives it no shape; give one (--shape {}=1x3x224x224)", info.name)));
         }
         (Some(shape), given) => {
             if let Some(g) = given
@@ -412,7 +413,7 @@ fn dependency_order(graph: &GraphProto, known: &HashMap<String, Value>) -> Resul
             .take(8)
             .map(|n| format!("`{}`", node_label(&graph.node[n], n)))
             .collect();
-        return Err(OnnxError::Model(format!("the graph has a cycle through nodes {}", stuck.join(", "))));
+        return Err(OnnxError::Model(format!("the graph has a cycle: nodes {} wait on each other", stuck.join(", "))));
     }
     Ok(order)
 }
@@ -423,7 +424,7 @@ pub fn import(
     graph: &GraphProto,
     opset: i64,
     files: ExternalFiles,
-    options: &ImportOptions,
+    options: &LoadOptions,
 ) -> Result<Graph, OnnxError> {
     let mut im = Importer { graph: Graph::new(), values: HashMap::new(), files };
     if let Some(sparse) = graph.sparse_initializer.first() {

@@ -1,10 +1,11 @@
 //! The ONNX frontend: `.onnx` model files onto the WebNN operator set.
 //!
 //! ```no_run
-//! use kiln_frontend::onnx::{ImportOptions, OnnxModel};
+//! use kiln_frontend::LoadOptions;
+//! use kiln_frontend::onnx::OnnxModel;
 //!
 //! let model = OnnxModel::open("model.onnx")?;
-//! let options = ImportOptions::default().with_shape("input", [1, 3, 224, 224]);
+//! let options = LoadOptions::default().with_shape("input", [1, 3, 224, 224]);
 //! let graph = model.to_graph(&options)?;
 //! # Ok::<(), kiln_frontend::onnx::OnnxError>(())
 //! ```
@@ -24,6 +25,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_ir::{Graph, Tensor};
+
+use crate::LoadOptions;
 use prost::Message;
 
 pub use import::operator_counts;
@@ -31,41 +34,6 @@ pub use ops::supported_operators;
 
 /// The oldest default-domain opset the importer accepts.
 pub const MIN_OPSET: i64 = 7;
-
-/// How to import a model.
-#[derive(Clone, Debug, Default)]
-pub struct ImportOptions {
-    /// Shapes for inputs (by input name, every dimension) and values for
-    /// symbolic dimensions (by `dim_param` name, one value).
-    pub shapes: BTreeMap<String, Vec<u32>>,
-}
-
-impl ImportOptions {
-    /// Binds input `name`'s shape, or the symbolic dimension `name` when
-    /// `dims` has one value.
-    pub fn with_shape(mut self, name: &str, dims: impl Into<Vec<u32>>) -> Self {
-        self.shapes.insert(name.to_string(), dims.into());
-        self
-    }
-
-    /// Parses the CLI's `NAME=D0xD1x...` (e.g. `input=1x3x224x224`,
-    /// `batch=1`) and adds it.
-    pub fn parse_shape(&mut self, arg: &str) -> Result<(), String> {
-        let (name, dims) = arg
-            .split_once('=')
-            .ok_or_else(|| format!("--shape `{arg}`: expected NAME=D0xD1x... (e.g. input=1x3x224x224)"))?;
-        let dims = dims
-            .split('x')
-            .map(|d| d.trim().parse::<u32>().ok().filter(|&d| d > 0))
-            .collect::<Option<Vec<u32>>>()
-            .ok_or_else(|| format!("--shape `{arg}`: every dimension must be a positive integer"))?;
-        if name.is_empty() {
-            return Err(format!("--shape `{arg}`: the name is empty"));
-        }
-        self.shapes.insert(name.to_string(), dims);
-        Ok(())
-    }
-}
 
 /// A node the importer cannot express, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +46,7 @@ pub struct Unsupported {
 }
 
 /// An error loading or importing an ONNX model.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OnnxError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
@@ -86,7 +54,7 @@ pub enum OnnxError {
     Model(String),
     #[error("node `{node}` ({op_type}): {message}")]
     Node { node: String, op_type: String, message: String },
-    #[error("input `{name}` {message}")]
+    #[error("input `{name}`: {message}")]
     Input { name: String, message: String },
     #[error("{}", unsupported_message(.0))]
     Unsupported(Vec<Unsupported>),
@@ -114,6 +82,13 @@ pub struct OnnxModel {
     /// Where external data files are looked up.
     base: PathBuf,
     opset: i64,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes = self.proto.graph.as_ref().map_or(0, |g| g.node.len());
+        f.debug_struct("OnnxModel").field("opset", &self.opset).field("nodes", &nodes).finish_non_exhaustive()
+    }
 }
 
 /// Reads a whole file into shared bytes: memory-mapped, so that tensor
@@ -220,13 +195,13 @@ impl OnnxModel {
     }
 
     /// Imports the model as a kiln graph.
-    pub fn to_graph(&self, options: &ImportOptions) -> Result<Graph, OnnxError> {
+    pub fn to_graph(&self, options: &LoadOptions) -> Result<Graph, OnnxError> {
         import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base), options)
     }
 }
 
 /// Opens, decodes and imports an ONNX model.
-pub fn load(path: impl AsRef<Path>, options: &ImportOptions) -> Result<Graph, OnnxError> {
+pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Graph, OnnxError> {
     OnnxModel::open(path)?.to_graph(options)
 }
 
