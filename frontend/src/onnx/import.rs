@@ -235,6 +235,12 @@ impl Importer {
         }))
     }
 
+    /// A tensor attribute (of `Constant`, `ConstantOfShape`, ...) as a
+    /// tensor, its external data read relative to the model.
+    pub fn convert_tensor(&mut self, t: &TensorProto) -> NodeResult<Tensor> {
+        tensor::convert(t, &mut self.files).map_err(|e| NodeError::Unsupported(format!("tensor `{}`: {e}", t.name)))
+    }
+
     /// Adds a constant operand.
     pub fn add_constant(&mut self, name: Option<&str>, tensor: Tensor) -> Result<OperandId, GraphError> {
         self.graph.add_constant(name, tensor)
