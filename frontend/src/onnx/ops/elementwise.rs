@@ -94,7 +94,9 @@ fn one(id: OperandId) -> NodeResult<Vec<Value>> {
 fn unary(im: &mut Importer, cx: &NodeCx, kind: UnaryOp) -> NodeResult<Vec<Value>> {
     let input = im.input(cx, 0)?;
     let allowed: &[DataType] = match kind {
-        UnaryOp::Neg | UnaryOp::Relu => &[DataType::Float32, DataType::Float16, DataType::Int64, DataType::Int32, DataType::Int8],
+        UnaryOp::Neg | UnaryOp::Relu => {
+            &[DataType::Float32, DataType::Float16, DataType::Int64, DataType::Int32, DataType::Int8]
+        }
         UnaryOp::LogicalNot => &[DataType::Uint8],
         _ => DataType::FLOATS,
     };
@@ -137,11 +139,7 @@ fn pow(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
 
 /// `input` cast to `data_type` (no operator when it already has it).
 fn cast_to(im: &mut Importer, cx: &NodeCx, input: OperandId, data_type: DataType) -> NodeResult<OperandId> {
-    if im.desc(input).data_type == data_type {
-        Ok(input)
-    } else {
-        im.op1(cx, Op::Cast { input, data_type })
-    }
+    if im.desc(input).data_type == data_type { Ok(input) } else { im.op1(cx, Op::Cast { input, data_type }) }
 }
 
 /// The inputs of a variadic node (`Max`, `Min`, `Sum`, `Mean`): at least one.

@@ -102,16 +102,26 @@ fn reduce(im: &mut Importer, cx: &NodeCx, kind: ReduceOp) -> NodeResult<Vec<Valu
 /// (exact up to 2^24); longer axes use int64.
 const MAX_F32_INDEX: u32 = 1 << 24;
 
-/// The position of the maximum (`max`) or minimum of `x` along `axis`,
-/// first or `last`, with the axis kept (size 1). Also returns the index
-/// constant (the axis' positions, shaped to broadcast along `axis`).
+/// Which extreme position to find.
+#[derive(Clone, Copy)]
+struct Pick {
+    /// The maximum, else the minimum.
+    max: bool,
+    /// The last position among equal extremes, else the first.
+    last: bool,
+    /// Keep the reduced axis (size 1).
+    keep: bool,
+}
+
+/// The position of the extreme of `x` along `axis` that `pick` names.
+/// Also returns the index constant (the axis' positions, shaped to
+/// broadcast along `axis`).
 fn extreme_position(
     im: &mut Importer,
     cx: &NodeCx,
     x: OperandId,
     axis: u32,
-    max: bool,
-    last: bool,
+    Pick { max, last, keep }: Pick,
 ) -> NodeResult<(OperandId, OperandId)> {
     let desc = im.desc(x).clone();
     let (rank, n) = (desc.shape.rank(), desc.shape.0[axis as usize]);
@@ -137,7 +147,7 @@ fn extreme_position(
     let fill = im.scalar(index_type, if last { -1.0 } else { f64::from(n) })?;
     let candidates = im.op1(cx, Op::Where { condition: at, true_value: index, false_value: fill })?;
     let kind = if last { ReduceOp::Max } else { ReduceOp::Min };
-    Ok((reduce_op(im, cx, kind, candidates, vec![axis], true)?, index))
+    Ok((reduce_op(im, cx, kind, candidates, vec![axis], keep)?, index))
 }
 
 /// `ArgMax` (`max`) and `ArgMin`.
@@ -150,14 +160,7 @@ fn arg_extreme(im: &mut Importer, cx: &NodeCx, max: bool) -> NodeResult<Vec<Valu
     let a = axis(cx.int_or("axis", 0)?, shape.rank())?;
     let keep = cx.int_or("keepdims", 1)? != 0;
     let last = cx.opset >= 12 && cx.int_or("select_last_index", 0)? != 0;
-    let (position, _) = extreme_position(im, cx, x, a, max, last)?;
-    let position = if keep {
-        position
-    } else {
-        let mut dims = shape.0.clone();
-        dims.remove(a as usize);
-        reshape(im, cx, position, dims)?
-    };
+    let (position, _) = extreme_position(im, cx, x, a, Pick { max, last, keep })?;
     Ok(vec![im.op1(cx, Op::Cast { input: position, data_type: Int64 })?.into()])
 }
 
@@ -204,7 +207,8 @@ fn softmax(im: &mut Importer, cx: &NodeCx, kind: Normalize) -> NodeResult<Vec<Va
             let y = if kind == Normalize::Softmax {
                 im.op1(cx, Op::Softmax { input, axis: along })?
             } else {
-                let (first, index) = extreme_position(im, cx, input, along, true, false)?;
+                let (first, index) =
+                    extreme_position(im, cx, input, along, Pick { max: true, last: false, keep: true })?;
                 let hot = im.op1(cx, Op::Compare { kind: CompareOp::Equal, a: index, b: first })?;
                 let data_type = im.desc(x).data_type;
                 im.op1(cx, Op::Cast { input: hot, data_type })?
@@ -265,8 +269,9 @@ fn parse_term(s: &str, equation: &str) -> NodeResult<Term> {
 }
 
 impl Term {
-    /// The labels of an operand of `rank` whose ellipsis has `rank -
-    /// letters` dimensions, of the `ell_rank` ellipsis dimensions overall.
+    /// The labels of an operand whose ellipsis stands for `ell_dims`
+    /// dimensions: the last `ell_dims` of the `ell_rank` ellipsis
+    /// dimensions overall (numpy aligns them to the right).
     fn labels(&self, ell_dims: usize, ell_rank: usize) -> Vec<Label> {
         let mut labels = self.letters.clone();
         if let Some(at) = self.ellipsis {
@@ -298,7 +303,11 @@ fn einsum(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     };
     let terms = lhs.split(',').map(|t| parse_term(t, &equation)).collect::<NodeResult<Vec<Term>>>()?;
     if terms.len() != cx.input_count() {
-        return invalid(format!("equation {equation:?} has {} operands, the node {} inputs", terms.len(), cx.input_count()));
+        return invalid(format!(
+            "equation {equation:?} has {} operands, the node {} inputs",
+            terms.len(),
+            cx.input_count()
+        ));
     }
     let mut operands = Vec::with_capacity(terms.len());
     let mut ell_rank = 0;
@@ -307,7 +316,10 @@ fn einsum(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         let rank = im.desc(id).shape.rank();
         let ell = rank.checked_sub(term.letters.len()).filter(|&e| e == 0 || term.ellipsis.is_some());
         let Some(ell) = ell else {
-            return invalid(format!("equation {equation:?}: operand {i} has rank {rank}, its term {} labels", term.letters.len()));
+            return invalid(format!(
+                "equation {equation:?}: operand {i} has rank {rank}, its term {} labels",
+                term.letters.len()
+            ));
         };
         ell_rank = ell_rank.max(ell);
         operands.push((id, ell));
@@ -401,18 +413,25 @@ fn keep_for_rest(mut keep: Vec<Label>, terms: &[Term], from: usize, ellipsis: &[
 /// moved last, flattened, and every `(n + 1)`-th element is sliced out.
 fn take_diagonals(im: &mut Importer, cx: &NodeCx, o: &mut Labelled, equation: &str) -> NodeResult<()> {
     loop {
-        let repeated = (0..o.labels.len()).find_map(|q| o.labels[..q].iter().position(|&l| l == o.labels[q]).map(|p| (p, q)));
+        let repeated =
+            (0..o.labels.len()).find_map(|q| o.labels[..q].iter().position(|&l| l == o.labels[q]).map(|p| (p, q)));
         let Some((p, q)) = repeated else { return Ok(()) };
         let dims = im.desc(o.id).shape.0.clone();
         let n = dims[p];
         if dims[q] != n {
-            return invalid(format!("equation {equation:?}: the diagonal of label {} has sizes {n} and {}", label_name(o.labels[p]), dims[q]));
+            return invalid(format!(
+                "equation {equation:?}: the diagonal of label {} has sizes {n} and {}",
+                label_name(o.labels[p]),
+                dims[q]
+            ));
         }
         let others: Vec<usize> = (0..dims.len()).filter(|&i| i != p && i != q).collect();
         let perm: Vec<u32> = others.iter().chain([&p, &q]).map(|&i| i as u32).collect();
         let moved = transpose(im, cx, o.id, perm)?;
         let Some(square) = n.checked_mul(n) else {
-            return unsupported(format!("equation {equation:?}: the diagonal's {n} x {n} elements overflow a dimension"));
+            return unsupported(format!(
+                "equation {equation:?}: the diagonal's {n} x {n} elements overflow a dimension"
+            ));
         };
         let mut flat: Vec<u32> = others.iter().map(|&i| dims[i]).collect();
         flat.push(square);
@@ -484,10 +503,9 @@ fn contract(
         }
     }
     let product = |o: &Labelled, d: &[u32], ls: &[Label]| -> NodeResult<u32> {
-        ls.iter().try_fold(1u32, |p, &l| p.checked_mul(size(o, d, l))).map_or_else(
-            || unsupported(format!("equation {equation:?}: a flattened dimension exceeds 2^32 - 1")),
-            Ok,
-        )
+        ls.iter()
+            .try_fold(1u32, |p, &l| p.checked_mul(size(o, d, l)))
+            .map_or_else(|| unsupported(format!("equation {equation:?}: a flattened dimension exceeds 2^32 - 1")), Ok)
     };
     let (m, k, n) = (product(&a, &da, &rows)?, product(&a, &da, &inner)?, product(&b, &db, &cols)?);
     let position = |o: &Labelled, l: &Label| o.labels.iter().position(|m| m == l).expect("label of o") as u32;
