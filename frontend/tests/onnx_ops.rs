@@ -1,8 +1,9 @@
 //! ONNX operator forms the `onnx` package's node tests leave out: the
 //! attribute forms of older opsets (`Softmax`/`LogSoftmax`/`Hardmax`
 //! flattening to 2-D before opset 13, `axes` attributes, `Clip` bounds as
-//! attributes), NaN in `ArgMax`, and `Einsum` on float32 (the node tests
-//! use float64, which kiln does not have). Models are built as prost
+//! attributes), NaN in `ArgMax`, `Einsum` on float32 (the node tests use
+//! float64, which kiln does not have), and `CastLike`/`Not`, whose node
+//! tests use an empty `like` input and opset 1. Models are built as prost
 //! messages and run on the reference interpreter.
 
 use kiln_frontend::onnx::proto::{
@@ -461,25 +462,56 @@ fn cast_to_bool_is_not_equal_zero() {
 }
 
 #[test]
-fn integer_sign_and_abs() {
+fn integer_sign_abs_not_and_cast_like() {
+    let like = TensorProto {
+        name: "like".into(),
+        dims: vec![1],
+        data_type: elem_type::INT32,
+        int32_data: vec![0],
+        ..Default::default()
+    };
     let graph = GraphProto {
-        node: vec![node("Sign", &["x"], &["s"], vec![]), node("Abs", &["u"], &["a"], vec![])],
-        input: vec![value_info("x", elem_type::INT8, &[4]), value_info("u", elem_type::UINT8, &[2])],
-        output: ["s", "a"].iter().map(|n| ValueInfoProto { name: n.to_string(), r#type: None }).collect(),
+        node: vec![
+            node("Sign", &["x"], &["s"], vec![]),
+            node("Abs", &["u"], &["a"], vec![]),
+            node("Not", &["b"], &["n"], vec![]),
+            node("CastLike", &["x", "f"], &["c"], vec![]),
+            node("CastLike", &["f", "like"], &["d"], vec![]),
+        ],
+        initializer: vec![like],
+        input: vec![
+            value_info("x", elem_type::INT8, &[4]),
+            value_info("u", elem_type::UINT8, &[2]),
+            value_info("b", elem_type::BOOL, &[2]),
+            value_info("f", elem_type::FLOAT, &[2]),
+        ],
+        output: ["s", "a", "n", "c", "d"]
+            .iter()
+            .map(|n| ValueInfoProto { name: n.to_string(), r#type: None })
+            .collect(),
         ..Default::default()
     };
     let proto = ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 15 }],
         graph: Some(graph),
         ..Default::default()
     };
     let m = OnnxModel::decode(proto.encode_to_vec().into(), ".".into()).unwrap();
     let g = m.to_graph(&ImportOptions::default()).unwrap();
-    let x =
-        Tensor::from_values(OperandDescriptor::new(DataType::Int8, [4]), &Values::Int(vec![-5, 0, 7, -128])).unwrap();
-    let u = Tensor::from_values(OperandDescriptor::new(DataType::Uint8, [2]), &Values::Int(vec![0, 200])).unwrap();
-    let out = interp::run(&g, &[("x", &x), ("u", &u)]).unwrap();
+    let int = |t: DataType, v: Vec<i128>| {
+        Tensor::from_values(OperandDescriptor::new(t, [v.len() as u32]), &Values::Int(v)).unwrap()
+    };
+    let x = int(DataType::Int8, vec![-5, 0, 7, -128]);
+    let u = int(DataType::Uint8, vec![0, 200]);
+    let b = int(DataType::Uint8, vec![0, 1]);
+    let f = Tensor::from_f32([2], &[-2.75, 3.5]).unwrap();
+    let out = interp::run(&g, &[("x", &x), ("u", &u), ("b", &b), ("f", &f)]).unwrap();
     assert_eq!(out[0].values(), Values::Int(vec![-1, 0, 1, -1]));
     assert_eq!(out[1].values(), Values::Int(vec![0, 200]));
+    assert_eq!(out[2].values(), Values::Int(vec![1, 0]));
+    assert_eq!(out[3].data_type(), DataType::Float32);
+    assert_eq!(out[3].values(), Values::Float(vec![-5.0, 0.0, 7.0, -128.0]));
+    assert_eq!(out[4].data_type(), DataType::Int32);
+    assert_eq!(out[4].values(), Values::Int(vec![-2, 3]));
 }
