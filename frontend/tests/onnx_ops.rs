@@ -10,7 +10,8 @@ use kiln_frontend::onnx::proto::{
     AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto, elem_type, tensor_shape_proto, type_proto,
 };
-use kiln_frontend::onnx::{ImportOptions, OnnxModel};
+use kiln_frontend::LoadOptions;
+use kiln_frontend::onnx::OnnxModel;
 use kiln_ir::{DataType, OperandDescriptor, Tensor, Values, interp};
 use prost::Message;
 
@@ -100,7 +101,7 @@ fn model(
 
 /// Imports and interprets `m` on float32 `feeds`.
 fn run(m: &OnnxModel, feeds: &[(&str, &[u32], &[f32])]) -> Vec<Tensor> {
-    let graph = m.to_graph(&ImportOptions::default()).unwrap_or_else(|e| panic!("import: {e}"));
+    let graph = m.to_graph(&LoadOptions::default()).unwrap_or_else(|e| panic!("import: {e}"));
     let tensors: Vec<(&str, Tensor)> =
         feeds.iter().map(|(n, s, v)| (*n, Tensor::from_f32(s.to_vec(), v).expect("tensor"))).collect();
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
@@ -302,7 +303,7 @@ fn training_dropout_is_unsupported() {
     let init =
         vec![TensorProto { name: "t".into(), data_type: elem_type::BOOL, int32_data: vec![1], ..Default::default() }];
     let m = model(13, vec![node("Dropout", &["x", "", "t"], &["y"], vec![])], &[("x", &[2])], init, &["y"]);
-    let e = m.to_graph(&ImportOptions::default()).unwrap_err().to_string();
+    let e = m.to_graph(&LoadOptions::default()).unwrap_err().to_string();
     assert!(e.contains("training mode"), "{e}");
 }
 
@@ -434,7 +435,7 @@ fn einsum_scalar_and_errors() {
         vec![],
         &["y"],
     );
-    let e = m.to_graph(&ImportOptions::default()).unwrap_err().to_string();
+    let e = m.to_graph(&LoadOptions::default()).unwrap_err().to_string();
     assert!(e.contains("ij->k"), "{e}");
 }
 
@@ -457,7 +458,7 @@ fn cast_to_bool_is_not_equal_zero() {
         vec![],
         &["y"],
     );
-    let e = m.to_graph(&ImportOptions::default()).unwrap_err().to_string();
+    let e = m.to_graph(&LoadOptions::default()).unwrap_err().to_string();
     assert!(e.contains("DOUBLE"), "{e}");
 }
 
@@ -498,7 +499,7 @@ fn integer_sign_abs_not_and_cast_like() {
         ..Default::default()
     };
     let m = OnnxModel::decode(proto.encode_to_vec().into(), ".".into()).unwrap();
-    let g = m.to_graph(&ImportOptions::default()).unwrap();
+    let g = m.to_graph(&LoadOptions::default()).unwrap();
     let int = |t: DataType, v: Vec<i128>| {
         Tensor::from_values(OperandDescriptor::new(t, [v.len() as u32]), &Values::Int(v)).unwrap()
     };
