@@ -318,12 +318,14 @@ mod tests {
         plan(&mut p);
         assert_eq!(offsets(&p), [0, 0], "in place");
         check_plan(&p).unwrap();
-        // s0 and s1 in place, but not at the same offset: overlapping.
+        // The in-place pair anywhere else, together: still fine.
         p.buffers[1].kind = BufferKind::Scratch { offset: 64 };
         p.buffers[2].kind = BufferKind::Scratch { offset: 64 };
         p.arena_bytes = 128;
         check_plan(&p).unwrap();
-        let mut q = chain(32, 2, &[]); // 128 bytes each
+        // The in-place pair at different, overlapping offsets (128 bytes
+        // each, 64 apart): rejected.
+        let mut q = chain(32, 2, &[]);
         plan(&mut q);
         q.arena_bytes = 192;
         q.buffers[2].kind = BufferKind::Scratch { offset: 64 };
