@@ -32,12 +32,22 @@
 //! matter, provided each index's loads come before its store. Graph
 //! inputs, outputs and constants never share memory with anything.
 //!
+//! One kind of kernel is not a loop nest: a [`Kernel::Host`] runs one WebNN
+//! operator with the reference interpreter's semantics
+//! ([`crate::interp::eval_op`]) on whole buffers, on the host, in Rust. The
+//! lowering emits it for nodes the f32 kernels cannot compute exactly
+//! (arithmetic on 32- and 64-bit integers, integer casts and reductions beyond
+//! 2^24, ...), the way ONNX Runtime falls back to its CPU provider: exact by
+//! construction, and slow (a copy of every input and output, one thread).
+//! Backends run it between their own kernels, in program order, and never
+//! generate code for it.
+//!
 //! [`eval`] runs a program by these definitions, element by element: it is
 //! the oracle the native and WGSL backends are tested against.
 
 use std::fmt::{self, Write};
 
-use crate::{DataType, Tensor};
+use crate::{Attr, DataType, Op, OperandDescriptor, OperandId, Tensor};
 
 mod eval;
 pub use eval::{eval, load_f32, store_f32};
@@ -288,6 +298,9 @@ pub enum Kernel {
         index_count: usize,
         out: BufferId,
     },
+    /// One operator run on the host by the reference interpreter (see
+    /// [`HostKernel`]).
+    Host(HostKernel),
 }
 
 impl Kernel {
@@ -298,7 +311,62 @@ impl Kernel {
             Kernel::Reduce { .. } => "reduce",
             Kernel::Gemm { .. } => "gemm",
             Kernel::Gather { .. } => "gather",
+            Kernel::Host(_) => "host",
         }
+    }
+
+    /// Whether the kernel runs on the host ([`Kernel::Host`]) rather than
+    /// as generated code.
+    pub fn is_host(&self) -> bool {
+        matches!(self, Kernel::Host(_))
+    }
+}
+
+/// A whole buffer seen as a tensor of `desc` (as many elements, of the
+/// buffer's data type).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostOperand {
+    pub buffer: BufferId,
+    pub desc: OperandDescriptor,
+}
+
+/// A WebNN operator run by [`crate::interp::eval_op`] on whole buffers:
+/// reads every input, then writes every output, each completely. `op`'s
+/// operands are renumbered: its `n`-th operand in [`Op::inputs`] order is
+/// `OperandId(n)`, the tensor in `inputs[n]` (an operand read twice is
+/// listed twice). `outputs` are the operator's results in order, with
+/// the descriptors its shape rule gives. The validator checks all of
+/// this, and that every buffer holds exactly its descriptor's elements, so
+/// running the kernel touches no memory outside its buffers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostKernel {
+    pub op: Op,
+    pub inputs: Vec<HostOperand>,
+    pub outputs: Vec<HostOperand>,
+}
+
+impl HostKernel {
+    /// Runs the operator on `inputs` (one tensor per [`HostKernel::inputs`]
+    /// entry, with its descriptor) and returns one tensor per output.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        if inputs.len() != self.inputs.len() {
+            return Err(format!("{} input tensors for {} operands", inputs.len(), self.inputs.len()));
+        }
+        for (n, (t, operand)) in inputs.iter().zip(&self.inputs).enumerate() {
+            if t.desc() != &operand.desc {
+                return Err(format!("input {n} is {}, expected {}", t.desc(), operand.desc));
+            }
+        }
+        let descs: Vec<OperandDescriptor> = self.outputs.iter().map(|o| o.desc.clone()).collect();
+        // The validator proved every operand id is an index into `inputs`;
+        // `eval_op` re-checks the shapes before it reads anything.
+        let operand = |id: OperandId| &inputs[id.index()];
+        crate::interp::eval_op(&self.op, &operand, &descs).map_err(|e| e.to_string())
+    }
+
+    /// Every buffer the kernel reads, then every buffer it writes.
+    pub fn buffers(&self) -> impl Iterator<Item = BufferId> + '_ {
+        self.inputs.iter().chain(&self.outputs).map(|o| o.buffer)
     }
 }
 
@@ -396,7 +464,60 @@ impl Program {
                         return Err(fail("input and output types differ".into()));
                     }
                 }
+                Kernel::Host(h) => self.check_host(h).map_err(fail)?,
             }
+        }
+        Ok(())
+    }
+
+    /// A host kernel: operands numbered as documented on [`HostKernel`],
+    /// every buffer exactly its descriptor's size and type, outputs as the
+    /// shape rule gives them, writable, and distinct from each other and
+    /// from the inputs.
+    fn check_host(&self, h: &HostKernel) -> Result<(), String> {
+        let ids = h.op.inputs();
+        if ids.len() != h.inputs.len() {
+            return Err(format!("{} has {} operands, the kernel lists {} inputs", h.op.name(), ids.len(), h.inputs.len()));
+        }
+        for (n, (name, id)) in ids.iter().enumerate() {
+            if id.index() != n {
+                return Err(format!("operand {n} (`{name}`) of {} is {id}, not %{n}", h.op.name()));
+            }
+        }
+        let fits = |what: String, o: &HostOperand| -> Result<(), String> {
+            let b = self.buffers.get(o.buffer.0 as usize).ok_or_else(|| format!("{what}: no buffer {}", o.buffer))?;
+            let elements = o.desc.shape.checked_element_count();
+            if b.data_type != o.desc.data_type || elements.is_none_or(|e| e != b.len as u64) {
+                return Err(format!("{what}: {} is {}[{}], not {}", o.buffer, b.data_type.short_name(), b.len, o.desc));
+            }
+            Ok(())
+        };
+        for (n, i) in h.inputs.iter().enumerate() {
+            fits(format!("input {n}"), i)?;
+        }
+        if h.outputs.is_empty() {
+            return Err("no outputs".into());
+        }
+        for (n, o) in h.outputs.iter().enumerate() {
+            fits(format!("output {n}"), o)?;
+            if let BufferKind::Constant(_) | BufferKind::Input(_) = self.buffer(o.buffer).kind {
+                return Err(format!("output {n}: {} is read-only", o.buffer));
+            }
+            if h.inputs.iter().any(|i| i.buffer == o.buffer) || h.outputs[..n].iter().any(|p| p.buffer == o.buffer) {
+                return Err(format!("output {n}: {} is also another operand of the kernel", o.buffer));
+            }
+        }
+        let descs: Vec<&OperandDescriptor> = h.inputs.iter().map(|i| &i.desc).collect();
+        let inferred = crate::infer::output_descriptors(&h.op, &|id| descs[id.index()])
+            .map_err(|e| format!("{}: operand `{}`: {}", h.op.name(), e.operand, e.rule))?;
+        if inferred.len() != h.outputs.len() || inferred.iter().zip(&h.outputs).any(|(d, o)| *d != o.desc) {
+            let show = |d: Vec<String>| d.join(", ");
+            return Err(format!(
+                "{} gives [{}], the kernel writes [{}]",
+                h.op.name(),
+                show(inferred.iter().map(|d| d.to_string()).collect()),
+                show(h.outputs.iter().map(|o| o.desc.to_string()).collect())
+            ));
         }
         Ok(())
     }
@@ -533,11 +654,41 @@ impl fmt::Display for Program {
                         "k{k}: gather {out} = {input}[{outer}, {indices}[{index_count}] of {axis_len}, {inner}]"
                     );
                 }
+                Kernel::Host(h) => {
+                    let _ = writeln!(s, "k{k}: host {}", fmt_host(h));
+                }
             }
             f.write_str(&s)?;
         }
         Ok(())
     }
+}
+
+/// `op(b1 i32[2, 3], b2 i32[3], axis=1) -> b4 i32[2, 3]`: the operator with
+/// its arguments as [`Op::arguments`] lists them, operands as their buffers.
+fn fmt_host(h: &HostKernel) -> String {
+    let operand = |id: &OperandId| match h.inputs.get(id.index()) {
+        Some(o) => format!("{} {}", o.buffer, o.desc),
+        None => format!("{id}?"),
+    };
+    let attr = |a: &Attr| -> String {
+        let list = |items: Vec<String>| format!("[{}]", items.join(", "));
+        match a {
+            Attr::Operand(id) => operand(id),
+            Attr::Operands(ids) => list(ids.iter().map(operand).collect()),
+            Attr::Int(i) => i.to_string(),
+            Attr::Float(x) => format!("{x:?}"),
+            Attr::Bool(b) => b.to_string(),
+            Attr::Str(s) => format!("{s:?}"),
+            Attr::Ints(v) => list(v.iter().map(|i| i.to_string()).collect()),
+            Attr::Floats(v) => list(v.iter().map(|x| format!("{x:?}")).collect()),
+        }
+    };
+    let (positional, named) = h.op.arguments();
+    let args: Vec<String> =
+        positional.iter().map(attr).chain(named.iter().map(|(k, a)| format!("{k}={}", attr(a)))).collect();
+    let outs: Vec<String> = h.outputs.iter().map(|o| format!("{} {}", o.buffer, o.desc)).collect();
+    format!("{}({}) -> {}", h.op.name(), args.join(", "), outs.join(", "))
 }
 
 fn write_accesses(s: &mut String, label: &str, accesses: &[Access]) {

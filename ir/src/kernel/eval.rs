@@ -9,11 +9,15 @@
 //! backend lays them out, so a wrong memory plan shows up as wrong results.
 //! Each kernel reads everything it needs before it writes anything, so a
 //! Map planned to write over one of its inputs (see [`crate::kernel`])
-//! reads that input's old values.
+//! reads that input's old values. A [`Kernel::Host`] gets copies of its
+//! input buffers as tensors and its results are copied into its output
+//! buffers ([`HostKernel::run`]).
 
 use half::f16;
 
-use super::{Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, Kernel, KernelError, Program, UnaryFn};
+use super::{
+    Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, HostKernel, Kernel, KernelError, Program, UnaryFn,
+};
 use crate::{DataType, OperandDescriptor, Tensor};
 
 /// Runs `program` on the tensors for its input buffers (matched by name;
@@ -32,10 +36,29 @@ pub fn eval(program: &Program, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String
     let mut memory = Memory::new(program, inputs)?;
     for (k, kernel) in program.kernels.iter().enumerate() {
         let fail = |message: String| KernelError { kernel: k, kind: kernel.kind(), message };
+        if let Kernel::Host(h) = kernel {
+            run_host(program, &mut memory, h).map_err(fail)?;
+            continue;
+        }
         let writes = run_kernel(program, &memory, kernel).map_err(fail)?;
         memory.write(program, writes).map_err(fail)?;
     }
     memory.outputs(program)
+}
+
+/// Runs a host kernel: its input buffers as tensors, its results copied
+/// into its output buffers.
+fn run_host(program: &Program, memory: &mut Memory, h: &HostKernel) -> Result<(), String> {
+    let inputs = h
+        .inputs
+        .iter()
+        .map(|i| Tensor::from_bytes(i.desc.clone(), memory.bytes(program, i.buffer)?.to_vec()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = h.run(&inputs)?;
+    for (o, t) in h.outputs.iter().zip(&results) {
+        memory.write_bytes(program, o.buffer, t.bytes())?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -327,6 +350,21 @@ impl<'a> Memory<'a> {
         Ok(())
     }
 
+    /// Overwrites all of buffer `id` with `bytes` (exactly its size).
+    fn write_bytes(&mut self, program: &Program, id: BufferId, bytes: &[u8]) -> Result<(), String> {
+        let len = program.buffers.get(id.0 as usize).ok_or_else(|| format!("no buffer {id}"))?.byte_len();
+        let dst: &mut [u8] = match &mut self.storage[id.0 as usize] {
+            Storage::Owned(v) => v,
+            Storage::Arena(offset) => &mut self.arena[*offset..*offset + len],
+            Storage::Borrowed(_) => return Err(format!("{id} is read-only")),
+        };
+        if dst.len() != bytes.len() {
+            return Err(format!("{} bytes for {id}, which holds {}", bytes.len(), dst.len()));
+        }
+        dst.copy_from_slice(bytes);
+        Ok(())
+    }
+
     fn outputs(self, program: &Program) -> Result<Vec<(String, Tensor)>, KernelError> {
         let mut out = Vec::new();
         for ((i, b), s) in program.buffers.iter().enumerate().zip(self.storage) {
@@ -525,6 +563,7 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
             }
             *out
         }
+        Kernel::Host(_) => return Err("a host kernel has no element-wise form (see run_host)".into()),
     };
     Ok(Writes { buffer, elements })
 }
@@ -532,6 +571,7 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OperandId;
     use crate::kernel::ValueId;
 
     fn scratch_program() -> Program {
@@ -735,6 +775,116 @@ mod tests {
         assert_eq!(UnaryFn::RoundF16.apply(65520.0), f32::INFINITY);
         assert_eq!(UnaryFn::Trunc.apply(-2.7), -2.0);
         assert!(Combine::Max.apply(f32::NEG_INFINITY, f32::NAN).is_nan());
+    }
+
+    fn i64_tensor(vals: &[i64]) -> Tensor {
+        let bytes = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor::from_bytes(OperandDescriptor::new(DataType::Int64, [vals.len() as u32]), bytes).unwrap()
+    }
+
+    fn i64s(t: &Tensor) -> Vec<i64> {
+        t.bytes().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// `y = neg(x) + b` on int64: a host neg into a scratch buffer, then a
+    /// host add (broadcasting `b`) into the output.
+    fn host_program() -> Program {
+        use crate::kernel::{HostKernel, HostOperand};
+        use crate::{BinaryOp, Op, UnaryOp};
+        let mut p = scratch_program();
+        let x = input(&mut p, "x", DataType::Int64, 4);
+        let b = input(&mut p, "b", DataType::Int64, 2);
+        let t = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Int64, 4);
+        let y = output(&mut p, "y", DataType::Int64, 4);
+        p.arena_bytes = 32;
+        let operand =
+            |buffer, shape: &[u32]| HostOperand { buffer, desc: OperandDescriptor::new(DataType::Int64, shape.to_vec()) };
+        p.kernels.push(Kernel::Host(HostKernel {
+            op: Op::Unary { kind: UnaryOp::Neg, input: OperandId(0) },
+            inputs: vec![operand(x, &[2, 2])],
+            outputs: vec![operand(t, &[2, 2])],
+        }));
+        p.kernels.push(Kernel::Host(HostKernel {
+            op: Op::Binary { kind: BinaryOp::Add, a: OperandId(0), b: OperandId(1) },
+            inputs: vec![operand(t, &[2, 2]), operand(b, &[2])],
+            outputs: vec![operand(y, &[2, 2])],
+        }));
+        p
+    }
+
+    #[test]
+    fn host_kernels_compute_exactly_beyond_f32() {
+        let p = host_program();
+        p.validate().unwrap();
+        let big = (1i64 << 53) + 1;
+        let x = i64_tensor(&[big, -3, i64::MIN, 7]);
+        let b = i64_tensor(&[1, -1]);
+        let out = eval(&p, &[("x", &x), ("b", &b)]).unwrap();
+        // neg(i64::MIN) wraps to itself.
+        assert_eq!(i64s(&out[0].1), [-big + 1, 3 - 1, i64::MIN + 1, -7 - 1]);
+        assert_eq!(
+            p.to_string().lines().filter(|l| l.starts_with('k')).collect::<Vec<_>>(),
+            ["k0: host neg(b0 i64[2, 2]) -> b2 i64[2, 2]", "k1: host add(b2 i64[2, 2], b1 i64[2]) -> b3 i64[2, 2]"]
+        );
+    }
+
+    #[test]
+    fn the_validator_rejects_host_kernels_that_do_not_fit_their_buffers() {
+        use crate::kernel::HostKernel;
+        use crate::{DataType::*, Op};
+        fn host(p: &mut Program) -> &mut HostKernel {
+            let Kernel::Host(h) = &mut p.kernels[1] else { unreachable!() };
+            h
+        }
+        let rejected = |p: &Program, what: &str| {
+            let err = p.validate().expect_err(what);
+            assert_eq!((err.kernel, err.kind), (1, "host"), "{what}: {err}");
+            err.message
+        };
+        // An input descriptor larger than its buffer (reads past its end).
+        let mut p = host_program();
+        host(&mut p).inputs[1].desc = OperandDescriptor::new(Int64, [2, 2]);
+        assert!(rejected(&p, "input too large").contains("b1 is i64[2], not i64[2, 2]"));
+        // An output buffer smaller than the result (writes past its end),
+        // and one larger (left partly unwritten).
+        let mut p = host_program();
+        p.buffers[3].len = 3;
+        assert!(rejected(&p, "output too large").contains("output 0: b3 is i64[3], not i64[2, 2]"));
+        let mut p = host_program();
+        p.buffers[3].len = 5;
+        rejected(&p, "output buffer too large");
+        // A buffer of another data type.
+        let mut p = host_program();
+        p.buffers[1].data_type = Int32;
+        rejected(&p, "data type");
+        // Outputs the shape rule does not give.
+        let mut p = host_program();
+        host(&mut p).outputs[0].desc = OperandDescriptor::new(Int64, [4]);
+        assert!(rejected(&p, "shape rule").contains("add gives [i64[2, 2]], the kernel writes [i64[4]]"));
+        // Operands not numbered as their inputs, or missing.
+        let mut p = host_program();
+        host(&mut p).op = Op::Binary { kind: crate::BinaryOp::Add, a: OperandId(1), b: OperandId(0) };
+        rejected(&p, "numbering");
+        let mut p = host_program();
+        host(&mut p).inputs.pop();
+        rejected(&p, "input count");
+        // No buffer, a read-only output, an output that is also an input.
+        let mut p = host_program();
+        host(&mut p).inputs[0].buffer = BufferId(9);
+        rejected(&p, "no buffer");
+        let mut p = host_program();
+        host(&mut p).outputs[0].buffer = BufferId(0);
+        host(&mut p).outputs[0].desc = OperandDescriptor::new(Int64, [4]);
+        rejected(&p, "read-only");
+        let mut p = host_program();
+        host(&mut p).outputs[0].buffer = BufferId(2);
+        assert!(rejected(&p, "in place").contains("also another operand"));
+        // The evaluator refuses to run an invalid program rather than
+        // touching memory outside a buffer.
+        let mut p = host_program();
+        p.buffers[3].len = 3;
+        let (x, b) = (i64_tensor(&[1, 2, 3, 4]), i64_tensor(&[1, 2]));
+        assert_eq!(eval(&p, &[("x", &x), ("b", &b)]).unwrap_err().kind, "host");
     }
 
     #[test]
