@@ -11,6 +11,11 @@
 //! * **Map into Map** ([`FusionKind::MapMap`]): the consumer's expression is
 //!   appended to the producer's.
 //!
+//! A [`Kernel::Host`] is never fused, as producer or as consumer: it runs
+//! an operator on whole buffers, outside the generated code. It still
+//! counts as a kernel that touches its buffers, so a scratch buffer a host
+//! kernel reads or writes is never fused away.
+//!
 //! # When
 //! A producer P (Gemm or Map) and a consumer Map C fuse when all hold:
 //! * P's output buffer S is scratch (not a graph output), and P and C are
@@ -86,23 +91,27 @@ pub fn fuse(program: &mut Program) -> Vec<Fusion> {
     done
 }
 
-/// The buffers a kernel reads and the one it writes.
-fn reads_writes(kernel: &Kernel) -> (Vec<BufferId>, BufferId) {
+/// The buffers a kernel reads and those it writes (one, but for a host
+/// kernel with several results).
+fn reads_writes(kernel: &Kernel) -> (Vec<BufferId>, Vec<BufferId>) {
     let ids = |accesses: &[Access]| accesses.iter().map(|a| a.buffer).collect::<Vec<_>>();
     match kernel {
-        Kernel::Map { inputs, out, .. } | Kernel::Reduce { inputs, out, .. } => (ids(inputs), out.buffer),
+        Kernel::Map { inputs, out, .. } | Kernel::Reduce { inputs, out, .. } => (ids(inputs), vec![out.buffer]),
         Kernel::Gemm { a, b, epilogue_inputs, out, .. } => {
             let mut v = ids(epilogue_inputs);
             v.extend([a.buffer, b.buffer]);
-            (v, out.buffer)
+            (v, vec![out.buffer])
         }
-        Kernel::Gather { input, indices, out, .. } => (vec![*input, *indices], *out),
+        Kernel::Gather { input, indices, out, .. } => (vec![*input, *indices], vec![*out]),
+        Kernel::Host(h) => {
+            (h.inputs.iter().map(|i| i.buffer).collect(), h.outputs.iter().map(|o| o.buffer).collect())
+        }
     }
 }
 
 fn touches(kernel: &Kernel, id: BufferId) -> bool {
     let (r, w) = reads_writes(kernel);
-    w == id || r.contains(&id)
+    w.contains(&id) || r.contains(&id)
 }
 
 fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
@@ -177,7 +186,7 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
         return None;
     }
     let between = &program.kernels[p + 1..c];
-    let writes_any = |k: &Kernel, set: &[BufferId]| set.contains(&reads_writes(k).1);
+    let writes_any = |k: &Kernel, set: &[BufferId]| reads_writes(k).1.iter().any(|w| set.contains(w));
     let other_bufs: Vec<BufferId> = other.iter().map(|a| a.buffer).collect();
     let at = if between.iter().all(|k| !writes_any(k, &preads)) {
         c
@@ -406,6 +415,7 @@ fn remove_buffers(program: &mut Program, removed: &BTreeSet<BufferId>) {
                 fix(indices);
                 fix(out);
             }
+            Kernel::Host(h) => h.inputs.iter_mut().chain(&mut h.outputs).for_each(|o| fix(&mut o.buffer)),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! ([`lower()`]), fusion of elementwise Maps into the kernels that produce
 //! their inputs ([`fuse()`]) and memory planning ([`plan()`]).
 //!
-//! How each operator lowers (all computing in f32, see `kiln_ir::kernel`):
+//! How each operator lowers (computing in f32, see `kiln_ir::kernel`, but
+//! for host kernels):
 //!
 //! | operators | kernels |
 //! |---|---|
@@ -20,23 +21,28 @@
 //! | `convTranspose2d` | (strides > 1: zero Map + strided copy Map, spreading the input) Reduce over the flipped window (+ a bias Map) |
 //! | `averagePool2d`, `l2Pool2d`, `maxPool2d` | Reduce with a guarded input (padding is not counted) |
 //! | `resample2d` | nearest: Gathers with constant indices; linear (float types): 6 Gathers + a weighting Map |
+//! | what f32 kernels cannot compute exactly (below) | one Host kernel: the operator run by the reference interpreter on the host |
 //!
 //! Then [`fuse()`] folds an elementwise Map into the Gemm or Map that
 //! produced its only input of a scratch buffer (bias, activation, clamp and
 //! residual adds into Gemm epilogues; elementwise chains into one Map), with
 //! the exact conditions in [`fuse`](mod@fuse).
 //!
-//! Unsupported (reported for every offending node at once, in a
-//! [`LowerError::Unsupported`]): arithmetic, comparisons, selections and
-//! reductions (except max/min of int8/uint8) on 32/64-bit integers; `pow`
-//! on integers; integer casts that need more than f32's exact integers
-//! ([`cast_rule`]); linear `resample2d` of integers; a constant `pad`
-//! value that f32 cannot hold exactly.
+//! Host kernels ([`kiln_ir::kernel::Kernel::Host`], exact by construction
+//! and slow; never fused, never written in place): arithmetic,
+//! comparisons, selections and reductions (except max/min of int8/uint8)
+//! on 32/64-bit integers; `pow` on integers; integer casts that need more
+//! than f32's exact integers ([`cast_rule`]); linear `resample2d` of
+//! integers; a constant `pad` value that f32 cannot hold exactly. With
+//! [`LowerOptions::host_kernels`] off these nodes are refused instead,
+//! every one at once, in a [`LowerError::Unsupported`].
 
 pub mod fuse;
 pub mod lower;
 pub mod plan;
 
 pub use fuse::{Fusion, FusionKind, fuse};
-pub use lower::{CastRule, LowerError, Support, Unsupported, cast_rule, lower, lower_unplanned, op_support};
+pub use lower::{
+    CastRule, LowerError, LowerOptions, Support, Unsupported, cast_rule, lower, lower_unplanned, lower_with, op_support,
+};
 pub use plan::{ALIGNMENT, check_plan, live_ranges, plan, writes_in_place};

@@ -21,11 +21,31 @@
 //!
 //! Integers: kernels compute in f32, which holds integers exactly only up
 //! to 2^24. Data movement copies element bytes, so it is exact for every
-//! type. Arithmetic, comparisons and selections are lowered for float16,
-//! float32, int8 and uint8 only (int8/uint8 results that can leave their
-//! range wrap, as the interpreter does, by exact f32 arithmetic); on the
-//! 32- and 64-bit integer types they are reported unsupported. Casts: see
-//! [`cast_rule`].
+//! type. Arithmetic, comparisons and selections are lowered to kernels for
+//! float16, float32, int8 and uint8 (int8/uint8 results that can leave
+//! their range wrap, as the interpreter does, by exact f32 arithmetic).
+//! Casts: see [`cast_rule`].
+//!
+//! Host kernels: a node the f32 kernels cannot compute exactly becomes one
+//! [`Kernel::Host`] instead, which runs the operator with the reference
+//! interpreter's semantics (`kiln_ir::interp::eval_op`) on whole buffers,
+//! on the host, between the generated kernels: exact by construction, and
+//! slow (one thread, a copy of every input and output). These nodes are:
+//! - arithmetic, comparisons, selections (`where`), `clamp`, `prelu`,
+//!   `abs`/`neg`/`relu`, `reduceMax`/`reduceMin` and `maxPool2d` on 32- and
+//!   64-bit integers;
+//! - `pow` on integers, and the accumulating reductions (`reduceSum`,
+//!   `reduceL1`, `reduceSumSquare`, `reduceProduct`) on integers;
+//! - integer-to-integer casts that need more than f32's exact integers
+//!   ([`cast_rule`] refuses them);
+//! - linear `resample2d` of integers, and a constant `pad` whose value f32
+//!   cannot hold exactly.
+//!
+//! A host kernel's buffers are whole operands, as for every other kernel;
+//! fusion never merges it with anything, and memory planning never lets it
+//! write over its inputs. [`LowerOptions::host_kernels`] off (for a backend
+//! that cannot run host code) reports these nodes as
+//! [`LowerError::Unsupported`] instead, every one of them at once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,7 +56,8 @@ use kiln_ir::infer::{
     resolved_reduce_axes, resolved_slice_strides, resolved_window, spatial_axes,
 };
 use kiln_ir::kernel::{
-    Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, Kernel, KernelError, Program, UnaryFn, ValueId,
+    Access, BinaryFn, BufferId, BufferKind, Combine, Expr, ExprNode, HostKernel, HostOperand, Kernel, KernelError,
+    Program, UnaryFn, ValueId,
 };
 use kiln_ir::{
     BinaryOp, CompareOp, Conv2dFilterLayout, Conv2dOptions, ConvTranspose2dFilterLayout, ConvTranspose2dOptions,
@@ -69,7 +90,9 @@ impl fmt::Display for Unsupported {
 /// Why a graph could not be lowered.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum LowerError {
-    /// Every node that cannot be lowered, in graph order.
+    /// Every node that cannot be lowered, in graph order (only with
+    /// [`LowerOptions::host_kernels`] off: with host kernels every node
+    /// lowers).
     #[error("{}", fmt_unsupported(.0))]
     Unsupported(Vec<Unsupported>),
     /// The lowering built a program its validator rejects: a bug in kiln.
@@ -82,27 +105,60 @@ fn fmt_unsupported(list: &[Unsupported]) -> String {
     format!("{} unsupported node{}: {}", list.len(), if list.len() == 1 { "" } else { "s" }, items.join("; "))
 }
 
+/// Options for [`lower_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Whether a node the f32 kernels cannot compute exactly becomes a
+    /// [`Kernel::Host`] (the default), or is reported in
+    /// [`LowerError::Unsupported`] (for backends that cannot run host code).
+    pub host_kernels: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { host_kernels: true }
+    }
+}
+
 /// Lowers `graph` to a validated, fused ([`crate::fuse()`]), memory-planned
-/// kernel program.
+/// kernel program, with host kernels where the f32 kernels are not exact
+/// (see the module documentation).
 pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
-    let mut program = lower_unplanned(graph)?;
+    lower_with(graph, LowerOptions::default())
+}
+
+/// [`lower`] with options.
+pub fn lower_with(graph: &Graph, options: LowerOptions) -> Result<Program, LowerError> {
+    let mut program = lower_nodes(graph, options)?;
     crate::fuse::fuse(&mut program);
     plan(&mut program);
     program.validate().map_err(LowerError::Invalid)?;
     Ok(program)
 }
 
-/// Lowers `graph` without fusing or planning memory: every scratch buffer
-/// is at offset 0 and `arena_bytes` is 0. [`lower`] is this plus
-/// [`crate::fuse()`] and [`plan`].
+/// Lowers `graph` (with host kernels) without fusing or planning memory:
+/// every scratch buffer is at offset 0 and `arena_bytes` is 0. [`lower`] is
+/// this plus [`crate::fuse()`] and [`plan`].
 pub fn lower_unplanned(graph: &Graph) -> Result<Program, LowerError> {
+    lower_nodes(graph, LowerOptions::default())
+}
+
+fn lower_nodes(graph: &Graph, options: LowerOptions) -> Result<Program, LowerError> {
     let mut l = Lowerer::new(graph);
     let needed = needed_nodes(graph);
     for (n, node) in graph.nodes().iter().enumerate() {
         if !needed[n] {
             continue;
         }
-        if let Err(reason) = l.node(node) {
+        let result = match host_reason(graph, &node.op) {
+            Some(_) if options.host_kernels => {
+                l.host(node);
+                Ok(())
+            }
+            Some(reason) => Err(reason),
+            None => l.node(node),
+        };
+        if let Err(reason) = result {
             l.unsupported.push(Unsupported { op: node.op.name(), label: node.label.clone(), reason });
             // Give the outputs buffers so later nodes can still be checked.
             for &o in &node.outputs {
@@ -375,9 +431,60 @@ fn need_computable(t: DataType) -> Result<(), String> {
     } else {
         Err(format!(
             "{t} operands: kernels compute in f32, which holds integers exactly only up to 2^24, \
-             so arithmetic, comparisons and selections on 32- and 64-bit integers are not lowered"
+             so arithmetic, comparisons and selections on 32- and 64-bit integers are not exact there"
         ))
     }
+}
+
+/// Why the f32 kernels cannot compute `op` exactly (so that it becomes a
+/// host kernel), or `None` when they can. The one place that decides; the
+/// module documentation lists the cases.
+fn host_reason(graph: &Graph, op: &Op) -> Option<String> {
+    let t_of = |id: OperandId| graph.desc(id).data_type;
+    let result = match op {
+        Op::Binary { kind, a, .. } => {
+            let t = t_of(*a);
+            need_computable(t).and_then(|()| {
+                if *kind == BinaryOp::Pow && !t.is_float() {
+                    Err(format!("pow on {t}: exact integer powers do not fit f32"))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        Op::Compare { a, .. } => need_computable(t_of(*a)),
+        Op::Unary { kind, input } if *kind != UnaryOp::Identity => need_computable(t_of(*input)),
+        Op::Clamp { input, .. } | Op::Prelu { input, .. } => need_computable(t_of(*input)),
+        Op::Where { true_value, .. } => need_computable(t_of(*true_value)),
+        Op::Cast { input, data_type } => cast_rule(t_of(*input), *data_type).map(|_| ()),
+        Op::Pool2d { kind: PoolOp::Max, input, .. } => need_computable(t_of(*input)),
+        Op::Reduce { kind, input, .. } => {
+            let t = t_of(*input);
+            match kind {
+                ReduceOp::Max | ReduceOp::Min => need_computable(t),
+                _ if !t.is_float() => Err(format!(
+                    "{} on {t}: kernels accumulate in f32, which holds integers exactly only up to 2^24",
+                    kind.name()
+                )),
+                _ => Ok(()),
+            }
+        }
+        Op::Resample2d { input, options } if options.mode == InterpolationMode::Linear && !t_of(*input).is_float() => {
+            Err(format!(
+                "linear resampling of {}: the result is rounded to an integer, and an f32 \
+                 interpolation can round differently from the exact one at ties",
+                t_of(*input)
+            ))
+        }
+        Op::Pad { input, beginning_padding, ending_padding, options }
+            if options.mode == PaddingMode::Constant
+                && beginning_padding.iter().chain(ending_padding).any(|&p| p != 0) =>
+        {
+            pad_fill(t_of(*input), options.value).map(|_| ())
+        }
+        _ => Ok(()),
+    };
+    result.err()
 }
 
 /// `x` rounded to a value of data type `t` (floats; used for bounds and
@@ -551,6 +658,24 @@ impl<'g> Lowerer<'g> {
         self.program.kernels.push(Kernel::Map { domain, inputs, expr, out });
     }
 
+    /// `node` as one [`Kernel::Host`]: its operands renumbered to the
+    /// kernel's inputs, its results written to their destinations.
+    fn host(&mut self, node: &Node) {
+        let mut op = node.op.clone();
+        let mut inputs = Vec::new();
+        for (n, (_, id)) in op.inputs_mut().into_iter().enumerate() {
+            let v = self.val(*id);
+            inputs.push(HostOperand { buffer: v.buf, desc: self.desc(*id).clone() });
+            *id = OperandId(n as u32);
+        }
+        let outputs = node
+            .outputs
+            .iter()
+            .map(|&o| HostOperand { buffer: self.dest(o).buf, desc: self.desc(o).clone() })
+            .collect();
+        self.program.kernels.push(Kernel::Host(HostKernel { op, inputs, outputs }));
+    }
+
     /// One Map over the output's shape: the inputs broadcast to it, loaded
     /// as values `0..n`, and `f` builds the result.
     fn elementwise(&mut self, out: OperandId, ins: &[OperandId], f: impl FnOnce(&mut E, &[V]) -> V) {
@@ -574,7 +699,6 @@ impl<'g> Lowerer<'g> {
         match &node.op {
             Op::Binary { kind, a, b } => self.binary(*kind, *a, *b, out),
             Op::Compare { kind, a, b } => {
-                need_computable(t_of(*a))?;
                 let kind = *kind;
                 self.elementwise(out, &[*a, *b], |e, x| {
                     let f = match kind {
@@ -656,7 +780,6 @@ impl<'g> Lowerer<'g> {
             }
             Op::Prelu { input, slope } => {
                 let t = t_of(*input);
-                need_computable(t)?;
                 self.elementwise(out, &[*input, *slope], |e, x| {
                     let neg = e.negative(x[0]);
                     let p = e.mul(x[1], x[0]);
@@ -681,7 +804,6 @@ impl<'g> Lowerer<'g> {
                 Ok(())
             }
             Op::Where { condition, true_value, false_value } => {
-                need_computable(t_of(*true_value))?;
                 self.elementwise(out, &[*condition, *true_value, *false_value], |e, x| e.sel(x[0], x[1], x[2]));
                 Ok(())
             }
@@ -952,16 +1074,7 @@ impl<'g> Lowerer<'g> {
                             axes.map(|a| kiln_ir::interp::nearest_indices(x.shape[a] as u32, y.shape[a] as u32));
                         self.resample_nearest(&x, &y, axes, &picks);
                     }
-                    InterpolationMode::Linear => {
-                        if !x.dtype.is_float() {
-                            return Err(format!(
-                                "linear resampling of {}: the result is rounded to an integer, and an f32 \
-                                 interpolation can round differently from the exact one at ties",
-                                x.dtype
-                            ));
-                        }
-                        self.resample_linear(&x, &y, axes);
-                    }
+                    InterpolationMode::Linear => self.resample_linear(&x, &y, axes),
                 }
                 Ok(())
             }
@@ -970,10 +1083,6 @@ impl<'g> Lowerer<'g> {
 
     fn binary(&mut self, kind: BinaryOp, a: OperandId, b: OperandId, out: OperandId) -> R {
         let t = self.desc(a).data_type;
-        need_computable(t)?;
-        if !t.is_float() && kind == BinaryOp::Pow {
-            return Err(format!("pow on {t}: exact integer powers do not fit f32"));
-        }
         self.elementwise(out, &[a, b], |e, x| {
             let (p, q) = (x[0], x[1]);
             match kind {
@@ -1014,7 +1123,6 @@ impl<'g> Lowerer<'g> {
             self.alias(out, &x);
             return Ok(());
         }
-        need_computable(t)?;
         let simple = |f: UnaryFn| move |e: &mut E, x: &[V]| e.un(f, x[0]);
         match kind {
             UnaryOp::Abs => self.elementwise(out, &[input], |e, x| {
@@ -1155,7 +1263,6 @@ impl<'g> Lowerer<'g> {
 
     fn clamp(&mut self, input: OperandId, lo: Option<Number>, hi: Option<Number>, out: OperandId) -> R {
         let t = self.desc(input).data_type;
-        need_computable(t)?;
         let (lo, hi) = match t.int_range() {
             None => {
                 // A missing or NaN bound does not clamp; a bound is rounded
@@ -1245,17 +1352,6 @@ impl<'g> Lowerer<'g> {
     }
 
     fn reduce(&mut self, kind: ReduceOp, x: &Val, axes: &[usize], out: OperandId) -> R {
-        let t = x.dtype;
-        match kind {
-            ReduceOp::Max | ReduceOp::Min => need_computable(t)?,
-            _ if !t.is_float() => {
-                return Err(format!(
-                    "{} on {t}: kernels accumulate in f32, which holds integers exactly only up to 2^24",
-                    kind.name()
-                ));
-            }
-            _ => {}
-        }
         let plan = RedPlan::new(&x.shape, axes);
         if kind == ReduceOp::LogSumExp {
             // max + ln Σ exp(x - max); an infinite max is the result itself.
@@ -1615,9 +1711,6 @@ impl<'g> Lowerer<'g> {
 
     fn pool2d(&mut self, kind: PoolOp, input: OperandId, o: &Pool2dOptions, out: OperandId) -> R {
         let x = self.val(input);
-        if kind == PoolOp::Max {
-            need_computable(x.dtype)?;
-        }
         let y = self.dest(out);
         let [kh, kw] = resolved_window(o, &self.desc(input).shape).map(|k| k as usize);
         let (ha, wa) = spatial_axes(o.layout);
@@ -1921,27 +2014,31 @@ impl RedPlan {
     }
 }
 
-/// How completely [`lower`] handles the WebNN operator `name`.
+/// How [`lower`] handles the WebNN operator `name`. Either way every data
+/// type and option the shape rules accept is lowered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Support {
-    /// Every data type and option the shape rules accept.
+    /// Always to generated kernels.
     Full,
-    /// All but what the note says.
-    Partial(&'static str),
+    /// To generated kernels, except the cases the note names, which run as
+    /// host kernels ([`Kernel::Host`]: exact, slow; refused with
+    /// [`LowerOptions::host_kernels`] off).
+    Host(&'static str),
 }
 
 /// The lowering's support for the WebNN operator `name` (for `kiln ops`);
-/// `None` for a name that is not a WebNN operator kiln knows.
+/// `None` for a name that is not a WebNN operator kiln knows. Agrees with
+/// the decisions `lower` makes per node (see the module documentation).
 pub fn op_support(name: &str) -> Option<Support> {
-    const WIDE_INTS: &str = "not on 32/64-bit integers";
-    let partial = match name {
+    const WIDE_INTS: &str = "32/64-bit integers";
+    let host = match name {
         "add" | "sub" | "mul" | "div" | "max" | "min" | "abs" | "neg" | "relu" | "clamp" | "prelu" | "where"
         | "equal" | "notEqual" | "greater" | "greaterOrEqual" | "lesser" | "lesserOrEqual" | "maxPool2d"
         | "reduceMax" | "reduceMin" => WIDE_INTS,
-        "pow" => "not on integers",
-        "reduceL1" | "reduceSum" | "reduceSumSquare" | "reduceProduct" => "not on integers",
-        "cast" => "integer-to-integer casts only from int8/uint8 (see cast_rule)",
-        "resample2d" => "linear mode not on integers",
+        "pow" => "integers",
+        "reduceL1" | "reduceSum" | "reduceSumSquare" | "reduceProduct" => "integers",
+        "cast" => "integer-to-integer casts but from int8/uint8 (see cast_rule)",
+        "resample2d" => "linear mode on integers",
         "pad" => "constant values f32 cannot hold exactly",
         _ => {
             let known = BinaryOp::ALL
@@ -1977,5 +2074,5 @@ pub fn op_support(name: &str) -> Option<Support> {
             return (known || other.contains(&name)).then_some(Support::Full);
         }
     };
-    Some(Support::Partial(partial))
+    Some(Support::Host(host))
 }

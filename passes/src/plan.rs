@@ -10,6 +10,9 @@
 //! whose live range overlaps its own (first fit). A buffer whose last use
 //! is before another's first use gives its space back.
 //!
+//! A [`Kernel::Host`] reads and writes whole buffers like any other kernel
+//! (its inputs and outputs are live at it) and never writes in place.
+//!
 //! So two buffers live at the same kernel share memory only as such an
 //! in-place pair; [`check_plan`] accepts exactly those overlaps. Only
 //! scratch buffers are planned: graph inputs, outputs and constants have
@@ -54,6 +57,7 @@ fn touched(kernel: &Kernel) -> Vec<BufferId> {
             v
         }
         Kernel::Gather { input, indices, out, .. } => vec![*input, *indices, *out],
+        Kernel::Host(h) => h.buffers().collect(),
     }
 }
 
@@ -66,7 +70,8 @@ fn align(n: usize) -> usize {
 /// are live at `k`. `ranges` are the program's [`live_ranges`].
 ///
 /// True exactly when all of these hold:
-/// * kernel `k` is a [`Kernel::Map`] whose output buffer is not `input`,
+/// * kernel `k` is a [`Kernel::Map`] (never a [`Kernel::Host`] or any
+///   other kind) whose output buffer is not `input`,
 ///   and `input` and the output are both scratch buffers (graph inputs,
 ///   outputs and constants never share memory);
 /// * `k` is the last kernel that touches `input` and the first that

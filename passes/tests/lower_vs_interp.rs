@@ -1,17 +1,19 @@
 //! Lowering checked against the reference interpreter: every operator (above
 //! all those without WPT vectors: pooling, gemm, pad, prelu, where, gelu,
 //! softplus, resample2d, grouped and transposed convolutions in every
-//! layout, int8/uint8 arithmetic) is built into a small graph, lowered,
-//! planned and run on the kernel evaluator, and compared with
+//! layout, int8/uint8 arithmetic, and the 32/64-bit integer arithmetic,
+//! casts and reductions that become host kernels) is built into a small
+//! graph, lowered, planned and run on the kernel evaluator, and compared with
 //! `kiln_ir::interp` on pseudo-random inputs. Data movement and integer
 //! results must match bit for bit; float results within a tolerance (the
 //! interpreter computes in f64, kernels in f32).
 
 #![allow(clippy::type_complexity)]
 
+use kiln_ir::kernel::Kernel;
 use kiln_ir::kernel::eval;
 use kiln_ir::*;
-use kiln_passes::{LowerError, check_plan, lower};
+use kiln_passes::{LowerError, LowerOptions, check_plan, lower, lower_with};
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -42,7 +44,7 @@ fn random_tensor(rng: &mut Rng, t: DataType, shape: &[u32]) -> Tensor {
             let (lo, hi) = t.int_range().unwrap();
             Values::Int((0..n).map(|_| rng.int(lo, hi)).collect())
         }
-        // Wide integers: data movement only; use values beyond 2^24.
+        // Wide integers: values beyond 2^24, where f32 is no longer exact.
         _ => {
             let (lo, hi) = t.int_range().unwrap();
             Values::Int((0..n).map(|_| rng.int(lo.max(-(1 << 40)), hi.min(1 << 40))).collect())
@@ -347,12 +349,10 @@ fn clamp_prelu_and_parameterised_activations() {
 
 #[test]
 fn casts() {
+    // Every pair: by a kernel where cast_rule allows it, else on the host.
     let all = DataType::ALL;
     for from in all {
         for to in all {
-            if kiln_passes::cast_rule(from, to).is_err() {
-                continue;
-            }
             check(&format!("cast {from} -> {to}"), &[(from, &[40])], Tol::Exact, |g, x| {
                 vec![node(g, Op::Cast { input: x[0], data_type: to })]
             });
@@ -811,30 +811,202 @@ fn a_small_cnn_end_to_end() {
     );
 }
 
-#[test]
-fn every_unsupported_node_is_reported_at_once() {
+/// `transpose(cast(a + a, int64) * b)` on int32 `a` and int64 `b`: three
+/// nodes f32 kernels cannot compute exactly, then data movement.
+fn wide_integer_graph() -> Graph {
     let mut g = Graph::new();
-    let a = g.add_input("a", OperandDescriptor::new(Int32, [4])).unwrap();
-    let b = g.add_input("b", OperandDescriptor::new(Int64, [4])).unwrap();
+    let a = g.add_input("a", OperandDescriptor::new(Int32, [2, 3])).unwrap();
+    let b = g.add_input("b", OperandDescriptor::new(Int64, [3])).unwrap();
     let s = g.add_node(Op::Binary { kind: BinaryOp::Add, a, b: a }, "sum").unwrap()[0];
     let c = g.add_node(Op::Cast { input: s, data_type: Int64 }, "widen").unwrap()[0];
     let m = node(&mut g, Op::Binary { kind: BinaryOp::Mul, a: c, b });
-    // Data movement of int64 is fine.
     let t = node(&mut g, Op::Transpose { input: m, permutation: None });
     g.add_output("y", t).unwrap();
-    let err = lower(&g).unwrap_err();
+    g
+}
+
+#[test]
+fn wide_integer_nodes_become_host_kernels() {
+    let g = wide_integer_graph();
+    let p = lower(&g).unwrap();
+    let kinds: Vec<&str> = p.kernels.iter().map(|k| k.kind()).collect();
+    assert_eq!(kinds, ["host", "host", "host", "map"], "{p}");
+    let text = p.to_string();
+    for line in [
+        "k0: host add(b0 i32[2, 3], b0 i32[2, 3]) -> b3 i32[2, 3]",
+        "k1: host cast(b3 i32[2, 3], \"int64\") -> b4 i64[2, 3]",
+        "k2: host mul(b4 i64[2, 3], b1 i64[3]) -> b5 i64[2, 3]",
+    ] {
+        assert!(text.lines().any(|l| l == line), "`{line}` missing from:\n{text}");
+    }
+    let mut rng = Rng(11);
+    let feeds = [
+        ("a".to_string(), random_tensor(&mut rng, Int32, &[2, 3])),
+        ("b".into(), random_tensor(&mut rng, Int64, &[3])),
+    ];
+    check_graph("wide integers", &g, &feeds, Tol::Exact);
+}
+
+#[test]
+fn without_host_kernels_every_unsupported_node_is_reported_at_once() {
+    let g = wide_integer_graph();
+    let err = lower_with(&g, LowerOptions { host_kernels: false }).unwrap_err();
     let LowerError::Unsupported(list) = &err else { panic!("{err}") };
     let summary: Vec<(&str, &str)> = list.iter().map(|u| (u.op, u.label.as_str())).collect();
     assert_eq!(summary, [("add", "sum"), ("cast", "widen"), ("mul", "")]);
     let text = err.to_string();
     assert!(text.starts_with("3 unsupported nodes: add 'sum': int32 operands"), "{text}");
+    // Float graphs need no host kernels.
+    let mut g = Graph::new();
+    let x = g.add_input("x", OperandDescriptor::new(Float32, [4])).unwrap();
+    let y = node(&mut g, Op::Binary { kind: BinaryOp::Pow, a: x, b: x });
+    g.add_output("y", y).unwrap();
+    assert_eq!(
+        lower_with(&g, LowerOptions { host_kernels: false }).unwrap().to_string(),
+        lower(&g).unwrap().to_string()
+    );
+}
+
+#[test]
+fn wide_integer_arithmetic_runs_exactly_on_the_host() {
+    use DataType::{Uint32, Uint64};
+    for t in [Int32, Uint32, Int64, Uint64] {
+        for kind in BinaryOp::ALL.iter().copied() {
+            check(&format!("{} {t}", kind.name()), &[(t, &[3, 4]), (t, &[4])], Tol::Exact, |g, x| {
+                let b = match kind {
+                    // Small exponents keep some powers from wrapping to 0.
+                    BinaryOp::Pow => {
+                        let c = g
+                            .add_constant(
+                                None,
+                                Tensor::from_values(OperandDescriptor::new(t, [4]), &Values::Int(vec![0, 1, 2, 3]))
+                                    .unwrap(),
+                            )
+                            .unwrap();
+                        c
+                    }
+                    _ => x[1],
+                };
+                vec![node(g, Op::Binary { kind, a: x[0], b })]
+            });
+        }
+        for kind in CompareOp::ALL.iter().copied() {
+            check(&format!("{} {t}", kind.name()), &[(t, &[3, 4]), (t, &[4])], Tol::Exact, |g, x| {
+                // Equal elements too: compare x with a copy of one of its rows.
+                let row = node(g, Op::Slice { input: x[0], starts: vec![1, 0], sizes: vec![1, 4], strides: None });
+                let b = node(g, Op::Binary { kind: BinaryOp::Max, a: row, b: x[1] });
+                vec![node(g, Op::Compare { kind, a: x[0], b }), node(g, Op::Compare { kind, a: x[0], b: row })]
+            });
+        }
+        check(&format!("where {t}"), &[(Uint8, &[3, 1, 4]), (t, &[2, 1]), (t, &[3, 2, 4])], Tol::Exact, |g, x| {
+            vec![node(g, Op::Where { condition: x[0], true_value: x[1], false_value: x[2] })]
+        });
+        let bounds = [(Some(Number::Int(-(1 << 30))), Some(Number::Int(1 << 35))), (Some(Number::Float(2.5)), None)];
+        for (min_value, max_value) in bounds {
+            check(&format!("clamp {t} {min_value:?} {max_value:?}"), &[(t, &[50])], Tol::Exact, |g, x| {
+                vec![node(g, Op::Clamp { input: x[0], min_value, max_value })]
+            });
+        }
+        for kind in ReduceOp::ALL.iter().copied().filter(|k| {
+            matches!(
+                k,
+                ReduceOp::Sum | ReduceOp::L1 | ReduceOp::SumSquare | ReduceOp::Product | ReduceOp::Max | ReduceOp::Min
+            )
+        }) {
+            check(&format!("{} {t}", kind.name()), &[(t, &[3, 4, 5])], Tol::Exact, |g, x| {
+                let options = ReduceOptions { axes: Some(vec![2, 0]), keep_dimensions: false };
+                vec![node(g, Op::Reduce { kind, input: x[0], options })]
+            });
+        }
+        check(&format!("maxPool2d {t}"), &[(t, &[1, 2, 5, 5])], Tol::Exact, |g, x| {
+            let options =
+                Pool2dOptions { window_dimensions: Some([2, 3]), padding: [1, 0, 0, 1], ..Default::default() };
+            vec![node(g, Op::Pool2d { kind: PoolOp::Max, input: x[0], options })]
+        });
+    }
+    for t in [Int32, Int64] {
+        for kind in [UnaryOp::Abs, UnaryOp::Neg, UnaryOp::Relu] {
+            check(&format!("{} {t}", kind.name()), &[(t, &[64])], Tol::Exact, |g, x| {
+                vec![node(g, Op::Unary { kind, input: x[0] })]
+            });
+        }
+        check(&format!("prelu {t}"), &[(t, &[4, 8]), (t, &[8])], Tol::Exact, |g, x| {
+            vec![node(g, Op::Prelu { input: x[0], slope: x[1] })]
+        });
+    }
+    // pow on int8 (exact integer powers) and linear resampling of uint8.
+    check("pow int8", &[(Int8, &[16]), (Int8, &[16])], Tol::Exact, |g, x| {
+        vec![node(g, Op::Binary { kind: BinaryOp::Pow, a: x[0], b: x[1] })]
+    });
+    check("resample2d linear uint8", &[(Uint8, &[1, 2, 3, 4])], Tol::Exact, |g, x| {
+        let options = Resample2dOptions { mode: InterpolationMode::Linear, sizes: Some([5, 7]), ..Default::default() };
+        vec![node(g, Op::Resample2d { input: x[0], options })]
+    });
+    // A padding value f32 cannot hold: 2^24 + 1 in int32.
+    check("pad int32 2^24 + 1", &[(Int32, &[2, 3])], Tol::Exact, |g, x| {
+        let options = PadOptions { value: Number::Int((1 << 24) + 1), ..Default::default() };
+        vec![node(g, Op::Pad { input: x[0], beginning_padding: vec![1, 0], ending_padding: vec![0, 2], options })]
+    });
+}
+
+#[test]
+fn host_kernels_mix_with_fused_float_kernels() {
+    // relu(cast(where(x > 0, cast(x) * 3, cast(x)), f32) + 1): float Maps
+    // around int64 host kernels; nothing fuses across a host kernel.
+    let mut g = Graph::new();
+    let x = g.add_input("x", OperandDescriptor::new(Float32, [4, 6])).unwrap();
+    let big = g
+        .add_constant(
+            None,
+            Tensor::from_values(OperandDescriptor::new(Float32, []), &Values::Float(vec![1e9])).unwrap(),
+        )
+        .unwrap();
+    let xs = node(&mut g, Op::Binary { kind: BinaryOp::Mul, a: x, b: big });
+    let i = node(&mut g, Op::Cast { input: xs, data_type: Int64 });
+    let three = g
+        .add_constant(None, Tensor::from_values(OperandDescriptor::new(Int64, []), &Values::Int(vec![3])).unwrap())
+        .unwrap();
+    let m = node(&mut g, Op::Binary { kind: BinaryOp::Mul, a: i, b: three });
+    let zero = g
+        .add_constant(
+            None,
+            Tensor::from_values(OperandDescriptor::new(Float32, []), &Values::Float(vec![0.0])).unwrap(),
+        )
+        .unwrap();
+    let c = node(&mut g, Op::Compare { kind: CompareOp::Greater, a: x, b: zero });
+    let w = node(&mut g, Op::Where { condition: c, true_value: m, false_value: i });
+    let f = node(&mut g, Op::Cast { input: w, data_type: Float32 });
+    let one = g
+        .add_constant(
+            None,
+            Tensor::from_values(OperandDescriptor::new(Float32, []), &Values::Float(vec![1.0])).unwrap(),
+        )
+        .unwrap();
+    let a = node(&mut g, Op::Binary { kind: BinaryOp::Add, a: f, b: one });
+    let y = node(&mut g, Op::Unary { kind: UnaryOp::Relu, input: a });
+    g.add_output("y", y).unwrap();
+    g.add_output("w", w).unwrap();
+    let p = lower(&g).unwrap();
+    let host: Vec<&str> = p
+        .kernels
+        .iter()
+        .filter_map(|k| match k {
+            Kernel::Host(h) => Some(h.op.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(host, ["mul", "where"], "{p}");
+    // The float tail (cast, add, relu) is one Map.
+    assert_eq!(p.kernels.iter().filter(|k| !k.is_host()).count(), 3, "{p}");
+    let mut rng = Rng(5);
+    check_graph("host and fused kernels", &g, &[("x".into(), random_tensor(&mut rng, Float32, &[4, 6]))], Tol::Exact);
 }
 
 #[test]
 fn dead_nodes_are_not_lowered() {
     let mut g = Graph::new();
     let a = g.add_input("a", OperandDescriptor::new(Int32, [4])).unwrap();
-    // An unsupported node nobody reads does not stop the lowering.
+    // A node nobody reads is not lowered at all.
     node(&mut g, Op::Unary { kind: UnaryOp::Neg, input: a });
     let y = node(&mut g, Op::Transpose { input: a, permutation: None });
     g.add_output("y", y).unwrap();

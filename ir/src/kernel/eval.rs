@@ -52,7 +52,9 @@ fn run_host(program: &Program, memory: &mut Memory, h: &HostKernel) -> Result<()
     let inputs = h
         .inputs
         .iter()
-        .map(|i| Tensor::from_bytes(i.desc.clone(), memory.bytes(program, i.buffer)?.to_vec()).map_err(|e| e.to_string()))
+        .map(|i| {
+            Tensor::from_bytes(i.desc.clone(), memory.bytes(program, i.buffer)?.to_vec()).map_err(|e| e.to_string())
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let results = h.run(&inputs)?;
     for (o, t) in h.outputs.iter().zip(&results) {
@@ -797,8 +799,10 @@ mod tests {
         let t = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Int64, 4);
         let y = output(&mut p, "y", DataType::Int64, 4);
         p.arena_bytes = 32;
-        let operand =
-            |buffer, shape: &[u32]| HostOperand { buffer, desc: OperandDescriptor::new(DataType::Int64, shape.to_vec()) };
+        let operand = |buffer, shape: &[u32]| HostOperand {
+            buffer,
+            desc: OperandDescriptor::new(DataType::Int64, shape.to_vec()),
+        };
         p.kernels.push(Kernel::Host(HostKernel {
             op: Op::Unary { kind: UnaryOp::Neg, input: OperandId(0) },
             inputs: vec![operand(x, &[2, 2])],
