@@ -322,6 +322,7 @@ fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, 
             | kiln::ir::kernel::Kernel::Reduce { domain, .. }
             | kiln::ir::kernel::Kernel::Gemm { domain, .. } => format!("{domain:?}"),
             kiln::ir::kernel::Kernel::Gather { outer, index_count, inner, .. } => format!("[{outer}, {index_count}, {inner}]"),
+            kiln::ir::kernel::Kernel::Host(h) => h.to_string(),
         };
         println!("  k{k:<4} {:<7} {ms:9.3} ms {:5.1}%  {domain}", kernel.kind(), 100.0 * ms / total);
     }
@@ -414,6 +415,7 @@ fn ops() {
         print!(" {:<8}", b.name());
     }
     println!();
+    let mut host_notes = Vec::new();
     for name in names {
         print!("{name:<24}");
         for b in backends {
@@ -424,13 +426,26 @@ fn ops() {
                 // Both run the lowered program: the lowering decides.
                 Backend::Kernels | Backend::Cpu => match kiln::passes::op_support(name) {
                     Some(kiln::passes::Support::Full) => "yes",
-                    Some(kiln::passes::Support::Partial(_)) => "partial",
+                    Some(kiln::passes::Support::Host(note)) => {
+                        if !host_notes.iter().any(|(n, _)| *n == name) {
+                            host_notes.push((name, note));
+                        }
+                        "yes+host"
+                    }
                     None => "no",
                 },
             };
             print!(" {support:<8}");
         }
         println!();
+    }
+    if !host_notes.is_empty() {
+        println!();
+        println!("yes+host: every data type and option; some cases run as host kernels (the reference");
+        println!("interpreter on the calling thread, between the generated kernels: exact, but slow):");
+        for (name, note) in host_notes {
+            println!("  {name:<22} {note}");
+        }
     }
 }
 

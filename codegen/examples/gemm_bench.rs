@@ -127,7 +127,7 @@ fn main() {
             let compile_ms = t.elapsed().as_secs_f64() * 1e3;
             let mut bufs: Vec<Vec<f32>> = vec![a.clone(), b.clone(), vec![0.0; m * n]];
             let ptrs: Vec<*mut u8> = bufs.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
-            let kernel = jit.kernels()[0];
+            let kernel = jit.kernels()[0].expect("a generated kernel");
             // SAFETY: buffers sized as the program declares.
             unsafe { kernel(ptrs.as_ptr(), 0, 1) };
             let mut best = f64::INFINITY;

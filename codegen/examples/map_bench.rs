@@ -90,7 +90,7 @@ fn program(scalar: bool, kind: &str) -> Program {
 /// Best-of time per element in ns.
 fn time(p: &Program, target: &Target, x: &mut [f32], y: &mut [f32]) -> f64 {
     let jit = compile(p, target).unwrap();
-    let k = jit.kernels()[0];
+    let k = jit.kernels()[0].expect("a generated kernel");
     let ptrs = [x.as_mut_ptr() as *mut u8, y.as_mut_ptr() as *mut u8];
     let mut best = f64::INFINITY;
     for _ in 0..15 {

@@ -264,7 +264,7 @@ fn run(built: &Built, target: &Target, tasks: u64) -> Vec<f32> {
     let jit = compile(&built.program, target).unwrap();
     let mut buffers = built.data.clone();
     let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-    for kernel in jit.kernels() {
+    for kernel in jit.kernels().iter().copied().flatten() {
         for task in 0..tasks {
             unsafe { kernel(pointers.as_ptr(), task, tasks) };
         }

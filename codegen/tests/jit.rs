@@ -10,7 +10,7 @@ use kiln_ir::DataType;
 fn run(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Target) -> Vec<Vec<u8>> {
     let jit = compile(program, target).unwrap();
     let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    for k in jit.kernels() {
+    for k in jit.kernels().iter().copied().flatten() {
         // Split into 3 tasks to exercise the partitioning.
         for task in 0..3 {
             unsafe { k(pointers.as_ptr(), task, 3) };

@@ -477,7 +477,8 @@ impl Program {
     fn check_host(&self, h: &HostKernel) -> Result<(), String> {
         let ids = h.op.inputs();
         if ids.len() != h.inputs.len() {
-            return Err(format!("{} has {} operands, the kernel lists {} inputs", h.op.name(), ids.len(), h.inputs.len()));
+            let (name, n) = (h.op.name(), h.inputs.len());
+            return Err(format!("{name} has {} operands, the kernel lists {n} inputs", ids.len()));
         }
         for (n, (name, id)) in ids.iter().enumerate() {
             if id.index() != n {
@@ -655,7 +656,7 @@ impl fmt::Display for Program {
                     );
                 }
                 Kernel::Host(h) => {
-                    let _ = writeln!(s, "k{k}: host {}", fmt_host(h));
+                    let _ = writeln!(s, "k{k}: host {h}");
                 }
             }
             f.write_str(&s)?;
@@ -664,8 +665,15 @@ impl fmt::Display for Program {
     }
 }
 
-/// `op(b1 i32[2, 3], b2 i32[3], axis=1) -> b4 i32[2, 3]`: the operator with
-/// its arguments as [`Op::arguments`] lists them, operands as their buffers.
+impl fmt::Display for HostKernel {
+    /// `op(b1 i32[2, 3], b2 i32[3], axis=1) -> b4 i32[2, 3]`: the operator
+    /// with its arguments as [`Op::arguments`] lists them, operands as their
+    /// buffers and descriptors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fmt_host(self))
+    }
+}
+
 fn fmt_host(h: &HostKernel) -> String {
     let operand = |id: &OperandId| match h.inputs.get(id.index()) {
         Some(o) => format!("{} {}", o.buffer, o.desc),

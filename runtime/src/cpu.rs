@@ -6,12 +6,20 @@
 //! memory-mapped) bytes, outputs to fresh tensors, and scratch buffers to an
 //! arena taken from a pool, so that concurrent executions never share
 //! scratch memory and a warmed-up graph allocates only its outputs.
+//!
+//! Host kernels ([`Kernel::Host`], which have no machine code) run on the
+//! calling thread between the generated kernels, in program order: the
+//! generated kernels before one run to completion on the pool, then the
+//! host kernel copies its input buffers into tensors, runs the operator
+//! with the reference interpreter's semantics and copies the results into
+//! its output buffers (which allocates, unlike the generated kernels), then
+//! the next generated kernels start.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_codegen::cpu::{JitProgram, KernelFn, Target};
-use kiln_ir::kernel::{BufferKind, Program};
+use kiln_ir::kernel::{BufferKind, HostKernel, Kernel, KernelError, Program};
 use kiln_ir::{OperandDescriptor, Tensor};
 
 use crate::pool::Pool;
@@ -20,9 +28,21 @@ use crate::RuntimeError;
 /// A program and its machine code.
 pub struct CpuExecutable {
     program: Program,
-    jit: JitProgram,
+    /// Owns the machine code `steps` points into.
+    _jit: JitProgram,
+    /// The kernels in program order, as runs of generated kernels between
+    /// host kernels.
+    steps: Vec<Step>,
     outputs: Vec<(String, OperandDescriptor)>,
     arenas: Mutex<Vec<Arena>>,
+}
+
+/// A part of an execution.
+enum Step {
+    /// Consecutive generated kernels, run on the pool.
+    Generated(Vec<KernelFn>),
+    /// The host kernel at this index of the program, run on the calling thread.
+    Host(usize),
 }
 
 /// Scratch memory, 64-byte aligned.
@@ -53,6 +73,29 @@ struct Pointers(Vec<*mut u8>);
 // over its input (planned in place) a task reads only the elements it writes.
 unsafe impl Sync for Pointers {}
 
+/// Copies a host kernel's results into its output buffers (`buffer` gives
+/// a buffer's address and byte length).
+fn write_results(
+    h: &HostKernel,
+    results: &[Tensor],
+    buffer: &dyn Fn(kiln_ir::kernel::BufferId) -> (*mut u8, usize),
+) -> Result<(), String> {
+    if results.len() != h.outputs.len() {
+        return Err(format!("{} results for {} outputs", results.len(), h.outputs.len()));
+    }
+    for (o, t) in h.outputs.iter().zip(results) {
+        let (p, len) = buffer(o.buffer);
+        if t.bytes().len() != len {
+            return Err(format!("a result of {} bytes for {}, which holds {len}", t.bytes().len(), o.buffer));
+        }
+        // SAFETY: `p` addresses the output buffer's `len` bytes, which the
+        // validator proved are writable scratch or output memory that no
+        // input of this kernel shares, and nothing else runs meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(t.bytes().as_ptr(), p, len) };
+    }
+    Ok(())
+}
+
 /// Runs `kernels` in order, each split into one task per pool thread, with
 /// a barrier between kernels.
 ///
@@ -79,11 +122,45 @@ fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool, times: Option
 }
 
 impl CpuExecutable {
+    /// Runs host kernel `k` on the calling thread, while no generated
+    /// kernel runs: its inputs copied out of their buffers, its results
+    /// copied into theirs.
+    fn run_host(&self, k: usize, pointers: &Pointers) -> Result<(), RuntimeError> {
+        let Some(Kernel::Host(h)) = self.program.kernels.get(k) else {
+            return Err(RuntimeError::Codegen(format!("kernel {k} has no machine code and is not a host kernel")));
+        };
+        let fail = |message: String| RuntimeError::Kernel(KernelError { kernel: k, kind: "host", message });
+        let bytes_of = |id: kiln_ir::kernel::BufferId| -> (*mut u8, usize) {
+            (pointers.0[id.0 as usize], self.program.buffer(id).byte_len())
+        };
+        let inputs = h
+            .inputs
+            .iter()
+            .map(|i| {
+                let (p, len) = bytes_of(i.buffer);
+                // SAFETY: the pointer addresses the buffer's `len` bytes (see
+                // `execute`), and no kernel writes memory while this one runs.
+                let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec();
+                Tensor::from_bytes(i.desc.clone(), bytes).map_err(|e| fail(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = h.run(&inputs).map_err(fail)?;
+        write_results(h, &results, &bytes_of).map_err(fail)
+    }
+
     /// Generates code for `program` (already lowered and planned) for
     /// `target`. `outputs` are the graph's outputs in order.
     pub fn new(program: Program, target: &Target, outputs: Vec<(String, OperandDescriptor)>) -> Result<Self, RuntimeError> {
         let jit = kiln_codegen::cpu::compile(&program, target).map_err(|e| RuntimeError::Codegen(e.to_string()))?;
-        Ok(CpuExecutable { program, jit, outputs, arenas: Mutex::new(Vec::new()) })
+        let mut steps = Vec::new();
+        for (k, f) in jit.kernels().iter().enumerate() {
+            match (f, steps.last_mut()) {
+                (Some(f), Some(Step::Generated(run))) => run.push(*f),
+                (Some(f), _) => steps.push(Step::Generated(vec![*f])),
+                (None, _) => steps.push(Step::Host(k)),
+            }
+        }
+        Ok(CpuExecutable { program, _jit: jit, steps, outputs, arenas: Mutex::new(Vec::new()) })
     }
 
     pub fn program(&self) -> &Program {
@@ -132,8 +209,25 @@ impl CpuExecutable {
             };
             pointers.push(p);
         }
-        execute(self.jit.kernels(), &Pointers(pointers), pool, times);
+        let pointers = Pointers(pointers);
+        let mut result = Ok(());
+        for step in &self.steps {
+            match step {
+                Step::Generated(kernels) => execute(kernels, &pointers, pool, times),
+                Step::Host(k) => {
+                    let start = Instant::now();
+                    result = self.run_host(*k, &pointers);
+                    if result.is_err() {
+                        break;
+                    }
+                    if let Some(times) = times {
+                        times.lock().unwrap_or_else(|p| p.into_inner()).push(start.elapsed());
+                    }
+                }
+            }
+        }
         self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.push(arena);
+        result?;
         self.outputs
             .iter()
             .zip(outputs)

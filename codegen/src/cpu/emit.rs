@@ -117,6 +117,7 @@ pub fn kernel(
         Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
             e.gather(fb, *outer, *axis_len, *inner, *input, *indices, *index_count, *out)
         }
+        Kernel::Host(_) => unreachable!("host kernels get no function (define_kernels skips them)"),
     }
     fb.ins().return_(&[]);
     fb.seal_all_blocks();
@@ -144,6 +145,7 @@ fn collect_buffers(kernel: &Kernel, out: &mut Vec<BufferId>) {
             add(*indices);
             add(*o);
         }
+        Kernel::Host(_) => {}
     }
     out.sort();
 }

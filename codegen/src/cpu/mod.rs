@@ -4,7 +4,9 @@
 //! signature `extern "C" fn(buffers: *const *mut u8, task: u64, tasks: u64)`:
 //! `buffers[i]` is the base address of buffer `i` of the [`Program`], and the
 //! kernel does its share `task` of `tasks` equal parts of its outermost
-//! parallel loop. The program is validated before any code is generated, so
+//! parallel loop. Host kernels ([`Kernel::Host`]) get no function: the
+//! caller runs them itself, in program order between the generated ones
+//! (the listings say so). The program is validated before any code is generated, so
 //! every unguarded access is in bounds; guarded accesses branch around the
 //! load.
 //!
@@ -29,7 +31,7 @@ use cranelift_codegen::ir::{types, AbiParam, Signature};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
-use kiln_ir::kernel::{KernelError, Program};
+use kiln_ir::kernel::{Kernel, KernelError, Program};
 
 pub use target::{Features, Target};
 
@@ -55,7 +57,7 @@ fn cranelift<E: std::fmt::Display>(e: E) -> CodegenError {
 pub struct JitProgram {
     /// Owns the executable memory the kernel pointers point into.
     _module: JITModule,
-    kernels: Vec<KernelFn>,
+    kernels: Vec<Option<KernelFn>>,
 }
 
 // SAFETY: after `finalize_definitions` the module's memory is immutable
@@ -65,8 +67,9 @@ unsafe impl Send for JitProgram {}
 unsafe impl Sync for JitProgram {}
 
 impl JitProgram {
-    /// The kernels in program order.
-    pub fn kernels(&self) -> &[KernelFn] {
+    /// The kernels in program order: one function per kernel, `None` for
+    /// a host kernel, which the caller runs.
+    pub fn kernels(&self) -> &[Option<KernelFn>] {
         &self.kernels
     }
 }
@@ -89,14 +92,15 @@ pub enum Listing {
     Asm,
 }
 
-/// Generates every kernel's function into `module`; returns their ids.
-/// With `listing`, appends each function's listing to the string.
+/// Generates every kernel's function into `module`; returns their ids
+/// (`None` for host kernels, which get no function). With `listing`,
+/// appends each function's listing to the string.
 fn define_kernels<M: Module>(
     module: &mut M,
     program: &Program,
     target: &Target,
     mut listing: Option<(Listing, &mut String)>,
-) -> Result<Vec<FuncId>, CodegenError> {
+) -> Result<Vec<Option<FuncId>>, CodegenError> {
     program.validate()?;
     let helpers = runtime_fns::declare(module)?;
     let spec = microkernel::Spec::for_features(target.features);
@@ -105,6 +109,15 @@ fn define_kernels<M: Module>(
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.kernels.len());
     for (k, kernel) in program.kernels.iter().enumerate() {
+        if let Kernel::Host(h) = kernel {
+            if let Some((_, out)) = &mut listing {
+                out.push_str(&format!(
+                    "; kernel {k}: host {h}\n; runs on the host (the reference interpreter): no generated code\n\n"
+                ));
+            }
+            ids.push(None);
+            continue;
+        }
         let sig = kernel_signature(module);
         let id = module
             .declare_function(&format!("k{k}_{}", kernel.kind()), Linkage::Local, &sig)
@@ -134,7 +147,7 @@ fn define_kernels<M: Module>(
             out.push_str(&format!("; kernel {k}: {}\n{asm}\n", kernel.kind()));
         }
         module.clear_context(&mut ctx);
-        ids.push(id);
+        ids.push(Some(id));
     }
     if let (Some((Listing::Asm, out)), Some(_)) = (&mut listing, micro)
         && let Some(asm) = microkernel::disassembly(spec)?
@@ -158,10 +171,12 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
     let kernels = ids
         .into_iter()
         .map(|id| {
-            let ptr = module.get_finalized_function(id);
-            // SAFETY: the function was defined with `kernel_signature`, the
-            // C ABI of `KernelFn`.
-            unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
+            id.map(|id| {
+                let ptr = module.get_finalized_function(id);
+                // SAFETY: the function was defined with `kernel_signature`, the
+                // C ABI of `KernelFn`.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
+            })
         })
         .collect();
     Ok(JitProgram { _module: module, kernels })

@@ -11,7 +11,7 @@ use kiln_ir::kernel::Program;
 pub fn run(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Target, tasks: u64) -> Vec<Vec<u8>> {
     let jit = compile(program, target).unwrap();
     let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
-    for k in jit.kernels() {
+    for k in jit.kernels().iter().copied().flatten() {
         for task in 0..tasks {
             // SAFETY: every buffer is as large as the program declares it.
             unsafe { k(pointers.as_ptr(), task, tasks) };
@@ -50,7 +50,7 @@ pub fn run_in_arena(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Targe
             _ => b.as_mut_ptr(),
         })
         .collect();
-    for k in jit.kernels() {
+    for k in jit.kernels().iter().copied().flatten() {
         for t in 0..tasks {
             let task = if reverse { tasks - 1 - t } else { t };
             // SAFETY: every buffer is as large as the program declares it.
