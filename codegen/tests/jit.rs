@@ -36,6 +36,38 @@ fn input(program: &mut Program, t: DataType, len: usize) -> BufferId {
 }
 
 #[test]
+fn a_rank_0_map_in_place_runs_once() {
+    // y = 2x + 1 with x and y in the same memory (as memory planning places
+    // a Map that writes over an input that dies there): only one task may
+    // compute the single element, or a later task reads the new value.
+    for target in Target::host_levels() {
+        let mut p = Program::default();
+        let x = input(&mut p, DataType::Float32, 1);
+        let y = scratch(&mut p, DataType::Float32, 1);
+        let mut expr = Expr::load(0);
+        let two = expr.push(ExprNode::Const(2.0));
+        let one = expr.push(ExprNode::Const(1.0));
+        let t = expr.push(ExprNode::Binary(BinaryFn::Mul, ValueId(0), two));
+        expr.push(ExprNode::Binary(BinaryFn::Add, t, one));
+        p.kernels.push(Kernel::Map {
+            domain: vec![],
+            inputs: vec![Access::identity(x, &[])],
+            expr,
+            out: Access::identity(y, &[]),
+        });
+        let jit = compile(&p, &target).unwrap();
+        let mut memory = f32s(&[3.0]);
+        let pointers = [memory.as_mut_ptr(), memory.as_mut_ptr()];
+        for k in jit.kernels().iter().copied().flatten() {
+            for task in 0..3 {
+                unsafe { k(pointers.as_ptr(), task, 3) };
+            }
+        }
+        assert_eq!(to_f32s(&memory), [7.0], "{target}");
+    }
+}
+
+#[test]
 fn map_broadcast_add_relu() {
     for target in Target::host_levels() {
         let mut p = Program::default();

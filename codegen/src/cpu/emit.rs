@@ -502,6 +502,12 @@ impl Emitter<'_> {
         if self.map_vector(fb, domain, inputs, expr, out) || self.map_guarded(fb, domain, inputs, expr, out) {
             return;
         }
+        if domain.is_empty() {
+            // One index and no axis to split: every task would compute it,
+            // and in a Map planned in place a later task would read what an
+            // earlier one wrote.
+            self.single_task(fb);
+        }
         let ranges = self.ranges(fb, domain, true);
         let out_type = self.program.buffer(out.buffer).data_type;
         let bit_copy = matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
