@@ -1,6 +1,8 @@
 //! Differential testing: random graphs (operators, shapes, options and
 //! values) run on every compiled backend and on the reference interpreter
-//! must agree within a stated tolerance.
+//! must agree within a stated tolerance. Some graphs do integer work
+//! beyond f32's exact 2^24 (int32/int64 arithmetic, comparisons, `where`,
+//! sums), which the lowering turns into host kernels between float kernels.
 //!
 //! Tolerance: |actual - expected| <= 1e-4 * max(1, |expected|) per element
 //! (f32 arithmetic against the interpreter's f64 rounded once; the graphs
@@ -8,7 +10,10 @@
 //! exactly.
 
 use kiln::frontend::op_table::{build_call, ArgValue};
-use kiln::{Backend, Context, ContextOptions, DataType, Graph, GraphBuilder, Number, OperandDescriptor, OperandId, Tensor};
+use kiln::{
+    Backend, Context, ContextOptions, DataType, Graph, GraphBuilder, Number, OperandDescriptor, OperandId, ReduceOptions,
+    Tensor,
+};
 use proptest::prelude::*;
 
 /// xorshift64: the graph is a pure function of the proptest-chosen seed.
@@ -58,7 +63,7 @@ fn random_op(b: &GraphBuilder, rng: &mut Rng, pool: &[OperandId]) -> Option<Oper
         "abs", "neg", "relu", "sigmoid", "tanh", "exp", "floor", "ceil", "hardSwish", "softsign", "gelu", "erf", "sin",
         "cos", "softplus", "identity",
     ];
-    let (name, positional): (&str, Vec<ArgValue>) = match rng.below(14) {
+    let (name, positional): (&str, Vec<ArgValue>) = match rng.below(15) {
         0 | 1 => (UNARY[rng.below(UNARY.len())], vec![ArgValue::Operand(x)]),
         2 | 3 => {
             // A broadcastable constant: keep a suffix of the shape, set some dims to 1.
@@ -132,9 +137,48 @@ fn random_op(b: &GraphBuilder, rng: &mut Rng, pool: &[OperandId]) -> Option<Oper
             named.insert("axes".into(), ints(&axes));
             ("layerNormalization", vec![ArgValue::Operand(x)])
         }
+        // On the graph input: the float chains before it would make the
+        // truncation to integers differ between backends.
+        14 => return integer_ops(b, rng, pool[0]),
         _ => ("reshape", vec![ArgValue::Operand(x), ints(&[shape.iter().product()])]),
     };
     build_call(b, name, positional, named).ok().map(|outs| outs[0])
+}
+
+/// Integer work on the float32 input `x` (host kernels for 32/64-bit
+/// types): `x * 1000` cast to int32 or int64, offset by a constant beyond
+/// 2^24 (where f32 is no longer exact), an operation on the big values
+/// whose result is brought back near `x` exactly (`big - c`, `max(big, c) -
+/// c`, `reduceMax(big) - c`, `where(big > c, big, c) - c`, `big == c + 1`,
+/// ...), then back to float32, scaled down: well-conditioned for the float
+/// operators that follow, and exact on every backend (the casts truncate
+/// exactly computed products).
+fn integer_ops(b: &GraphBuilder, rng: &mut Rng, x: OperandId) -> Option<OperandId> {
+    use DataType::{Float32, Int32, Int64};
+    let t = if rng.below(2) == 0 { Int32 } else { Int64 };
+    let scalar = |v: i128| b.constant_scalar(t, Number::Int(v)).ok();
+    let scale = b.constant_scalar(Float32, Number::Float(1000.0)).ok()?;
+    let xi = b.cast(b.mul(x, scale).ok()?, t).ok()?;
+    let k = (1 << 26) + 3 - rng.below(7) as i128;
+    let c = scalar(k)?;
+    let big = b.add(xi, c).ok()?;
+    let r = match rng.below(6) {
+        0 => b.sub(big, c).ok()?,
+        1 => b.sub(b.max(big, c).ok()?, c).ok()?,
+        2 => b.sub(b.min(big, c).ok()?, c).ok()?,
+        3 => {
+            let three = scalar(3)?;
+            b.sub(b.div(b.mul(big, three).ok()?, three).ok()?, c).ok()?
+        }
+        4 => {
+            let options = ReduceOptions { axes: None, keep_dimensions: true };
+            b.sub(b.reduce_max(big, options).ok()?, c).ok()?
+        }
+        _ => b.sub(b.where_(b.greater(big, c).ok()?, big, c).ok()?, c).ok()?,
+    };
+    let r = if rng.below(3) == 0 { b.equal(big, scalar(k + 1)?).ok()? } else { r };
+    let milli = b.constant_scalar(Float32, Number::Float(1e-3)).ok()?;
+    b.mul(b.cast(r, Float32).ok()?, milli).ok()
 }
 
 fn random_graph(seed: u64) -> (Graph, Vec<(String, Tensor)>) {
@@ -214,14 +258,17 @@ proptest! {
 fn random_graphs_are_varied() {
     // Guards the generator itself: it must build real multi-operator graphs.
     let mut ops = std::collections::BTreeSet::new();
-    let mut multi = 0;
+    let (mut multi, mut host) = (0, 0);
     for seed in 0..300 {
         let (g, _) = random_graph(seed);
         multi += usize::from(g.nodes().len() >= 2);
         ops.extend(g.nodes().iter().map(|n| n.op.name()));
+        let p = kiln::passes::lower(&g).unwrap();
+        host += usize::from(p.kernels.iter().any(|k| k.is_host()));
     }
     assert!(ops.len() >= 30, "only {} distinct operators: {ops:?}", ops.len());
     assert!(multi >= 100, "only {multi} graphs with two or more operators");
+    assert!(host >= 30, "only {host} graphs with host kernels");
 }
 
 /// Random graphs whose memory plan writes a Map's output over one of its
