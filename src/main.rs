@@ -393,9 +393,11 @@ fn describe(graph: &Graph) -> String {
                 .iter()
                 .filter(|b| matches!(b.kind, kiln::ir::kernel::BufferKind::Scratch { .. }))
                 .fold((0usize, 0usize), |(n, t), b| (n + 1, t + b.byte_len()));
+            let hosts = p.kernels.iter().filter(|k| k.is_host()).count();
+            let on_host = if hosts > 0 { format!(" ({hosts} on the host)") } else { String::new() };
             let _ = writeln!(
                 s,
-                "arena: {} bytes ({count} scratch buffers, {total} bytes unshared), {} kernels",
+                "arena: {} bytes ({count} scratch buffers, {total} bytes unshared), {} kernels{on_host}",
                 p.arena_bytes,
                 p.kernels.len()
             );

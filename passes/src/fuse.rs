@@ -425,6 +425,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn host_kernels_are_never_fused() {
+        use kiln_ir::kernel::{HostKernel, HostOperand};
+        use kiln_ir::{Op, OperandDescriptor, OperandId, UnaryOp};
+        // x -> s (Map), t = neg(s) (host), u = t + 1 (Map), u -> y (Map):
+        // the host kernel is neither producer nor consumer, and s and t stay.
+        let mut p = Program::default();
+        let x = p.add_buffer(BufferKind::Input("x".into()), DataType::Float32, 8);
+        let s = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 8);
+        let t = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 8);
+        let u = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 8);
+        let y = p.add_buffer(BufferKind::Output("y".into()), DataType::Float32, 8);
+        let map = |from: BufferId, to: BufferId, plus: f32| {
+            let mut expr = Expr::load(0);
+            let c = expr.push(ExprNode::Const(plus));
+            expr.push(ExprNode::Binary(kiln_ir::kernel::BinaryFn::Add, ValueId(0), c));
+            Kernel::Map { domain: vec![8], inputs: vec![Access::identity(from, &[8])], expr, out: Access::identity(to, &[8]) }
+        };
+        let operand = |buffer| HostOperand { buffer, desc: OperandDescriptor::new(DataType::Float32, [8]) };
+        p.kernels = vec![
+            map(x, s, 2.0),
+            Kernel::Host(HostKernel {
+                op: Op::Unary { kind: UnaryOp::Neg, input: OperandId(0) },
+                inputs: vec![operand(s)],
+                outputs: vec![operand(t)],
+            }),
+            map(t, u, 1.0),
+            map(u, y, 3.0),
+        ];
+        p.validate().unwrap();
+        let decisions = fuse(&mut p);
+        // Only the two Maps after the host kernel fuse (through u).
+        assert_eq!(decisions.len(), 1);
+        assert_eq!((decisions[0].producer, decisions[0].consumer, decisions[0].buffer), (2, 3, u));
+        assert_eq!(p.kernels.iter().map(|k| k.kind()).collect::<Vec<_>>(), ["map", "host", "map"]);
+        p.validate().unwrap();
+        let Kernel::Host(h) = &p.kernels[1] else { unreachable!() };
+        assert_eq!((h.inputs[0].buffer, h.outputs[0].buffer), (s, t));
+    }
+
+    #[test]
     fn reshapes_merge_consecutive_axes_only() {
         assert_eq!(merge_groups(&[1, 4, 6, 6], &[1, 4, 36]), Some(vec![vec![], vec![1], vec![2, 3]]));
         assert_eq!(merge_groups(&[4, 1, 9], &[4, 9, 1]), Some(vec![vec![0], vec![2], vec![]]));

@@ -346,6 +346,51 @@ mod tests {
         assert!(check_plan(&p).unwrap_err().contains("past the"));
     }
 
+    /// `x -> a` (a copy), `b = neg(a)` as a host kernel, `b -> y`: 16
+    /// floats each.
+    fn host_in_the_middle() -> Program {
+        use kiln_ir::kernel::{HostKernel, HostOperand};
+        use kiln_ir::{Op, OperandDescriptor, OperandId, UnaryOp};
+        let mut p = Program::default();
+        let x = p.add_buffer(BufferKind::Input("x".into()), DataType::Float32, 16);
+        let a = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 16);
+        let b = p.add_buffer(BufferKind::Scratch { offset: 0 }, DataType::Float32, 16);
+        let y = p.add_buffer(BufferKind::Output("y".into()), DataType::Float32, 16);
+        let copy = |from: BufferId, to: BufferId| Kernel::Map {
+            domain: vec![16],
+            inputs: vec![Access::identity(from, &[16])],
+            expr: Expr::load(0),
+            out: Access::identity(to, &[16]),
+        };
+        let operand = |buffer| HostOperand { buffer, desc: OperandDescriptor::new(DataType::Float32, [4, 4]) };
+        let host = Kernel::Host(HostKernel {
+            op: Op::Unary { kind: UnaryOp::Neg, input: OperandId(0) },
+            inputs: vec![operand(a)],
+            outputs: vec![operand(b)],
+        });
+        p.kernels = vec![copy(x, a), host, copy(b, y)];
+        p
+    }
+
+    #[test]
+    fn host_kernels_keep_their_buffers_live_and_never_write_in_place() {
+        let mut p = host_in_the_middle();
+        plan(&mut p);
+        check_plan(&p).unwrap();
+        let ranges = live_ranges(&p);
+        assert_eq!(ranges[1..3], [Some((0, 1)), Some((1, 2))]);
+        // `a` dies at the host kernel, which reads it element for element
+        // where it writes `b`, but `b` gets memory of its own.
+        assert!(!writes_in_place(&p, &ranges, 1, BufferId(1)));
+        assert_eq!(offsets(&p), [0, 64]);
+        let x: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+        let got = eval(&p, &[("x", &Tensor::from_f32([16], &x).unwrap())]).unwrap().remove(0).1.to_f32_vec();
+        assert_eq!(got, x.iter().map(|v| -v).collect::<Vec<_>>());
+        // The same two at one offset: the checker refuses it.
+        p.buffers[2].kind = BufferKind::Scratch { offset: 0 };
+        assert!(check_plan(&p).unwrap_err().contains("overlaps"));
+    }
+
     #[test]
     fn first_fit_reuses_a_gap_between_live_buffers() {
         // Sizes 64, 128, 64 bytes: a (k0..k1), b (k1..k3), c (k2..k2) fits

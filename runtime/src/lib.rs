@@ -5,6 +5,11 @@
 //! the reference interpreter; and `kernels`, the lowered program run by the
 //! kernel-IR reference evaluator (`kiln_ir::kernel::eval`). Every backend
 //! checks the caller's tensors against the graph's inputs before running.
+//!
+//! The lowered backends run every graph: nodes f32 kernels cannot compute
+//! exactly (32/64-bit integer arithmetic, ...) are host kernels, the
+//! interpreter's operator run on the calling thread between the other
+//! kernels (see `kiln_passes::lower`).
 
 mod cpu;
 mod dispatch;
@@ -31,9 +36,8 @@ pub enum Backend {
     /// The reference interpreter (`kiln_ir::interp`): exact, slow, the oracle.
     Interp,
     /// The graph lowered to kernels and run by the kernel-IR evaluator
-    /// (`kiln_ir::kernel::eval`): f32 arithmetic, slow, the oracle of the
-    /// code generators. Compiling fails for graphs the lowering does not
-    /// support.
+    /// (`kiln_ir::kernel::eval`): f32 arithmetic (and host kernels where
+    /// it would not be exact), slow, the oracle of the code generators.
     Kernels,
 }
 
@@ -220,7 +224,8 @@ impl Context {
     }
 
     /// Runs `graph` once and returns the wall time of each kernel of its
-    /// program, in program order (`cpu` backend only).
+    /// program, host kernels included, in program order (`cpu` backend
+    /// only).
     pub fn profile(&self, graph: &CompiledGraph, inputs: &[(&str, &Tensor)]) -> Result<Vec<std::time::Duration>, RuntimeError> {
         graph.graph().check_feeds(inputs)?;
         match &graph.inner.executable {
