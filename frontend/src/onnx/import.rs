@@ -226,6 +226,12 @@ impl Importer {
         }
     }
 
+    /// Input `i`'s value if it is known at load time, else `None` (never
+    /// an error): for handlers that take a different path for constants.
+    pub fn known_input(&self, cx: &NodeCx, i: usize) -> Option<Tensor> {
+        self.const_input(cx, i).ok().flatten()
+    }
+
     /// Input `i` as constant integers (any integer type), if given.
     pub fn const_ints(&self, cx: &NodeCx, i: usize) -> NodeResult<Option<Vec<i64>>> {
         Ok(self.const_input(cx, i)?.map(|t| tensor_ints(&t)))
