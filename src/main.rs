@@ -342,14 +342,8 @@ fn info(model: &Path, shapes: &[String]) -> CliResult {
             println!("  {op:<24} {n}{mark}");
         }
     }
-    let graph = match load(model, shapes) {
-        Ok(g) => g,
-        Err(e) => {
-            println!("cannot import:\n{e}");
-            return Err("the model cannot be imported (see above)".into());
-        }
-    };
-    println!("imported graph:");
+    // An import error lists every unsupported node (on stderr).
+    let graph = load(model, shapes)?;
     print!("{}", describe(&graph));
     Ok(())
 }
@@ -498,6 +492,9 @@ fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliRes
     use kiln::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
     let backend: Backend = backend.parse()?;
     let results = run_suite(root, backend, filter, Tolerance::default(), |r| match &r.outcome {
+        CaseOutcome::Passed if verbose && !r.bound.is_empty() => {
+            println!("pass      {} (bound at load time: {})", r.name, r.bound.join(", "))
+        }
         CaseOutcome::Passed if verbose => println!("pass      {}", r.name),
         CaseOutcome::Failed(e) => println!("FAIL      {}: {e}", r.name),
         CaseOutcome::Unmapped(ops) if verbose => println!("unmapped  {} ({})", r.name, ops.join(", ")),
@@ -509,6 +506,8 @@ fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliRes
         println!("{op:<28} {:>6} {:>6} {:>8}", c.passed, c.failed, c.unmapped);
     }
     let mapped = total.passed + total.failed;
+    let bound = results.iter().filter(|r| !r.bound.is_empty()).count();
+    println!("{bound} mapped cases bound inputs that kiln needs at load time to their test values");
     println!(
         "\n{backend}: {} cases; {mapped} mapped: {} passed, {} failed ({:.1}% of mapped pass); {} unmapped",
         results.len(),

@@ -24,6 +24,11 @@ pub struct LoadOptions {
     /// symbolic dimensions (by name, one value). Only models with symbolic
     /// dimensions (ONNX) take them.
     pub shapes: BTreeMap<String, Vec<u32>>,
+    /// Inputs bound to values at load time (by input name): they become
+    /// constants and are not fed at run time. For inputs that carry what
+    /// WebNN takes as static attributes (shapes, axes, pads, scales) in
+    /// models that compute them at run time.
+    pub constants: BTreeMap<String, kiln_ir::Tensor>,
 }
 
 impl LoadOptions {

@@ -397,15 +397,8 @@ fn identity(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
 fn dropout(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let input = im.input(cx, 0)?;
     if cx.opset >= 12 && cx.has_input(2) {
-        let training = match im.const_ints(cx, 2) {
-            Ok(Some(v)) => v.first().is_some_and(|&t| t != 0),
-            _ => return unsupported("`training_mode` must be known at load time"),
-        };
-        let ratio = match im.const_floats(cx, 1) {
-            Ok(Some(v)) => v.first().copied().unwrap_or(0.5),
-            Ok(None) => 0.5,
-            Err(_) => return unsupported("in training mode, the ratio must be known at load time"),
-        };
+        let training = im.const_ints(cx, 2)?.is_some_and(|v| v.first().is_some_and(|&t| t != 0));
+        let ratio = if training { im.const_floats(cx, 1)?.and_then(|v| v.first().copied()).unwrap_or(0.5) } else { 0.0 };
         if training && ratio != 0.0 {
             return unsupported("training mode (random dropout) is not supported; kiln runs inference");
         }

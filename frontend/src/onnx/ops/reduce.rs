@@ -84,18 +84,65 @@ fn normalize_axes(axes: &[i64], rank: usize) -> NodeResult<Vec<u32>> {
 }
 
 fn reduce(im: &mut Importer, cx: &NodeCx, kind: ReduceOp) -> NodeResult<Vec<Value>> {
-    let input = im.input(cx, 0)?;
-    require_type(im, cx, input, reduce_types(kind))?;
-    let rank = im.desc(input).shape.rank();
+    let empty = im.known_input(cx, 0).filter(|t| t.shape().element_count() == 0);
+    let (input, desc) = match &empty {
+        Some(t) => (None, t.desc().clone()),
+        None => {
+            let input = im.input(cx, 0)?;
+            require_type(im, cx, input, reduce_types(kind))?;
+            (Some(input), im.desc(input).clone())
+        }
+    };
+    let rank = desc.shape.rank();
     let axes_input = cx.opset >= 18 || (kind == ReduceOp::Sum && cx.opset >= 13);
     let axes = if axes_input { im.const_ints(cx, 1)? } else { cx.ints("axes")? };
     let keep = cx.int_or("keepdims", 1)? != 0;
     let axes = match axes {
         Some(a) if !a.is_empty() => normalize_axes(&a, rank)?,
-        _ if axes_input && cx.int_or("noop_with_empty_axes", 0)? != 0 => return Ok(vec![input.into()]),
+        _ if axes_input && cx.int_or("noop_with_empty_axes", 0)? != 0 => {
+            return Ok(vec![input.map_or_else(|| Value::Const(empty.clone().unwrap()), Value::from)]);
+        }
         _ => (0..rank as u32).collect(),
     };
-    Ok(vec![reduce_op(im, cx, kind, input, axes, keep)?.into()])
+    match input {
+        Some(input) => Ok(vec![reduce_op(im, cx, kind, input, axes, keep)?.into()]),
+        None => Ok(vec![Value::Const(reduce_empty(kind, &desc, &axes, keep)?)]),
+    }
+}
+
+/// A reduction of an empty tensor: every output element reduces the empty
+/// set, so it is the reduction's identity (0 for sums and norms, 1 for the
+/// product, -inf/+inf (the type's extremes for integers) for max/min,
+/// -inf for the log-sums, NaN for the mean). Known at load time.
+fn reduce_empty(kind: ReduceOp, desc: &OperandDescriptor, axes: &[u32], keep: bool) -> NodeResult<Tensor> {
+    let dims: Vec<u32> = desc
+        .shape
+        .dims()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&(i as u32)), keep) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    let out = OperandDescriptor::new(desc.data_type, dims);
+    let n = out.shape.element_count();
+    let value = match kind {
+        ReduceOp::Sum | ReduceOp::SumSquare | ReduceOp::L1 | ReduceOp::L2 => 0.0,
+        ReduceOp::Product => 1.0,
+        ReduceOp::Max | ReduceOp::LogSum | ReduceOp::LogSumExp => f64::NEG_INFINITY,
+        ReduceOp::Min => f64::INFINITY,
+        ReduceOp::Mean => f64::NAN,
+    };
+    let values = match desc.data_type.int_range() {
+        None => Values::Float(vec![value; n]),
+        Some(_) if matches!(kind, ReduceOp::Mean | ReduceOp::LogSum | ReduceOp::LogSumExp) => {
+            return unsupported(format!("{} of an empty {} tensor has no integer value", kind.name(), desc.data_type));
+        }
+        Some((lo, hi)) => Values::Int(vec![if value == f64::NEG_INFINITY { lo } else if value == f64::INFINITY { hi } else { value as i128 }; n]),
+    };
+    Tensor::from_values(out, &values).or_else(|e| invalid(e.to_string()))
 }
 
 /// Largest index dimension for which indices are computed in float32
