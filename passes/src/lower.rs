@@ -2037,7 +2037,7 @@ pub fn op_support(name: &str) -> Option<Support> {
         | "reduceMax" | "reduceMin" => WIDE_INTS,
         "pow" => "integers",
         "reduceL1" | "reduceSum" | "reduceSumSquare" | "reduceProduct" => "integers",
-        "cast" => "integer-to-integer casts but from int8/uint8 (see cast_rule)",
+        "cast" => "integer-to-integer casts from 32/64-bit integers, int8 to uint32/uint64 (see cast_rule)",
         "resample2d" => "linear mode on integers",
         "pad" => "constant values f32 cannot hold exactly",
         _ => {

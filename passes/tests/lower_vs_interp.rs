@@ -876,14 +876,9 @@ fn wide_integer_arithmetic_runs_exactly_on_the_host() {
                 let b = match kind {
                     // Small exponents keep some powers from wrapping to 0.
                     BinaryOp::Pow => {
-                        let c = g
-                            .add_constant(
-                                None,
-                                Tensor::from_values(OperandDescriptor::new(t, [4]), &Values::Int(vec![0, 1, 2, 3]))
-                                    .unwrap(),
-                            )
-                            .unwrap();
-                        c
+                        let exponents = Values::Int(vec![0, 1, 2, 3]);
+                        let c = Tensor::from_values(OperandDescriptor::new(t, [4]), &exponents).unwrap();
+                        g.add_constant(None, c).unwrap()
                     }
                     _ => x[1],
                 };
