@@ -135,7 +135,25 @@ fn run_model(context: &Context, model: &OnnxModel, dir: &Path, tolerance: Tolera
                 (name.clone(), t)
             })
             .collect();
-        let graph = model.to_graph(&options).map_err(|e| format!("import: {e}"))?;
+        // Inputs that operators need at load time (shape arguments) are
+        // bound as constants, as a static-shape compiler must.
+        let mut feeds = feeds;
+        let mut graph = model.to_graph(&options);
+        while graph.is_err() {
+            let wanted = model.load_time_inputs(&options);
+            let before = options.constants.len();
+            for name in wanted {
+                if let Some(k) = feeds.iter().position(|(n, _)| *n == name) {
+                    let (n, t) = feeds.remove(k);
+                    options.constants.insert(n, t);
+                }
+            }
+            if options.constants.len() == before {
+                break;
+            }
+            graph = model.to_graph(&options);
+        }
+        let graph = graph.map_err(|e| format!("import: {e}"))?;
         let compiled = context.compile(graph).map_err(|e| format!("compile: {e}"))?;
         let feed_refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let outputs = context.compute(&compiled, &feed_refs).map_err(|e| format!("compute: {e}"))?;

@@ -159,6 +159,8 @@ pub struct Importer {
     graph: Graph,
     values: HashMap<String, Value>,
     files: ExternalFiles,
+    /// Graph inputs an operator asked for at load time.
+    load_time_inputs: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Importer {
@@ -214,9 +216,14 @@ impl Importer {
             Some(Value::Const(t)) => Ok(Some(t.clone())),
             Some(Value::Operand(id)) => match self.constant(*id) {
                 Some(t) => Ok(Some(t.clone())),
-                None => unsupported(format!(
+                None => {
+                    if matches!(self.graph.operand(*id).kind, OperandKind::Input { .. }) {
+                        self.load_time_inputs.borrow_mut().insert(name.clone());
+                    }
+                    unsupported(format!(
                     "input {i} (`{name}`) must be known at load time, but it depends on the graph's inputs"
-                )),
+                    ))
+                }
             },
             _ => unreachable!("the importer only runs nodes whose inputs are available"),
         }
@@ -432,7 +439,24 @@ pub fn import(
     files: ExternalFiles,
     options: &LoadOptions,
 ) -> Result<Graph, OnnxError> {
-    let mut im = Importer { graph: Graph::new(), values: HashMap::new(), files };
+    import_recording(graph, opset, files, options).0
+}
+
+/// [`import`], also returning the graph inputs that operators needed at
+/// load time (to bind with [`LoadOptions::constants`]).
+pub fn import_recording(
+    graph: &GraphProto,
+    opset: i64,
+    files: ExternalFiles,
+    options: &LoadOptions,
+) -> (Result<Graph, OnnxError>, Vec<String>) {
+    let mut im = Importer { graph: Graph::new(), values: HashMap::new(), files, load_time_inputs: Default::default() };
+    let result = import_into(&mut im, graph, opset, options);
+    (result, im.load_time_inputs.into_inner().into_iter().collect())
+}
+
+fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &LoadOptions) -> Result<Graph, OnnxError> {
+    let im = &mut *im;
     if let Some(sparse) = graph.sparse_initializer.first() {
         let name = sparse.values.as_ref().map(|v| v.name.as_str()).unwrap_or_default();
         return Err(OnnxError::Model(format!("sparse initializer `{name}`: sparse tensors are not supported")));
@@ -446,6 +470,10 @@ pub fn import(
         // Before IR version 4 initializers are also listed as inputs; they
         // stay constants.
         if im.values.contains_key(&info.name) {
+            continue;
+        }
+        if let Some(t) = options.constants.get(&info.name) {
+            im.values.insert(info.name.clone(), Value::Const(t.clone()));
             continue;
         }
         let desc = input_descriptor(info, options)?;
@@ -468,6 +496,10 @@ pub fn import(
         });
     }
 
+    if let Some(name) = options.constants.keys().find(|k| !graph.input.iter().any(|i| &i.name == *k)) {
+        return Err(OnnxError::Input { name: name.clone(), message: "is given a load-time value but is not a graph input".into() });
+    }
+
     let order = dependency_order(graph, &im.values)?;
     let mut unsupported_nodes: Vec<Unsupported> = Vec::new();
     for n in order {
@@ -479,7 +511,7 @@ pub fn import(
         } else {
             match super::ops::handler(&node.domain, &node.op_type) {
                 None => Err(Some(super::ops::unsupported_reason(&node.domain, &node.op_type))),
-                Some(handler) => match handler(&mut im, &cx) {
+                Some(handler) => match handler(im, &cx) {
                     Ok(values) => Ok(values),
                     Err(NodeError::Unsupported(reason)) => Err(Some(reason)),
                     Err(NodeError::Invalid(message)) => {
