@@ -159,7 +159,8 @@ pub struct Importer {
     graph: Graph,
     values: HashMap<String, Value>,
     files: ExternalFiles,
-    /// Graph inputs an operator asked for at load time.
+    /// Graph inputs that values an operator needed at load time are
+    /// computed from.
     load_time_inputs: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
@@ -205,6 +206,17 @@ impl Importer {
         }
     }
 
+    /// Input `i` when it is known at load time; `None` when it is absent
+    /// or computed from the graph's inputs (which, unlike
+    /// [`Importer::const_input`], is not an error).
+    pub fn known_input(&self, cx: &NodeCx, i: usize) -> Option<Tensor> {
+        match self.values.get(cx.node.input.get(i).filter(|n| !n.is_empty())?)? {
+            Value::Const(t) => Some(t.clone()),
+            Value::Operand(id) => self.constant(*id).cloned(),
+            Value::Unavailable => None,
+        }
+    }
+
     /// Input `i` as a load-time constant, if given; an error if it is
     /// computed from graph inputs.
     pub fn const_input(&self, cx: &NodeCx, i: usize) -> NodeResult<Option<Tensor>> {
@@ -217,15 +229,33 @@ impl Importer {
             Some(Value::Operand(id)) => match self.constant(*id) {
                 Some(t) => Ok(Some(t.clone())),
                 None => {
-                    if matches!(self.graph.operand(*id).kind, OperandKind::Input { .. }) {
-                        self.load_time_inputs.borrow_mut().insert(name.clone());
-                    }
+                    self.record_load_time_inputs(*id);
                     unsupported(format!(
                     "input {i} (`{name}`) must be known at load time, but it depends on the graph's inputs"
                     ))
                 }
             },
             _ => unreachable!("the importer only runs nodes whose inputs are available"),
+        }
+    }
+
+    /// Records the graph inputs `id` is computed from.
+    fn record_load_time_inputs(&self, id: OperandId) {
+        let mut stack = vec![id];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            match &self.graph.operand(id).kind {
+                OperandKind::Input { name } => {
+                    self.load_time_inputs.borrow_mut().insert(name.clone());
+                }
+                OperandKind::Output { node, .. } => {
+                    stack.extend(self.graph.nodes()[node.0 as usize].op.inputs().into_iter().map(|(_, i)| i));
+                }
+                OperandKind::Constant(_) => {}
+            }
         }
     }
 

@@ -199,11 +199,12 @@ impl OnnxModel {
         import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base), options)
     }
 
-    /// The graph inputs that operators need at load time (a `Reshape`
-    /// shape or `Slice` bounds fed as an input, as in ONNX's node tests),
-    /// found while importing with `options`: give them values with
-    /// [`LoadOptions::constants`]. An input first read by a node that
-    /// itself waits on such an input shows up once that one is bound.
+    /// The graph inputs that values operators need at load time are
+    /// computed from (a `Reshape` shape or `Slice` bounds fed as an input,
+    /// as in ONNX's node tests), found while importing with `options`:
+    /// give them values with [`LoadOptions::constants`]. An input read by
+    /// a node after one that already failed shows up once the first ones
+    /// are bound.
     pub fn load_time_inputs(&self, options: &LoadOptions) -> Vec<String> {
         import::import_recording(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base), options).1
     }

@@ -72,7 +72,7 @@ pub const TABLE: &[(&str, Handler)] = &[
 /// Input `i` when it is known at load time; `None` when it is absent or
 /// computed from the graph's inputs.
 pub(super) fn known(im: &Importer, cx: &NodeCx, i: usize) -> Option<Tensor> {
-    im.const_input(cx, i).ok().flatten()
+    im.known_input(cx, i)
 }
 
 /// The data type and dimensions of input `i`, constant (even empty) or not.
@@ -1137,10 +1137,13 @@ fn resize(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let (_, dims) = input_info(im, cx, 0)?;
     let rank = dims.len();
     let mode = cx.string_or("mode", "nearest")?;
+    let ctm = if cx.opset < 11 { "asymmetric".to_string() } else { cx.string_or("coordinate_transformation_mode", "half_pixel")? };
+    // The roi only matters to tf_crop_and_resize.
     let (roi, scales, sizes) = if cx.opset < 11 {
         (None, im.const_floats(cx, 1)?, None)
     } else {
-        (im.const_floats(cx, 1)?, im.const_floats(cx, 2)?, im.const_ints(cx, 3)?)
+        let roi = if ctm == "tf_crop_and_resize" { im.const_floats(cx, 1)? } else { None };
+        (roi, im.const_floats(cx, 2)?, im.const_ints(cx, 3)?)
     };
     let scales = scales.filter(|s| !s.is_empty());
     let sizes = sizes.filter(|s| !s.is_empty());
@@ -1148,7 +1151,6 @@ fn resize(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         Some(axes) => axes.iter().map(|&a| axis(a, rank).map(|a| a as usize)).collect::<NodeResult<_>>()?,
         None => (0..rank).collect(),
     };
-    let ctm = if cx.opset < 11 { "asymmetric".to_string() } else { cx.string_or("coordinate_transformation_mode", "half_pixel")? };
     let nearest = if cx.opset < 11 {
         Nearest::Simple
     } else {
