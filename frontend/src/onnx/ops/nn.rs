@@ -94,7 +94,8 @@ fn window(cx: &NodeCx, input: &[u32], kernel: &[u32]) -> NodeResult<Window> {
     }
     let auto_pad = cx.string_or("auto_pad", "NOTSET")?;
     let pads = match auto_pad.as_str() {
-        "NOTSET" => {
+        // Some exporters write an empty string for the default.
+        "NOTSET" | "" => {
             let p = spatial_ints(cx, "pads", 2 * n, 0)?;
             (0..n).map(|i| (p[i], p[i + n])).collect()
         }
@@ -214,8 +215,7 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         Some(s) => return invalid(format!("output_shape {s:?} must have {n} values")),
         None => None,
     };
-    // The full size of each output axis (no padding), and the padding at
-    // both ends (negative: the output extends past the full size).
+    // The full size of each output axis, before padding removes any.
     let full: Vec<i64> = (0..n)
         .map(|i| {
             strides[i] as i64 * (xd[i + 2] as i64 - 1) + output_padding[i] as i64 + (kernel[i] as i64 - 1) * dilations[i] as i64 + 1
@@ -229,7 +229,7 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     }
     let same = match auto_pad.as_str() {
         "SAME_UPPER" | "SAME_LOWER" => true,
-        "NOTSET" | "VALID" => false,
+        "NOTSET" | "" | "VALID" => false,
         other => return invalid(format!("unknown auto_pad `{other}`")),
     };
     // Per axis: the padding at both ends (the end may be negative: the
@@ -280,14 +280,20 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         pads.push((fits(begin)?, fits(end)?));
         sizes.push(fits(size)?);
     }
+    // With `outputSizes`, WebNN drops the output padding: every axis must
+    // then be less than a stride past its unpadded size.
+    if extended
+        && (0..n).any(|i| sizes[i] as i64 - (full[i] - output_padding[i] as i64 - pads[i].0 as i64 - pads[i].1 as i64) >= strides[i] as i64)
+    {
+        return unsupported(format!("output_shape {output_shape:?} with output_padding {output_padding:?}"));
+    }
     let output_sizes = extended.then(|| pair(&sizes, 1));
     let output_padding = if extended { [0, 0] } else { pair(&output_padding, 0) };
-    let pads_u = pads;
     let bias = im.opt_input(cx, 2)?;
     let x4 = reshape(im, cx, x, &as_2d(&xd))?;
     let w4 = reshape(im, cx, w, &as_2d(&wd))?;
     let options = ConvTranspose2dOptions {
-        padding: padding(&pads_u),
+        padding: padding(&pads),
         strides: pair(&strides, 1),
         dilations: pair(&dilations, 1),
         output_padding,
