@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Write kiln's three benchmark models as ONNX (opset 17) for the ONNX Runtime baseline.
+"""Write kiln's benchmark models as ONNX (opset 17): the ORT baseline and ONNX test models.
 
-    python3 scripts/onnx_models.py OUT_DIR
+    python3 scripts/onnx_models.py OUT_DIR [--models NAME,...] [--no-run]
 
-Writes OUT_DIR/mobilenetv2.onnx, OUT_DIR/squeezenet1.1.onnx and OUT_DIR/resnet50.onnx.
-The architectures mirror examples/zoo.rs layer for layer (batch 1, NCHW, float32,
-224x224 input named "input", output "probs" [1, 1000]):
+By default writes the three benchmark CNNs, OUT_DIR/mobilenetv2.onnx,
+OUT_DIR/squeezenet1.1.onnx and OUT_DIR/resnet50.onnx; `--models` picks any of
+mobilenetv2, squeezenet1.1, resnet50, bert_encoder (or "all"). The CNN architectures
+mirror examples/zoo.rs layer for layer (batch 1, NCHW, float32, 224x224 input named
+"input", output "probs" [1, 1000]):
 
 * every convolution carries a bias (batch normalisation folded in), padding k/2,
   followed by Relu, Clip(0, 6) (WebNN clamp, "relu6") or nothing;
@@ -22,8 +24,21 @@ for conv/FC weights, [-0.05, 0.05) for biases), drawn in the same order as zoo.r
 numpy's PCG64 seeded by zoo.rs's seed. The values therefore differ from kiln's bytes
 (zoo.rs uses xorshift64*); the models are meant for latency comparison only.
 
+bert_encoder is one BERT-base encoder layer (no zoo.rs counterpart) as a PyTorch
+export of transformers' BertLayer (eval mode, no fusion) looks at opset 17: input
+"input" float32 [1, 128, 768] (hidden states), "attention_mask" float32 [1, 1, 1, 128]
+(the additive extended mask: 0 to attend, -10000 to mask), output "output"
+[1, 128, 768]. Self-attention with 12 heads of 64 (MatMul + Add projections, Reshape
+with int64 shape initializers, Transpose, MatMul, Div by sqrt(64), Add mask,
+Softmax(-1)), output projection + residual + LayerNormalization(eps 1e-12), FFN
+768 -> 3072 -> 768 with exact GELU as x * (1 + Erf(x / sqrt 2)) * 0.5, residual and a
+second LayerNormalization. Weights are seeded random normal(0, 0.02) (BERT's
+initializer_range), biases normal(0, 0.02), LayerNorm scales 1 + normal(0, 0.1) and
+shifts normal(0, 0.05).
+
 Each model is validated with onnx.checker (full check) and, unless --no-run, run once
-through onnxruntime to check the output shape [1, 1000] and that each row sums to 1.
+through onnxruntime to check the output shape ([1, 1000] with rows summing to 1 for
+the CNNs, [1, 128, 768] and finite for bert_encoder).
 """
 
 import argparse
@@ -209,11 +224,115 @@ def resnet50():
     return b.model("input", out)
 
 
-MODELS = [("mobilenetv2", mobilenet_v2), ("squeezenet1.1", squeezenet_1_1), ("resnet50", resnet50)]
+def bert_encoder(seq=128, hidden=768, heads=12, ffn=3072):
+    """One BERT-base encoder layer, as torch.onnx exports transformers' BertLayer."""
+    rng = np.random.default_rng(0x6265_7274)
+    head = hidden // heads
+    nodes, inits = [], []
+
+    def init(name, values):
+        inits.append(numpy_helper.from_array(values, name))
+        return name
+
+    def normal(name, shape, std, mean=0.0):
+        return init(name, (mean + std * rng.standard_normal(shape)).astype(np.float32))
+
+    def scalar(name, value):
+        return init(name, np.array(value, dtype=np.float32))
+
+    def shape(name, values):
+        return init(name, np.array(values, dtype=np.int64))
+
+    def node(op, inputs, out, **attrs):
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def linear(x, prefix, cin, cout):
+        # torch.onnx exports nn.Linear on a 3-D input as MatMul with the transposed
+        # weight ([in, out]) followed by Add of the bias.
+        w = normal(f"{prefix}.weight", [cin, cout], 0.02)
+        b = normal(f"{prefix}.bias", [cout], 0.02)
+        return node("Add", [node("MatMul", [x, w], f"{prefix}/MatMul"), b], f"{prefix}/Add")
+
+    def layer_norm(x, prefix):
+        g = normal(f"{prefix}.weight", [hidden], 0.1, mean=1.0)
+        b = normal(f"{prefix}.bias", [hidden], 0.05)
+        return node("LayerNormalization", [x, g, b], f"{prefix}/LayerNormalization", axis=-1, epsilon=1e-12)
+
+    heads_shape = shape("heads_shape", [1, seq, heads, head])
+    merged_shape = shape("merged_shape", [1, seq, hidden])
+
+    def split_heads(x, prefix, perm):
+        r = node("Reshape", [x, heads_shape], f"{prefix}/Reshape")
+        return node("Transpose", [r], f"{prefix}/Transpose", perm=perm)
+
+    x = "input"
+    a = "attention.self"
+    q = split_heads(linear(x, f"{a}.query", hidden, hidden), f"{a}.query", [0, 2, 1, 3])
+    # key: permute(0, 2, 1, 3) then transpose(-1, -2), one Transpose after export.
+    k = split_heads(linear(x, f"{a}.key", hidden, hidden), f"{a}.key", [0, 2, 3, 1])
+    v = split_heads(linear(x, f"{a}.value", hidden, hidden), f"{a}.value", [0, 2, 1, 3])
+    scores = node("MatMul", [q, k], f"{a}/scores/MatMul")
+    scores = node("Div", [scores, scalar("attention_scale", float(np.sqrt(head)))], f"{a}/scores/Div")
+    scores = node("Add", [scores, "attention_mask"], f"{a}/scores/Add")
+    probs = node("Softmax", [scores], f"{a}/Softmax", axis=-1)
+    ctx = node("MatMul", [probs, v], f"{a}/context/MatMul")
+    ctx = node("Transpose", [ctx], f"{a}/context/Transpose", perm=[0, 2, 1, 3])
+    ctx = node("Reshape", [ctx, merged_shape], f"{a}/context/Reshape")
+    attn = linear(ctx, "attention.output.dense", hidden, hidden)
+    attn = node("Add", [attn, x], "attention.output/residual/Add")
+    attn = layer_norm(attn, "attention.output.LayerNorm")
+
+    h = linear(attn, "intermediate.dense", hidden, ffn)
+    # transformers' exact GELU: x * 0.5 * (1 + erf(x / sqrt(2))), exported in this order.
+    g = node("Div", [h, scalar("gelu_sqrt2", float(np.sqrt(2.0)))], "intermediate/gelu/Div")
+    g = node("Erf", [g], "intermediate/gelu/Erf")
+    g = node("Add", [g, scalar("gelu_one", 1.0)], "intermediate/gelu/Add")
+    g = node("Mul", [h, g], "intermediate/gelu/Mul")
+    g = node("Mul", [g, scalar("gelu_half", 0.5)], "intermediate/gelu/Mul_1")
+    out = linear(g, "output.dense", ffn, hidden)
+    out = node("Add", [out, attn], "output/residual/Add")
+    out = layer_norm(out, "output.LayerNorm")
+    nodes[-1].output[0] = "output"
+
+    graph = helper.make_graph(
+        nodes,
+        "bert_encoder",
+        [
+            helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, seq, hidden]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.FLOAT, [1, 1, 1, seq]),
+        ],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, seq, hidden])],
+        initializer=inits,
+    )
+    m = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="kiln scripts/onnx_models.py",
+    )
+    m.ir_version = 8
+    return m
+
+
+def bert_mask(seq=128, valid=100):
+    """The additive attention mask of a padded batch of one: `valid` tokens, then padding."""
+    mask = np.zeros((1, 1, 1, seq), dtype=np.float32)
+    mask[..., valid:] = -10000.0
+    return mask
+
+
+MODELS = [
+    ("mobilenetv2", mobilenet_v2),
+    ("squeezenet1.1", squeezenet_1_1),
+    ("resnet50", resnet50),
+    ("bert_encoder", bert_encoder),
+]
+# What `onnx_models.py OUT_DIR` writes without --models (scripts/compare.sh relies on it).
+DEFAULT_MODELS = ["mobilenetv2", "squeezenet1.1", "resnet50"]
 
 
 def count_flops(model):
-    """Multiply-adds x2 of Conv and Gemm (the dominant terms), from inferred shapes."""
+    """Multiply-adds x2 of Conv, Gemm and MatMul (the dominant terms), from inferred shapes."""
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
@@ -229,6 +348,10 @@ def count_flops(model):
         elif n.op_type == "Gemm":
             a, bm = shapes[n.input[0]], shapes[n.input[1]]
             flops += 2 * a[0] * a[1] * bm[1]
+        elif n.op_type == "MatMul":
+            out = shapes[n.output[0]]
+            a = shapes[n.input[0]]
+            flops += 2 * int(np.prod(out)) * a[-1]
     return flops
 
 
@@ -239,6 +362,13 @@ def validate(path, run=True):
     import onnxruntime as ort
 
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    if names == ["input", "attention_mask"]:  # bert_encoder
+        x = np.random.default_rng(0).standard_normal((1, 128, 768), dtype=np.float32)
+        (y,) = sess.run(None, {"input": x, "attention_mask": bert_mask()})
+        if y.shape != (1, 128, 768) or not np.isfinite(y).all():
+            raise SystemExit(f"{path}: output shape {y.shape} (expected (1, 128, 768)) or not finite")
+        return None
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
     (probs,) = sess.run(None, {"input": x})
     if probs.shape != (1, 1000):
@@ -253,10 +383,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir")
     ap.add_argument("--no-run", action="store_true", help="skip the onnxruntime smoke run")
+    ap.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated subset of {', '.join(n for n, _ in MODELS)}, or 'all' (default: %(default)s)",
+    )
     args = ap.parse_args()
+    builders = dict(MODELS)
+    wanted = list(builders) if args.models == "all" else [m for m in args.models.split(",") if m]
+    unknown = [m for m in wanted if m not in builders]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(builders)}")
     os.makedirs(args.out_dir, exist_ok=True)
-    for name, build in MODELS:
-        model = build()
+    for name in wanted:
+        model = builders[name]()
         path = os.path.join(args.out_dir, f"{name}.onnx")
         onnx.save(model, path)
         total = validate(path, run=not args.no_run)
@@ -268,7 +408,7 @@ def main():
         check = "" if total is None else f", sum(probs) = {total:.6f}"
         print(
             f"{path}: {len(model.graph.node)} nodes ({summary}), {params / 1e6:.2f} M params, "
-            f"{count_flops(model) / 1e9:.2f} GFLOP (conv+gemm){check}"
+            f"{count_flops(model) / 1e9:.2f} GFLOP (conv+gemm+matmul){check}"
         )
 
 

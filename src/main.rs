@@ -279,6 +279,7 @@ fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>,
             serde_json::json!({
                 "model": model.display().to_string(), "backend": backend.name(), "compile_ms": compile_ms,
                 "median_ms": median_ms, "min_ms": min_ms, "gflops": gflops, "threads": threads, "runs": times.len(),
+                "arena_bytes": compiled.program().map(|p| p.arena_bytes),
             })
         );
     } else {
@@ -382,6 +383,26 @@ fn describe(graph: &Graph) -> String {
     let _ = writeln!(s, "parameters: {params} ({bytes} bytes)");
     let flops = kiln::ir::cost::graph_flops(graph);
     let _ = writeln!(s, "FLOPs: {flops} ({:.3} GFLOP)", flops as f64 / 1e9);
+    // The memory plan of the lowered program (what the cpu and kernels
+    // backends run): one arena of scratch buffers per execution.
+    match kiln::passes::lower(graph) {
+        Ok(p) => {
+            let (count, total) = p
+                .buffers
+                .iter()
+                .filter(|b| matches!(b.kind, kiln::ir::kernel::BufferKind::Scratch { .. }))
+                .fold((0usize, 0usize), |(n, t), b| (n + 1, t + b.byte_len()));
+            let _ = writeln!(
+                s,
+                "arena: {} bytes ({count} scratch buffers, {total} bytes unshared), {} kernels",
+                p.arena_bytes,
+                p.kernels.len()
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(s, "arena: not lowered ({e})");
+        }
+    }
     s
 }
 
@@ -460,6 +481,9 @@ fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliRes
     use kiln::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
     let backend: Backend = backend.parse()?;
     let results = run_suite(root, backend, filter, Tolerance::default(), |r| match &r.outcome {
+        CaseOutcome::Passed if verbose && !r.bound.is_empty() => {
+            println!("pass      {} (bound at load time: {})", r.name, r.bound.join(", "))
+        }
         CaseOutcome::Passed if verbose => println!("pass      {}", r.name),
         CaseOutcome::Failed(e) => println!("FAIL      {}: {e}", r.name),
         CaseOutcome::Unmapped(ops) if verbose => println!("unmapped  {} ({})", r.name, ops.join(", ")),
@@ -471,6 +495,8 @@ fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliRes
         println!("{op:<28} {:>6} {:>6} {:>8}", c.passed, c.failed, c.unmapped);
     }
     let mapped = total.passed + total.failed;
+    let bound = results.iter().filter(|r| !r.bound.is_empty()).count();
+    println!("{bound} mapped cases bound inputs that kiln needs at load time to their test values");
     println!(
         "\n{backend}: {} cases; {mapped} mapped: {} passed, {} failed ({:.1}% of mapped pass); {} unmapped",
         results.len(),

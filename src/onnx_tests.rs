@@ -3,8 +3,13 @@
 //! node tests, and of kiln's generated model tests).
 //!
 //! A case is *mapped* when every operator type of its model is in kiln's
-//! ONNX table; only mapped cases run. Symbolic dimensions are bound from
-//! the input files' shapes. Outputs are judged like `onnx.backend.test`'s
+//! ONNX table and every element type it uses is one kiln has (no
+//! `DOUBLE`, `INT16`, float8, strings, sequences); only mapped cases run.
+//! Symbolic dimensions are bound from the input files' shapes. An input
+//! the importer needs at load time (a `Reshape` shape, `Reduce` axes,
+//! `Resize` scales: static attributes in WebNN) is bound to its test value
+//! as a constant, the way `LoadOptions::constants` lets users do it; the
+//! result records it. Outputs are judged like `onnx.backend.test`'s
 //! `assert_allclose`, per element: `|actual - expected| <= atol + rtol *
 //! |expected|`, NaN matching NaN, integers and booleans exactly.
 
@@ -13,7 +18,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use kiln_frontend::LoadOptions;
-use kiln_frontend::onnx::{OnnxModel, read_tensor};
+use kiln_frontend::onnx::{OnnxError, OnnxModel, read_tensor};
 use kiln_ir::{Tensor, Values};
 use kiln_runtime::{Backend, Context, ContextOptions};
 
@@ -39,7 +44,8 @@ pub enum CaseOutcome {
     Passed,
     /// The message says which step failed and how.
     Failed(String),
-    /// Not run: these operator types are not in the table.
+    /// Not run: these operator types are not in the table, or these
+    /// element types are not kiln's.
     Unmapped(Vec<String>),
 }
 
@@ -49,6 +55,8 @@ pub struct CaseResult {
     pub name: String,
     pub operators: Vec<String>,
     pub outcome: CaseOutcome,
+    /// Inputs bound to their test values at load time.
+    pub bound: Vec<String>,
 }
 
 /// The case folders under `root` (those holding a `model.onnx`), sorted.
@@ -79,17 +87,21 @@ pub fn run_case(context: &Context, dir: &Path, tolerance: Tolerance) -> CaseResu
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let model = match OnnxModel::open(dir.join("model.onnx")) {
         Ok(m) => m,
-        Err(e) => return CaseResult { name, operators: Vec::new(), outcome: CaseOutcome::Failed(format!("open: {e}")) },
+        Err(e) => {
+            let outcome = CaseOutcome::Failed(format!("open: {e}"));
+            return CaseResult { name, operators: Vec::new(), outcome, bound: Vec::new() };
+        }
     };
     let operators: Vec<String> = model.operator_counts().into_keys().collect();
     let mut unmapped: Vec<String> = model.unmapped_nodes().into_iter().map(|u| u.op_type).collect();
+    unmapped.sort();
     unmapped.dedup();
+    unmapped.extend(model.unsupported_types().into_iter().map(|t| format!("element type {t}")));
+    let mut bound = Vec::new();
     let outcome = if !unmapped.is_empty() {
-        unmapped.sort();
-        unmapped.dedup();
         CaseOutcome::Unmapped(unmapped)
     } else {
-        let result = panic::catch_unwind(AssertUnwindSafe(|| run_model(context, &model, dir, tolerance)))
+        let result = panic::catch_unwind(AssertUnwindSafe(|| run_model(context, &model, dir, tolerance, &mut bound)))
             .unwrap_or_else(|payload| {
                 let message = payload
                     .downcast_ref::<&str>()
@@ -103,11 +115,17 @@ pub fn run_case(context: &Context, dir: &Path, tolerance: Tolerance) -> CaseResu
             Err(e) => CaseOutcome::Failed(e),
         }
     };
-    CaseResult { name, operators, outcome }
+    CaseResult { name, operators, outcome, bound }
 }
 
 /// Imports, compiles and runs `model` on every `test_data_set_*` in `dir`.
-fn run_model(context: &Context, model: &OnnxModel, dir: &Path, tolerance: Tolerance) -> Result<(), String> {
+fn run_model(
+    context: &Context,
+    model: &OnnxModel,
+    dir: &Path,
+    tolerance: Tolerance,
+    bound: &mut Vec<String>,
+) -> Result<(), String> {
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -127,35 +145,38 @@ fn run_model(context: &Context, model: &OnnxModel, dir: &Path, tolerance: Tolera
             return Err(format!("{set_name}: {} input files for {} model inputs", inputs.len(), input_names.len()));
         }
         let mut options = LoadOptions::default();
-        let feeds: Vec<(String, Tensor)> = inputs
-            .into_iter()
-            .zip(&input_names)
-            .map(|((_, t), name)| {
-                options.shapes.insert(name.clone(), t.shape().dims().to_vec());
-                (name.clone(), t)
-            })
-            .collect();
-        // Inputs that operators need at load time (shape arguments) are
-        // bound as constants, as a static-shape compiler must.
-        let mut feeds = feeds;
-        let mut graph = model.to_graph(&options);
-        while graph.is_err() {
-            let wanted = model.load_time_inputs(&options);
-            let before = options.constants.len();
-            for name in wanted {
-                if let Some(k) = feeds.iter().position(|(n, _)| *n == name) {
-                    let (n, t) = feeds.remove(k);
-                    options.constants.insert(n, t);
-                }
-            }
-            if options.constants.len() == before {
-                break;
-            }
-            graph = model.to_graph(&options);
+        let feeds: Vec<(String, Tensor)> =
+            inputs.into_iter().zip(&input_names).map(|((_, t), name)| (name.clone(), t)).collect();
+        for (name, t) in &feeds {
+            options.shapes.insert(name.clone(), t.shape().dims().to_vec());
         }
-        let graph = graph.map_err(|e| format!("import: {e}"))?;
+        let graph = loop {
+            match model.to_graph(&options) {
+                Ok(graph) => break graph,
+                // Each retry binds at least one more input, so this ends.
+                Err(OnnxError::Unsupported(nodes))
+                    if nodes.iter().all(|n| n.needs_value.as_ref().is_some_and(|v| !options.constants.contains_key(v))) =>
+                {
+                    for name in nodes.iter().filter_map(|n| n.needs_value.as_ref()) {
+                        let (_, value) = feeds.iter().find(|(n, _)| n == name).ok_or_else(|| format!("no test value for `{name}`"))?;
+                        options.shapes.remove(name);
+                        options.constants.insert(name.clone(), value.clone());
+                        if !bound.contains(name) {
+                            bound.push(name.clone());
+                        }
+                    }
+                }
+                Err(e) => return Err(format!("import: {e}")),
+            }
+        };
         let compiled = context.compile(graph).map_err(|e| format!("compile: {e}"))?;
-        let feed_refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        // Bound and zero-size inputs are constants now, not fed.
+        let graph = compiled.graph();
+        let feed_refs: Vec<(&str, &Tensor)> = feeds
+            .iter()
+            .filter(|(n, _)| graph.inputs().iter().any(|&id| graph.input_name(id) == Some(n.as_str())))
+            .map(|(n, t)| (n.as_str(), t))
+            .collect();
         let outputs = context.compute(&compiled, &feed_refs).map_err(|e| format!("compute: {e}"))?;
         if expected.len() != output_names.len() {
             return Err(format!("{set_name}: {} output files for {} model outputs", expected.len(), output_names.len()));

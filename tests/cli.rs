@@ -115,7 +115,7 @@ fn info_reports_the_model() {
     let o = kiln(&["info", MODEL]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    for needle in ["x: f32[1, 3, 32, 32]", "probs: f32[1, 10]", "conv2d", "softmax", "parameters: 1594", "FLOPs:"] {
+    for needle in ["x: f32[1, 3, 32, 32]", "probs: f32[1, 10]", "conv2d", "softmax", "parameters: 1594", "FLOPs:", "arena: "] {
         assert!(s.contains(needle), "`{needle}` missing from:\n{s}");
     }
 }

@@ -223,3 +223,30 @@ fn random_graphs_are_varied() {
     assert!(ops.len() >= 30, "only {} distinct operators: {ops:?}", ops.len());
     assert!(multi >= 100, "only {multi} graphs with two or more operators");
 }
+
+/// Random graphs whose memory plan writes a Map's output over one of its
+/// inputs (a few percent of them; see `kiln::passes::writes_in_place`),
+/// checked on every backend with two threads.
+#[test]
+fn in_place_plans_agree_with_the_interpreter() {
+    let mut checked = 0;
+    for n in 0..3000u64 {
+        let seed = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let (graph, _) = random_graph(seed);
+        let Ok(p) = kiln::passes::lower(&graph) else { continue };
+        let ranges = kiln::passes::live_ranges(&p);
+        let in_place = p.kernels.iter().enumerate().any(|(k, kernel)| match kernel {
+            kiln::ir::kernel::Kernel::Map { inputs, .. } => {
+                inputs.iter().any(|a| kiln::passes::writes_in_place(&p, &ranges, k, a.buffer))
+            }
+            _ => false,
+        });
+        if in_place {
+            for backend in compiled_backends() {
+                check(seed, backend).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 60, "only {checked} graphs write in place");
+}

@@ -708,6 +708,93 @@ fn in_place_map() {
     }
 }
 
+/// The in-place Maps memory planning makes: scratch buffers at one arena
+/// offset, each Map writing over an input that dies there and that it reads
+/// element for element. Vector loops with their tails (a size-1 axis that
+/// only the input walks, as in a depthwise convolution's bias Map), a cast
+/// between types of one size, a byte copy, and the scalar loop (forced by
+/// a guarded input), for 1 to 3 tasks run in either order: a task must read
+/// only the elements it writes.
+#[test]
+fn maps_in_place_over_planned_arena_memory() {
+    let scratch = |p: &mut Program, t: DataType, len: usize| p.add_buffer(BufferKind::Scratch { offset: 0 }, t, len);
+    for target in Target::host_levels() {
+        for n in [1usize, 3, 4, 5, 15, 16, 17, 37] {
+            let len = 2 * n;
+            let mut p = Program::default();
+            let x = input(&mut p, DataType::Float32, len);
+            let bias = input(&mut p, DataType::Float32, 2);
+            let a = scratch(&mut p, DataType::Float32, len);
+            let b = scratch(&mut p, DataType::Float32, len);
+            let c = scratch(&mut p, DataType::Int32, len);
+            let d = scratch(&mut p, DataType::Int32, len);
+            let y = output(&mut p, DataType::Int32, len);
+            p.arena_bytes = len * 4;
+            let flat = |buffer| Access::identity(buffer, &[len]);
+            let copy = |from, to| Kernel::Map { domain: vec![len], inputs: vec![flat(from)], expr: Expr::load(0), out: flat(to) };
+            p.kernels.push(copy(x, a));
+            // b[0, c, i] = (a[c, i] + bias[c]) * a[c, i] over [1, 2, n].
+            let mut e = Expr::default();
+            let (v0, v1) = (e.push(ExprNode::Load(0)), e.push(ExprNode::Load(1)));
+            let v2 = e.push(ExprNode::Load(2));
+            let s = e.push(ExprNode::Binary(BinaryFn::Add, v0, v1));
+            e.push(ExprNode::Binary(BinaryFn::Mul, s, v2));
+            let per_channel = |buffer, guard| Access { buffer, shape: vec![2], base: vec![0], coef: vec![vec![0, 1, 0]], guard };
+            let b_out = Access { buffer: b, shape: vec![2, n], base: vec![0, 0], coef: vec![vec![0, 1, 0], vec![0, 0, 1]], guard: None };
+            let bias_map = Kernel::Map {
+                domain: vec![1, 2, n],
+                inputs: vec![Access::identity(a, &[1, 2, n]), per_channel(bias, None), Access::identity(a, &[1, 2, n])],
+                expr: e,
+                out: b_out,
+            };
+            p.kernels.push(bias_map.clone());
+            // c[c, i] = floor(b[c, i]) + bias[c] as i32, bias guarded (never
+            // outside): the scalar loop.
+            let mut e = Expr::default();
+            let (v0, v1) = (e.push(ExprNode::Load(0)), e.push(ExprNode::Load(1)));
+            let f = e.push(ExprNode::Unary(UnaryFn::Floor, v0));
+            e.push(ExprNode::Binary(BinaryFn::Add, f, v1));
+            let cast_domain = vec![2, n];
+            let per_row = Access { buffer: bias, shape: vec![2], base: vec![0], coef: vec![vec![1, 0]], guard: Some(0.0) };
+            p.kernels.push(Kernel::Map {
+                domain: cast_domain.clone(),
+                inputs: vec![Access::identity(b, &cast_domain), per_row],
+                expr: e,
+                out: Access::identity(c, &cast_domain),
+            });
+            // d = c, a byte copy in place (16-byte vectors), then y = d.
+            p.kernels.push(copy(c, d));
+            p.kernels.push(copy(d, y));
+            p.validate().unwrap();
+
+            let xs: Vec<f32> = (0..len).map(|i| i as f32 * 0.37 - 3.1).collect();
+            let bs = [0.5f32, -1.25];
+            let want: Vec<i32> = (0..len)
+                .map(|i| {
+                    let ch = i / n;
+                    let v = (xs[i] + bs[ch]) * xs[i];
+                    (v.floor() + bs[ch]) as i32
+                })
+                .collect();
+            for tasks in 1..=3u64 {
+                for reverse in [false, true] {
+                    let buffers = vec![f32s(&xs), f32s(&bs), vec![], vec![], vec![], vec![], vec![0; len * 4]];
+                    let out = common::run_in_arena(&p, buffers, &target, tasks, reverse);
+                    let got: Vec<i32> = out[6].chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+                    assert_eq!(got, want, "n = {n}, {tasks} tasks, reverse {reverse}, {target}");
+                }
+            }
+            // The bias Map stays a vector loop although it reads memory it writes.
+            if n >= 4 {
+                let mut q = p.clone();
+                q.kernels = vec![bias_map];
+                let clif = kiln_codegen::cpu::listing(&q, &target, kiln_codegen::cpu::Listing::Clif).unwrap();
+                assert!(clif.contains("load.f32x4 notrap"), "{target} n = {n}:\n{clif}");
+            }
+        }
+    }
+}
+
 fn reduce_program(domain: Vec<usize>, reduced: usize, input_access: Access, combine: Combine, finish: Expr, out_len: usize, elem: Expr) -> Program {
     let mut p = Program::default();
     let len = input_access.shape.iter().product();

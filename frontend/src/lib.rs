@@ -24,10 +24,10 @@ pub struct LoadOptions {
     /// symbolic dimensions (by name, one value). Only models with symbolic
     /// dimensions (ONNX) take them.
     pub shapes: BTreeMap<String, Vec<u32>>,
-    /// Values for inputs known at load time (by input name): they become
-    /// constants, so operators that need a load-time argument (a
-    /// `Reshape` shape, `Resize` scales) can take it from an input, as
-    /// ONNX's node tests feed them. ONNX only.
+    /// Inputs bound to values at load time (by input name): they become
+    /// constants and are not fed at run time. For inputs that carry what
+    /// WebNN takes as static attributes (shapes, axes, pads, scales) in
+    /// models that compute them at run time.
     pub constants: BTreeMap<String, kiln_ir::Tensor>,
 }
 
@@ -79,7 +79,7 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Graph, Load
     let display = || path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("onnx") => Ok(onnx::load(path, options)?),
-        Some("webnn") if !options.shapes.is_empty() || !options.constants.is_empty() => Err(LoadError::ShapesNotApplicable { path: display() }),
+        Some("webnn") if !options.shapes.is_empty() => Err(LoadError::ShapesNotApplicable { path: display() }),
         Some("webnn") => Ok(webnn_text::load(path)?),
         _ => Err(LoadError::UnknownFormat { path: display() }),
     }

@@ -20,9 +20,17 @@
 //! output's data type is a plain copy of the element bytes, so every data
 //! type (int64 included) moves exactly (a guarded element outside its shape
 //! stores the fill, converted). The scalar functions are defined by
-//! [`UnaryFn::apply`], [`BinaryFn::apply`] and [`Combine::apply`]. No kernel
-//! writes memory it also reads (lowering and planning ensure it), so the
-//! order in which a kernel visits its domain does not matter.
+//! [`UnaryFn::apply`], [`BinaryFn::apply`] and [`Combine::apply`].
+//!
+//! A kernel writes memory it also reads in one case only: memory planning
+//! may place a [`Kernel::Map`]'s scratch output over a scratch input that
+//! dies at that Map and that it reads, unguarded, exactly at the element
+//! (of the same byte size) it writes at each index, writing every element
+//! once (`kiln_passes::writes_in_place` states the rule). Each element is
+//! then read only at the index that overwrites it, so the order in which a
+//! kernel visits its domain, or splits it among threads, still does not
+//! matter, provided each index's loads come before its store. Graph
+//! inputs, outputs and constants never share memory with anything.
 //!
 //! [`eval`] runs a program by these definitions, element by element: it is
 //! the oracle the native and WGSL backends are tested against.

@@ -35,6 +35,10 @@
 //! program computes the same f32 operations in the same order, so results
 //! are bit for bit those of the unfused program. S is removed from the
 //! program (buffers are renumbered).
+//!
+//! Fusion reasons about buffers, not memory: run it before planning, which
+//! may then place a fused Map's output over an input that dies there
+//! ([`crate::writes_in_place`]).
 
 use std::collections::BTreeSet;
 
@@ -332,8 +336,9 @@ fn reexpress(a: &Access, fine: &[usize], groups: &[Vec<usize>]) -> Option<Access
 }
 
 /// The flat offset over `domain` with the strides of size-1 axes zeroed
-/// (they are never used).
-fn flat_form(a: &Access, domain: &[usize]) -> (isize, Vec<isize>) {
+/// (they are never used): two unguarded accesses with equal forms reach the
+/// same element at every index of `domain`.
+pub(crate) fn flat_form(a: &Access, domain: &[usize]) -> (isize, Vec<isize>) {
     let (off, mut s) = a.linear(domain.len());
     for (x, &d) in s.iter_mut().zip(domain) {
         if d == 1 {
@@ -346,7 +351,7 @@ fn flat_form(a: &Access, domain: &[usize]) -> (isize, Vec<isize>) {
 /// Whether distinct indices of `domain` reach distinct offsets (a
 /// sufficient test: sorted by stride, each stride exceeds the span of the
 /// smaller ones).
-fn injective(form: &(isize, Vec<isize>), domain: &[usize]) -> bool {
+pub(crate) fn injective(form: &(isize, Vec<isize>), domain: &[usize]) -> bool {
     let mut axes: Vec<(i128, i128)> = form
         .1
         .iter()

@@ -39,4 +39,4 @@ pub mod plan;
 
 pub use fuse::{Fusion, FusionKind, fuse};
 pub use lower::{CastRule, LowerError, Support, Unsupported, cast_rule, lower, lower_unplanned, op_support};
-pub use plan::{ALIGNMENT, check_plan, live_ranges, plan};
+pub use plan::{ALIGNMENT, check_plan, live_ranges, plan, writes_in_place};

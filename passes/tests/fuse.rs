@@ -297,3 +297,60 @@ fn a_small_cnn_fuses_where_it_may() {
     assert_eq!(kinds(&p), ["map", "gemm", "gemm", "reduce", "gemm", "reduce", "reduce", "map"], "\n{p}");
 }
 
+
+/// Offset of scratch buffer `id`.
+fn offset(p: &Program, id: kiln_ir::kernel::BufferId) -> Option<usize> {
+    match p.buffer(id).kind {
+        BufferKind::Scratch { offset } => Some(offset),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_depthwise_convs_bias_map_writes_over_the_reduction() {
+    // depthwise conv (Reduce) -> bias + relu (one fused Map) -> 1x1 conv:
+    // the Map's output takes the Reduce output's place in the arena.
+    let mut g = G::new();
+    let x = g.input("x", &[1, 4, 8, 8]);
+    let filter = g.constant(&[4, 1, 3, 3]);
+    let bias = Some(g.constant(&[4]));
+    let options = Conv2dOptions { padding: [1; 4], groups: 4, bias, ..Default::default() };
+    let d = g.op(Op::Conv2d { input: x, filter, options });
+    let r = g.unary(UnaryOp::Relu, d);
+    let y = g.conv(r, 8, 4, 1, 0, false);
+    let (p, _) = lowered(g, &[y]);
+    assert_eq!(kinds(&p), ["reduce", "map", "gemm"], "\n{p}");
+    let Kernel::Map { inputs, out, .. } = &p.kernels[1] else { unreachable!() };
+    assert!(offset(&p, inputs[0].buffer).is_some());
+    assert_eq!(offset(&p, inputs[0].buffer), offset(&p, out.buffer), "in place\n{p}");
+    assert_eq!(p.arena_bytes, 4 * 8 * 8 * 4, "one 1x4x8x8 f32 buffer\n{p}");
+}
+
+#[test]
+fn a_fused_map_reading_its_input_twice_writes_over_it() {
+    // s = Σ x over the last axis (a Reduce), then t = s * 2 and u = s + t
+    // fuse into one Map reading s twice at the same element; u takes s's
+    // place: one 3x50 f32 buffer in the arena, not two.
+    let mut g = G::new();
+    let x = g.input("x", &[3, 50, 4]);
+    let sum = |input| Op::Reduce {
+        kind: ReduceOp::Sum,
+        input,
+        options: ReduceOptions { axes: Some(vec![2]), keep_dimensions: false },
+    };
+    let s = g.op(sum(x));
+    let two = g.constant(&[1]);
+    let t = g.binary(BinaryOp::Mul, s, two);
+    let u = g.binary(BinaryOp::Add, s, t);
+    let y = g.op(Op::Reduce {
+        kind: ReduceOp::Sum,
+        input: u,
+        options: ReduceOptions { axes: Some(vec![1]), keep_dimensions: false },
+    });
+    let (p, _) = lowered(g, &[y]);
+    assert_eq!(kinds(&p), ["reduce", "map", "reduce"], "\n{p}");
+    let Kernel::Map { inputs, out, .. } = &p.kernels[1] else { unreachable!() };
+    assert_eq!(inputs.iter().filter(|a| a.buffer == inputs[0].buffer).count(), 2, "\n{p}");
+    assert_eq!(offset(&p, inputs[0].buffer), offset(&p, out.buffer), "in place\n{p}");
+    assert_eq!(p.arena_bytes, 640, "\n{p}");
+}

@@ -49,7 +49,8 @@ struct Pointers(Vec<*mut u8>);
 
 // SAFETY: the addresses are shared read-only between the threads of one
 // execution; the kernels' tasks write disjoint parts of their outputs (each
-// task owns a slice of the outermost parallel axis).
+// task owns a slice of the outermost parallel axis), and where a Map writes
+// over its input (planned in place) a task reads only the elements it writes.
 unsafe impl Sync for Pointers {}
 
 /// Runs `kernels` in order, each split into one task per pool thread, with

@@ -204,6 +204,8 @@ impl Emitter<'_> {
     /// Loop bounds for `domain`.
     /// With `parallel`, the outermost axis longer than 1 is split into
     /// `tasks` equal parts (batch-1 tensors still spread over the threads).
+    /// A task visits only its own indices, so in a Map planned in place it
+    /// reads only the elements of the shared memory that it writes.
     fn ranges(&self, fb: &mut FunctionBuilder, domain: &[usize], parallel: bool) -> Vec<(Value, Value)> {
         let split = parallel.then(|| domain.iter().position(|&d| d > 1).unwrap_or(0));
         domain

@@ -222,11 +222,17 @@ impl Emitter<'_> {
         self.program.buffer(b).data_type.byte_size()
     }
 
-    /// The linear forms of `inputs` for a kernel writing `out`, or `None`
-    /// if an input is guarded or overlaps the output other than element for
-    /// element at the same address.
-    fn linear_inputs(&self, inputs: &[Access], out: &Access, rank: usize, out_rank: usize) -> Option<Vec<Lin>> {
+    /// The linear forms of `inputs` over `domain` for a kernel writing `out`
+    /// (over the first `out_rank` axes of `domain`), or `None` if an input
+    /// is guarded or overlaps the output other than element for element at
+    /// the same address (the same flat offset at every index: strides of
+    /// size-1 axes do not count). Such an in-place input (planning puts a
+    /// Map's output over an input that dies there) is not `pure`: its loads
+    /// stay in place, each before the store of its own index.
+    fn linear_inputs(&self, inputs: &[Access], out: &Access, domain: &[usize], out_rank: usize) -> Option<Vec<Lin>> {
+        let rank = domain.len();
         let (oo, os) = out.linear(out_rank);
+        let used = |s: &[isize]| -> Vec<isize> { s.iter().zip(domain).map(|(&x, &d)| if d == 1 { 0 } else { x }).collect() };
         inputs
             .iter()
             .map(|a| {
@@ -240,7 +246,7 @@ impl Emitter<'_> {
                         && self.same_start(a.buffer, out.buffer)
                         && self.elem_size(a.buffer) == self.elem_size(out.buffer)
                         && offset == oo
-                        && strides == os;
+                        && used(&strides) == used(&os);
                     if !in_place {
                         return None;
                     }
@@ -362,7 +368,7 @@ impl Emitter<'_> {
             return false;
         }
         let rank = domain.len();
-        let Some(mut lins) = self.linear_inputs(inputs, out, rank, rank) else { return false };
+        let Some(mut lins) = self.linear_inputs(inputs, out, domain, rank) else { return false };
         let (oo, os) = out.linear(rank);
         let mut all: Vec<Vec<isize>> = lins.iter().map(|l| l.strides.clone()).collect();
         all.push(os);
@@ -379,7 +385,8 @@ impl Emitter<'_> {
         let copy = matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
             && self.program.buffer(inputs[0].buffer).data_type == out_type;
         if copy {
-            if lins[0].pure && out_lin.strides[inner] == 1 && matches!(lins[0].strides[inner], 0 | 1) {
+            // An in-place copy (not pure) walks the output's strides.
+            if out_lin.strides[inner] == 1 && matches!(lins[0].strides[inner], 0 | 1) {
                 self.copy_vector(fb, &dims, &lins[0], &out_lin);
                 return true;
             }
@@ -459,7 +466,7 @@ impl Emitter<'_> {
                             None => {
                                 let at = Self::affine(fb, src.offset, &src.strides, &full);
                                 let from = self.address(fb, src.buffer, at);
-                                fb.ins().load(ty, load_flags(true), from, 0)
+                                fb.ins().load(ty, load_flags(src.pure), from, 0)
                             }
                         };
                         let at = Self::affine(fb, dst.offset, &dst.strides, &full);
@@ -491,7 +498,7 @@ impl Emitter<'_> {
         }
         let rank = domain.len();
         let kept = rank - reduced;
-        let Some(lins) = self.linear_inputs(inputs, out, rank, kept) else { return false };
+        let Some(lins) = self.linear_inputs(inputs, out, domain, kept) else { return false };
         let (oo, os) = out.linear(kept);
         // Kept axes: inputs and output; reduced axes: inputs only.
         let mut kept_strides: Vec<Vec<isize>> = lins.iter().map(|l| l.strides[..kept].to_vec()).collect();

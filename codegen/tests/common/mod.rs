@@ -27,3 +27,40 @@ pub fn f32s(v: &[f32]) -> Vec<u8> {
 pub fn to_f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
+
+/// Like [`run`], with the scratch buffers at their planned offsets in one
+/// arena of `program.arena_bytes` (so buffers planned to share memory do),
+/// and each kernel's tasks run one after another, last task first when
+/// `reverse`. `buffers` has one entry per program buffer (scratch ones are
+/// ignored and come back empty).
+pub fn run_in_arena(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Target, tasks: u64, reverse: bool) -> Vec<Vec<u8>> {
+    use kiln_ir::kernel::BufferKind;
+    let jit = compile(program, target).unwrap();
+    let mut arena = vec![0u8; program.arena_bytes];
+    let base = arena.as_mut_ptr();
+    let pointers: Vec<*mut u8> = buffers
+        .iter_mut()
+        .zip(&program.buffers)
+        .map(|(b, buffer)| match buffer.kind {
+            BufferKind::Scratch { offset } => {
+                assert!(offset + buffer.byte_len() <= program.arena_bytes);
+                // SAFETY: inside the arena (checked above).
+                unsafe { base.add(offset) }
+            }
+            _ => b.as_mut_ptr(),
+        })
+        .collect();
+    for k in jit.kernels() {
+        for t in 0..tasks {
+            let task = if reverse { tasks - 1 - t } else { t };
+            // SAFETY: every buffer is as large as the program declares it.
+            unsafe { k(pointers.as_ptr(), task, tasks) };
+        }
+    }
+    for (b, buffer) in buffers.iter_mut().zip(&program.buffers) {
+        if matches!(buffer.kind, BufferKind::Scratch { .. }) {
+            b.clear();
+        }
+    }
+    buffers
+}

@@ -51,6 +51,10 @@ pub enum NodeError {
     Unsupported(String),
     /// The node breaks ONNX's rules or the shapes do not fit.
     Invalid(String),
+    /// Input `index`, the value `name`, must be known at load time (a
+    /// shape, axes, pads: WebNN takes them as static attributes) but is
+    /// computed from the graph's inputs. Collected like `Unsupported`.
+    NotConstant { index: usize, name: String },
 }
 
 impl From<GraphError> for NodeError {
@@ -148,7 +152,7 @@ impl NodeCx<'_> {
 /// Normalises a possibly negative ONNX axis against `rank`.
 pub fn axis(axis: i64, rank: usize) -> NodeResult<u32> {
     let r = rank as i64;
-    if axis < -r.max(1) || axis >= r.max(1) {
+    if axis < -r || axis >= r {
         return invalid(format!("axis {axis} is out of range for rank {rank}"));
     }
     Ok(if axis < 0 { axis + r } else { axis } as u32)
@@ -159,9 +163,8 @@ pub struct Importer {
     graph: Graph,
     values: HashMap<String, Value>,
     files: ExternalFiles,
-    /// Graph inputs that values an operator needed at load time are
-    /// computed from.
-    load_time_inputs: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    /// The graph's run-time inputs (not initializers), by ONNX name.
+    input_names: Vec<String>,
 }
 
 impl Importer {
@@ -206,17 +209,6 @@ impl Importer {
         }
     }
 
-    /// Input `i` when it is known at load time; `None` when it is absent
-    /// or computed from the graph's inputs (which, unlike
-    /// [`Importer::const_input`], is not an error).
-    pub fn known_input(&self, cx: &NodeCx, i: usize) -> Option<Tensor> {
-        match self.values.get(cx.node.input.get(i).filter(|n| !n.is_empty())?)? {
-            Value::Const(t) => Some(t.clone()),
-            Value::Operand(id) => self.constant(*id).cloned(),
-            Value::Unavailable => None,
-        }
-    }
-
     /// Input `i` as a load-time constant, if given; an error if it is
     /// computed from graph inputs.
     pub fn const_input(&self, cx: &NodeCx, i: usize) -> NodeResult<Option<Tensor>> {
@@ -228,35 +220,16 @@ impl Importer {
             Some(Value::Const(t)) => Ok(Some(t.clone())),
             Some(Value::Operand(id)) => match self.constant(*id) {
                 Some(t) => Ok(Some(t.clone())),
-                None => {
-                    self.record_load_time_inputs(*id);
-                    unsupported(format!(
-                    "input {i} (`{name}`) must be known at load time, but it depends on the graph's inputs"
-                    ))
-                }
+                None => Err(NodeError::NotConstant { index: i, name: name.clone() }),
             },
             _ => unreachable!("the importer only runs nodes whose inputs are available"),
         }
     }
 
-    /// Records the graph inputs `id` is computed from.
-    fn record_load_time_inputs(&self, id: OperandId) {
-        let mut stack = vec![id];
-        let mut seen = std::collections::HashSet::new();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            match &self.graph.operand(id).kind {
-                OperandKind::Input { name } => {
-                    self.load_time_inputs.borrow_mut().insert(name.clone());
-                }
-                OperandKind::Output { node, .. } => {
-                    stack.extend(self.graph.nodes()[node.0 as usize].op.inputs().into_iter().map(|(_, i)| i));
-                }
-                OperandKind::Constant(_) => {}
-            }
-        }
+    /// Input `i`'s value if it is known at load time, else `None` (never
+    /// an error): for handlers that take a different path for constants.
+    pub fn known_input(&self, cx: &NodeCx, i: usize) -> Option<Tensor> {
+        self.const_input(cx, i).ok().flatten()
     }
 
     /// Input `i` as constant integers (any integer type), if given.
@@ -337,7 +310,13 @@ fn node_label(node: &NodeProto, index: usize) -> String {
 }
 
 /// The input's descriptor, with symbolic dims bound from `options`.
-fn input_descriptor(info: &ValueInfoProto, options: &LoadOptions) -> Result<OperandDescriptor, OnnxError> {
+/// `given` is the shape bound to this input by name, if any. Zero
+/// dimensions are allowed here; the caller decides.
+fn input_descriptor(
+    info: &ValueInfoProto,
+    options: &LoadOptions,
+    given: Option<&[u32]>,
+) -> Result<OperandDescriptor, OnnxError> {
     let err = |message: String| OnnxError::Input { name: info.name.clone(), message };
     let tensor_type = match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => t,
@@ -354,9 +333,8 @@ fn input_descriptor(info: &ValueInfoProto, options: &LoadOptions) -> Result<Oper
         None => return Err(err("the model gives it no type".into())),
     };
     let data_type = tensor::data_type(tensor_type.elem_type).map_err(err)?;
-    let given = options.shapes.get(&info.name);
     let dims: Vec<u32> = match (&tensor_type.shape, given) {
-        (None, Some(shape)) => shape.clone(),
+        (None, Some(shape)) => shape.to_vec(),
         (None, None) => {
             return Err(err(format!("the model gives it no shape; give one (--shape {}=1x3x224x224)", info.name)));
         }
@@ -397,9 +375,6 @@ fn input_descriptor(info: &ValueInfoProto, options: &LoadOptions) -> Result<Oper
             dims
         }
     };
-    if dims.contains(&0) {
-        return Err(err(format!("shape {} has a zero dimension; kiln tensors are never empty", Shape::new(dims))));
-    }
     Ok(OperandDescriptor::new(data_type, dims))
 }
 
@@ -469,24 +444,7 @@ pub fn import(
     files: ExternalFiles,
     options: &LoadOptions,
 ) -> Result<Graph, OnnxError> {
-    import_recording(graph, opset, files, options).0
-}
-
-/// [`import`], also returning the graph inputs that operators needed at
-/// load time (to bind with [`LoadOptions::constants`]).
-pub fn import_recording(
-    graph: &GraphProto,
-    opset: i64,
-    files: ExternalFiles,
-    options: &LoadOptions,
-) -> (Result<Graph, OnnxError>, Vec<String>) {
-    let mut im = Importer { graph: Graph::new(), values: HashMap::new(), files, load_time_inputs: Default::default() };
-    let result = import_into(&mut im, graph, opset, options);
-    (result, im.load_time_inputs.into_inner().into_iter().collect())
-}
-
-fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &LoadOptions) -> Result<Graph, OnnxError> {
-    let im = &mut *im;
+    let mut im = Importer { graph: Graph::new(), values: HashMap::new(), files, input_names: Vec::new() };
     if let Some(sparse) = graph.sparse_initializer.first() {
         let name = sparse.values.as_ref().map(|v| v.name.as_str()).unwrap_or_default();
         return Err(OnnxError::Model(format!("sparse initializer `{name}`: sparse tensors are not supported")));
@@ -502,13 +460,33 @@ fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &Load
         if im.values.contains_key(&info.name) {
             continue;
         }
-        if let Some(t) = options.constants.get(&info.name) {
-            im.values.insert(info.name.clone(), Value::Const(t.clone()));
-            continue;
-        }
-        let desc = input_descriptor(info, options)?;
-        let id = im.graph.add_input(&info.name, desc).map_err(|e| OnnxError::Model(e.to_string()))?;
-        im.values.insert(info.name.clone(), Value::Operand(id));
+        im.input_names.push(info.name.clone());
+        let bound = options.constants.get(&info.name);
+        let given = bound.map(|t| t.shape().dims().to_vec()).or_else(|| options.shapes.get(&info.name).cloned());
+        let desc = input_descriptor(info, options, given.as_deref())?;
+        let value = match bound {
+            // Bound at load time: a constant like an initializer.
+            Some(t) if t.data_type() != desc.data_type => {
+                return Err(OnnxError::Input {
+                    name: info.name.clone(),
+                    message: format!("the model declares {}, the bound value is {}", desc.data_type, t.data_type()),
+                });
+            }
+            Some(t) => Value::Const(t.clone()),
+            // A zero-size input carries no data: its shape says everything.
+            None if desc.shape.element_count() == 0 => {
+                let empty = Tensor::new(desc, kiln_ir::Bytes::from_vec(Vec::new())).expect("an empty tensor has no bytes");
+                Value::Const(empty)
+            }
+            None => Value::Operand(im.graph.add_input(&info.name, desc).map_err(|e| OnnxError::Model(e.to_string()))?),
+        };
+        im.values.insert(info.name.clone(), value);
+    }
+    if let Some(name) = options.constants.keys().find(|k| !im.input_names.contains(k)) {
+        return Err(OnnxError::Input {
+            name: name.clone(),
+            message: format!("a value is bound to it, but it is not a graph input (inputs: {})", im.input_names.join(", ")),
+        });
     }
     let unknown: Vec<&String> = options
         .shapes
@@ -526,10 +504,6 @@ fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &Load
         });
     }
 
-    if let Some(name) = options.constants.keys().find(|k| !graph.input.iter().any(|i| &i.name == *k)) {
-        return Err(OnnxError::Input { name: name.clone(), message: "is given a load-time value but is not a graph input".into() });
-    }
-
     let order = dependency_order(graph, &im.values)?;
     let mut unsupported_nodes: Vec<Unsupported> = Vec::new();
     for n in order {
@@ -540,10 +514,22 @@ fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &Load
             Err(None)
         } else {
             match super::ops::handler(&node.domain, &node.op_type) {
-                None => Err(Some(super::ops::unsupported_reason(&node.domain, &node.op_type))),
-                Some(handler) => match handler(im, &cx) {
+                None => Err(Some((super::ops::unsupported_reason(&node.domain, &node.op_type), None))),
+                Some(handler) => match handler(&mut im, &cx) {
                     Ok(values) => Ok(values),
-                    Err(NodeError::Unsupported(reason)) => Err(Some(reason)),
+                    Err(NodeError::Unsupported(reason)) => Err(Some((reason, None))),
+                    Err(NodeError::NotConstant { index, name }) => {
+                        let bindable = im.input_names.contains(&name);
+                        let hint = if bindable {
+                            format!("; it is the graph input `{name}`: bind its value at load time (LoadOptions::constants)")
+                        } else {
+                            String::new()
+                        };
+                        let reason = format!(
+                            "input {index} (`{name}`) must be known at load time, but it depends on the graph's inputs{hint}"
+                        );
+                        Err(Some((reason, bindable.then_some(name))))
+                    }
                     Err(NodeError::Invalid(message)) => {
                         return Err(OnnxError::Node { node: cx.label, op_type: node.op_type.clone(), message });
                     }
@@ -561,6 +547,7 @@ fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &Load
                             node: cx.label.clone(),
                             op_type: node.op_type.clone(),
                             reason: format!("output {i} (`{out}`) is not supported"),
+                            needs_value: None,
                         });
                         im.values.insert(out.clone(), Value::Unavailable);
                         continue;
@@ -569,8 +556,8 @@ fn import_into(im: &mut Importer, graph: &GraphProto, opset: i64, options: &Load
                 }
             }
             Err(reason) => {
-                if let Some(reason) = reason {
-                    unsupported_nodes.push(Unsupported { node: cx.label.clone(), op_type: qualified(node), reason });
+                if let Some((reason, needs_value)) = reason {
+                    unsupported_nodes.push(Unsupported { node: cx.label.clone(), op_type: qualified(node), reason, needs_value });
                 }
                 for out in node.output.iter().filter(|o| !o.is_empty()) {
                     im.values.insert(out.clone(), Value::Unavailable);

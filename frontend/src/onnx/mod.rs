@@ -43,6 +43,10 @@ pub struct Unsupported {
     /// `OpType`, or `domain::OpType` outside the default domain.
     pub op_type: String,
     pub reason: String,
+    /// The graph input whose value the node needs at load time, when that
+    /// is the reason: binding it ([`crate::LoadOptions::constants`]) lets
+    /// the import go on.
+    pub needs_value: Option<String>,
 }
 
 /// An error loading or importing an ONNX model.
@@ -141,7 +145,8 @@ impl OnnxModel {
             .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
             .map(|o| o.version)
             .unwrap_or(0);
-        if opset < MIN_OPSET && !graph.node.is_empty() {
+        let default_domain = graph.node.iter().any(|n| n.domain.is_empty() || n.domain == "ai.onnx");
+        if opset < MIN_OPSET && default_domain {
             return Err(OnnxError::Model(format!("opset {opset} is not supported; kiln reads opset {MIN_OPSET} and later")));
         }
         Ok(OnnxModel { proto, base, opset })
@@ -190,23 +195,46 @@ impl OnnxModel {
                 node: if n.name.is_empty() { format!("#{i}") } else { n.name.clone() },
                 op_type: import::qualified(n),
                 reason: ops::unsupported_reason(&n.domain, &n.op_type),
+                needs_value: None,
             })
             .collect()
+    }
+
+    /// The element types and value kinds the model's tensors use that kiln
+    /// has not (e.g. `DOUBLE`, `FLOAT8E4M3FN`, `sequence`), sorted: found in
+    /// graph inputs and outputs, initializers, `Constant` values and
+    /// `Cast`/`CastLike` targets.
+    pub fn unsupported_types(&self) -> Vec<String> {
+        use proto::type_proto::Value as T;
+        let g = self.graph();
+        let mut found = std::collections::BTreeSet::new();
+        let mut types: Vec<i32> = g.initializer.iter().map(|t| t.data_type).collect();
+        for info in g.input.iter().chain(&g.output) {
+            match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(T::TensorType(t)) => types.push(t.elem_type),
+                Some(T::SequenceType(_)) => drop(found.insert("sequence".to_string())),
+                Some(T::MapType(_)) => drop(found.insert("map".to_string())),
+                Some(T::OptionalType(_)) => drop(found.insert("optional".to_string())),
+                Some(T::SparseTensorType(_)) => drop(found.insert("sparse tensor".to_string())),
+                None => {}
+            }
+        }
+        for node in &g.node {
+            for a in &node.attribute {
+                match (node.op_type.as_str(), a.name.as_str(), &a.t) {
+                    ("Cast", "to", _) => types.push(a.i as i32),
+                    (_, "value", Some(t)) => types.push(t.data_type),
+                    _ => {}
+                }
+            }
+        }
+        found.extend(types.into_iter().filter(|&t| tensor::data_type(t).is_err()).map(|t| proto::elem_type::name(t).to_string()));
+        found.into_iter().collect()
     }
 
     /// Imports the model as a kiln graph.
     pub fn to_graph(&self, options: &LoadOptions) -> Result<Graph, OnnxError> {
         import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base), options)
-    }
-
-    /// The graph inputs that values operators need at load time are
-    /// computed from (a `Reshape` shape or `Slice` bounds fed as an input,
-    /// as in ONNX's node tests), found while importing with `options`:
-    /// give them values with [`LoadOptions::constants`]. An input read by
-    /// a node after one that already failed shows up once the first ones
-    /// are bound.
-    pub fn load_time_inputs(&self, options: &LoadOptions) -> Vec<String> {
-        import::import_recording(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base), options).1
     }
 }
 

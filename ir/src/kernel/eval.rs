@@ -7,7 +7,9 @@
 //! buffer gets its own zeroed memory; scratch buffers live in one zeroed
 //! arena of [`Program::arena_bytes`] at their planned offsets, exactly as a
 //! backend lays them out, so a wrong memory plan shows up as wrong results.
-//! Each kernel reads everything it needs before it writes anything.
+//! Each kernel reads everything it needs before it writes anything, so a
+//! Map planned to write over one of its inputs (see [`crate::kernel`])
+//! reads that input's old values.
 
 use half::f16;
 

@@ -1,22 +1,420 @@
-//! Element-wise operators: arithmetic, comparisons, logic, activations,
-//! casts.
+//! Element-wise operators: arithmetic (variadic `Max`/`Min`/`Sum`/`Mean`
+//! included), the unary functions and activations, `Clip`, comparisons,
+//! logic, `Where`, `Cast`/`CastLike`, and the inference no-ops `Identity`
+//! and `Dropout`.
+//!
+//! Mapped one to one where WebNN has the operator. Decomposed, one WebNN
+//! operator per step: `Selu` (`elu` then `linear`), `Gelu` with
+//! `approximate="tanh"`, `Sign`, `IsNaN`/`IsInf` (comparisons), `Mean`
+//! (a sum divided by the count), `Cast` to `BOOL` (`notEqual` 0), `Pow`
+//! with an exponent of another type (casts around a same-type `pow`).
+//!
+//! Semantics checked against ONNX: integer `Div` truncates toward zero in
+//! both; `Clip` with `min > max` gives `max` everywhere (ONNX's rule; WebNN
+//! `clamp` rejects it, so the bounds become `[max, max]`); `PRelu`'s slope
+//! must broadcast to the input (ONNX's unidirectional rule), which WebNN's
+//! bidirectional `prelu` then reads the same way.
 
 use kiln_ir::*;
 
-use crate::onnx::import::{Importer, NodeCx, NodeResult, Value};
 use super::Handler;
+use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, invalid, unsupported};
+use crate::onnx::proto::elem_type;
+use crate::onnx::tensor;
 
 pub const TABLE: &[(&str, Handler)] = &[
     ("Add", |im, cx| binary(im, cx, BinaryOp::Add)),
+    ("Sub", |im, cx| binary(im, cx, BinaryOp::Sub)),
+    ("Mul", |im, cx| binary(im, cx, BinaryOp::Mul)),
+    ("Div", |im, cx| binary(im, cx, BinaryOp::Div)),
+    ("Pow", pow),
+    ("Max", |im, cx| variadic(im, cx, BinaryOp::Max)),
+    ("Min", |im, cx| variadic(im, cx, BinaryOp::Min)),
+    ("Sum", |im, cx| variadic(im, cx, BinaryOp::Add)),
+    ("Mean", mean),
+    ("Sqrt", |im, cx| unary(im, cx, UnaryOp::Sqrt)),
+    ("Exp", |im, cx| unary(im, cx, UnaryOp::Exp)),
+    ("Log", |im, cx| unary(im, cx, UnaryOp::Log)),
+    ("Neg", |im, cx| unary(im, cx, UnaryOp::Neg)),
+    ("Abs", abs),
+    ("Reciprocal", |im, cx| unary(im, cx, UnaryOp::Reciprocal)),
+    ("Floor", |im, cx| unary(im, cx, UnaryOp::Floor)),
+    ("Ceil", |im, cx| unary(im, cx, UnaryOp::Ceil)),
+    ("Erf", |im, cx| unary(im, cx, UnaryOp::Erf)),
+    ("Sin", |im, cx| unary(im, cx, UnaryOp::Sin)),
+    ("Cos", |im, cx| unary(im, cx, UnaryOp::Cos)),
+    ("Tan", |im, cx| unary(im, cx, UnaryOp::Tan)),
+    ("Tanh", |im, cx| unary(im, cx, UnaryOp::Tanh)),
+    ("Sigmoid", |im, cx| unary(im, cx, UnaryOp::Sigmoid)),
     ("Relu", |im, cx| unary(im, cx, UnaryOp::Relu)),
+    ("HardSwish", |im, cx| unary(im, cx, UnaryOp::HardSwish)),
+    ("Softplus", |im, cx| unary(im, cx, UnaryOp::Softplus)),
+    ("Softsign", |im, cx| unary(im, cx, UnaryOp::Softsign)),
+    ("Not", |im, cx| unary(im, cx, UnaryOp::LogicalNot)),
+    ("Clip", clip),
+    ("LeakyRelu", leaky_relu),
+    ("PRelu", prelu),
+    ("Elu", elu),
+    ("Selu", selu),
+    ("HardSigmoid", hard_sigmoid),
+    ("Gelu", gelu),
+    ("Sign", sign),
+    ("Where", where_),
+    ("Equal", |im, cx| compare(im, cx, CompareOp::Equal)),
+    ("Greater", |im, cx| compare(im, cx, CompareOp::Greater)),
+    ("GreaterOrEqual", |im, cx| compare(im, cx, CompareOp::GreaterOrEqual)),
+    ("Less", |im, cx| compare(im, cx, CompareOp::Lesser)),
+    ("LessOrEqual", |im, cx| compare(im, cx, CompareOp::LesserOrEqual)),
+    ("And", |im, cx| logical(im, cx, LogicalOp::And)),
+    ("Or", |im, cx| logical(im, cx, LogicalOp::Or)),
+    ("Xor", |im, cx| logical(im, cx, LogicalOp::Xor)),
+    ("IsNaN", is_nan),
+    ("IsInf", is_inf),
+    ("Cast", cast),
+    ("CastLike", cast_like),
+    ("Identity", identity),
+    ("Dropout", dropout),
 ];
+
+/// The data type of `id`, or `Unsupported` naming the ONNX operator when
+/// kiln's operator does not take it.
+pub(super) fn require_type(im: &Importer, cx: &NodeCx, id: OperandId, allowed: &[DataType]) -> NodeResult<DataType> {
+    let t = im.desc(id).data_type;
+    if allowed.contains(&t) {
+        return Ok(t);
+    }
+    let names: Vec<&str> = allowed.iter().map(|t| t.name()).collect();
+    unsupported(format!("`{}` on {t} is not supported (kiln computes it on {})", cx.node.op_type, names.join(", ")))
+}
+
+fn one(id: OperandId) -> NodeResult<Vec<Value>> {
+    Ok(vec![id.into()])
+}
 
 fn unary(im: &mut Importer, cx: &NodeCx, kind: UnaryOp) -> NodeResult<Vec<Value>> {
     let input = im.input(cx, 0)?;
-    Ok(vec![im.unary(cx, kind, input)?.into()])
+    let allowed: &[DataType] = match kind {
+        UnaryOp::Neg | UnaryOp::Relu => {
+            &[DataType::Float32, DataType::Float16, DataType::Int64, DataType::Int32, DataType::Int8]
+        }
+        UnaryOp::LogicalNot => &[DataType::Uint8],
+        _ => DataType::FLOATS,
+    };
+    require_type(im, cx, input, allowed)?;
+    one(im.unary(cx, kind, input)?)
+}
+
+/// `Abs`: the identity on unsigned types, which WebNN's `abs` does not take.
+fn abs(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    if !im.desc(input).data_type.is_signed() {
+        return Ok(vec![input.into()]);
+    }
+    one(im.unary(cx, UnaryOp::Abs, input)?)
 }
 
 fn binary(im: &mut Importer, cx: &NodeCx, kind: BinaryOp) -> NodeResult<Vec<Value>> {
     let (a, b) = (im.input(cx, 0)?, im.input(cx, 1)?);
-    Ok(vec![im.op1(cx, Op::Binary { kind, a, b })?.into()])
+    one(im.op1(cx, Op::Binary { kind, a, b })?)
+}
+
+/// `Pow`: since opset 12 the exponent may have another type than the base.
+/// The power is computed in float32 when either is a float (float16 when
+/// both are), else in the base's type, and cast back to the base's type.
+fn pow(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let (a, b) = (im.input(cx, 0)?, im.input(cx, 1)?);
+    let (ta, tb) = (im.desc(a).data_type, im.desc(b).data_type);
+    let compute = if ta == tb {
+        ta
+    } else if ta.is_float() || tb.is_float() {
+        if ta == DataType::Float16 && tb == DataType::Float16 { DataType::Float16 } else { DataType::Float32 }
+    } else {
+        ta
+    };
+    let a2 = cast_to(im, cx, a, compute)?;
+    let b2 = cast_to(im, cx, b, compute)?;
+    let y = im.op1(cx, Op::Binary { kind: BinaryOp::Pow, a: a2, b: b2 })?;
+    one(cast_to(im, cx, y, ta)?)
+}
+
+/// `input` cast to `data_type` (no operator when it already has it).
+fn cast_to(im: &mut Importer, cx: &NodeCx, input: OperandId, data_type: DataType) -> NodeResult<OperandId> {
+    if im.desc(input).data_type == data_type { Ok(input) } else { im.op1(cx, Op::Cast { input, data_type }) }
+}
+
+/// The inputs of a variadic node (`Max`, `Min`, `Sum`, `Mean`): at least one.
+fn variadic_inputs(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<OperandId>> {
+    if cx.input_count() == 0 {
+        return invalid("at least one input is required");
+    }
+    (0..cx.input_count()).map(|i| im.input(cx, i)).collect()
+}
+
+/// Folds the inputs left to right with a broadcasting binary operator; one
+/// input is returned as it is.
+fn fold(im: &mut Importer, cx: &NodeCx, kind: BinaryOp, inputs: &[OperandId]) -> NodeResult<OperandId> {
+    let mut acc = inputs[0];
+    for &b in &inputs[1..] {
+        acc = im.op1(cx, Op::Binary { kind, a: acc, b })?;
+    }
+    Ok(acc)
+}
+
+fn variadic(im: &mut Importer, cx: &NodeCx, kind: BinaryOp) -> NodeResult<Vec<Value>> {
+    let inputs = variadic_inputs(im, cx)?;
+    one(fold(im, cx, kind, &inputs)?)
+}
+
+/// `Mean`: the sum divided by the number of inputs.
+fn mean(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let inputs = variadic_inputs(im, cx)?;
+    let t = require_type(im, cx, inputs[0], DataType::FLOATS)?;
+    let sum = fold(im, cx, BinaryOp::Add, &inputs)?;
+    if inputs.len() == 1 {
+        return one(sum);
+    }
+    let n = im.scalar(t, inputs.len() as f64)?;
+    one(im.op1(cx, Op::Binary { kind: BinaryOp::Div, a: sum, b: n })?)
+}
+
+/// The value of a one-element constant as an `MLNumber`.
+fn number(t: &Tensor, what: &str) -> NodeResult<Number> {
+    if t.shape().element_count() != 1 {
+        return invalid(format!("{what} must be a scalar, got shape {}", t.shape()));
+    }
+    Ok(match t.values() {
+        Values::Float(v) => Number::Float(v[0]),
+        Values::Int(v) => Number::Int(v[0]),
+    })
+}
+
+/// `Clip`: bounds are attributes before opset 11, optional inputs after.
+/// Constant bounds become one `clamp`; bounds computed at run time become
+/// `max` then `min`.
+fn clip(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let (lo, hi) = if cx.opset < 11 {
+        (cx.float("min")?.map(Number::from), cx.float("max")?.map(Number::from))
+    } else {
+        let constant = |i: usize, what: &str| -> NodeResult<Option<Option<Number>>> {
+            match im.const_input(cx, i) {
+                Ok(Some(t)) => Ok(Some(Some(number(&t, what)?))),
+                Ok(None) => Ok(Some(None)),
+                Err(_) => Ok(None),
+            }
+        };
+        match (constant(1, "min")?, constant(2, "max")?) {
+            (Some(lo), Some(hi)) => (lo, hi),
+            _ => {
+                // A bound depends on the graph's inputs.
+                let mut y = input;
+                for (i, kind) in [(1, BinaryOp::Max), (2, BinaryOp::Min)] {
+                    if let Some(bound) = im.opt_input(cx, i)? {
+                        y = im.op1(cx, Op::Binary { kind, a: y, b: bound })?;
+                    }
+                }
+                return one(y);
+            }
+        }
+    };
+    let greater = match (lo, hi) {
+        (Some(Number::Int(l)), Some(Number::Int(h))) => l > h,
+        (Some(l), Some(h)) => l.as_f64() > h.as_f64(),
+        _ => false,
+    };
+    let lo = if greater { hi } else { lo };
+    one(im.op1(cx, Op::Clamp { input, min_value: lo, max_value: hi })?)
+}
+
+fn leaky_relu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let alpha = cx.float_or("alpha", 0.01)? as f64;
+    one(im.op1(cx, Op::LeakyRelu { input, alpha })?)
+}
+
+/// `PRelu`: ONNX broadcasts the slope to the input's shape (one way).
+fn prelu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let (input, slope) = (im.input(cx, 0)?, im.input(cx, 1)?);
+    let (x, s) = (im.desc(input).clone(), im.desc(slope).clone());
+    if !infer::broadcasts_to(&s.shape, &x.shape) {
+        return invalid(format!("slope shape {} does not broadcast to the input shape {}", s.shape, x.shape));
+    }
+    if !x.data_type.is_signed() {
+        // Unsigned inputs are never negative.
+        return Ok(vec![input.into()]);
+    }
+    one(im.op1(cx, Op::Prelu { input, slope })?)
+}
+
+fn elu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let alpha = cx.float_or("alpha", 1.0)? as f64;
+    one(im.op1(cx, Op::Elu { input, alpha })?)
+}
+
+/// `Selu`: `gamma * elu(x, alpha)`.
+fn selu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let alpha = cx.float_or("alpha", 1.673_263_2)? as f64;
+    let gamma = cx.float_or("gamma", 1.050_701)? as f64;
+    let e = im.op1(cx, Op::Elu { input, alpha })?;
+    one(im.op1(cx, Op::Linear { input: e, alpha: gamma, beta: 0.0 })?)
+}
+
+fn hard_sigmoid(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let alpha = cx.float_or("alpha", 0.2)? as f64;
+    let beta = cx.float_or("beta", 0.5)? as f64;
+    one(im.op1(cx, Op::HardSigmoid { input, alpha, beta })?)
+}
+
+/// `Gelu` (opset 20): exact with `approximate="none"`; with `"tanh"`,
+/// `x * (0.5 + 0.5 tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`.
+fn gelu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    require_type(im, cx, x, DataType::FLOATS)?;
+    match cx.string_or("approximate", "none")?.as_str() {
+        "none" => one(im.unary(cx, UnaryOp::Gelu, x)?),
+        "tanh" => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let x2 = im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: x, b: x })?;
+            let inner = im.op1(cx, Op::Linear { input: x2, alpha: 0.044715 * c, beta: c })?;
+            let inner = im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: inner, b: x })?;
+            let t = im.unary(cx, UnaryOp::Tanh, inner)?;
+            let half = im.op1(cx, Op::Linear { input: t, alpha: 0.5, beta: 0.5 })?;
+            one(im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: half, b: x })?)
+        }
+        other => invalid(format!("approximate must be \"none\" or \"tanh\", got {other:?}")),
+    }
+}
+
+/// `Sign`: `x > 0 ? 1 : (x < 0 ? -1 : x)`, which keeps zeros and NaN.
+fn sign(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    let t = im.desc(x).data_type;
+    let zero = im.scalar(t, 0.0)?;
+    let mut y = x;
+    if t.is_signed() {
+        let negative = im.op1(cx, Op::Compare { kind: CompareOp::Lesser, a: x, b: zero })?;
+        let minus_one = im.scalar(t, -1.0)?;
+        y = im.op1(cx, Op::Where { condition: negative, true_value: minus_one, false_value: y })?;
+    }
+    let positive = im.op1(cx, Op::Compare { kind: CompareOp::Greater, a: x, b: zero })?;
+    let plus_one = im.scalar(t, 1.0)?;
+    one(im.op1(cx, Op::Where { condition: positive, true_value: plus_one, false_value: y })?)
+}
+
+fn where_(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let (condition, true_value, false_value) = (im.input(cx, 0)?, im.input(cx, 1)?, im.input(cx, 2)?);
+    one(im.op1(cx, Op::Where { condition, true_value, false_value })?)
+}
+
+fn compare(im: &mut Importer, cx: &NodeCx, kind: CompareOp) -> NodeResult<Vec<Value>> {
+    let (a, b) = (im.input(cx, 0)?, im.input(cx, 1)?);
+    one(im.op1(cx, Op::Compare { kind, a, b })?)
+}
+
+fn logical(im: &mut Importer, cx: &NodeCx, kind: LogicalOp) -> NodeResult<Vec<Value>> {
+    let (a, b) = (im.input(cx, 0)?, im.input(cx, 1)?);
+    one(im.op1(cx, Op::Logical { kind, a, b })?)
+}
+
+/// `IsNaN`: `x != x`.
+fn is_nan(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    require_type(im, cx, x, DataType::FLOATS)?;
+    one(im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: x, b: x })?)
+}
+
+/// `IsInf`: `x == +inf`, `x == -inf`, or both joined with `logicalOr`,
+/// per `detect_positive` and `detect_negative`.
+fn is_inf(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    let t = require_type(im, cx, x, DataType::FLOATS)?;
+    let mut found = Vec::new();
+    for (attr, inf) in [("detect_positive", f64::INFINITY), ("detect_negative", f64::NEG_INFINITY)] {
+        if cx.int_or(attr, 1)? != 0 {
+            let b = im.scalar(t, inf)?;
+            found.push(im.op1(cx, Op::Compare { kind: CompareOp::Equal, a: x, b })?);
+        }
+    }
+    match found[..] {
+        [] => {
+            // Detects nothing: all false.
+            let zero = im.scalar(t, 0.0)?;
+            let never = im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: zero, b: zero })?;
+            let shape = im.desc(x).shape.0.clone();
+            one(im.op1(cx, Op::Expand { input: never, new_shape: shape })?)
+        }
+        [one_side] => one(one_side),
+        [a, b] => one(im.op1(cx, Op::Logical { kind: LogicalOp::Or, a, b })?),
+        _ => unreachable!(),
+    }
+}
+
+/// `input` converted to ONNX element type `to`: `BOOL` is `input != 0`
+/// (uint8), every other type kiln has is a WebNN `cast`.
+fn cast_elem(im: &mut Importer, cx: &NodeCx, input: OperandId, to: i32) -> NodeResult<OperandId> {
+    let data_type = tensor::data_type(to).or_else(|e| unsupported(format!("cast to {e}")))?;
+    if to == elem_type::BOOL {
+        let zero = im.scalar(im.desc(input).data_type, 0.0)?;
+        return im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: input, b: zero });
+    }
+    cast_to(im, cx, input, data_type)
+}
+
+fn cast(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let Some(to) = cx.int("to")? else {
+        return invalid("attribute `to` is required");
+    };
+    let to = i32::try_from(to).or_else(|_| invalid(format!("`to` {to} is not an element type")))?;
+    one(cast_elem(im, cx, input, to)?)
+}
+
+/// `CastLike`: a cast to the type of the second input. (Which ONNX type
+/// that was is not kept: uint8 targets cast as uint8, never as `BOOL`.)
+fn cast_like(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    let data_type = match im.const_input(cx, 1) {
+        Ok(Some(t)) => t.data_type(),
+        _ => {
+            let like = im.input(cx, 1)?;
+            im.desc(like).data_type
+        }
+    };
+    one(cast_to(im, cx, input, data_type)?)
+}
+
+fn identity(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    Ok(vec![im.input(cx, 0)?.into()])
+}
+
+/// `Dropout` at inference: the output is the input and the optional mask
+/// is all ones (a constant: `BOOL` from opset 10, the input's type before).
+/// Training mode (opset 12's `training_mode` input, when true) is
+/// unsupported unless the ratio is 0.
+fn dropout(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let input = im.input(cx, 0)?;
+    if cx.opset >= 12 && cx.has_input(2) {
+        let training = im.const_ints(cx, 2)?.is_some_and(|v| v.first().is_some_and(|&t| t != 0));
+        let ratio = if training { im.const_floats(cx, 1)?.and_then(|v| v.first().copied()).unwrap_or(0.5) } else { 0.0 };
+        if training && ratio != 0.0 {
+            return unsupported("training mode (random dropout) is not supported; kiln runs inference");
+        }
+    }
+    let mut outputs = vec![Value::from(input)];
+    if cx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
+        let desc = im.desc(input).clone();
+        let data_type = if cx.opset >= 10 { DataType::Uint8 } else { desc.data_type };
+        let values = if data_type.is_float() {
+            Values::Float(vec![1.0; desc.shape.element_count()])
+        } else {
+            Values::Int(vec![1; desc.shape.element_count()])
+        };
+        let mask = Tensor::from_values(OperandDescriptor::new(data_type, desc.shape), &values)
+            .or_else(|e| invalid(e.to_string()))?;
+        outputs.push(Value::Const(mask));
+    }
+    Ok(outputs)
 }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Fetch and generate the ONNX test data under target/onnx-data (ignored by git).
+#
+#   scripts/fetch_onnx_data.sh        # from anywhere inside the repository
+#
+# Steps, each skipped when its output is already there (a stamp file per step, under
+# target/onnx-data/.stamps, target/onnx-cache/wheels/.stamp and
+# target/bench-venv/.kiln-requirements, holds a digest of what it was made from:
+# change those inputs and the step runs again):
+#   1. venv: target/bench-venv with scripts/requirements.txt (shared with
+#      scripts/compare.sh); created with $PYTHON -m venv when absent. Where that fails
+#      (Debian without python3-venv) and apt-get is there and we are root, installs
+#      python3-venv and tries again.
+#   2. wheels: pip download --no-deps --require-hashes of scripts/onnx-data-wheels.txt
+#      (onnx 1.22.0, rapidocr-onnxruntime 1.4.4) into target/onnx-cache/wheels, only
+#      when step 3 or 4 has something to do.
+#   3. node: the ONNX backend node tests from the onnx 1.22.0 wheel, unzipped to
+#      target/onnx-data/node/<case>/{model.onnx,test_data_set_0/{input,output}_N.pb}.
+#   4. models: target/onnx-data/models/<name>/ in the same layout for mobilenetv2,
+#      squeezenet1.1, resnet50, bert_encoder (scripts/onnx_models.py) and ppocr_det,
+#      ppocr_cls, ppocr_rec (from the rapidocr-onnxruntime wheel); expected outputs by
+#      onnxruntime (scripts/onnx_data.py).
+# Progress goes to stderr; a one-line summary of the counts to stdout at the end.
+#
+# Needs python3 (3.11 tested) and PyPI the first time. Environment: PYTHON
+# (interpreter that creates the venv, default python3).
+set -euo pipefail
+
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '[onnx-data] %s\n' "$*" >&2; }
+die() { printf '[onnx-data] error: %s\n' "$*" >&2; exit 1; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+venv="target/bench-venv"
+wheels="target/onnx-cache/wheels"
+data="target/onnx-data"
+stamps="$data/.stamps"
+py="$venv/bin/python"
+pins="scripts/onnx-data-wheels.txt"
+
+# The stamp of a step (a file) holds a digest of everything the step was made from.
+digest() { cat "$@" | sha256sum | cut -d' ' -f1; }
+fresh() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
+stamp() { mkdir -p "$(dirname "$1")" && printf '%s\n' "$2" >"$1"; }
+start=$SECONDS
+
+# 1. venv -------------------------------------------------------------------------
+make_venv() {
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=...)"
+    say "creating $venv"
+    if "$PYTHON" -m venv "$venv" >&2; then return 0; fi
+    rm -rf "$venv"
+    if command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+        say "$PYTHON -m venv failed; installing python3-venv with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2 && apt-get install -y -qq python3-venv >&2 \
+            || die "apt-get install python3-venv failed"
+        "$PYTHON" -m venv "$venv" >&2 || die "$PYTHON -m venv still fails after installing python3-venv"
+    else
+        die "$PYTHON -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+}
+key="$(digest scripts/requirements.txt)"
+if [[ ! -x "$py" ]]; then
+    rm -rf "$venv"
+    make_venv
+    rm -f "$venv/.kiln-requirements"
+fi
+if ! fresh "$venv/.kiln-requirements" "$key"; then
+    say "installing scripts/requirements.txt into $venv"
+    "$py" -m pip install --quiet --disable-pip-version-check --progress-bar off \
+        -r scripts/requirements.txt >&2 || die "pip install -r scripts/requirements.txt failed"
+    "$py" -c 'import onnx, onnxruntime, numpy' 2>/dev/null \
+        || die "$venv is incomplete; remove it and rerun (rm -rf $venv)"
+    stamp "$venv/.kiln-requirements" "$key"
+fi
+
+# 2. wheels (only when a later step has work to do) --------------------------------
+onnx_whl=""
+ocr_whl=""
+wheels_key="$(digest "$pins")"
+find_wheels() {
+    onnx_whl="$(ls "$wheels"/onnx-1.22.0-*.whl 2>/dev/null | head -n1 || true)"
+    ocr_whl="$(ls "$wheels"/rapidocr_onnxruntime-1.4.4-*.whl 2>/dev/null | head -n1 || true)"
+}
+need_wheels() {
+    [[ -n "$onnx_whl" ]] && return 0
+    find_wheels
+    if fresh "$wheels/.stamp" "$wheels_key" && [[ -n "$onnx_whl" && -n "$ocr_whl" ]]; then return 0; fi
+    say "downloading the data wheels of $pins into $wheels"
+    mkdir -p "$wheels"
+    # A fixed platform, so that the hashed files are the ones chosen on any host.
+    "$py" -m pip download --quiet --disable-pip-version-check --progress-bar off \
+        --no-deps --require-hashes --only-binary=:all: \
+        --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+        -d "$wheels" -r "$pins" >&2 || die "pip download -r $pins failed"
+    find_wheels
+    [[ -n "$onnx_whl" && -n "$ocr_whl" ]] || die "pip download did not leave the wheels in $wheels"
+    stamp "$wheels/.stamp" "$wheels_key"
+}
+
+# 3. node tests -------------------------------------------------------------------
+key="$(digest "$pins")"
+if fresh "$stamps/node" "$key" && [[ -d "$data/node" ]]; then
+    say "node tests: up to date"
+else
+    need_wheels
+    say "extracting the node tests from $(basename "$onnx_whl")"
+    rm -f "$stamps/node"
+    "$py" scripts/onnx_data.py node "$onnx_whl" "$data/node"
+    stamp "$stamps/node" "$key"
+fi
+
+# 4. models -----------------------------------------------------------------------
+key="$(digest "$pins" scripts/requirements.txt scripts/onnx_models.py scripts/onnx_data.py)"
+for name in mobilenetv2 squeezenet1.1 resnet50 bert_encoder ppocr_det ppocr_cls ppocr_rec; do
+    dir="$data/models/$name"
+    if fresh "$stamps/model-$name" "$key" && [[ -f "$dir/model.onnx" && -d "$dir/test_data_set_0" ]]; then
+        say "$name: up to date"
+        continue
+    fi
+    need_wheels
+    say "$name: writing model and test data"
+    rm -f "$stamps/model-$name"
+    "$py" scripts/onnx_data.py model "$name" "$data/models" --rapidocr-wheel "$ocr_whl"
+    stamp "$stamps/model-$name" "$key"
+done
+
+say "done in $((SECONDS - start)) s"
+"$py" scripts/onnx_data.py summary "$data"
