@@ -4,24 +4,29 @@
 //! - `Conv` and `ConvTranspose` are `conv2d`/`convTranspose2d` (ONNX's
 //!   weight layouts are WebNN's `oihw` and `iohw`); 1-D ones are reshaped
 //!   to 2-D with a size-1 height. `auto_pad` is resolved into explicit
-//!   padding. A `ConvTranspose` `output_shape` that pads the output beyond
-//!   the full transposed convolution becomes `outputSizes` (extra elements
-//!   at the end, as in the ONNX reference).
-//! - `MaxPool`, `AveragePool`, `LpPool` (p = 2) are the 2-D pools (1-D ones
-//!   reshaped). The output size follows ONNX, including `ceil_mode`'s rule
-//!   that a window starting in the end padding is dropped. WebNN's average
-//!   pool never counts padding: `count_include_pad` with padding pads the
-//!   input with zeros first. `GlobalAveragePool`/`GlobalMaxPool` are a
-//!   whole-window pool (4-D) or a reduction over the spatial axes.
+//!   padding. A `ConvTranspose` `output_shape` smaller than the full
+//!   transposed convolution is padding (split as ONNX specifies, the
+//!   larger half at the start); a larger one becomes `outputSizes` (extra
+//!   elements at the end, as in the ONNX reference).
+//! - `MaxPool`, `AveragePool` and `LpPool` are the 2-D pools: 1-D ones
+//!   reshaped, 3-D ones a pool over height and width then one over depth
+//!   (each of these pools is separable over its box window); `LpPool` with
+//!   p ≠ 2 is `l2Pool2d(|x|^(p/2))^(2/p)`. The output size follows ONNX,
+//!   including `ceil_mode`'s rule that a window starting in the end
+//!   padding is dropped. WebNN's average pool never counts padding:
+//!   `count_include_pad` with padding pads the input with zeros first.
+//!   `GlobalAveragePool`/`GlobalMaxPool` are a whole-window pool (4-D) or
+//!   a reduction over the spatial axes.
 //! - `Gemm` is `gemm`; `MatMul` is `matmul`, 1-D operands reshaped to
 //!   matrices and the added axis removed from the result, as numpy does.
 //! - `BatchNormalization` (inference only), `InstanceNormalization` (any
-//!   rank from 3, reshaped to 4-D) and `LayerNormalization` (output 0;
-//!   a scale or bias that only broadcasts to the normalized shape is
-//!   expanded).
+//!   rank from 3, reshaped to 4-D) and `LayerNormalization` (a scale or
+//!   bias that only broadcasts to the normalized shape is expanded; the
+//!   `Mean` and `InvStdDev` outputs, when used, are computed with
+//!   `reduceMean`, `sub`, `mul`, `add`, `sqrt` and `reciprocal`).
 //!
-//! 3-D (volumetric) convolutions and pools, `MaxPool`'s `Indices` output
-//! and training-mode batch normalization are unsupported.
+//! 3-D convolutions, `MaxPool`'s `Indices` output, training-mode batch
+//! normalization and integer `Conv`/`Gemm`/`MatMul` are unsupported.
 
 use kiln_ir::*;
 
@@ -126,7 +131,7 @@ fn kernel_of(cx: &NodeCx, weights: &[u32]) -> NodeResult<Vec<u32>> {
     Ok(kernel)
 }
 
-/// Checks the rank of a convolution or pool input: 1-D and 2-D spatial.
+/// Checks the rank of a convolution input: 1-D and 2-D spatial.
 fn spatial_rank(dims: &[u32], what: &str) -> NodeResult<()> {
     match dims.len() {
         3 | 4 => Ok(()),
