@@ -51,7 +51,7 @@ fn run_writes_outputs_that_match_the_library() {
 
     // The same graph through the library gives the same bytes.
     let ctx = Context::new(ContextOptions::default()).unwrap();
-    let graph = ctx.compile(kiln::load_graph(Path::new(env!("CARGO_MANIFEST_DIR")).join(MODEL)).unwrap()).unwrap();
+    let graph = ctx.load(Path::new(env!("CARGO_MANIFEST_DIR")).join(MODEL), &kiln::LoadOptions::default()).unwrap();
     let input = kiln::npy::parse(&std::fs::read("examples/small_cnn_input.npy").unwrap()).unwrap();
     let outputs = ctx.compute(&graph, &[("x", &input)]).unwrap();
     assert_eq!(outputs[0].1.bytes(), written.bytes());
@@ -95,7 +95,10 @@ fn bad_model_files_are_clear_errors() {
     assert_error(&kiln(&["info", "no/such/model.webnn"]), "no/such/model.webnn");
     let onnx = dir.join("model.onnx");
     std::fs::write(&onnx, b"\x08\x07").unwrap();
-    assert_error(&kiln(&["info", onnx.to_str().unwrap()]), "unsupported model format");
+    assert_error(&kiln(&["info", onnx.to_str().unwrap()]), "not an ONNX model: it has no graph");
+    let tflite = dir.join("model.tflite");
+    std::fs::write(&tflite, b"TFL3").unwrap();
+    assert_error(&kiln(&["info", tflite.to_str().unwrap()]), "unsupported model format");
     let broken = dir.join("broken.webnn");
     std::fs::write(&broken, "webnn_graph \"g\" v1 {\n  inputs {\n    x: f32[2]\n  }\n}\n").unwrap();
     assert_error(&kiln(&["info", broken.to_str().unwrap()]), "3:");

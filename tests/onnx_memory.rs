@@ -1,9 +1,9 @@
 //! Peak resident memory while loading an ONNX model with 100 MiB of
 //! weights, inline (`raw_data`) and as external data: the weights are
 //! memory-mapped and shared, never copied, so importing peaks under 1.2x
-//! the weights. Compiling for `cpu` packs the GEMM weights once more; its
-//! peak is printed and checked against 2.2x (the mapped weights plus one
-//! packed copy).
+//! the weights. Compiling for `cpu` packs the GEMM weights into their
+//! panel layout, giving the mapped pages back as they are consumed, so
+//! loading and compiling also peaks under 1.2x.
 //!
 //! One test in its own binary, so no other test's allocations share the
 //! process. Peak RSS is reset through `/proc/self/clear_refs` (Linux).
@@ -154,7 +154,7 @@ fn loading_maps_weights_instead_of_copying_them() {
             assert!((y[j] as f64 - column_sum(j)).abs() <= 1e-4 * column_sum(j).abs() + 1e-3, "y[{j}] = {}", y[j]);
         }
         assert!(ratio(import_peak) < 1.2, "importing peaked at {:.2}x the weights", ratio(import_peak));
-        assert!(ratio(compile_peak) < 2.2, "compiling peaked at {:.2}x the weights", ratio(compile_peak));
+        assert!(ratio(compile_peak) < 1.2, "compiling peaked at {:.2}x the weights", ratio(compile_peak));
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -14,25 +14,28 @@ use crate::{DataType, OperandDescriptor};
 pub struct Bytes {
     owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
     range: Range<usize>,
+    /// The owner is a read-only file mapping (see [`Bytes::from_mapped`]).
+    mapped: bool,
 }
 
 impl Bytes {
     pub fn from_vec(bytes: Vec<u8>) -> Self {
         let range = 0..bytes.len();
-        Bytes {
-            owner: Arc::new(bytes),
-            range,
-        }
+        Bytes { owner: Arc::new(bytes), range, mapped: false }
     }
 
     /// A window `range` into `owner` (for example a memory map).
     /// Returns `None` if the range lies outside the owner's bytes.
-    pub fn from_shared(
-        owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
-        range: Range<usize>,
-    ) -> Option<Self> {
+    pub fn from_shared(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
         let len = (*owner).as_ref().len();
-        (range.start <= range.end && range.end <= len).then_some(Bytes { owner, range })
+        (range.start <= range.end && range.end <= len).then_some(Bytes { owner, range, mapped: false })
+    }
+
+    /// A window into `owner`, whose bytes are a read-only, private memory
+    /// map of a file that stays unchanged while mapped. Such bytes can
+    /// give their pages back ([`Bytes::release_pages`]).
+    pub fn from_mapped(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
+        Self::from_shared(owner, range).map(|b| Bytes { mapped: true, ..b })
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -45,6 +48,37 @@ impl Bytes {
 
     pub fn is_empty(&self) -> bool {
         self.range.is_empty()
+    }
+
+    /// A hint that bytes `range` (relative to this window) will not be read
+    /// soon: for a file mapping, the pages wholly inside the range leave
+    /// this process's resident memory (they are read from the file again
+    /// if needed; the contents never change). Without a file mapping, or
+    /// off Linux, nothing happens. Used after weights are repacked at
+    /// compile time, so a loaded model does not hold two resident copies.
+    pub fn release_pages(&self, range: Range<usize>) {
+        #[cfg(target_os = "linux")]
+        if self.mapped && range.start < range.end && range.end <= self.len() {
+            const PAGE: usize = 4096;
+            let base = self.as_slice().as_ptr() as usize;
+            let start = (base + range.start).next_multiple_of(PAGE);
+            let end = (base + range.end) / PAGE * PAGE;
+            if start < end {
+                unsafe extern "C" {
+                    fn madvise(addr: *mut u8, len: usize, advice: i32) -> i32;
+                }
+                const MADV_DONTNEED: i32 = 4;
+                // SAFETY: the pages lie inside a read-only file
+                // mapping that this value keeps alive; DONTNEED drops them
+                // from the page tables and later reads fault in the same
+                // file contents. Failure only leaves the pages resident.
+                unsafe {
+                    madvise(start as *mut u8, end - start, MADV_DONTNEED);
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = range;
     }
 }
 

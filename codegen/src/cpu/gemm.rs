@@ -87,13 +87,42 @@ struct Strided {
     cols: i64,
 }
 
-/// A constant operand packed at compile time.
+/// A constant operand to pack at compile time: where it comes from and
+/// the layout of its packed copy.
 pub struct Packed {
-    pub data: Vec<f32>,
+    source: BufferId,
+    /// B (`k x n` panels of NR columns), else A (`m x k`, panels of MR rows).
+    is_b: bool,
     /// One copy per flat batch index (else one copy for all).
     batched: bool,
     /// Floats per copy.
     slab: usize,
+}
+
+/// 64 bytes, 64-byte aligned: the unit of packed-weight storage, so that
+/// every panel the micro-kernels read is cache-line aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// Packed weights owned by the compiled program; its code reaches them
+/// through a pointer stored in an 8-byte data object.
+pub struct PackedData(Vec<Line>);
+
+impl PackedData {
+    fn zeroed(floats: usize) -> Self {
+        PackedData(vec![Line([0.0; 16]); floats.div_ceil(16)])
+    }
+
+    fn floats_mut(&mut self) -> &mut [f32] {
+        let len = self.0.len() * 16;
+        // SAFETY: `Line` is 16 f32s with no padding (repr(C), size 64).
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<f32>(), len) }
+    }
+
+    fn address(&self) -> u64 {
+        self.0.as_ptr() as u64
+    }
 }
 
 /// How one Gemm kernel is generated on the fast path.
@@ -196,13 +225,14 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     let (kc, nc) = blocking(k, n, nr);
     let (n_chunks, chunk) = column_chunks(domain[..nb].iter().product::<usize>() * m.div_ceil(mr), n, nr);
     let batch = domain[..nb].to_vec();
-    let nbatch: usize = batch.iter().product();
-    let constant = |id: BufferId| match &program.buffer(id).kind {
-        BufferKind::Constant(t) if t.data_type() == DataType::Float32 => Some(to_f32(t.bytes())),
-        _ => None,
+    let packed = |source: BufferId, s: &Strided, len: usize, width: usize, is_b: bool| {
+        matches!(&program.buffer(source).kind, BufferKind::Constant(t) if t.data_type() == DataType::Float32).then(|| {
+            let batched = s.batch.iter().zip(&batch).any(|(&st, &d)| st != 0 && d > 1);
+            Packed { source, is_b, batched, slab: k * len.next_multiple_of(width) }
+        })
     };
-    let packed_b = constant(b_buf).map(|data| pack_const(&data, &sb, &batch, nbatch, (k, kc), n, nr, true));
-    let packed_a = constant(a_buf).map(|data| pack_const(&data, &sa, &batch, nbatch, (k, kc), m, mr, false));
+    let packed_b = packed(b_buf, &sb, n, nr, true);
+    let packed_a = packed(a_buf, &sa, m, mr, false);
     let identity = matches!(epilogue.nodes.as_slice(), [ExprNode::Acc]);
     let vector_inputs = if so.cols == 1 {
         epilogue_inputs
@@ -288,10 +318,6 @@ fn column_chunks(row_tiles: usize, n: usize, nr: usize) -> (usize, usize) {
     (npad.div_ceil(chunk), chunk)
 }
 
-fn to_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
 /// Per-axis indices of flat batch index `flat`.
 fn batch_index(batch: &[usize], mut flat: usize) -> Vec<usize> {
     let mut idx = vec![0; batch.len()];
@@ -302,29 +328,37 @@ fn batch_index(batch: &[usize], mut flat: usize) -> Vec<usize> {
     idx
 }
 
-/// Packs a constant operand into the panel layout (see the module docs).
-/// For B (`is_b`): `s` maps (k, n); panels of `width` columns. For A: `s`
-/// maps (m, k); panels of `width` rows.
-#[allow(clippy::too_many_arguments)]
-fn pack_const(
-    data: &[f32],
-    s: &Strided,
-    batch: &[usize],
-    nbatch: usize,
-    (k, kc_block): (usize, usize),
-    len: usize,
-    width: usize,
-    is_b: bool,
-) -> Packed {
-    let batched = s.batch.iter().zip(batch).any(|(&st, &d)| st != 0 && d > 1);
-    let copies = if batched { nbatch } else { 1 };
+/// Packs constant operand `p` of `plan` into the panel layout (see the
+/// module docs). For B, the strides map (k, n) and panels hold NR columns;
+/// for A, they map (m, k) and panels hold MR rows. The source is read
+/// straight from its little-endian bytes; a memory-mapped source gives its
+/// pages back as soon as they are consumed (k-block by k-block when its k
+/// rows are contiguous, else at the end), so loading a model never holds a
+/// second resident copy of its weights.
+fn pack_const(program: &Program, plan: &Plan, p: &Packed) -> PackedData {
+    let BufferKind::Constant(t) = &program.buffer(p.source).kind else {
+        unreachable!("planned from a constant buffer")
+    };
+    let (s, len, width) = if p.is_b { (&plan.b, plan.n, plan.spec.nr) } else { (&plan.a, plan.m, plan.spec.mr) };
+    let (k, kc_block) = (plan.k, plan.kc);
+    let bytes = t.shared_bytes();
+    let src = bytes.as_slice();
+    let read = |at: i64| {
+        let i = at as usize * 4;
+        f32::from_le_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]])
+    };
+    let nbatch: usize = plan.batch.iter().product();
+    let copies = if p.batched { nbatch } else { 1 };
     let padded = len.next_multiple_of(width);
-    let slab = k * padded;
-    let mut out = vec![0f32; copies * slab];
+    let mut out = PackedData::zeroed(copies * p.slab);
+    let dst_all = out.floats_mut();
+    // The k stride, and whether a k-block's rows are one contiguous run.
+    let k_stride = if p.is_b { s.rows } else { s.cols };
+    let rows_contiguous = copies == 1 && k_stride == len as i64 && (if p.is_b { s.cols } else { s.rows }) == 1;
     for copy in 0..copies {
-        let idx = batch_index(batch, copy);
+        let idx = batch_index(&plan.batch, copy);
         let base = s.off + idx.iter().zip(&s.batch).map(|(&i, &st)| i as i64 * st).sum::<i64>();
-        let dst = &mut out[copy * slab..(copy + 1) * slab];
+        let dst = &mut dst_all[copy * p.slab..(copy + 1) * p.slab];
         for pc in (0..k).step_by(kc_block) {
             let kc = kc_block.min(k - pc);
             for q in 0..padded / width {
@@ -335,14 +369,19 @@ fn pack_const(
                             continue;
                         }
                         let kk_abs = (pc + kk) as i64;
-                        let at = if is_b { base + kk_abs * s.rows + j as i64 * s.cols } else { base + j as i64 * s.rows + kk_abs * s.cols };
-                        dst[pc * padded + q * kc * width + kk * width + w] = data[at as usize];
+                        let at = if p.is_b { base + kk_abs * s.rows + j as i64 * s.cols } else { base + j as i64 * s.rows + kk_abs * s.cols };
+                        dst[pc * padded + q * kc * width + kk * width + w] = read(at);
                     }
                 }
             }
+            if rows_contiguous {
+                let start = (base + pc as i64 * k_stride) as usize * 4;
+                bytes.release_pages(start..start + kc * len * 4);
+            }
         }
     }
-    Packed { data: out, batched, slab }
+    bytes.release_pages(0..bytes.len());
+    out
 }
 
 /// Module-level objects one fast Gemm kernel uses.
@@ -361,7 +400,17 @@ pub struct Refs {
 
 /// Defines what kernel `index`'s plan needs in `module`: the micro-kernel
 /// (once per module, cached in `micro`) and its packed constants.
-pub fn declare<M: Module>(module: &mut M, index: usize, plan: &Plan, micro: &mut Option<(Spec, FuncId)>) -> Result<Declared, CodegenError> {
+/// With `keep`, constants are packed and their storage is pushed there
+/// (the caller keeps it alive as long as the code); without, nothing is
+/// packed (listings).
+pub fn declare<M: Module>(
+    module: &mut M,
+    program: &Program,
+    index: usize,
+    plan: &Plan,
+    micro: &mut Option<(Spec, FuncId)>,
+    mut keep: Option<&mut Vec<PackedData>>,
+) -> Result<Declared, CodegenError> {
     let micro_id = match *micro {
         Some((spec, id)) if spec == plan.spec => id,
         _ => {
@@ -370,12 +419,23 @@ pub fn declare<M: Module>(module: &mut M, index: usize, plan: &Plan, micro: &mut
             id
         }
     };
+    // Each packed operand: an 8-byte object holding its address. Listings
+    // pack nothing (the address is 0); compiling packs into `keep`.
     let mut data = |name: &str, p: &Option<Packed>| -> Result<Option<DataId>, CodegenError> {
         let Some(p) = p else { return Ok(None) };
+        let address = match keep.as_deref_mut() {
+            Some(keep) => {
+                let packed = pack_const(program, plan, p);
+                let address = packed.address();
+                keep.push(packed);
+                address
+            }
+            None => 0,
+        };
         let id = module.declare_data(&format!("k{index}_packed_{name}"), Linkage::Local, false, false).map_err(cranelift)?;
         let mut desc = DataDescription::new();
-        desc.set_align(64);
-        desc.define(p.data.iter().flat_map(|x| x.to_le_bytes()).collect());
+        desc.set_align(8);
+        desc.define(Box::new(address.to_le_bytes()));
         module.define_data(id, &desc).map_err(cranelift)?;
         Ok(Some(id))
     };
@@ -614,8 +674,12 @@ impl Emitter<'_> {
         let a_base = self.bases[&plan.a_buf];
         let b_base = self.bases[&plan.b_buf];
         let o_base = self.bases[&plan.out_buf];
-        let packed_a = refs.packed_a.map(|gv| fb.ins().symbol_value(types::I64, gv));
-        let packed_b = refs.packed_b.map(|gv| fb.ins().symbol_value(types::I64, gv));
+        let packed_ptr = |fb: &mut FunctionBuilder, gv| {
+            let holder = fb.ins().symbol_value(types::I64, gv);
+            fb.ins().load(types::I64, super::emit::flags(), holder, 0)
+        };
+        let packed_a = refs.packed_a.map(|gv| packed_ptr(fb, gv));
+        let packed_b = refs.packed_b.map(|gv| packed_ptr(fb, gv));
         let mpad = (m + mr - 1) / mr * mr;
         let npad = (n + nr - 1) / nr * nr;
 

@@ -55,6 +55,8 @@ fn cranelift<E: std::fmt::Display>(e: E) -> CodegenError {
 pub struct JitProgram {
     /// Owns the executable memory the kernel pointers point into.
     _module: JITModule,
+    /// Weights packed at compile time; the code holds their addresses.
+    _packed: Vec<gemm::PackedData>,
     kernels: Vec<KernelFn>,
 }
 
@@ -96,6 +98,7 @@ fn define_kernels<M: Module>(
     program: &Program,
     target: &Target,
     mut listing: Option<(Listing, &mut String)>,
+    mut packed: Option<&mut Vec<gemm::PackedData>>,
 ) -> Result<Vec<FuncId>, CodegenError> {
     program.validate()?;
     let helpers = runtime_fns::declare(module)?;
@@ -113,7 +116,7 @@ fn define_kernels<M: Module>(
         let frontend_config = module.target_config();
         let plan = gemm::plan(program, kernel, spec);
         let declared = match &plan {
-            Some(p) => Some(gemm::declare(module, k, p, &mut micro)?),
+            Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, packed.as_deref_mut())?),
             None => None,
         };
         {
@@ -153,7 +156,8 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
     runtime_fns::register(&mut builder);
     let mut module = JITModule::new(builder);
-    let ids = define_kernels(&mut module, program, target, None)?;
+    let mut packed = Vec::new();
+    let ids = define_kernels(&mut module, program, target, None, Some(&mut packed))?;
     module.finalize_definitions().map_err(cranelift)?;
     let kernels = ids
         .into_iter()
@@ -164,7 +168,7 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
             unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
         })
         .collect();
-    Ok(JitProgram { _module: module, kernels })
+    Ok(JitProgram { _module: module, _packed: packed, kernels })
 }
 
 /// A listing of every kernel for `kiln emit --stage clif|asm`, for any
@@ -173,6 +177,6 @@ pub fn listing(program: &Program, target: &Target, which: Listing) -> Result<Str
     let isa = target.isa()?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut out = String::new();
-    define_kernels(&mut module, program, target, Some((which, &mut out)))?;
+    define_kernels(&mut module, program, target, Some((which, &mut out)), None)?;
     Ok(out)
 }

@@ -86,6 +86,8 @@ pub struct OnnxModel {
     /// Where external data files are looked up.
     base: PathBuf,
     opset: i64,
+    /// The model's bytes are a file mapping.
+    mapped: bool,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -116,10 +118,11 @@ impl OnnxModel {
         let path = path.as_ref();
         let bytes = map_file(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::decode(bytes, base).map_err(|e| match e {
+        let model = Self::decode(bytes, base).map_err(|e| match e {
             OnnxError::Model(message) => OnnxError::File { path: path.display().to_string(), message },
             e => e,
-        })
+        })?;
+        Ok(OnnxModel { mapped: true, ..model })
     }
 
     /// Decodes a model held in memory; `base` is where external data files
@@ -149,7 +152,7 @@ impl OnnxModel {
         if opset < MIN_OPSET && default_domain {
             return Err(OnnxError::Model(format!("opset {opset} is not supported; kiln reads opset {MIN_OPSET} and later")));
         }
-        Ok(OnnxModel { proto, base, opset })
+        Ok(OnnxModel { proto, base, opset, mapped: false })
     }
 
     /// The default-domain opset version the model imports.
@@ -234,7 +237,7 @@ impl OnnxModel {
 
     /// Imports the model as a kiln graph.
     pub fn to_graph(&self, options: &LoadOptions) -> Result<Graph, OnnxError> {
-        import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base), options)
+        import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base, self.mapped), options)
     }
 }
 
@@ -251,6 +254,6 @@ pub fn read_tensor(path: impl AsRef<Path>) -> Result<(String, Tensor), OnnxError
     let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| err(e.to_string()))?);
     let t = proto::TensorProto::decode(bytes).map_err(|e| err(format!("not a TensorProto ({e})")))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let tensor = tensor::convert(&t, &mut tensor::ExternalFiles::new(base)).map_err(err)?;
+    let tensor = tensor::convert(&t, &mut tensor::ExternalFiles::new(base, false)).map_err(err)?;
     Ok((t.name, tensor))
 }

@@ -45,16 +45,20 @@ pub fn shape(dims: &[i64]) -> Result<Shape, String> {
     Ok(shape)
 }
 
-/// Memory maps of external data files, opened once per model load.
+/// Where tensor bytes come from: the model file's bytes (memory-mapped or
+/// not) and memory maps of external data files, opened once per load.
 pub struct ExternalFiles {
     base: PathBuf,
     maps: HashMap<PathBuf, Arc<memmap2::Mmap>>,
+    /// The model's own bytes are a file mapping.
+    model_mapped: bool,
 }
 
 impl ExternalFiles {
-    /// External data locations are relative to `base`, the model's folder.
-    pub fn new(base: &Path) -> Self {
-        ExternalFiles { base: base.to_path_buf(), maps: HashMap::new() }
+    /// External data locations are relative to `base`, the model's folder;
+    /// `model_mapped` says whether inline `raw_data` lies in a file mapping.
+    pub fn new(base: &Path, model_mapped: bool) -> Self {
+        ExternalFiles { base: base.to_path_buf(), maps: HashMap::new(), model_mapped }
     }
 
     fn map(&mut self, location: &str) -> Result<Arc<memmap2::Mmap>, String> {
@@ -99,7 +103,7 @@ fn external_bytes(t: &TensorProto, files: &mut ExternalFiles, byte_len: usize) -
         return Err(format!("external data holds {length} bytes, the shape needs {byte_len}"));
     }
     let end = offset.checked_add(length).ok_or("external data range overflows")?;
-    Bytes::from_shared(map, offset..end)
+    Bytes::from_mapped(map, offset..end)
         .ok_or_else(|| format!("external data range {offset}..{end} lies outside `{location}`"))
 }
 
@@ -115,7 +119,9 @@ pub fn convert(t: &TensorProto, files: &mut ExternalFiles) -> Result<Tensor, Str
         if t.raw_data.len() != byte_len {
             return Err(format!("raw_data holds {} bytes, the shape needs {byte_len}", t.raw_data.len()));
         }
-        Bytes::from_shared(Arc::new(t.raw_data.clone()), 0..byte_len).expect("the range is the whole buffer")
+        let owner = Arc::new(t.raw_data.clone());
+        let shared = if files.model_mapped { Bytes::from_mapped(owner, 0..byte_len) } else { Bytes::from_shared(owner, 0..byte_len) };
+        shared.expect("the range is the whole buffer")
     } else {
         Bytes::from_vec(typed_bytes(t, data_type, count)?)
     };

@@ -119,7 +119,7 @@ fn entry_tensor(
             err(format!("byte range {}..{} lies outside the {available} bytes of tensor data", entry.begin, entry.end))
         })?;
     let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
-    let bytes = Bytes::from_shared(owner, range.clone())
+    let bytes = Bytes::from_mapped(owner, range.clone())
         .ok_or_else(|| err(format!("byte range {range:?} lies outside the file")))?;
     Tensor::new(desc, bytes).map_err(|e| err(e.to_string()))
 }
