@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# kiln vs ONNX Runtime (CPU) on the three benchmark models of examples/zoo.rs.
+# kiln vs ONNX Runtime (CPU) on the same .onnx files: the seven models of
+# scripts/fetch_onnx_data.sh (target/onnx-data/models/<name>/model.onnx).
 #
 #   scripts/compare.sh                 # from anywhere inside the repository
-#   RUNS=50 THREADS="1 2 4" scripts/compare.sh
+#   RUNS=50 THREADS="1 2 4" MODELS="resnet50 ppocr_det" scripts/compare.sh
 #
-# Steps: build kiln (release); write the kiln models to target/zoo (cargo run
-# --release --example zoo); create target/bench-venv from scripts/requirements.txt
-# if it is absent; write the ONNX models to target/zoo-onnx (scripts/onnx_models.py);
-# then for every model and thread count run `kiln bench --json` and
-# scripts/bench_ort.py --json back to back, and print a markdown table on stdout.
-# Progress goes to stderr; the raw JSON lines are kept in target/compare/results.jsonl.
+# Steps: run scripts/fetch_onnx_data.sh when a requested model (or its
+# test_data_set_0) is missing; create target/bench-venv from scripts/requirements.txt
+# if it is absent; build kiln (release); read each model's input shapes from its
+# test_data_set_0/input_N.pb (graph inputs that are not initializers, in order);
+# then for every model and thread count run `kiln bench MODEL.onnx --shape NAME=DIMS...
+# --json` and `scripts/bench_ort.py MODEL.onnx --shape NAME=DIMS... --json` back to
+# back, and print a markdown table on stdout. Progress goes to stderr; the raw JSON
+# lines are kept in target/compare/results.jsonl. A failed measurement (an import or
+# compile error, say) does not stop the others: it shows as "failed" in the table,
+# its error is listed under the table and kept in results.jsonl, and the script
+# exits 1 after printing the table.
 #
 # Environment: RUNS (timed runs per measurement, default 20), THREADS (default "1 2"),
-# MODELS (default "mobilenetv2 squeezenet1.1 resnet50"), PYTHON (interpreter used
-# to create the venv, default python3).
+# MODELS (default "mobilenetv2 squeezenet1.1 resnet50 bert_encoder ppocr_det
+# ppocr_cls ppocr_rec"), PYTHON (interpreter used to create the venv, default python3).
 set -euo pipefail
 
 RUNS="${RUNS:-20}"
 THREADS="${THREADS:-1 2}"
-MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50}"
+MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50 bert_encoder ppocr_det ppocr_cls ppocr_rec}"
 PYTHON="${PYTHON:-python3}"
 
 say() { printf '[compare] %s\n' "$*" >&2; }
@@ -28,21 +34,28 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 command -v cargo >/dev/null || die "cargo not found"
-command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=...)"
+[[ -n "${MODELS// /}" ]] || die "MODELS is empty"
 
 venv="target/bench-venv"
-kiln_dir="target/zoo"
-onnx_dir="target/zoo-onnx"
+models_dir="target/onnx-data/models"
 out_dir="target/compare"
 kiln="target/release/kiln"
 
-say "building kiln (release)"
-cargo build --release --quiet --bin kiln --example zoo >&2
-
-say "writing kiln models to $kiln_dir"
-cargo run --release --quiet --example zoo -- "$kiln_dir" >&2
+missing=""
+for model in $MODELS; do
+    [[ -f "$models_dir/$model/model.onnx" && -d "$models_dir/$model/test_data_set_0" ]] || missing="$missing $model"
+done
+if [[ -n "$missing" ]]; then
+    say "missing under $models_dir:$missing; running scripts/fetch_onnx_data.sh"
+    PYTHON="$PYTHON" scripts/fetch_onnx_data.sh >&2
+    for model in $missing; do
+        [[ -f "$models_dir/$model/model.onnx" ]] \
+            || die "no $models_dir/$model/model.onnx (unknown model? there are: $(ls "$models_dir" | tr '\n' ' '))"
+    done
+fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=...)"
     say "creating $venv and installing scripts/requirements.txt"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
@@ -52,48 +65,121 @@ py="$venv/bin/python"
 "$py" -c 'import onnx, onnxruntime, numpy' 2>/dev/null \
     || die "$venv is incomplete; remove it and rerun (rm -rf $venv)"
 
-say "writing ONNX models to $onnx_dir"
-"$py" scripts/onnx_models.py "$onnx_dir" >&2
+say "building kiln (release)"
+cargo build --release --quiet --bin kiln >&2
 
-mkdir -p "$out_dir"
-results="$out_dir/results.jsonl"
-: >"$results"
+# Prints `NAME=D0xD1x...`, one line per graph input that is not an initializer, in
+# order, with the shape of test_data_set_0/input_N.pb.
+input_shapes() {
+    "$py" - "$1" <<'PY'
+import os, sys
+import onnx
+from onnx import numpy_helper
+
+d = sys.argv[1]
+model = onnx.load(os.path.join(d, "model.onnx"), load_external_data=False)
+inits = {t.name for t in model.graph.initializer}
+names = [i.name for i in model.graph.input if i.name not in inits]
+for n, name in enumerate(names):
+    path = os.path.join(d, "test_data_set_0", f"input_{n}.pb")
+    if not os.path.isfile(path):
+        sys.exit(f"{path}: missing (graph input {n} is `{name}`)")
+    tensor = onnx.load_tensor(path)
+    if tensor.name and tensor.name != name:
+        sys.exit(f"{path}: holds `{tensor.name}`, graph input {n} is `{name}`")
+    shape = numpy_helper.to_array(tensor).shape
+    if not shape or 0 in shape:
+        sys.exit(f"{path}: shape {list(shape)} cannot be passed as --shape (scalar or zero-size)")
+    print(f"{name}={'x'.join(str(s) for s in shape)}")
+PY
+}
+
+mkdir -p "$out_dir/raw"
+rm -f "$out_dir"/raw/*
+runs_list="$out_dir/raw/runs.tsv"
+: >"$runs_list"
 
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
 load_before="$(load)"
 say "load average before: $load_before ($(nproc) cores)"
 
 for model in $MODELS; do
-    [[ -f "$kiln_dir/$model.webnn" ]] || die "missing $kiln_dir/$model.webnn"
-    [[ -f "$onnx_dir/$model.onnx" ]] || die "missing $onnx_dir/$model.onnx"
+    file="$models_dir/$model/model.onnx"
+    shapes="$(input_shapes "$models_dir/$model")" || die "$model: cannot read its input shapes"
+    shape_args=()
+    while IFS= read -r s; do shape_args+=(--shape "$s"); done <<<"$shapes"
+    shapes="${shapes//$'\n'/ }"
+    say "$model: $shapes"
     for t in $THREADS; do
+        raw="$out_dir/raw/$model.$t"
         say "$model, $t thread(s), $RUNS runs: kiln"
-        k="$("$kiln" bench "$kiln_dir/$model.webnn" --threads "$t" --runs "$RUNS" --json)"
+        "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
+            >"$raw.kiln.json" 2>"$raw.kiln.err" \
+            || say "$model: kiln failed: $(tail -n 3 "$raw.kiln.err")"
         say "$model, $t thread(s), $RUNS runs: onnxruntime"
-        o="$("$py" scripts/bench_ort.py "$onnx_dir/$model.onnx" --threads "$t" --runs "$RUNS" --json)"
-        printf '{"model": "%s", "threads": %s, "kiln": %s, "ort": %s}\n' "$model" "$t" "$k" "$o" >>"$results"
+        "$py" scripts/bench_ort.py "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
+            >"$raw.ort.json" 2>"$raw.ort.err" \
+            || say "$model: onnxruntime failed: $(tail -n 3 "$raw.ort.err")"
+        printf '%s\t%s\t%s\t%s\n' "$model" "$t" "$raw" "$shapes" >>"$runs_list"
     done
 done
 
 load_after="$(load)"
 say "load average after: $load_after"
 
-"$py" - "$results" "$RUNS" "$load_before" "$load_after" "$(nproc)" <<'EOF'
+"$py" - "$runs_list" "$out_dir/results.jsonl" "$RUNS" "$load_before" "$load_after" "$(nproc)" <<'PY'
 import json, sys
 import onnxruntime
 
-path, runs, before, after, cores = sys.argv[1:]
-print(f"kiln (cpu backend) vs onnxruntime {onnxruntime.__version__} CPUExecutionProvider, "
-      f"batch 1, f32, {runs} timed runs after 1 warm-up; median ms")
+runs_list, results, runs, before, after, cores = sys.argv[1:]
+
+
+def measurement(raw, who):
+    """(result, None) or (None, error text) for one kiln / ORT measurement."""
+    try:
+        with open(f"{raw}.{who}.json") as f:
+            return json.loads(f.read().strip().splitlines()[-1]), None
+    except (OSError, ValueError, IndexError):
+        with open(f"{raw}.{who}.err") as f:
+            return None, f.read().strip() or "no output"
+
+
+rows, failures, shapes_of = [], [], {}
+with open(results, "w") as out:
+    for line in open(runs_list):
+        model, threads, raw, shapes = line.rstrip("\n").split("\t")
+        shapes_of[model] = shapes
+        k, k_err = measurement(raw, "kiln")
+        o, o_err = measurement(raw, "ort")
+        record = {"model": model, "threads": int(threads), "shapes": shapes.split(), "kiln": k, "ort": o}
+        if k_err:
+            record["kiln_error"] = k_err
+            failures.append((model, threads, "kiln", k_err))
+        if o_err:
+            record["ort_error"] = o_err
+            failures.append((model, threads, "onnxruntime", o_err))
+        out.write(json.dumps(record) + "\n")
+        rows.append((model, threads, k, o))
+
+print(f"kiln (cpu backend) vs onnxruntime {onnxruntime.__version__} CPUExecutionProvider on the same "
+      f".onnx files, f32, {runs} timed runs after 1 warm-up; median ms")
 print(f"load average before {before}, after {after} ({cores} cores)")
 print()
 print("| model | threads | kiln median ms | ORT median ms | kiln/ORT | kiln compile ms | ORT session ms |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for line in open(path):
-    r = json.loads(line)
-    k, o = r["kiln"], r["ort"]
-    print(f"| {r['model']} | {r['threads']} | {k['median_ms']:.2f} | {o['median_ms']:.2f} | "
-          f"{k['median_ms'] / o['median_ms']:.2f} | {k['compile_ms']:.1f} | {o['compile_ms']:.1f} |")
+for model, threads, k, o in rows:
+    km = f"{k['median_ms']:.2f}" if k else "failed"
+    om = f"{o['median_ms']:.2f}" if o else "failed"
+    ratio = f"{k['median_ms'] / o['median_ms']:.2f}" if k and o else "-"
+    kc = f"{k['compile_ms']:.1f}" if k else "-"
+    oc = f"{o['compile_ms']:.1f}" if o else "-"
+    print(f"| {model} | {threads} | {km} | {om} | {ratio} | {kc} | {oc} |")
 print()
-print("kiln/ORT > 1 means kiln is slower.")
-EOF
+print("kiln/ORT > 1 means kiln is slower. Input shapes (test_data_set_0): "
+      + "; ".join(f"{m} {s}" for m, s in shapes_of.items()) + ".")
+if failures:
+    print()
+    for model, threads, who, err in failures:
+        print(f"- {model}, {threads} thread(s), {who} failed: " + " / ".join(err.splitlines()[-3:]))
+sys.exit(1 if failures else 0)
+PY
