@@ -439,7 +439,7 @@ fn shape_arguments_fed_as_inputs_bind_as_constants() {
     let m = OnnxModel::decode(proto.encode_to_vec().into(), ".".into()).expect("decodes");
     let mut options = LoadOptions::default();
     match m.to_graph(&options) {
-        Err(OnnxError::Unsupported(nodes)) => assert_eq!(nodes[0].needs_value.as_deref(), Some("shape")),
+        Err(OnnxError::Unsupported(nodes)) => assert_eq!(nodes[0].needs_values, ["shape"]),
         other => panic!("expected the shape input to be asked for, got {other:?}"),
     }
     let shape = Tensor::from_values(
