@@ -155,9 +155,9 @@ fn run_model(
                 Ok(graph) => break graph,
                 // Each retry binds at least one more input, so this ends.
                 Err(OnnxError::Unsupported(nodes))
-                    if nodes.iter().all(|n| n.needs_value.as_ref().is_some_and(|v| !options.constants.contains_key(v))) =>
+                    if nodes.iter().all(|n| n.needs_values.iter().any(|v| !options.constants.contains_key(v))) =>
                 {
-                    for name in nodes.iter().filter_map(|n| n.needs_value.as_ref()) {
+                    for name in nodes.iter().flat_map(|n| &n.needs_values) {
                         let (_, value) = feeds.iter().find(|(n, _)| n == name).ok_or_else(|| format!("no test value for `{name}`"))?;
                         options.shapes.remove(name);
                         options.constants.insert(name.clone(), value.clone());

@@ -232,6 +232,30 @@ impl Importer {
         self.const_input(cx, i).ok().flatten()
     }
 
+    /// The graph inputs (ONNX names, sorted) that the value `name` is
+    /// computed from, following operands back through the nodes built so far.
+    fn graph_inputs_behind(&self, name: &str) -> Vec<String> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut stack: Vec<OperandId> = match self.values.get(name) {
+            Some(Value::Operand(id)) => vec![*id],
+            _ => Vec::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            match &self.graph.operand(id).kind {
+                OperandKind::Input { name } => drop(found.insert(name.clone())),
+                OperandKind::Output { node, .. } => {
+                    stack.extend(self.graph.nodes()[node.0 as usize].op.inputs().into_iter().map(|(_, i)| i));
+                }
+                OperandKind::Constant(_) => {}
+            }
+        }
+        found.into_iter().collect()
+    }
+
     /// Input `i` as constant integers (any integer type), if given.
     pub fn const_ints(&self, cx: &NodeCx, i: usize) -> NodeResult<Option<Vec<i64>>> {
         Ok(self.const_input(cx, i)?.map(|t| tensor_ints(&t)))
@@ -514,21 +538,23 @@ pub fn import(
             Err(None)
         } else {
             match super::ops::handler(&node.domain, &node.op_type) {
-                None => Err(Some((super::ops::unsupported_reason(&node.domain, &node.op_type), None))),
+                None => Err(Some((super::ops::unsupported_reason(&node.domain, &node.op_type), Vec::new()))),
                 Some(handler) => match handler(&mut im, &cx) {
                     Ok(values) => Ok(values),
-                    Err(NodeError::Unsupported(reason)) => Err(Some((reason, None))),
+                    Err(NodeError::Unsupported(reason)) => Err(Some((reason, Vec::new()))),
                     Err(NodeError::NotConstant { index, name }) => {
-                        let bindable = im.input_names.contains(&name);
-                        let hint = if bindable {
-                            format!("; it is the graph input `{name}`: bind its value at load time (LoadOptions::constants)")
+                        let inputs = im.graph_inputs_behind(&name);
+                        let from = if inputs.is_empty() {
+                            "it is computed at run time".to_string()
                         } else {
-                            String::new()
+                            format!(
+                                "it is computed from the graph input(s) {}: bind their values at load time \
+                                 (LoadOptions::constants)",
+                                inputs.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+                            )
                         };
-                        let reason = format!(
-                            "input {index} (`{name}`) must be known at load time, but it depends on the graph's inputs{hint}"
-                        );
-                        Err(Some((reason, bindable.then_some(name))))
+                        let reason = format!("input {index} (`{name}`) must be known at load time, but {from}");
+                        Err(Some((reason, inputs)))
                     }
                     Err(NodeError::Invalid(message)) => {
                         return Err(OnnxError::Node { node: cx.label, op_type: node.op_type.clone(), message });
@@ -547,7 +573,7 @@ pub fn import(
                             node: cx.label.clone(),
                             op_type: node.op_type.clone(),
                             reason: format!("output {i} (`{out}`) is not supported"),
-                            needs_value: None,
+                            needs_values: Vec::new(),
                         });
                         im.values.insert(out.clone(), Value::Unavailable);
                         continue;
@@ -556,8 +582,8 @@ pub fn import(
                 }
             }
             Err(reason) => {
-                if let Some((reason, needs_value)) = reason {
-                    unsupported_nodes.push(Unsupported { node: cx.label.clone(), op_type: qualified(node), reason, needs_value });
+                if let Some((reason, needs_values)) = reason {
+                    unsupported_nodes.push(Unsupported { node: cx.label.clone(), op_type: qualified(node), reason, needs_values });
                 }
                 for out in node.output.iter().filter(|o| !o.is_empty()) {
                     im.values.insert(out.clone(), Value::Unavailable);

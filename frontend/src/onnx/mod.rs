@@ -43,10 +43,10 @@ pub struct Unsupported {
     /// `OpType`, or `domain::OpType` outside the default domain.
     pub op_type: String,
     pub reason: String,
-    /// The graph input whose value the node needs at load time, when that
-    /// is the reason: binding it ([`crate::LoadOptions::constants`]) lets
-    /// the import go on.
-    pub needs_value: Option<String>,
+    /// The graph inputs whose values the node needs at load time, when
+    /// that is the reason (else empty): binding them
+    /// ([`crate::LoadOptions::constants`]) lets the import go on.
+    pub needs_values: Vec<String>,
 }
 
 /// An error loading or importing an ONNX model.
@@ -198,7 +198,7 @@ impl OnnxModel {
                 node: if n.name.is_empty() { format!("#{i}") } else { n.name.clone() },
                 op_type: import::qualified(n),
                 reason: ops::unsupported_reason(&n.domain, &n.op_type),
-                needs_value: None,
+                needs_values: Vec::new(),
             })
             .collect()
     }

@@ -374,8 +374,8 @@ fn cast(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
 
 /// `CastLike`: a cast to the type of the second input. (Which ONNX type
 /// that was is not kept: uint8 targets cast as uint8, never as `BOOL`.)
+/// An empty input casts to an empty constant of the target type.
 fn cast_like(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
-    let input = im.input(cx, 0)?;
     let data_type = match im.const_input(cx, 1) {
         Ok(Some(t)) => t.data_type(),
         _ => {
@@ -383,6 +383,11 @@ fn cast_like(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
             im.desc(like).data_type
         }
     };
+    if let Some(empty) = im.known_input(cx, 0).filter(|t| t.shape().element_count() == 0) {
+        let desc = OperandDescriptor::new(data_type, empty.shape().clone());
+        return Ok(vec![Value::Const(Tensor::new(desc, Bytes::from_vec(Vec::new())).or_else(|e| invalid(e.to_string()))?)]);
+    }
+    let input = im.input(cx, 0)?;
     one(cast_to(im, cx, input, data_type)?)
 }
 

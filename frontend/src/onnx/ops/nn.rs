@@ -4,24 +4,29 @@
 //! - `Conv` and `ConvTranspose` are `conv2d`/`convTranspose2d` (ONNX's
 //!   weight layouts are WebNN's `oihw` and `iohw`); 1-D ones are reshaped
 //!   to 2-D with a size-1 height. `auto_pad` is resolved into explicit
-//!   padding. A `ConvTranspose` `output_shape` that pads the output beyond
-//!   the full transposed convolution becomes `outputSizes` (extra elements
-//!   at the end, as in the ONNX reference).
-//! - `MaxPool`, `AveragePool`, `LpPool` (p = 2) are the 2-D pools (1-D ones
-//!   reshaped). The output size follows ONNX, including `ceil_mode`'s rule
-//!   that a window starting in the end padding is dropped. WebNN's average
-//!   pool never counts padding: `count_include_pad` with padding pads the
-//!   input with zeros first. `GlobalAveragePool`/`GlobalMaxPool` are a
-//!   whole-window pool (4-D) or a reduction over the spatial axes.
+//!   padding. A `ConvTranspose` `output_shape` smaller than the full
+//!   transposed convolution is padding (split as ONNX specifies, the
+//!   larger half at the start); a larger one becomes `outputSizes` (extra
+//!   elements at the end, as in the ONNX reference).
+//! - `MaxPool`, `AveragePool` and `LpPool` are the 2-D pools: 1-D ones
+//!   reshaped, 3-D ones a pool over height and width then one over depth
+//!   (each of these pools is separable over its box window); `LpPool` with
+//!   p ≠ 2 is `l2Pool2d(|x|^(p/2))^(2/p)`. The output size follows ONNX,
+//!   including `ceil_mode`'s rule that a window starting in the end
+//!   padding is dropped. WebNN's average pool never counts padding:
+//!   `count_include_pad` with padding pads the input with zeros first.
+//!   `GlobalAveragePool`/`GlobalMaxPool` are a whole-window pool (4-D) or
+//!   a reduction over the spatial axes.
 //! - `Gemm` is `gemm`; `MatMul` is `matmul`, 1-D operands reshaped to
 //!   matrices and the added axis removed from the result, as numpy does.
 //! - `BatchNormalization` (inference only), `InstanceNormalization` (any
-//!   rank from 3, reshaped to 4-D) and `LayerNormalization` (output 0;
-//!   a scale or bias that only broadcasts to the normalized shape is
-//!   expanded).
+//!   rank from 3, reshaped to 4-D) and `LayerNormalization` (a scale or
+//!   bias that only broadcasts to the normalized shape is expanded; the
+//!   `Mean` and `InvStdDev` outputs, when used, are computed with
+//!   `reduceMean`, `sub`, `mul`, `add`, `sqrt` and `reciprocal`).
 //!
-//! 3-D (volumetric) convolutions and pools, `MaxPool`'s `Indices` output
-//! and training-mode batch normalization are unsupported.
+//! 3-D convolutions, `MaxPool`'s `Indices` output, training-mode batch
+//! normalization and integer `Conv`/`Gemm`/`MatMul` are unsupported.
 
 use kiln_ir::*;
 
@@ -94,7 +99,8 @@ fn window(cx: &NodeCx, input: &[u32], kernel: &[u32]) -> NodeResult<Window> {
     }
     let auto_pad = cx.string_or("auto_pad", "NOTSET")?;
     let pads = match auto_pad.as_str() {
-        "NOTSET" => {
+        // Some exporters write an empty string for the default.
+        "NOTSET" | "" => {
             let p = spatial_ints(cx, "pads", 2 * n, 0)?;
             (0..n).map(|i| (p[i], p[i + n])).collect()
         }
@@ -125,7 +131,7 @@ fn kernel_of(cx: &NodeCx, weights: &[u32]) -> NodeResult<Vec<u32>> {
     Ok(kernel)
 }
 
-/// Checks the rank of a convolution or pool input: 1-D and 2-D spatial.
+/// Checks the rank of a convolution input: 1-D and 2-D spatial.
 fn spatial_rank(dims: &[u32], what: &str) -> NodeResult<()> {
     match dims.len() {
         3 | 4 => Ok(()),
@@ -214,8 +220,7 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         Some(s) => return invalid(format!("output_shape {s:?} must have {n} values")),
         None => None,
     };
-    // The full size of each output axis (no padding), and the padding at
-    // both ends (negative: the output extends past the full size).
+    // The full size of each output axis, before padding removes any.
     let full: Vec<i64> = (0..n)
         .map(|i| {
             strides[i] as i64 * (xd[i + 2] as i64 - 1) + output_padding[i] as i64 + (kernel[i] as i64 - 1) * dilations[i] as i64 + 1
@@ -229,7 +234,7 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     }
     let same = match auto_pad.as_str() {
         "SAME_UPPER" | "SAME_LOWER" => true,
-        "NOTSET" | "VALID" => false,
+        "NOTSET" | "" | "VALID" => false,
         other => return invalid(format!("unknown auto_pad `{other}`")),
     };
     // Per axis: the padding at both ends (the end may be negative: the
@@ -280,14 +285,20 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         pads.push((fits(begin)?, fits(end)?));
         sizes.push(fits(size)?);
     }
+    // With `outputSizes`, WebNN drops the output padding: every axis must
+    // then be less than a stride past its unpadded size.
+    if extended
+        && (0..n).any(|i| sizes[i] as i64 - (full[i] - output_padding[i] as i64 - pads[i].0 as i64 - pads[i].1 as i64) >= strides[i] as i64)
+    {
+        return unsupported(format!("output_shape {output_shape:?} with output_padding {output_padding:?}"));
+    }
     let output_sizes = extended.then(|| pair(&sizes, 1));
     let output_padding = if extended { [0, 0] } else { pair(&output_padding, 0) };
-    let pads_u = pads;
     let bias = im.opt_input(cx, 2)?;
     let x4 = reshape(im, cx, x, &as_2d(&xd))?;
     let w4 = reshape(im, cx, w, &as_2d(&wd))?;
     let options = ConvTranspose2dOptions {
-        padding: padding(&pads_u),
+        padding: padding(&pads),
         strides: pair(&strides, 1),
         dilations: pair(&dilations, 1),
         output_padding,
@@ -316,22 +327,77 @@ fn pooled_size(input: u32, kernel: u32, dilation: u32, stride: u32, pads: (u32, 
     u32::try_from(out).or_else(|_| unsupported("the output size exceeds 2^32 - 1"))
 }
 
-/// `MaxPool`, `AveragePool` and `LpPool` (p = 2), 1-D or 2-D.
+/// One WebNN pool over the two spatial axes of the 4-D `input`, with
+/// (beginning, end) `pads` and ONNX's output `sizes`.
+#[allow(clippy::too_many_arguments)]
+fn pool2d(
+    im: &mut Importer,
+    cx: &NodeCx,
+    kind: PoolOp,
+    input: OperandId,
+    window: [u32; 2],
+    pads: [(u32, u32); 2],
+    strides: [u32; 2],
+    dilations: [u32; 2],
+    sizes: [u32; 2],
+) -> NodeResult<OperandId> {
+    let d = dims_of(im, input);
+    // WebNN takes the floor or the ceil size; ONNX's is one of them unless
+    // a whole window lies in the padding.
+    let (mut floor, mut ceil) = ([0i64; 2], [0i64; 2]);
+    for i in 0..2 {
+        let span = d[2 + i] as i64 + pads[i].0 as i64 + pads[i].1 as i64 - ((window[i] as i64 - 1) * dilations[i] as i64 + 1);
+        let stride = strides[i] as i64;
+        (floor[i], ceil[i]) = (span / stride + 1, (span + stride - 1) / stride + 1);
+        if sizes[i] as i64 != floor[i] && sizes[i] as i64 != ceil[i] {
+            return unsupported(format!("output size {} (a window lies wholly in the padding)", sizes[i]));
+        }
+    }
+    let sizes = sizes.map(|s| s as i64);
+    let (output_shape_rounding, output_sizes) = if sizes == floor {
+        (RoundingType::Floor, None)
+    } else if sizes == ceil {
+        (RoundingType::Ceil, None)
+    } else {
+        (RoundingType::Floor, Some(sizes.map(|s| s as u32)))
+    };
+    let options = Pool2dOptions {
+        window_dimensions: Some(window),
+        padding: [pads[0].0, pads[0].1, pads[1].0, pads[1].1],
+        strides,
+        dilations,
+        output_shape_rounding,
+        output_sizes,
+        ..Default::default()
+    };
+    im.op1(cx, Op::Pool2d { kind, input, options })
+}
+
+/// `MaxPool`, `AveragePool` and `LpPool`, 1-D to 3-D.
+///
+/// Every pool here is separable over a box window (the max of maxes, the
+/// mean of means (each mean counts the window's elements inside the input
+/// along its axes, so their product is the box's count), the L2 norm of
+/// L2 norms), so a 3-D pool is a 2-D pool over height and width, then one
+/// over depth. `LpPool` with p ≠ 2 is `l2Pool2d(|x|^(p/2))^(2/p)`.
 fn pool(im: &mut Importer, cx: &NodeCx, kind: PoolOp) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     let xd = dims_of(im, x);
-    spatial_rank(&xd, "pooling")?;
+    if !(3..=5).contains(&xd.len()) {
+        return match xd.len() {
+            r if r > 5 => unsupported(format!("{}-D pooling (kiln has 1-D to 3-D)", r - 2)),
+            r => invalid(format!("the input has rank {r}; pooling needs (N, C, spatial...)")),
+        };
+    }
     if kind != PoolOp::Max {
         require_float(im, x, if kind == PoolOp::Average { "AveragePool" } else { "LpPool" })?;
     }
     if kind == PoolOp::Max {
         only_first_output(cx, "Indices")?;
     }
-    if kind == PoolOp::L2 {
-        let p = cx.int_or("p", 2)?;
-        if p != 2 {
-            return unsupported(format!("LpPool with p = {p} (kiln has p = 2)"));
-        }
+    let norm = if kind == PoolOp::L2 { cx.int_or("p", 2)? } else { 2 };
+    if norm < 1 {
+        return invalid(format!("p = {norm} must be at least 1"));
     }
     let n = xd.len() - 2;
     let Some(kernel) = cx.ints("kernel_shape")? else {
@@ -347,47 +413,67 @@ fn pool(im: &mut Importer, cx: &NodeCx, kind: PoolOp) -> NodeResult<Vec<Value>> 
         .map(|i| pooled_size(xd[i + 2], kernel[i], win.dilations[i], win.strides[i], win.pads[i], ceil))
         .collect::<NodeResult<_>>()?;
     let mut pads = win.pads.clone();
-    let mut input = reshape(im, cx, x, &as_2d(&xd))?;
+    let mut input = x;
     let include_pad = kind == PoolOp::Average && cx.int_or("count_include_pad", 0)? != 0;
     if include_pad && pads.iter().any(|&(b, e)| b > 0 || e > 0) {
-        let p = padding(&pads);
-        input = im.op1(
-            cx,
-            Op::Pad {
-                input,
-                beginning_padding: vec![0, 0, p[0], p[2]],
-                ending_padding: vec![0, 0, p[1], p[3]],
-                options: PadOptions::default(),
-            },
-        )?;
+        let mut beginning_padding = vec![0, 0];
+        let mut ending_padding = vec![0, 0];
+        beginning_padding.extend(pads.iter().map(|p| p.0));
+        ending_padding.extend(pads.iter().map(|p| p.1));
+        input = im.op1(cx, Op::Pad { input, beginning_padding, ending_padding, options: PadOptions::default() })?;
         pads = vec![(0, 0); n];
     }
-    // The sizes WebNN would compute with floor and ceil rounding; ONNX's
-    // must be one of them.
-    let sizes = pair(&out, 1);
-    let p = padding(&pads);
-    let window = pair(&kernel, 1);
-    let strides = pair(&win.strides, 1);
-    let dilations = pair(&win.dilations, 1);
-    let in2 = as_2d(&xd);
-    let padded = [in2[2] as i64 + p[0] as i64 + p[1] as i64, in2[3] as i64 + p[2] as i64 + p[3] as i64];
-    for i in 0..2 {
-        let span = padded[i] - ((window[i] as i64 - 1) * dilations[i] as i64 + 1);
-        let (lo, hi) = (span / strides[i] as i64 + 1, (span + strides[i] as i64 - 1) / strides[i] as i64 + 1);
-        if (sizes[i] as i64) != lo && (sizes[i] as i64) != hi {
-            return unsupported(format!("output size {} (a window lies wholly in the padding)", sizes[i]));
-        }
-    }
-    let options = Pool2dOptions {
-        window_dimensions: Some(window),
-        padding: p,
-        strides,
-        dilations,
-        output_sizes: Some(sizes),
-        ..Default::default()
+    // (Σ|x|^p)^(1/p) = l2Pool2d(|x|^(p/2))^(2/p).
+    let power = |im: &mut Importer, x: OperandId, e: f64| -> NodeResult<OperandId> {
+        let t = im.desc(x).data_type;
+        let e = im.scalar(t, e)?;
+        im.op1(cx, Op::Binary { kind: BinaryOp::Pow, a: x, b: e })
     };
-    let y = im.op1(cx, Op::Pool2d { kind, input, options })?;
-    Ok(vec![restore_rank(im, cx, y, xd.len())?.into()])
+    if norm != 2 {
+        let a = im.unary(cx, UnaryOp::Abs, input)?;
+        input = power(im, a, norm as f64 / 2.0)?;
+    }
+    let d = dims_of(im, input);
+    let (nb, c) = (d[0], d[1]);
+    let last2 = n - n.min(2);
+    let two = |v: &[u32], one: u32| -> [u32; 2] { if v.len() == 1 { [one, v[0]] } else { [v[0], v[1]] } };
+    let plane = |v: &[(u32, u32)]| -> [(u32, u32); 2] { if v.len() == 1 { [(0, 0), v[0]] } else { [v[0], v[1]] } };
+    // The last (up to) two spatial axes.
+    let lead: u32 = d[2..2 + last2].iter().product();
+    let x4 = reshape(im, cx, input, &[nb, c * lead, if n == 1 { 1 } else { d[d.len() - 2] }, d[d.len() - 1]])?;
+    let mut y = pool2d(
+        im,
+        cx,
+        kind,
+        x4,
+        two(&kernel[last2..], 1),
+        plane(&pads[last2..]),
+        two(&win.strides[last2..], 1),
+        two(&win.dilations[last2..], 1),
+        two(&out[last2..], 1),
+    )?;
+    if n == 3 {
+        // Then depth, over [N, C, D, H' * W'].
+        let plane_size = out[1] * out[2];
+        let y4 = reshape(im, cx, y, &[nb, c, d[2], plane_size])?;
+        y = pool2d(
+            im,
+            cx,
+            kind,
+            y4,
+            [kernel[0], 1],
+            [pads[0], (0, 0)],
+            [win.strides[0], 1],
+            [win.dilations[0], 1],
+            [out[0], plane_size],
+        )?;
+    }
+    if norm != 2 {
+        y = power(im, y, 2.0 / norm as f64)?;
+    }
+    let mut final_dims = vec![nb, c];
+    final_dims.extend(&out);
+    Ok(vec![reshape(im, cx, y, &final_dims)?.into()])
 }
 
 /// `GlobalAveragePool` and `GlobalMaxPool`.
@@ -502,7 +588,6 @@ fn instance_normalization(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Valu
 
 /// `LayerNormalization` over the axes from `axis` to the last.
 fn layer_normalization(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
-    only_first_output(cx, "Mean and InvStdDev")?;
     let x = im.input(cx, 0)?;
     require_float(im, x, "LayerNormalization")?;
     let xd = dims_of(im, x);
@@ -526,11 +611,24 @@ fn layer_normalization(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>>
     };
     let scale = fit(im, 1)?;
     let bias = fit(im, 2)?;
-    let options = LayerNormalizationOptions {
-        scale,
-        bias,
-        axes: Some((first as u32..xd.len() as u32).collect()),
-        epsilon: cx.float_or("epsilon", 1e-5)? as f64,
-    };
-    Ok(vec![im.op1(cx, Op::LayerNormalization { input: x, options })?.into()])
+    let axes: Vec<u32> = (first as u32..xd.len() as u32).collect();
+    let epsilon = cx.float_or("epsilon", 1e-5)? as f64;
+    let options = LayerNormalizationOptions { scale, bias, axes: Some(axes.clone()), epsilon };
+    let mut outputs: Vec<Value> = vec![im.op1(cx, Op::LayerNormalization { input: x, options })?.into()];
+    // Mean and InvStdDev (1 / sqrt(variance + epsilon)), kept as
+    // size-1 normalized axes, when the model uses them.
+    if cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        let t = im.desc(x).data_type;
+        let reduce = ReduceOptions { axes: Some(axes), keep_dimensions: true };
+        let mean = im.op1(cx, Op::Reduce { kind: ReduceOp::Mean, input: x, options: reduce.clone() })?;
+        let centred = im.op1(cx, Op::Binary { kind: BinaryOp::Sub, a: x, b: mean })?;
+        let squared = im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: centred, b: centred })?;
+        let variance = im.op1(cx, Op::Reduce { kind: ReduceOp::Mean, input: squared, options: reduce })?;
+        let eps = im.scalar(t, epsilon)?;
+        let shifted = im.op1(cx, Op::Binary { kind: BinaryOp::Add, a: variance, b: eps })?;
+        let root = im.unary(cx, UnaryOp::Sqrt, shifted)?;
+        let inv = im.unary(cx, UnaryOp::Reciprocal, root)?;
+        outputs.extend([mean.into(), inv.into()]);
+    }
+    Ok(outputs)
 }

@@ -1,8 +1,8 @@
 //! Shape and data-movement operators: `Reshape`, `Flatten`, `Squeeze`,
 //! `Unsqueeze`, `Transpose`, `Concat`, `Split`, `Slice`, `Gather`, `Pad`,
-//! `Expand`, `Tile`, `Resize`, `Upsample`, and the operators that only make
-//! load-time constants: `Constant`, `ConstantOfShape`, `Shape`, `Size`,
-//! `Range`.
+//! `CenterCropPad`, `Expand`, `Tile`, `DepthToSpace`, `SpaceToDepth`,
+//! `Resize`, `Upsample`, and the operators that only make load-time
+//! constants: `Constant`, `ConstantOfShape`, `Shape`, `Size`, `Range`.
 //!
 //! Shape arguments given as inputs (`Reshape`'s shape, `Slice`'s starts and
 //! ends, `Pad`'s pads, `Resize`'s scales or sizes, ...) must be known at
@@ -22,7 +22,8 @@
 //! - `Pad` with negative pads crops with `slice` first; `wrap` mode is
 //!   `slice`s and a `concat` per axis (pads up to the axis size).
 //! - `Tile`: `reshape` (a size-1 axis before each tiled axis), `expand`,
-//!   `reshape`.
+//!   `reshape`. `DepthToSpace`/`SpaceToDepth`: `reshape`, `transpose`,
+//!   `reshape`. `CenterCropPad`: `slice` and a zero `pad`.
 //! - `Gather` with constant indices normalises negative ones at load time;
 //!   runtime indices go to `gather` as they are (kiln's `gather` adds the
 //!   axis size to a negative index, as ONNX does).
@@ -37,7 +38,12 @@
 //!   Otherwise each resized axis, last first, is a `gather` per tap (a
 //!   nearest axis needs one) weighted with `mul` and summed with `add`,
 //!   and out-of-range `tf_crop_and_resize` positions are set with a `mul`
-//!   by a 0/1 mask and an `add`. Interpolating modes need a float input.
+//!   by a 0/1 mask and an `add`. Interpolating 8-bit integers casts to
+//!   float32 and back (truncating, as the ONNX reference does); wider
+//!   integers are only resized by nearest modes. Axes at scale 1 are
+//!   copied unless a `tf_crop_and_resize` roi crops them. `Upsample` and
+//!   opset-10 `Resize` use asymmetric coordinates and ONNX Runtime's
+//!   nearest rule for them (floor when upscaling, ceil when downscaling).
 
 use kiln_ir::*;
 
@@ -45,9 +51,11 @@ use super::Handler;
 use crate::onnx::import::{Importer, NodeCx, NodeError, NodeResult, Value, axis, invalid, tensor_ints, unsupported};
 
 pub const TABLE: &[(&str, Handler)] = &[
+    ("CenterCropPad", center_crop_pad),
     ("Concat", concat),
     ("Constant", constant),
     ("ConstantOfShape", constant_of_shape),
+    ("DepthToSpace", depth_to_space),
     ("Expand", expand),
     ("Flatten", flatten),
     ("Gather", gather),
@@ -58,6 +66,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     ("Shape", shape_node),
     ("Size", size),
     ("Slice", slice),
+    ("SpaceToDepth", space_to_depth),
     ("Split", split),
     ("Squeeze", squeeze),
     ("Tile", tile),
@@ -72,7 +81,7 @@ pub const TABLE: &[(&str, Handler)] = &[
 /// Input `i` when it is known at load time; `None` when it is absent or
 /// computed from the graph's inputs.
 pub(super) fn known(im: &Importer, cx: &NodeCx, i: usize) -> Option<Tensor> {
-    im.const_input(cx, i).ok().flatten()
+    im.known_input(cx, i)
 }
 
 /// The data type and dimensions of input `i`, constant (even empty) or not.
@@ -148,12 +157,7 @@ fn to_dims(what: &str, values: &[i64]) -> NodeResult<Vec<u32>> {
 /// inferred.
 fn reshape_node(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let (_, dims) = input_info(im, cx, 0)?;
-    let shape = if cx.opset < 5 {
-        cx.ints("shape")?
-    } else {
-        im.const_ints(cx, 1)?
-    };
-    let Some(shape) = shape else {
+    let Some(shape) = im.const_ints(cx, 1)? else {
         return invalid("the target shape is required");
     };
     let allowzero = cx.int_or("allowzero", 0)? != 0;
@@ -697,6 +701,89 @@ fn pad(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     Ok(vec![im.op1(cx, Op::Pad { input: x, beginning_padding: begin, ending_padding: end, options: PadOptions { mode, value } })?.into()])
 }
 
+/// `DepthToSpace` (modes DCR and CRD) and `SpaceToDepth`: `reshape`,
+/// `transpose`, `reshape`.
+fn depth_to_space(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    block_rearrange(im, cx, true)
+}
+
+fn space_to_depth(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    block_rearrange(im, cx, false)
+}
+
+fn block_rearrange(im: &mut Importer, cx: &NodeCx, to_space: bool) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    let d = im.desc(x).shape.dims().to_vec();
+    let Some(b) = cx.int("blocksize")?.and_then(|b| u32::try_from(b).ok()).filter(|&b| b > 0) else {
+        return invalid("blocksize must be a positive integer");
+    };
+    let [n, c, h, w] = d[..] else {
+        return invalid(format!("the input must be 4-D, it has shape {}", Shape::new(d)));
+    };
+    let (split, perm, out): (Vec<u32>, Vec<u32>, Vec<u32>) = if to_space {
+        if c % (b * b) != 0 {
+            return invalid(format!("channels {c} are not a multiple of blocksize² {}", b * b));
+        }
+        let c2 = c / (b * b);
+        let out = vec![n, c2, h * b, w * b];
+        match cx.string_or("mode", "DCR")?.as_str() {
+            "DCR" => (vec![n, b, b, c2, h, w], vec![0, 3, 4, 1, 5, 2], out),
+            "CRD" => (vec![n, c2, b, b, h, w], vec![0, 1, 4, 2, 5, 3], out),
+            other => return invalid(format!("unknown mode `{other}`")),
+        }
+    } else {
+        if h % b != 0 || w % b != 0 {
+            return invalid(format!("height {h} and width {w} must be multiples of blocksize {b}"));
+        }
+        (vec![n, c, h / b, b, w / b, b], vec![0, 3, 5, 1, 2, 4], vec![n, c * b * b, h / b, w / b])
+    };
+    let x = reshape(im, cx, x, &split)?;
+    let x = im.op1(cx, Op::Transpose { input: x, permutation: Some(perm) })?;
+    Ok(vec![reshape(im, cx, x, &out)?.into()])
+}
+
+/// `CenterCropPad`: a centred `slice` where the target is smaller, a
+/// centred zero `pad` where it is larger (the extra element of an odd
+/// difference at the end).
+fn center_crop_pad(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    let d = im.desc(x).shape.dims().to_vec();
+    let rank = d.len();
+    let Some(shape) = im.const_ints(cx, 1)? else {
+        return invalid("the shape input is required");
+    };
+    let axes: Vec<usize> = match cx.ints("axes")? {
+        Some(axes) => axes.iter().map(|&a| axis(a, rank).map(|a| a as usize)).collect::<NodeResult<_>>()?,
+        None => (0..rank).collect(),
+    };
+    if shape.len() != axes.len() {
+        return invalid(format!("{} sizes for {} axes", shape.len(), axes.len()));
+    }
+    let target = to_dims("size", &shape)?;
+    let (mut starts, mut sizes) = (vec![0; rank], d.clone());
+    let (mut begin, mut end) = (vec![0; rank], vec![0; rank]);
+    for (&a, &t) in axes.iter().zip(&target) {
+        if t == 0 {
+            return unsupported("a zero target size (kiln tensors are never empty)");
+        }
+        if t < d[a] {
+            starts[a] = (d[a] - t) / 2;
+            sizes[a] = t;
+        } else {
+            begin[a] = (t - d[a]) / 2;
+            end[a] = t - d[a] - begin[a];
+        }
+    }
+    let mut y = x;
+    if sizes != d {
+        y = im.op1(cx, Op::Slice { input: y, starts, sizes, strides: None })?;
+    }
+    if begin.iter().chain(&end).any(|&p| p > 0) {
+        y = im.op1(cx, Op::Pad { input: y, beginning_padding: begin, ending_padding: end, options: PadOptions::default() })?;
+    }
+    Ok(vec![y.into()])
+}
+
 // ---------------------------------------------------------------------------
 // Load-time constants.
 
@@ -821,6 +908,7 @@ enum Transform {
     PytorchHalfPixel,
     AlignCorners,
     Asymmetric,
+    TfHalfPixelForNn,
     TfCropAndResize { roi_start: f64, roi_end: f64 },
 }
 
@@ -927,6 +1015,7 @@ fn axis_taps(s: &Sampling, transform: Transform, n_in: u32, n_out: u32, scale: f
                     if out_f == 1.0 { 0.0 } else { x * (n_in_f - 1.0) / (out_f - 1.0) }
                 }
                 Transform::Asymmetric => x / scale,
+                Transform::TfHalfPixelForNn => (x + 0.5) / scale,
                 Transform::TfCropAndResize { roi_start, roi_end } => {
                     let x_ori = if out_f == 1.0 {
                         (roi_end - roi_start) * (n_in_f - 1.0) / 2.0
@@ -1023,7 +1112,7 @@ fn apply_taps(im: &mut Importer, cx: &NodeCx, x: OperandId, axis: usize, taps: &
     let width = taps.iter().map(|t| t.as_ref().map_or(0, Vec::len)).max().unwrap_or(0).max(1);
     let weighted = width > 1 || taps.iter().flatten().flatten().any(|&(_, w)| w != 1.0);
     if weighted && !d.data_type.is_float() {
-        return unsupported(format!("interpolating a {} tensor (only nearest resizing copies integers)", d.data_type));
+        return unsupported(format!("interpolating a {} tensor (kiln interpolates float and 8-bit integer tensors)", d.data_type));
     }
     // A weight vector shaped to broadcast along `axis`.
     let mut wdims = vec![1u32; rank];
@@ -1086,8 +1175,13 @@ fn resample(
         return Ok(vec![empty(data_type, out.to_vec())]);
     }
     let x = im.input(cx, 0)?;
-    let taps: Vec<(usize, Taps)> =
-        (0..dims.len()).map(|a| (a, axis_taps(s, transforms[a], dims[a], out[a], scales[a]))).collect();
+    // Axes kept at scale 1 are copied (tf_half_pixel_for_nn would shift
+    // them by half an element), except where a tf_crop_and_resize roi
+    // crops them.
+    let taps: Vec<(usize, Taps)> = (0..dims.len())
+        .filter(|&a| dims[a] != out[a] || scales[a] != 1.0 || matches!(transforms[a], Transform::TfCropAndResize { .. }))
+        .map(|a| (a, axis_taps(s, transforms[a], dims[a], out[a], scales[a])))
+        .collect();
     // Axes whose taps read each element in place are no-ops.
     let taps: Vec<(usize, Taps)> = taps
         .into_iter()
@@ -1096,6 +1190,21 @@ fn resample(
     if taps.is_empty() {
         return Ok(vec![x.into()]);
     }
+    // 8-bit integers interpolate in float32 and truncate back, as the ONNX
+    // reference and ONNX Runtime do.
+    let weighted = taps.iter().flat_map(|(_, t)| t).any(|p| p.as_ref().is_none_or(|p| p.len() > 1 || p[0].1 != 1.0));
+    let (x, data_type, cast_back) = if weighted && matches!(data_type, DataType::Uint8 | DataType::Int8) {
+        (im.op1(cx, Op::Cast { input: x, data_type: DataType::Float32 })?, DataType::Float32, Some(data_type))
+    } else {
+        (x, data_type, None)
+    };
+    let finish = |im: &mut Importer, y: OperandId| -> NodeResult<Vec<Value>> {
+        let y = match cast_back {
+            Some(t) => im.op1(cx, Op::Cast { input: y, data_type: t })?,
+            None => y,
+        };
+        Ok(vec![y.into()])
+    };
     if dims.len() == 4 && matches!(data_type, DataType::Float32 | DataType::Float16 | DataType::Uint8 | DataType::Int8) {
         let axes: Vec<usize> = taps.iter().map(|(a, _)| *a).collect();
         let pair = match axes[..] {
@@ -1120,7 +1229,8 @@ fn resample(
                         sizes: Some([out[pair[0]], out[pair[1]]]),
                         axes: [pair[0] as u32, pair[1] as u32],
                     };
-                    return Ok(vec![im.op1(cx, Op::Resample2d { input: x, options })?.into()]);
+                    let y = im.op1(cx, Op::Resample2d { input: x, options })?;
+                    return finish(im, y);
                 }
             }
         }
@@ -1129,7 +1239,7 @@ fn resample(
     for (a, t) in taps.iter().rev() {
         y = apply_taps(im, cx, y, *a, t, s.extrapolation_value)?;
     }
-    Ok(vec![y.into()])
+    finish(im, y)
 }
 
 /// `Resize` (opsets 10 to 19) with constant scales or sizes.
@@ -1137,10 +1247,13 @@ fn resize(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let (_, dims) = input_info(im, cx, 0)?;
     let rank = dims.len();
     let mode = cx.string_or("mode", "nearest")?;
+    let ctm = if cx.opset < 11 { "asymmetric".to_string() } else { cx.string_or("coordinate_transformation_mode", "half_pixel")? };
+    // The roi only matters to tf_crop_and_resize.
     let (roi, scales, sizes) = if cx.opset < 11 {
         (None, im.const_floats(cx, 1)?, None)
     } else {
-        (im.const_floats(cx, 1)?, im.const_floats(cx, 2)?, im.const_ints(cx, 3)?)
+        let roi = if ctm == "tf_crop_and_resize" { im.const_floats(cx, 1)? } else { None };
+        (roi, im.const_floats(cx, 2)?, im.const_ints(cx, 3)?)
     };
     let scales = scales.filter(|s| !s.is_empty());
     let sizes = sizes.filter(|s| !s.is_empty());
@@ -1148,7 +1261,6 @@ fn resize(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         Some(axes) => axes.iter().map(|&a| axis(a, rank).map(|a| a as usize)).collect::<NodeResult<_>>()?,
         None => (0..rank).collect(),
     };
-    let ctm = if cx.opset < 11 { "asymmetric".to_string() } else { cx.string_or("coordinate_transformation_mode", "half_pixel")? };
     let nearest = if cx.opset < 11 {
         Nearest::Simple
     } else {
@@ -1228,7 +1340,7 @@ fn resize(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
             "pytorch_half_pixel" => Transform::PytorchHalfPixel,
             "align_corners" => Transform::AlignCorners,
             "asymmetric" => Transform::Asymmetric,
-            "tf_half_pixel_for_nn" => return unsupported("coordinate_transformation_mode `tf_half_pixel_for_nn`"),
+            "tf_half_pixel_for_nn" => Transform::TfHalfPixelForNn,
             "tf_crop_and_resize" => {
                 let Some(roi) = &roi else {
                     return invalid("tf_crop_and_resize needs the roi input");
