@@ -310,3 +310,27 @@ fn external_data_outside_the_model_folder_is_refused() {
     let m = message(external("nope.bin", "0"));
     assert!(m.contains("nope.bin"), "{m}");
 }
+
+#[test]
+fn a_huge_declared_shape_without_data_is_an_error_not_an_allocation() {
+    let mut g = add_relu();
+    g.initializer[0] = float_tensor("bias", &[1 << 20, 1 << 20], &[]);
+    let m = message(import(g, &batch(1)));
+    assert!(m.contains("initializer `bias`") && m.contains("float_data holds 0 values"), "{m}");
+}
+
+#[test]
+fn a_huge_load_time_fill_is_refused() {
+    let mut g = add_relu();
+    g.initializer.push(TensorProto {
+        name: "huge".into(),
+        dims: vec![2],
+        data_type: elem_type::INT64,
+        int64_data: vec![1 << 20, 1 << 20],
+        ..Default::default()
+    });
+    g.node.insert(0, node("ConstantOfShape", "fill", &["huge"], &["filled"]));
+    g.output.push(value_info("filled", &[Ok(1 << 20), Ok(1 << 20)]));
+    let m = message(import(g, &batch(1)));
+    assert!(m.contains("node `fill`") && m.contains("limit on constants built at load time"), "{m}");
+}

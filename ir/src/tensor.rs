@@ -31,10 +31,17 @@ impl Bytes {
         (range.start <= range.end && range.end <= len).then_some(Bytes { owner, range, mapped: false })
     }
 
-    /// A window into `owner`, whose bytes are a read-only, private memory
-    /// map of a file that stays unchanged while mapped. Such bytes can
-    /// give their pages back ([`Bytes::release_pages`]).
-    pub fn from_mapped(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
+    /// A window into `owner`, whose bytes lie in a read-only memory map of
+    /// a file. Such bytes can give their pages back ([`Bytes::release_pages`]).
+    /// Returns `None` if the range lies outside the owner's bytes.
+    ///
+    /// # Safety
+    ///
+    /// `owner.as_ref()` must be (part of) a read-only file mapping that
+    /// stays mapped while `owner` lives, of a file that is not modified
+    /// meanwhile: dropping its pages must lose nothing. Heap memory is not
+    /// (its pages would read back as zeros).
+    pub unsafe fn from_mapped(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Option<Self> {
         Self::from_shared(owner, range).map(|b| Bytes { mapped: true, ..b })
     }
 
@@ -59,21 +66,28 @@ impl Bytes {
     pub fn release_pages(&self, range: Range<usize>) {
         #[cfg(target_os = "linux")]
         if self.mapped && range.start < range.end && range.end <= self.len() {
-            const PAGE: usize = 4096;
+            unsafe extern "C" {
+                fn madvise(addr: *mut u8, len: usize, advice: i32) -> i32;
+                fn sysconf(name: i32) -> i64;
+            }
+            const MADV_DONTNEED: i32 = 4;
+            const SC_PAGESIZE: i32 = 30;
+            // SAFETY: sysconf only reads a system constant.
+            let page = usize::try_from(unsafe { sysconf(SC_PAGESIZE) }).unwrap_or(0);
             let base = self.as_slice().as_ptr() as usize;
-            let start = (base + range.start).next_multiple_of(PAGE);
-            let end = (base + range.end) / PAGE * PAGE;
-            if start < end {
-                unsafe extern "C" {
-                    fn madvise(addr: *mut u8, len: usize, advice: i32) -> i32;
-                }
-                const MADV_DONTNEED: i32 = 4;
-                // SAFETY: the pages lie inside a read-only file
-                // mapping that this value keeps alive; DONTNEED drops them
-                // from the page tables and later reads fault in the same
-                // file contents. Failure only leaves the pages resident.
-                unsafe {
-                    madvise(start as *mut u8, end - start, MADV_DONTNEED);
+            if page > 0 {
+                let start = (base + range.start).next_multiple_of(page);
+                let end = (base + range.end) / page * page;
+                if start < end {
+                    // SAFETY: the whole pages from `start` to `end` lie inside
+                    // this window of a read-only file mapping (the contract of
+                    // `from_mapped`) that this value keeps alive; DONTNEED
+                    // drops them from the page tables and later reads fault
+                    // in the same file contents. Failure only leaves the
+                    // pages resident.
+                    unsafe {
+                        madvise(start as *mut u8, end - start, MADV_DONTNEED);
+                    }
                 }
             }
         }

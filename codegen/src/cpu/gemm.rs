@@ -47,7 +47,9 @@
 //!   floats (`Npad` = N rounded up to NR), and its panel `q` at
 //!   `pc*Npad + q*kc*NR`; likewise for A with `Mpad`. One copy per batch
 //!   index if the operand varies with the batch, else one. The packed
-//!   floats are a read-only data object of the module (64-byte aligned).
+//!   floats live in a 64-byte aligned buffer the compiled program owns
+//!   ([`PackedData`]); the code loads its address from an 8-byte data
+//!   object of the module (listings pack nothing and show that load).
 //!
 //! # Scratch
 //! The packing buffers come from the runtime function `kiln_gemm_scratch`

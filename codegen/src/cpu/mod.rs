@@ -15,8 +15,8 @@
 //! chosen by the target's features ([`microkernel`]: AVX-512 or AVX2 code
 //! encoded with iced-x86 and placed in the module with
 //! `define_function_bytes`, or a Cranelift F32X4 fallback). Constant
-//! operands are packed at compile time into read-only data objects of the
-//! module. The kernel signature is unchanged: packing space comes from the
+//! operands are packed at compile time into buffers the [`JitProgram`] owns,
+//! reached through pointer data objects of the module. The kernel signature is unchanged: packing space comes from the
 //! runtime function `kiln_gemm_scratch` (a per-thread, 64-byte aligned,
 //! grow-once buffer, see `runtime_fns`), which a host that links generated
 //! code must provide like the other `kiln_*` helpers.

@@ -20,8 +20,23 @@ use super::{OnnxError, Unsupported};
 use crate::LoadOptions;
 
 /// Results larger than this many elements are computed at run time even
-/// when every input is a constant.
+/// when every input is a constant; constants a handler creates itself
+/// (fills, ranges) may not exceed it ([`check_constant_size`]).
 const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
+
+/// Operators costing more than this many operations (`kiln_ir::cost`) are
+/// computed at run time even when every input is a constant: the
+/// interpreter folding them would slow loading down.
+const MAX_FOLDED_FLOPS: u64 = 1 << 26;
+
+/// Refuses a load-time constant of `elements` elements above
+/// [`MAX_FOLDED_ELEMENTS`] (a few bytes of model can declare a huge fill).
+pub fn check_constant_size(elements: u64, what: &str) -> NodeResult<()> {
+    if elements > MAX_FOLDED_ELEMENTS as u64 {
+        return unsupported(format!("{what} of {elements} elements exceeds the {MAX_FOLDED_ELEMENTS}-element limit on constants built at load time"));
+    }
+    Ok(())
+}
 
 /// What an ONNX value name stands for while importing.
 #[derive(Clone, Debug)]
@@ -293,21 +308,27 @@ impl Importer {
     pub fn op(&mut self, cx: &NodeCx, op: Op) -> NodeResult<Vec<OperandId>> {
         let inputs = op.inputs();
         let foldable = !inputs.is_empty() && inputs.iter().all(|&(_, id)| self.constant(id).is_some());
-        if foldable {
-            let descs = kiln_ir::infer::output_descriptors(&op, &|id| self.graph.desc(id)).map_err(|e| {
-                NodeError::Invalid(format!("{}: operand `{}`: {}", op.name(), e.operand, e.rule))
-            })?;
-            if descs.iter().all(|d| d.shape.element_count() <= MAX_FOLDED_ELEMENTS) {
-                let graph = &self.graph;
-                let tensors = eval_op(&op, &|id| match &graph.operand(id).kind {
-                    OperandKind::Constant(t) => t,
-                    _ => unreachable!("checked above"),
-                }, &descs)
-                .map_err(|e| NodeError::Invalid(e.to_string()))?;
-                return tensors.into_iter().map(|t| Ok(self.add_constant(None, t)?)).collect();
-            }
+        let outputs = self.graph.add_node(op, &cx.label)?;
+        let node = self.graph.nodes().last().expect("just added");
+        let small = outputs.iter().all(|&o| self.graph.desc(o).shape.element_count() <= MAX_FOLDED_ELEMENTS)
+            && kiln_ir::cost::node_flops(&self.graph, node) <= MAX_FOLDED_FLOPS;
+        if !(foldable && small) {
+            return Ok(outputs);
         }
-        Ok(self.graph.add_node(op, &cx.label)?)
+        // Folded: the node stays unused and is pruned with the graph.
+        let graph = &self.graph;
+        let constant = |id: OperandId| match &graph.operand(id).kind {
+            OperandKind::Constant(t) => t,
+            _ => unreachable!("checked above"),
+        };
+        let descs: Vec<_> = outputs.iter().map(|&o| graph.desc(o).clone()).collect();
+        let tensors = eval_op(&node.op, &constant, &descs).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        // Mapped weights read by the fold need not stay resident.
+        for (_, id) in &inputs {
+            let bytes = constant(*id).shared_bytes();
+            bytes.release_pages(0..bytes.len());
+        }
+        tensors.into_iter().map(|t| Ok(self.add_constant(None, t)?)).collect()
     }
 
     /// [`Importer::op`] for single-output operators.

@@ -86,8 +86,9 @@ pub struct OnnxModel {
     /// Where external data files are looked up.
     base: PathBuf,
     opset: i64,
-    /// The model's bytes are a file mapping.
-    mapped: bool,
+    /// The address range of the model file's read-only mapping, when the
+    /// model was opened from a file.
+    mapped: Option<std::ops::Range<usize>>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -117,12 +118,13 @@ impl OnnxModel {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OnnxError> {
         let path = path.as_ref();
         let bytes = map_file(path)?;
+        let mapped = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let model = Self::decode(bytes, base).map_err(|e| match e {
             OnnxError::Model(message) => OnnxError::File { path: path.display().to_string(), message },
             e => e,
         })?;
-        Ok(OnnxModel { mapped: true, ..model })
+        Ok(OnnxModel { mapped: Some(mapped), ..model })
     }
 
     /// Decodes a model held in memory; `base` is where external data files
@@ -152,7 +154,7 @@ impl OnnxModel {
         if opset < MIN_OPSET && default_domain {
             return Err(OnnxError::Model(format!("opset {opset} is not supported; kiln reads opset {MIN_OPSET} and later")));
         }
-        Ok(OnnxModel { proto, base, opset, mapped: false })
+        Ok(OnnxModel { proto, base, opset, mapped: None })
     }
 
     /// The default-domain opset version the model imports.
@@ -206,7 +208,7 @@ impl OnnxModel {
     /// The element types and value kinds the model's tensors use that kiln
     /// has not (e.g. `DOUBLE`, `FLOAT8E4M3FN`, `sequence`), sorted: found in
     /// graph inputs and outputs, initializers, `Constant` values and
-    /// `Cast`/`CastLike` targets.
+    /// `Cast` targets.
     pub fn unsupported_types(&self) -> Vec<String> {
         use proto::type_proto::Value as T;
         let g = self.graph();
@@ -225,7 +227,7 @@ impl OnnxModel {
         for node in &g.node {
             for a in &node.attribute {
                 match (node.op_type.as_str(), a.name.as_str(), &a.t) {
-                    ("Cast", "to", _) => types.push(a.i as i32),
+                    ("Cast", "to", _) => types.push(i32::try_from(a.i).unwrap_or(-1)),
                     (_, "value", Some(t)) => types.push(t.data_type),
                     _ => {}
                 }
@@ -237,7 +239,7 @@ impl OnnxModel {
 
     /// Imports the model as a kiln graph.
     pub fn to_graph(&self, options: &LoadOptions) -> Result<Graph, OnnxError> {
-        import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base, self.mapped), options)
+        import::import(self.graph(), self.opset, tensor::ExternalFiles::new(&self.base, self.mapped.clone()), options)
     }
 }
 
@@ -254,6 +256,6 @@ pub fn read_tensor(path: impl AsRef<Path>) -> Result<(String, Tensor), OnnxError
     let bytes = bytes::Bytes::from(std::fs::read(path).map_err(|e| err(e.to_string()))?);
     let t = proto::TensorProto::decode(bytes).map_err(|e| err(format!("not a TensorProto ({e})")))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let tensor = tensor::convert(&t, &mut tensor::ExternalFiles::new(base, false)).map_err(err)?;
+    let tensor = tensor::convert(&t, &mut tensor::ExternalFiles::new(base, None)).map_err(err)?;
     Ok((t.name, tensor))
 }

@@ -2,6 +2,7 @@
 //! forms, and external data files, memory-mapped.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,15 +51,17 @@ pub fn shape(dims: &[i64]) -> Result<Shape, String> {
 pub struct ExternalFiles {
     base: PathBuf,
     maps: HashMap<PathBuf, Arc<memmap2::Mmap>>,
-    /// The model's own bytes are a file mapping.
-    model_mapped: bool,
+    /// The addresses of the model file's mapping, if it is mapped.
+    model_map: Option<Range<usize>>,
 }
 
 impl ExternalFiles {
     /// External data locations are relative to `base`, the model's folder;
-    /// `model_mapped` says whether inline `raw_data` lies in a file mapping.
-    pub fn new(base: &Path, model_mapped: bool) -> Self {
-        ExternalFiles { base: base.to_path_buf(), maps: HashMap::new(), model_mapped }
+    /// `model_map` is the address range of the model file's read-only
+    /// mapping, when it is one (inline `raw_data` inside it can give its
+    /// pages back after packing).
+    pub fn new(base: &Path, model_map: Option<Range<usize>>) -> Self {
+        ExternalFiles { base: base.to_path_buf(), maps: HashMap::new(), model_map }
     }
 
     fn map(&mut self, location: &str) -> Result<Arc<memmap2::Mmap>, String> {
@@ -103,7 +106,10 @@ fn external_bytes(t: &TensorProto, files: &mut ExternalFiles, byte_len: usize) -
         return Err(format!("external data holds {length} bytes, the shape needs {byte_len}"));
     }
     let end = offset.checked_add(length).ok_or("external data range overflows")?;
-    Bytes::from_mapped(map, offset..end)
+    // SAFETY: `map` is a read-only mapping of the external data file; like
+    // every memory-mapped loader, kiln assumes the file is not modified
+    // while in use.
+    unsafe { Bytes::from_mapped(map, offset..end) }
         .ok_or_else(|| format!("external data range {offset}..{end} lies outside `{location}`"))
 }
 
@@ -119,8 +125,16 @@ pub fn convert(t: &TensorProto, files: &mut ExternalFiles) -> Result<Tensor, Str
         if t.raw_data.len() != byte_len {
             return Err(format!("raw_data holds {} bytes, the shape needs {byte_len}", t.raw_data.len()));
         }
+        let raw = t.raw_data.as_ptr() as usize..t.raw_data.as_ptr() as usize + t.raw_data.len();
+        let in_model_map = files.model_map.as_ref().is_some_and(|m| m.start <= raw.start && raw.end <= m.end);
         let owner = Arc::new(t.raw_data.clone());
-        let shared = if files.model_mapped { Bytes::from_mapped(owner, 0..byte_len) } else { Bytes::from_shared(owner, 0..byte_len) };
+        let shared = if in_model_map {
+            // SAFETY: the bytes lie inside the model file's read-only
+            // mapping (checked just above), which `raw_data` keeps alive.
+            unsafe { Bytes::from_mapped(owner, 0..byte_len) }
+        } else {
+            Bytes::from_shared(owner, 0..byte_len)
+        };
         shared.expect("the range is the whole buffer")
     } else {
         Bytes::from_vec(typed_bytes(t, data_type, count)?)
@@ -133,7 +147,9 @@ fn typed_bytes(t: &TensorProto, data_type: DataType, count: usize) -> Result<Vec
     let field_len = |name: &str, len: usize| {
         if len == count { Ok(()) } else { Err(format!("{name} holds {len} values, the shape needs {count}")) }
     };
-    let mut out = Vec::with_capacity(count * data_type.byte_size());
+    // Reserve only after a field's length matched the shape (a tiny file
+    // can declare a huge shape).
+    let mut out = Vec::new();
     match data_type {
         DataType::Float32 => {
             field_len("float_data", t.float_data.len())?;

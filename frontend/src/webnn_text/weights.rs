@@ -119,7 +119,10 @@ fn entry_tensor(
             err(format!("byte range {}..{} lies outside the {available} bytes of tensor data", entry.begin, entry.end))
         })?;
     let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = map.clone();
-    let bytes = Bytes::from_mapped(owner, range.clone())
+    // SAFETY: `map` is a read-only mapping of the weights file, kept alive
+    // by `owner`; like every memory-mapped loader, kiln assumes the file is
+    // not modified while in use.
+    let bytes = unsafe { Bytes::from_mapped(owner, range.clone()) }
         .ok_or_else(|| err(format!("byte range {range:?} lies outside the file")))?;
     Tensor::new(desc, bytes).map_err(|e| err(e.to_string()))
 }

@@ -18,7 +18,7 @@
 use kiln_ir::*;
 
 use super::Handler;
-use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, invalid, unsupported};
+use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, check_constant_size, invalid, unsupported};
 use crate::onnx::proto::elem_type;
 use crate::onnx::tensor;
 
@@ -412,6 +412,7 @@ fn dropout(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     if cx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
         let desc = im.desc(input).clone();
         let data_type = if cx.opset >= 10 { DataType::Uint8 } else { desc.data_type };
+        check_constant_size(desc.shape.element_count() as u64, "Dropout's mask")?;
         let values = if data_type.is_float() {
             Values::Float(vec![1.0; desc.shape.element_count()])
         } else {

@@ -107,9 +107,11 @@ fn window(cx: &NodeCx, input: &[u32], kernel: &[u32]) -> NodeResult<Window> {
         "VALID" => vec![(0, 0); n],
         "SAME_UPPER" | "SAME_LOWER" => (0..n)
             .map(|i| {
-                let out = input[i].div_ceil(strides[i]) as i64;
-                let effective = (kernel[i] as i64 - 1) * dilations[i] as i64 + 1;
-                let total = ((out - 1) * strides[i] as i64 + effective - input[i] as i64).max(0) as u32;
+                // In i128: kernel sizes and dilations come from the model.
+                let out = i128::from(input[i].div_ceil(strides[i]));
+                let effective = (i128::from(kernel[i]) - 1) * i128::from(dilations[i]) + 1;
+                let total = ((out - 1) * i128::from(strides[i]) + effective - i128::from(input[i])).max(0);
+                let total = u32::try_from(total).unwrap_or(u32::MAX);
                 let small = total / 2;
                 if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) }
             })
@@ -223,7 +225,13 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     // The full size of each output axis, before padding removes any.
     let full: Vec<i64> = (0..n)
         .map(|i| {
-            strides[i] as i64 * (xd[i + 2] as i64 - 1) + output_padding[i] as i64 + (kernel[i] as i64 - 1) * dilations[i] as i64 + 1
+            // In i128 (kernel sizes and dilations come from the model),
+            // saturated: an oversized axis fails the u32 checks below.
+            let full = i128::from(strides[i]) * (i128::from(xd[i + 2]) - 1)
+                + i128::from(output_padding[i])
+                + (i128::from(kernel[i]) - 1) * i128::from(dilations[i])
+                + 1;
+            full.min(i128::from(i64::MAX)) as i64
         })
         .collect();
     let explicit = cx.ints("pads")?;
@@ -313,15 +321,15 @@ fn conv_transpose(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
 
 /// ONNX's pooled output size along one axis.
 fn pooled_size(input: u32, kernel: u32, dilation: u32, stride: u32, pads: (u32, u32), ceil: bool) -> NodeResult<u32> {
-    let effective = (kernel as i64 - 1) * dilation as i64 + 1;
-    let span = input as i64 + pads.0 as i64 + pads.1 as i64 - effective;
+    let effective = (kernel as i128 - 1) * dilation as i128 + 1;
+    let span = input as i128 + pads.0 as i128 + pads.1 as i128 - effective;
     if span < 0 {
         return invalid(format!("the window ({effective}) is larger than the padded input ({})", span + effective));
     }
-    let stride = stride as i64;
+    let stride = stride as i128;
     let mut out = if ceil { (span + stride - 1) / stride + 1 } else { span / stride + 1 };
     // A last window that would start in the end padding is dropped.
-    if ceil && (out - 1) * stride >= input as i64 + pads.0 as i64 {
+    if ceil && (out - 1) * stride >= input as i128 + pads.0 as i128 {
         out -= 1;
     }
     u32::try_from(out).or_else(|_| unsupported("the output size exceeds 2^32 - 1"))
@@ -344,16 +352,16 @@ fn pool2d(
     let d = dims_of(im, input);
     // WebNN takes the floor or the ceil size; ONNX's is one of them unless
     // a whole window lies in the padding.
-    let (mut floor, mut ceil) = ([0i64; 2], [0i64; 2]);
+    let (mut floor, mut ceil) = ([0i128; 2], [0i128; 2]);
     for i in 0..2 {
-        let span = d[2 + i] as i64 + pads[i].0 as i64 + pads[i].1 as i64 - ((window[i] as i64 - 1) * dilations[i] as i64 + 1);
-        let stride = strides[i] as i64;
+        let span = d[2 + i] as i128 + pads[i].0 as i128 + pads[i].1 as i128 - ((window[i] as i128 - 1) * dilations[i] as i128 + 1);
+        let stride = strides[i] as i128;
         (floor[i], ceil[i]) = (span / stride + 1, (span + stride - 1) / stride + 1);
-        if sizes[i] as i64 != floor[i] && sizes[i] as i64 != ceil[i] {
+        if sizes[i] as i128 != floor[i] && sizes[i] as i128 != ceil[i] {
             return unsupported(format!("output size {} (a window lies wholly in the padding)", sizes[i]));
         }
     }
-    let sizes = sizes.map(|s| s as i64);
+    let sizes = sizes.map(|s| s as i128);
     let (output_shape_rounding, output_sizes) = if sizes == floor {
         (RoundingType::Floor, None)
     } else if sizes == ceil {

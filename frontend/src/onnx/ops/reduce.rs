@@ -25,7 +25,7 @@ use kiln_ir::*;
 
 use super::Handler;
 use super::elementwise::require_type;
-use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, axis, invalid, unsupported};
+use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, axis, check_constant_size, invalid, unsupported};
 
 pub const TABLE: &[(&str, Handler)] = &[
     ("ReduceMean", |im, cx| reduce(im, cx, ReduceOp::Mean)),
@@ -127,6 +127,7 @@ fn reduce_empty(kind: ReduceOp, desc: &OperandDescriptor, axes: &[u32], keep: bo
         })
         .collect();
     let out = OperandDescriptor::new(desc.data_type, dims);
+    check_constant_size(out.shape.checked_element_count().unwrap_or(u64::MAX), "an empty-set reduction")?;
     let n = out.shape.element_count();
     let value = match kind {
         ReduceOp::Sum | ReduceOp::SumSquare | ReduceOp::L1 | ReduceOp::L2 => 0.0,

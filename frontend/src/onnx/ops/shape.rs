@@ -48,7 +48,9 @@
 use kiln_ir::*;
 
 use super::Handler;
-use crate::onnx::import::{Importer, NodeCx, NodeError, NodeResult, Value, axis, invalid, tensor_ints, unsupported};
+use crate::onnx::import::{
+    Importer, NodeCx, NodeError, NodeResult, Value, axis, check_constant_size, invalid, tensor_ints, unsupported,
+};
 
 pub const TABLE: &[(&str, Handler)] = &[
     ("CenterCropPad", center_crop_pad),
@@ -367,9 +369,9 @@ fn split(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     }
     let nonzero: Vec<u32> = sizes.iter().filter(|&&s| s > 0).map(|&s| s as u32).collect();
     let mut parts: Vec<Value> = match nonzero.len() {
+        _ if count(&dims) == 0 => Vec::new(),
         0 => Vec::new(),
         1 => vec![im.input(cx, 0)?.into()],
-        _ if count(&dims) == 0 => Vec::new(),
         _ => {
             let input = im.input(cx, 0)?;
             im.op(cx, Op::Split { input, splits: Splits::Sizes(nonzero), axis: a as u32 })?.into_iter().map(Value::from).collect()
@@ -395,17 +397,23 @@ struct AxisSlice {
     step: i64,
 }
 
-/// Clamps an ONNX slice range on an axis of size `d` the way numpy does.
+/// Clamps an ONNX slice range on an axis of size `d` the way numpy does
+/// (in i128: starts, ends and steps may be anywhere in i64).
 fn slice_axis(d: i64, start: i64, end: i64, step: i64) -> AxisSlice {
-    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    let (d, st) = (i128::from(d), i128::from(step));
+    let norm = |v: i64| if v < 0 { i128::from(v) + d } else { i128::from(v) };
     let (s, e) = (norm(start), norm(end));
-    if step > 0 {
+    let (first, n) = if step > 0 {
         let (s, e) = (s.clamp(0, d), e.clamp(0, d));
-        AxisSlice { start: s, n: if e > s { (e - s + step - 1) / step } else { 0 }, step }
+        (s, if e > s { (e - s + st - 1) / st } else { 0 })
+    } else if d == 0 {
+        (0, 0)
     } else {
         let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
-        AxisSlice { start: s, n: if s > e { (s - e + (-step) - 1) / (-step) } else { 0 }, step }
-    }
+        (s, if s > e { (s - e - st - 1) / -st } else { 0 })
+    };
+    // Both are within 0..=d, which came from an i64.
+    AxisSlice { start: first as i64, n: n as i64, step }
 }
 
 /// `Slice`: starts, ends, axes and steps as attributes (before opset 10)
@@ -465,8 +473,10 @@ fn slice(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
                 strides.push(1);
             } else {
                 starts.push(s.start as u32);
+                // With two or more elements the step is below the axis size.
+                let step = if s.n > 1 { s.step as u32 } else { 1 };
                 sizes.push(((s.n - 1) * s.step + 1) as u32);
-                strides.push(s.step as u32);
+                strides.push(step);
             }
         }
         let strides = strides.iter().any(|&s| s != 1).then_some(strides);
@@ -527,18 +537,10 @@ fn expand(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let Some(shape) = im.const_ints(cx, 1)? else {
         return invalid("the shape input is required");
     };
-    let shape = to_dims("shape value", &shape)?;
-    let rank = dims.len().max(shape.len());
-    let at = |s: &[u32], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
-    let mut out = Vec::with_capacity(rank);
-    for i in 0..rank {
-        out.push(match (at(&dims, i), at(&shape, i)) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            (x, y) => return invalid(format!("dimension {x} cannot be broadcast to {y}")),
-        });
-    }
+    let (from, to) = (Shape::new(dims.clone()), Shape::new(to_dims("shape value", &shape)?));
+    let Some(Shape(out)) = kiln_ir::infer::broadcast_shapes(&from, &to) else {
+        return invalid(format!("shape {from} cannot be broadcast with {to}"));
+    };
     if count(&out) == 0 {
         return Ok(vec![empty(data_type, out)]);
     }
@@ -631,8 +633,9 @@ fn pad(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let wrap = cx.string_or("mode", "constant")? == "wrap";
     let mut out = Vec::with_capacity(rank);
     for a in 0..rank {
-        let n = dims[a] as i64 + begin[a] + end[a];
-        if n < 0 {
+        let crop = -i128::from(begin[a].min(0)) - i128::from(end[a].min(0));
+        let n = i128::from(dims[a]) + i128::from(begin[a]) + i128::from(end[a]);
+        if n < 0 || crop > i128::from(dims[a]) {
             return invalid(format!("pads {pads:?} remove more than axis {a} holds"));
         }
         out.push(u32::try_from(n).or_else(|_| unsupported("a padded dimension exceeds 2^32 - 1"))?);
@@ -714,9 +717,11 @@ fn space_to_depth(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
 fn block_rearrange(im: &mut Importer, cx: &NodeCx, to_space: bool) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     let d = im.desc(x).shape.dims().to_vec();
-    let Some(b) = cx.int("blocksize")?.and_then(|b| u32::try_from(b).ok()).filter(|&b| b > 0) else {
-        return invalid("blocksize must be a positive integer");
+    let Some(b) = cx.int("blocksize")?.and_then(|b| u32::try_from(b).ok()).filter(|&b| b > 0 && b <= u16::MAX as u32)
+    else {
+        return invalid("blocksize must be a positive integer below 2^16");
     };
+    let dim = |a: u32, f: u32| a.checked_mul(f).ok_or_else(|| NodeError::Unsupported("a dimension exceeds 2^32 - 1".into()));
     let [n, c, h, w] = d[..] else {
         return invalid(format!("the input must be 4-D, it has shape {}", Shape::new(d)));
     };
@@ -725,7 +730,7 @@ fn block_rearrange(im: &mut Importer, cx: &NodeCx, to_space: bool) -> NodeResult
             return invalid(format!("channels {c} are not a multiple of blocksize² {}", b * b));
         }
         let c2 = c / (b * b);
-        let out = vec![n, c2, h * b, w * b];
+        let out = vec![n, c2, dim(h, b)?, dim(w, b)?];
         match cx.string_or("mode", "DCR")?.as_str() {
             "DCR" => (vec![n, b, b, c2, h, w], vec![0, 3, 4, 1, 5, 2], out),
             "CRD" => (vec![n, c2, b, b, h, w], vec![0, 1, 4, 2, 5, 3], out),
@@ -735,7 +740,7 @@ fn block_rearrange(im: &mut Importer, cx: &NodeCx, to_space: bool) -> NodeResult
         if h % b != 0 || w % b != 0 {
             return invalid(format!("height {h} and width {w} must be multiples of blocksize {b}"));
         }
-        (vec![n, c, h / b, b, w / b, b], vec![0, 3, 5, 1, 2, 4], vec![n, c * b * b, h / b, w / b])
+        (vec![n, c, h / b, b, w / b, b], vec![0, 3, 5, 1, 2, 4], vec![n, dim(c, b * b)?, h / b, w / b])
     };
     let x = reshape(im, cx, x, &split)?;
     let x = im.op1(cx, Op::Transpose { input: x, permutation: Some(perm) })?;
@@ -827,9 +832,7 @@ fn constant_of_shape(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         None => (DataType::Float32, Values::Float(vec![0.0])),
     };
     let n = count(&dims);
-    if n > 1 << 28 {
-        return unsupported(format!("a constant of {n} elements"));
-    }
+    check_constant_size(n, "a constant")?;
     let values = match value {
         Values::Float(v) => Values::Float(vec![v[0]; n as usize]),
         Values::Int(v) => Values::Int(vec![v[0]; n as usize]),
@@ -874,9 +877,7 @@ fn range(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
                 return invalid("delta is 0");
             }
             let n = if d > 0 { (l - s + d - 1).div_euclid(d) } else { (s - l - d - 1).div_euclid(-d) }.max(0);
-            if n > 1 << 28 {
-                return unsupported(format!("a range of {n} elements"));
-            }
+            check_constant_size(u64::try_from(n).unwrap_or(u64::MAX), "a range")?;
             Values::Int((0..n).map(|i| s + i * d).collect())
         }
         (Values::Float(s), Values::Float(l), Values::Float(d)) => {
@@ -1072,7 +1073,7 @@ fn axis_taps(s: &Sampling, transform: Transform, n_in: u32, n_out: u32, scale: f
             }
             let mut taps: Vec<(usize, f64)> = Vec::new();
             for (j, &c) in coeffs.iter().enumerate() {
-                let idx = (first + j as i64).clamp(0, n_in as i64 - 1) as usize;
+                let idx = (first + j as i64).clamp(0, (n_in as i64 - 1).max(0)) as usize;
                 match taps.iter_mut().find(|(i, _)| *i == idx) {
                     Some(t) => t.1 += c,
                     None => taps.push((idx, c)),
