@@ -4,68 +4,16 @@
 //! `Resize`, a single `reshape` for a folded `Shape` chain) and its values
 //! on the reference interpreter. Models are built as prost messages.
 
+mod common;
+use common::*;
+
 use kiln_frontend::LoadOptions;
 use kiln_frontend::onnx::{OnnxError, OnnxModel};
 use kiln_frontend::onnx::proto::{
-    AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto, elem_type, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto, elem_type,
 };
 use kiln_ir::{Graph, Tensor, Values, interp};
 use prost::Message;
-
-fn attr(name: &str, r#type: AttributeType) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: r#type as i32, ..Default::default() }
-}
-
-fn int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { i, ..attr(name, AttributeType::Int) }
-}
-
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { ints: v.to_vec(), ..attr(name, AttributeType::Ints) }
-}
-
-fn floats_attr(name: &str, v: &[f32]) -> AttributeProto {
-    AttributeProto { floats: v.to_vec(), ..attr(name, AttributeType::Floats) }
-}
-
-fn string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto { s: s.as_bytes().to_vec().into(), ..attr(name, AttributeType::String) }
-}
-
-fn node(op_type: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        op_type: op_type.into(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, elem: i32, dims: &[u32]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d.into())) })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-        }),
-    }
-}
-
-fn i64s(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
-    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem_type::INT64, int64_data: values.to_vec(), ..Default::default() }
-}
-
-fn f32s(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem_type::FLOAT, float_data: values.to_vec(), ..Default::default() }
-}
 
 /// A model at `opset` with float32 `inputs`.
 fn model(opset: i64, nodes: Vec<NodeProto>, inputs: &[(&str, &[u32])], init: Vec<TensorProto>, outputs: &[&str]) -> OnnxModel {

@@ -6,71 +6,19 @@
 //! tests use an empty `like` input and opset 1. Models are built as prost
 //! messages and run on the reference interpreter.
 
+mod common;
+use common::*;
+
 use kiln_frontend::onnx::proto::{
-    AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto, elem_type, tensor_shape_proto, type_proto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto, elem_type,
 };
 use kiln_frontend::LoadOptions;
 use kiln_frontend::onnx::OnnxModel;
 use kiln_ir::{DataType, OperandDescriptor, Tensor, Values, interp};
 use prost::Message;
 
-fn attr(name: &str, r#type: AttributeType) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: r#type as i32, ..Default::default() }
-}
-
-fn int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { i, ..attr(name, AttributeType::Int) }
-}
-
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { ints: v.to_vec(), ..attr(name, AttributeType::Ints) }
-}
-
-fn float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { f, ..attr(name, AttributeType::Float) }
-}
-
-fn string(name: &str, s: &str) -> AttributeProto {
-    AttributeProto { s: s.as_bytes().to_vec().into(), ..attr(name, AttributeType::String) }
-}
-
-fn node(op_type: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        op_type: op_type.into(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, elem: i32, dims: &[u32]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d.into())),
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-        }),
-    }
-}
-
 fn int64_initializer(name: &str, values: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![values.len() as i64],
-        data_type: elem_type::INT64,
-        int64_data: values.to_vec(),
-        ..Default::default()
-    }
+    i64s(name, &[values.len() as i64], values)
 }
 
 /// A one-node-or-more model at `opset` whose float32 inputs have `shapes`.
