@@ -173,6 +173,20 @@ pub fn axis(axis: i64, rank: usize) -> NodeResult<u32> {
     Ok(if axis < 0 { axis + r } else { axis } as u32)
 }
 
+/// Normalises a list of possibly negative ONNX axes against `rank`;
+/// an axis given twice is an error.
+pub fn distinct_axes(axes: &[i64], rank: usize) -> NodeResult<Vec<u32>> {
+    let mut out: Vec<u32> = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let a = axis(a, rank)?;
+        if out.contains(&a) {
+            return invalid(format!("axis {a} appears more than once in axes {axes:?}"));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
 /// Builds one [`Graph`] from one ONNX graph.
 pub struct Importer {
     graph: Graph,

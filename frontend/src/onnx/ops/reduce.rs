@@ -25,7 +25,7 @@ use kiln_ir::*;
 
 use super::Handler;
 use super::elementwise::require_type;
-use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, axis, check_constant_size, invalid, unsupported};
+use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, axis, check_constant_size, distinct_axes, invalid, unsupported};
 
 pub const TABLE: &[(&str, Handler)] = &[
     ("ReduceMean", |im, cx| reduce(im, cx, ReduceOp::Mean)),
@@ -70,19 +70,6 @@ fn reduce_op(
     im.op1(cx, Op::Reduce { kind, input, options: ReduceOptions { axes: Some(axes), keep_dimensions } })
 }
 
-/// Normalised, distinct axes.
-fn normalize_axes(axes: &[i64], rank: usize) -> NodeResult<Vec<u32>> {
-    let mut out: Vec<u32> = Vec::with_capacity(axes.len());
-    for &a in axes {
-        let a = axis(a, rank)?;
-        if out.contains(&a) {
-            return invalid(format!("axis {a} appears more than once in axes {axes:?}"));
-        }
-        out.push(a);
-    }
-    Ok(out)
-}
-
 fn reduce(im: &mut Importer, cx: &NodeCx, kind: ReduceOp) -> NodeResult<Vec<Value>> {
     let empty = im.known_input(cx, 0).filter(|t| t.shape().element_count() == 0);
     let (input, desc) = match &empty {
@@ -98,7 +85,7 @@ fn reduce(im: &mut Importer, cx: &NodeCx, kind: ReduceOp) -> NodeResult<Vec<Valu
     let axes = if axes_input { im.const_ints(cx, 1)? } else { cx.ints("axes")? };
     let keep = cx.int_or("keepdims", 1)? != 0;
     let axes = match axes {
-        Some(a) if !a.is_empty() => normalize_axes(&a, rank)?,
+        Some(a) if !a.is_empty() => distinct_axes(&a, rank)?,
         _ if axes_input && cx.int_or("noop_with_empty_axes", 0)? != 0 => {
             return Ok(vec![input.map_or_else(|| Value::Const(empty.clone().unwrap()), Value::from)]);
         }

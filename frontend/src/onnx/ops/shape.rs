@@ -49,7 +49,7 @@ use kiln_ir::*;
 
 use super::Handler;
 use crate::onnx::import::{
-    Importer, NodeCx, NodeError, NodeResult, Value, axis, check_constant_size, invalid, tensor_ints, unsupported,
+    Importer, NodeCx, NodeError, NodeResult, Value, axis, check_constant_size, distinct_axes, invalid, tensor_ints, unsupported,
 };
 
 pub const TABLE: &[(&str, Handler)] = &[
@@ -612,7 +612,7 @@ fn pad(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         return invalid("pads are required");
     };
     let axes: Vec<usize> = match axes {
-        Some(axes) => axes.iter().map(|&a| axis(a, rank).map(|a| a as usize)).collect::<NodeResult<_>>()?,
+        Some(list) => distinct_axes(&list, rank)?.into_iter().map(|a| a as usize).collect(),
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -758,7 +758,7 @@ fn center_crop_pad(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         return invalid("the shape input is required");
     };
     let axes: Vec<usize> = match cx.ints("axes")? {
-        Some(axes) => axes.iter().map(|&a| axis(a, rank).map(|a| a as usize)).collect::<NodeResult<_>>()?,
+        Some(list) => distinct_axes(&list, rank)?.into_iter().map(|a| a as usize).collect(),
         None => (0..rank).collect(),
     };
     if shape.len() != axes.len() {
@@ -1259,7 +1259,7 @@ fn resize(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let scales = scales.filter(|s| !s.is_empty());
     let sizes = sizes.filter(|s| !s.is_empty());
     let axes: Vec<usize> = match cx.ints("axes")? {
-        Some(axes) => axes.iter().map(|&a| axis(a, rank).map(|a| a as usize)).collect::<NodeResult<_>>()?,
+        Some(list) => distinct_axes(&list, rank)?.into_iter().map(|a| a as usize).collect(),
         None => (0..rank).collect(),
     };
     let nearest = if cx.opset < 11 {
