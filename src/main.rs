@@ -183,11 +183,16 @@ fn main() -> ExitCode {
 
 /// Loads a model with the `--shape` bindings.
 fn load(model: &Path, shapes: &[String]) -> Result<Graph, Box<dyn std::error::Error>> {
+    Ok(kiln::load_graph(model, &load_options(shapes)?)?)
+}
+
+/// The `--shape` bindings as load options.
+fn load_options(shapes: &[String]) -> Result<kiln::LoadOptions, Box<dyn std::error::Error>> {
     let mut options = kiln::LoadOptions::default();
     for s in shapes {
         options.parse_shape(s)?;
     }
-    Ok(kiln::load_graph(model, &options)?)
+    Ok(options)
 }
 
 fn context(backend: &str) -> Result<Context, Box<dyn std::error::Error>> {
@@ -330,7 +335,8 @@ fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, 
 }
 
 fn info(model: &Path, shapes: &[String]) -> CliResult {
-    if model.extension().is_some_and(|e| e == "onnx") {
+    // An import error lists every unsupported node (on stderr).
+    let graph = if model.extension().is_some_and(|e| e == "onnx") {
         let onnx = kiln::frontend::onnx::OnnxModel::open(model)?;
         let producer = if onnx.producer().is_empty() { "unknown" } else { onnx.producer() };
         println!("ONNX model: opset {}, producer {producer}", onnx.opset());
@@ -341,9 +347,10 @@ fn info(model: &Path, shapes: &[String]) -> CliResult {
             let mark = if unmapped.iter().any(|u| &u.op_type == op) { "  (not supported)" } else { "" };
             println!("  {op:<24} {n}{mark}");
         }
-    }
-    // An import error lists every unsupported node (on stderr).
-    let graph = load(model, shapes)?;
+        onnx.to_graph(&load_options(shapes)?)?
+    } else {
+        load(model, shapes)?
+    };
     print!("{}", describe(&graph));
     Ok(())
 }

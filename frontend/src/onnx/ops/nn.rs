@@ -624,9 +624,15 @@ fn layer_normalization(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>>
     let options = LayerNormalizationOptions { scale, bias, axes: Some(axes.clone()), epsilon };
     let mut outputs: Vec<Value> = vec![im.op1(cx, Op::LayerNormalization { input: x, options })?.into()];
     // Mean and InvStdDev (1 / sqrt(variance + epsilon)), kept as
-    // size-1 normalized axes, when the model uses them.
+    // size-1 normalized axes, when the model uses them; computed in (and
+    // typed as) `stash_type`, float32 by default.
     if cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        let t = im.desc(x).data_type;
+        let stash = i32::try_from(cx.int_or("stash_type", 1)?).unwrap_or(-1);
+        let t = crate::onnx::tensor::data_type(stash)
+            .ok()
+            .filter(|t| t.is_float())
+            .ok_or_else(|| NodeError::Unsupported(format!("stash_type {}", crate::onnx::proto::elem_type::name(stash))))?;
+        let x = if im.desc(x).data_type == t { x } else { im.op1(cx, Op::Cast { input: x, data_type: t })? };
         let reduce = ReduceOptions { axes: Some(axes), keep_dimensions: true };
         let mean = im.op1(cx, Op::Reduce { kind: ReduceOp::Mean, input: x, options: reduce.clone() })?;
         let centred = im.op1(cx, Op::Binary { kind: BinaryOp::Sub, a: x, b: mean })?;
