@@ -158,6 +158,16 @@ impl NodeCx<'_> {
         self.node.input.len()
     }
 
+    /// Whether the model uses output `i` (it is named).
+    pub fn has_output(&self, i: usize) -> bool {
+        self.node.output.get(i).is_some_and(|n| !n.is_empty())
+    }
+
+    /// Whether the model uses any output from `i` on.
+    pub fn has_outputs_from(&self, i: usize) -> bool {
+        (i..self.node.output.len()).any(|j| self.has_output(j))
+    }
+
     /// Whether optional input `i` is given.
     pub fn has_input(&self, i: usize) -> bool {
         self.node.input.get(i).is_some_and(|n| !n.is_empty())
@@ -669,9 +679,14 @@ fn mentions_dim_param(graph: &GraphProto, name: &str) -> bool {
     })
 }
 
+/// Whether `domain` names ONNX's default operator set.
+pub fn is_default_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx"
+}
+
 /// `domain::OpType`, or just `OpType` in the default domain.
 pub fn qualified(node: &NodeProto) -> String {
-    if node.domain.is_empty() || node.domain == "ai.onnx" {
+    if is_default_domain(&node.domain) {
         node.op_type.clone()
     } else {
         format!("{}::{}", node.domain, node.op_type)

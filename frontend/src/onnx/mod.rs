@@ -147,10 +147,10 @@ impl OnnxModel {
         let opset = proto
             .opset_import
             .iter()
-            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .find(|o| import::is_default_domain(&o.domain))
             .map(|o| o.version)
             .unwrap_or(0);
-        let default_domain = graph.node.iter().any(|n| n.domain.is_empty() || n.domain == "ai.onnx");
+        let default_domain = graph.node.iter().any(|n| import::is_default_domain(&n.domain));
         if opset < MIN_OPSET && default_domain {
             return Err(OnnxError::Model(format!("opset {opset} is not supported; kiln reads opset {MIN_OPSET} and later")));
         }

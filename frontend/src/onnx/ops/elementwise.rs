@@ -409,7 +409,7 @@ fn dropout(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         }
     }
     let mut outputs = vec![Value::from(input)];
-    if cx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
+    if cx.has_output(1) {
         let desc = im.desc(input).clone();
         let data_type = if cx.opset >= 10 { DataType::Uint8 } else { desc.data_type };
         check_constant_size(desc.shape.element_count() as u64, "Dropout's mask")?;

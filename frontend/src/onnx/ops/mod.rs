@@ -13,17 +13,13 @@ mod nn;
 mod shape;
 mod reduce;
 
-use super::import::{Importer, NodeCx, NodeResult, Value};
+use super::import::{Importer, NodeCx, NodeResult, Value, is_default_domain};
 
 /// Expresses one ONNX node; returns one value per output it supports.
 pub type Handler = fn(&mut Importer, &NodeCx) -> NodeResult<Vec<Value>>;
 
 /// Every table, one per operator family.
 const TABLES: [&[(&str, Handler)]; 4] = [elementwise::TABLE, nn::TABLE, shape::TABLE, reduce::TABLE];
-
-fn is_default_domain(domain: &str) -> bool {
-    domain.is_empty() || domain == "ai.onnx"
-}
 
 /// The handler of a default-domain operator type.
 pub fn handler(domain: &str, op_type: &str) -> Option<Handler> {

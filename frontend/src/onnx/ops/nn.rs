@@ -60,7 +60,7 @@ fn require_float(im: &Importer, id: OperandId, what: &str) -> NodeResult<()> {
 
 /// Fails when any output after the first is used.
 fn only_first_output(cx: &NodeCx, what: &str) -> NodeResult<()> {
-    if cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+    if cx.has_outputs_from(1) {
         return unsupported(format!("the {what} output"));
     }
     Ok(())
@@ -626,7 +626,7 @@ fn layer_normalization(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>>
     // Mean and InvStdDev (1 / sqrt(variance + epsilon)), kept as
     // size-1 normalized axes, when the model uses them; computed in (and
     // typed as) `stash_type`, float32 by default.
-    if cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+    if cx.has_outputs_from(1) {
         let stash = i32::try_from(cx.int_or("stash_type", 1)?).unwrap_or(-1);
         let t = crate::onnx::tensor::data_type(stash)
             .ok()

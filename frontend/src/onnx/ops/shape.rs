@@ -80,15 +80,9 @@ pub const TABLE: &[(&str, Handler)] = &[
 // ---------------------------------------------------------------------------
 // Helpers shared with the other operator families.
 
-/// Input `i` when it is known at load time; `None` when it is absent or
-/// computed from the graph's inputs.
-pub(super) fn known(im: &Importer, cx: &NodeCx, i: usize) -> Option<Tensor> {
-    im.known_input(cx, i)
-}
-
 /// The data type and dimensions of input `i`, constant (even empty) or not.
 pub(super) fn input_info(im: &mut Importer, cx: &NodeCx, i: usize) -> NodeResult<(DataType, Vec<u32>)> {
-    if let Some(t) = known(im, cx, i) {
+    if let Some(t) = im.known_input(cx, i) {
         return Ok((t.data_type(), t.shape().dims().to_vec()));
     }
     let id = im.input(cx, i)?;
@@ -122,7 +116,7 @@ pub(super) fn reshape(im: &mut Importer, cx: &NodeCx, id: OperandId, dims: &[u32
 /// Input `i` with its dimensions replaced by `dims` (same element count):
 /// a constant is re-described at load time, an operand reshaped.
 fn reshape_input(im: &mut Importer, cx: &NodeCx, i: usize, dims: Vec<u32>) -> NodeResult<Value> {
-    if let Some(t) = known(im, cx, i) {
+    if let Some(t) = im.known_input(cx, i) {
         if count(&dims) != count(t.shape().dims()) {
             return invalid(format!("cannot reshape {} to {}", t.shape(), Shape::new(dims)));
         }
@@ -508,7 +502,7 @@ fn gather(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     if count(&out) == 0 {
         return Ok(vec![empty(data_type, out)]);
     }
-    let indices = match known(im, cx, 1) {
+    let indices = match im.known_input(cx, 1) {
         Some(t) => {
             let mut values = tensor_ints(&t);
             for v in &mut values {
