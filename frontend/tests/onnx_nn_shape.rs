@@ -50,20 +50,8 @@ fn run(g: &Graph, feeds: &[(&str, &[u32], &[f32])]) -> Vec<Tensor> {
     interp::run(g, &refs).unwrap_or_else(|e| panic!("interp: {e}"))
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
-    match t.values() {
-        Values::Float(v) => v,
-        Values::Int(v) => v.into_iter().map(|x| x as f64).collect(),
-    }
-}
-
 fn assert_close(got: &Tensor, shape: &[u32], want: &[f64]) {
-    assert_eq!(got.shape().dims(), shape, "shape");
-    let g = values(got);
-    assert_eq!(g.len(), want.len());
-    for (i, (a, b)) in g.iter().zip(want).enumerate() {
-        assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "element {i}: got {a}, want {b}\n got {g:?}\nwant {want:?}");
-    }
+    assert_close_within(got, shape, want, 1e-5);
 }
 
 fn iota(n: usize) -> Vec<f32> {

@@ -67,20 +67,8 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn floats(t: &Tensor) -> Vec<f64> {
-    match t.values() {
-        Values::Float(v) => v,
-        Values::Int(v) => v.into_iter().map(|x| x as f64).collect(),
-    }
-}
-
 fn assert_close(got: &Tensor, want_shape: &[u32], want: &[f64]) {
-    assert_eq!(got.shape().dims(), want_shape, "shape");
-    let g = floats(got);
-    assert_eq!(g.len(), want.len());
-    for (i, (a, b)) in g.iter().zip(want).enumerate() {
-        assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "element {i}: got {a}, want {b}\n got {g:?}\nwant {want:?}");
-    }
+    assert_close_within(got, want_shape, want, 1e-4);
 }
 
 /// `f` applied to each row of `x` seen as `rows x cols`.
@@ -317,7 +305,7 @@ fn check_einsum(equation: &str, reference: &str, shapes: &[&[u32]]) {
     let (shape, want) = reference_einsum(reference, &operands);
     let got = &run(&m, &feeds)[0];
     assert_eq!(got.shape().dims(), shape.as_slice(), "{equation}: shape");
-    let g = floats(got);
+    let g = common::values(got);
     for (i, (a, b)) in g.iter().zip(&want).enumerate() {
         assert!((a - b).abs() <= 1e-4 + 1e-4 * b.abs(), "{equation}: element {i}: got {a}, want {b}");
     }

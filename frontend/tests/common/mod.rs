@@ -1,6 +1,7 @@
 //! Building ONNX models as prost messages, for the ONNX frontend tests.
 #![allow(dead_code)] // each test file uses a different subset
 
+use kiln_ir::{Tensor, Values};
 use kiln_frontend::onnx::proto::{
     AttributeProto, AttributeType, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, elem_type,
     tensor_shape_proto, type_proto,
@@ -63,4 +64,22 @@ pub fn i64s(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
 
 pub fn f32s(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     TensorProto { name: name.into(), dims: dims.to_vec(), data_type: elem_type::FLOAT, float_data: values.to_vec(), ..Default::default() }
+}
+
+/// Every element as f64.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    match t.values() {
+        Values::Float(v) => v,
+        Values::Int(v) => v.into_iter().map(|x| x as f64).collect(),
+    }
+}
+
+/// `got` has `shape` and every element within `1e-5 + rtol * |want|`.
+pub fn assert_close_within(got: &Tensor, shape: &[u32], want: &[f64], rtol: f64) {
+    assert_eq!(got.shape().dims(), shape, "shape");
+    let g = values(got);
+    assert_eq!(g.len(), want.len());
+    for (i, (a, b)) in g.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= 1e-5 + rtol * b.abs(), "element {i}: got {a}, want {b}\n got {g:?}\nwant {want:?}");
+    }
 }
