@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kiln vs ONNX Runtime (CPU) on the same .onnx files: the seven models of
+# kiln vs ONNX Runtime (CPU) on the same .onnx files: the nine models of
 # scripts/fetch_onnx_data.sh (target/onnx-data/models/<name>/model.onnx).
 #
 #   scripts/compare.sh                 # from anywhere inside the repository
@@ -18,13 +18,16 @@
 # exits 1 after printing the table.
 #
 # Environment: RUNS (timed runs per measurement, default 20), THREADS (default "1 2"),
-# MODELS (default "mobilenetv2 squeezenet1.1 resnet50 bert_encoder ppocr_det
-# ppocr_cls ppocr_rec"), PYTHON (interpreter used to create the venv, default python3).
+# MODELS (default "mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n
+# byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec"; an entry
+# NAME@INPUT=DIMS[,INPUT=DIMS...] measures model NAME at those input shapes instead
+# of its test data's, and is its own row), PYTHON (interpreter used to create the
+# venv, default python3).
 set -euo pipefail
 
 RUNS="${RUNS:-20}"
 THREADS="${THREADS:-1 2}"
-MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50 bert_encoder ppocr_det ppocr_cls ppocr_rec}"
+MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec}"
 PYTHON="${PYTHON:-python3}"
 
 say() { printf '[compare] %s\n' "$*" >&2; }
@@ -42,7 +45,8 @@ out_dir="target/compare"
 kiln="target/release/kiln"
 
 missing=""
-for model in $MODELS; do
+for entry in $MODELS; do
+    model="${entry%%@*}"
     [[ -f "$models_dir/$model/model.onnx" && -d "$models_dir/$model/test_data_set_0" ]] || missing="$missing $model"
 done
 if [[ -n "$missing" ]]; then
@@ -103,9 +107,15 @@ load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
 load_before="$(load)"
 say "load average before: $load_before ($(nproc) cores)"
 
-for model in $MODELS; do
+for entry in $MODELS; do
+    model="${entry%%@*}"
     file="$models_dir/$model/model.onnx"
-    shapes="$(input_shapes "$models_dir/$model")" || die "$model: cannot read its input shapes"
+    if [[ "$entry" == *@* ]]; then
+        shapes="$(tr ',' '\n' <<<"${entry#*@}")"
+    else
+        shapes="$(input_shapes "$models_dir/$model")" || die "$model: cannot read its input shapes"
+    fi
+    model="$entry"
     shape_args=()
     while IFS= read -r s; do shape_args+=(--shape "$s"); done <<<"$shapes"
     shapes="${shapes//$'\n'/ }"

@@ -1,8 +1,11 @@
 //! Reductions with guarded (padded) inputs: depthwise convolutions and
 //! padded pooling take the 4-lane interior path of `vector.rs`
-//! (`reduce_guarded`), borders the scalar loop. Results must equal the
-//! reference interpreter (`kiln_ir::kernel::eval`) bit for bit, for every
-//! feature level this machine runs and with 1 and 3 tasks.
+//! (`reduce_guarded`), borders the scalar loop; on AVX-512, depthwise rows
+//! with an interior of 16 or more take the window-sum micro-kernel
+//! (`window.rs`). Results must equal the reference interpreter
+//! (`kiln_ir::kernel::eval`) bit for bit, for every feature level this
+//! machine runs and with 1 and 3 tasks, except the window sums, which
+//! fuse multiply-adds (checked to a stated tolerance).
 
 use kiln_codegen::cpu::{listing, Listing, Target};
 mod common;
@@ -29,6 +32,13 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 /// Compiles and runs `p` (buffer 0: input, 1: output, 2: optional constant
 /// filter) and compares the output with `eval` bit for bit.
 fn check(p: &Program, x: &[f32], what: &str) {
+    check_within(p, x, what, 0.0);
+}
+
+/// Like [`check`], except that on AVX-512 targets elements may differ by
+/// `avx512_tolerance` (absolute): the window-sum micro-kernel there fuses
+/// multiply-adds and splits each sum into partial sums.
+fn check_within(p: &Program, x: &[f32], what: &str, avx512_tolerance: f32) {
     let out_len = p.buffers[1].len;
     let want = {
         let t = Tensor::from_f32(vec![x.len() as u32], x).unwrap();
@@ -45,9 +55,10 @@ fn check(p: &Program, x: &[f32], what: &str) {
                 }
             }
             let got = to_f32s(&run(p, buffers, &target, tasks)[1]);
+            let tolerance = if target.to_string().contains("avx512") { avx512_tolerance } else { 0.0 };
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
-                    g.to_bits() == w.to_bits(),
+                    g.to_bits() == w.to_bits() || (g - w).abs() <= tolerance,
                     "{what}, {target}, {tasks} tasks: element {i}: got {g}, want {w}"
                 );
             }
@@ -101,11 +112,14 @@ fn depthwise(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize, d: usiz
     let a = element.push(ExprNode::Load(0));
     let b = element.push(ExprNode::Load(1));
     element.push(ExprNode::Binary(BinaryFn::Mul, a, b));
-    // A bias-free clamp, like relu6, in the finish.
+    // A bias-free clamp, like relu6, in the finish of odd channel counts;
+    // the plain sum (as lowered, the AVX-512 window sums' case) otherwise.
     let mut finish = Expr::default();
     let acc = finish.push(ExprNode::Acc);
-    let six = finish.push(ExprNode::Const(6.0));
-    finish.push(ExprNode::Binary(BinaryFn::Min, acc, six));
+    if c % 2 == 1 {
+        let six = finish.push(ExprNode::Const(6.0));
+        finish.push(ExprNode::Binary(BinaryFn::Min, acc, six));
+    }
     prog.kernels.push(Kernel::Reduce {
         domain: vec![1, c, 1, oh, ow, 1, k, k],
         reduced: 3,
@@ -181,12 +195,16 @@ fn depthwise_convolutions() {
         for s in [1, 2] {
             for p in [0, 1, 2] {
                 for d in [1, 2] {
-                    for w in 1..=20 {
-                        let (c, h) = (3, 6);
+                    // Up to 20 columns: the F32X4 paths; wider rows take the
+                    // AVX-512 window sums (whole and overlapping groups of 16).
+                    for w in (1..=20).chain([32, 33, 40, 70]) {
+                        let (c, h) = (2 + w % 2, 6);
                         let filter = values(c * k * k, (k * 7 + s * 3 + p + d * 11) as u64);
                         let Some(prog) = depthwise(c, h, w, k, s, p, d, &filter) else { continue };
                         let x = values(c * h * w, w as u64);
-                        check(&prog, &x, &format!("depthwise k={k} s={s} p={p} d={d} w={w}"));
+                        // |x|, |w| < 1 and at most 25 products: 1e-5 is a few
+                        // float32 roundings of the largest possible sum.
+                        check_within(&prog, &x, &format!("depthwise k={k} s={s} p={p} d={d} w={w}"), 1e-5);
                     }
                 }
             }
@@ -253,4 +271,13 @@ fn depthwise_takes_the_vector_path() {
     let prog = depthwise(4, 8, 3, 3, 1, 1, 1, &filter).unwrap();
     let clif = listing(&prog, &Target::host(), Listing::Clif).unwrap();
     assert!(!clif.contains("f32x4"));
+    // An interior of 16 or more: the AVX-512 window sums (listed for any
+    // host, nothing runs), stride 1 and 2; none on AVX2.
+    for (w, s, kernel) in [(24, 1, "avx512_window_sum_f32_s1"), (40, 2, "avx512_window_sum_f32_s2")] {
+        let prog = depthwise(4, 8, w, 3, s, 1, 1, &filter).unwrap();
+        let asm = listing(&prog, &"x86_64+avx512".parse().unwrap(), Listing::Asm).unwrap();
+        assert!(asm.contains(&format!("; micro-kernel {kernel}")), "stride {s}: no {kernel} in\n{asm}");
+        let asm = listing(&prog, &"x86_64+avx2".parse().unwrap(), Listing::Asm).unwrap();
+        assert!(!asm.contains("window_sum"));
+    }
 }

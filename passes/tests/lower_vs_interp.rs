@@ -570,8 +570,14 @@ fn conv2d_every_layout_group_and_window() {
 fn conv_transpose2d_every_layout_and_stride() {
     let tol = Tol::Close { rtol: 1e-5, atol: 1e-5 };
     // (channels, out channels per group, groups, kernel, padding, strides, dilations, output padding)
-    let configs: [(u32, u32, u32, [u32; 2], [u32; 4], [u32; 2], [u32; 2], [u32; 2]); 4] = [
+    // The strided cases cover every kind of output phase: one tap read in
+    // place (2x2 stride 2), several taps (4x4 stride 2), taps needing
+    // padding (3x3 stride 2, output padding), and no tap at all (dilation 2).
+    let configs: [(u32, u32, u32, [u32; 2], [u32; 4], [u32; 2], [u32; 2], [u32; 2]); 7] = [
         (2, 3, 1, [3, 3], [0; 4], [1, 1], [1, 1], [0, 0]),
+        (3, 2, 1, [2, 2], [0; 4], [2, 2], [1, 1], [0, 0]),
+        (2, 3, 1, [4, 4], [1; 4], [2, 2], [1, 1], [0, 0]),
+        (2, 2, 1, [3, 3], [1; 4], [2, 2], [1, 1], [1, 1]),
         (2, 2, 1, [3, 2], [1, 0, 0, 1], [2, 3], [1, 1], [1, 0]),
         (4, 1, 2, [2, 2], [0, 1, 1, 0], [2, 2], [2, 1], [1, 1]),
         (3, 2, 3, [3, 3], [1, 1, 1, 1], [1, 2], [1, 1], [0, 1]),

@@ -32,6 +32,8 @@ pub(super) fn flags() -> MachMemFlags {
 mod math;
 #[path = "vector.rs"]
 mod vector;
+#[path = "window.rs"]
+pub(super) mod window;
 
 use math::{Lanes, Trig};
 
@@ -91,6 +93,7 @@ pub fn kernel(
     kernel: &Kernel,
     helpers: &Imported,
     gemm: Option<(&gemm::Plan, &gemm::Refs)>,
+    window: Option<(&window::Plan, cranelift_codegen::ir::FuncRef)>,
 ) {
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
@@ -107,9 +110,10 @@ pub fn kernel(
     let mut e = Emitter { program, helpers, bases, task, tasks };
     match kernel {
         Kernel::Map { domain, inputs, expr, out } => e.map(fb, domain, inputs, expr, out),
-        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
-            e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out)
-        }
+        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => match window {
+            Some((plan, micro)) => e.window_sum(fb, plan, micro, domain, *reduced, inputs, element, finish, out),
+            None => e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out),
+        },
         Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => match gemm {
             Some((plan, refs)) => e.fast_gemm(fb, plan, refs),
             None => e.gemm(fb, domain, a, b, epilogue_inputs, epilogue, out),

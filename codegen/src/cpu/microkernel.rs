@@ -91,13 +91,19 @@ impl Spec {
 /// `kiln emit --stage asm`); `None` for the Cranelift-built fallback, whose
 /// code Cranelift lists itself.
 pub fn disassembly(spec: Spec) -> Result<Option<String>, CodegenError> {
-    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
     let code = match spec.kind {
         Kind::Avx512 => avx512(spec.mr).map_err(cranelift)?,
         Kind::Avx2 => avx2(spec.mr).map_err(cranelift)?,
         Kind::F32x4 => return Ok(None),
     };
-    let mut decoder = Decoder::with_ip(64, &code, 0, DecoderOptions::NONE);
+    Ok(Some(disassemble(&code)))
+}
+
+/// Intel-syntax disassembly of assembler-encoded code, one instruction a
+/// line with its offset.
+pub fn disassemble(code: &[u8]) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
     let mut formatter = IntelFormatter::new();
     let mut out = String::new();
     for instruction in &mut decoder {
@@ -105,7 +111,7 @@ pub fn disassembly(spec: Spec) -> Result<Option<String>, CodegenError> {
         formatter.format(&instruction, &mut text);
         out.push_str(&format!("  {:04x}  {text}\n", instruction.ip()));
     }
-    Ok(Some(out))
+    out
 }
 
 /// The micro-kernel signature in `module`'s calling convention.

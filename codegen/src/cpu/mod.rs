@@ -108,6 +108,8 @@ fn define_kernels<M: Module>(
     let helpers = runtime_fns::declare(module)?;
     let spec = microkernel::Spec::for_features(target.features);
     let mut micro = None;
+    // The window-sum micro-kernels defined so far, by stride.
+    let mut window_micro: [Option<FuncId>; 2] = [None; 2];
     let mut ctx = module.make_context();
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.kernels.len());
@@ -132,12 +134,29 @@ fn define_kernels<M: Module>(
             Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, packed.as_deref_mut())?),
             None => None,
         };
+        let window = emit::window::plan(program, kernel, target.features);
+        let window_id = match &window {
+            Some(w) => Some(match window_micro[w.stride - 1] {
+                Some(id) => id,
+                None => {
+                    let id = module
+                        .declare_function(&w.name(), Linkage::Local, &microkernel::signature(module))
+                        .map_err(cranelift)?;
+                    let code = emit::window::avx512(w.stride).map_err(cranelift)?;
+                    module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
+                    window_micro[w.stride - 1] = Some(id);
+                    id
+                }
+            }),
+            None => None,
+        };
         {
             let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fb_ctx);
             let helper_refs = helpers.import(module, fb.func);
             let refs = declared.as_ref().map(|d| d.import(module, fb.func));
             let fast = plan.as_ref().zip(refs.as_ref());
-            emit::kernel(&mut fb, program, kernel, &helper_refs, fast);
+            let window_ref = window_id.map(|id| module.declare_func_in_func(id, fb.func));
+            emit::kernel(&mut fb, program, kernel, &helper_refs, fast, window.as_ref().zip(window_ref));
             fb.finalize(frontend_config);
         }
         if let Some((Listing::Clif, out)) = &mut listing {
@@ -156,6 +175,15 @@ fn define_kernels<M: Module>(
         && let Some(asm) = microkernel::disassembly(spec)?
     {
         out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
+    }
+    if let Some((Listing::Asm, out)) = &mut listing {
+        for stride in [1, 2] {
+            if window_micro[stride - 1].is_some() {
+                let code = emit::window::avx512(stride).map_err(cranelift)?;
+                let name = format!("avx512_window_sum_f32_s{stride}");
+                out.push_str(&format!("; micro-kernel {name}\n{}\n", microkernel::disassemble(&code)));
+            }
+        }
     }
     Ok(ids)
 }

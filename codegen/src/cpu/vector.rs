@@ -29,7 +29,8 @@
 //!   `Count` is the number of reduced elements (no guards here).
 //!
 //! - **guarded reduce** (padded pooling, depthwise convolution; see
-//!   `reduce_guarded`): a reduction with a guarded input, at least one
+//!   `reduce_guarded`): a reduction with a guarded input (or, when the
+//!   plain reduce refuses it, an unguarded stride-2 window), at least one
 //!   reduced and one kept axis, an innermost kept axis `v` of length ≥ 4,
 //!   no input sharing memory with the output, and an *interior* of `v` at
 //!   least 4 long (the indices at which every guarded coordinate that
@@ -693,9 +694,9 @@ fn span(base: isize, coef: &[isize], domain: &[usize]) -> (i128, i128) {
 /// the other axes' indices.
 /// For a stride-2 input read as pairs of vectors ([`pairs`]), the element
 /// after each lane's must be inside too.
-fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
+pub(super) fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
     let (mut lo, mut hi) = (0i128, domain[v] as i128);
-    for a in inputs.iter().filter(|a| a.guard.is_some()) {
+    for a in inputs.iter().filter(|a| a.guard.is_some() || pairs(a, v)) {
         for j in 0..a.shape.len() {
             let c = a.coef[j][v] as i128;
             if c == 0 {
@@ -718,20 +719,21 @@ fn interior(inputs: &[Access], domain: &[usize], v: usize) -> (i128, i128) {
     (lo, hi)
 }
 
-/// Whether guarded access `a` moves with axis `v` only along its last
+/// Whether access `a` moves with axis `v` only along its last
 /// (contiguous) coordinate, by 2: four lanes are the even elements of
-/// eight consecutive ones, read as two vectors and shuffled.
+/// eight consecutive ones, read as two vectors and shuffled (so the
+/// interior also keeps the element after the last lane inside, for
+/// unguarded accesses too).
 fn pairs(a: &Access, v: usize) -> bool {
     let last = a.shape.len().wrapping_sub(1);
-    a.guard.is_some()
-        && !a.shape.is_empty()
+    !a.shape.is_empty()
         && a.coef[last][v] == 2
         && (0..last).all(|j| a.coef[j][v] == 0)
 }
 
 /// Whether access `a` has a coordinate that is checked at run time but
 /// does not move with axis `v`.
-fn has_uniform_guard(a: &Access, domain: &[usize], v: usize) -> bool {
+pub(super) fn has_uniform_guard(a: &Access, domain: &[usize], v: usize) -> bool {
     (0..a.shape.len()).any(|j| needs_check(a, domain, v, j))
 }
 
@@ -745,7 +747,7 @@ fn needs_check(a: &Access, domain: &[usize], v: usize, j: usize) -> bool {
 impl Emitter<'_> {
     /// Whether the coordinates of guarded access `a` that do not move with
     /// axis `v` are inside its shape (those that do are known to be).
-    fn in_range_uniform(fb: &mut FunctionBuilder, a: &Access, domain: &[usize], index: &[Value], v: usize) -> Value {
+    pub(super) fn in_range_uniform(fb: &mut FunctionBuilder, a: &Access, domain: &[usize], index: &[Value], v: usize) -> Value {
         let mut ok = fb.ins().iconst(types::I8, 1);
         for j in 0..a.shape.len() {
             if !needs_check(a, domain, v, j) {
@@ -779,12 +781,16 @@ impl Emitter<'_> {
         out: &Access,
     ) -> bool {
         let rank = domain.len();
-        if domain.contains(&0) || reduced == 0 || reduced == rank || inputs.iter().all(|a| a.guard.is_none()) {
+        if domain.contains(&0) || reduced == 0 || reduced == rank {
             return false;
         }
         let kept = rank - reduced;
         let v = kept - 1;
         if domain[v] < 4 || inputs.iter().any(|a| self.overlaps(a.buffer, out.buffer)) {
+            return false;
+        }
+        // Without guards, only stride-2 windows (which the plain paths refuse).
+        if inputs.iter().all(|a| a.guard.is_none()) && !inputs.iter().any(|a| pairs(a, v)) {
             return false;
         }
         let (ilo, ihi) = interior(inputs, domain, v);
