@@ -318,8 +318,28 @@ fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, 
         })
         .collect();
     let total: f64 = rows.iter().map(|r| r.1).sum();
+    // Time by kind of kernel; a Map that is one load is data movement
+    // (copies, im2col, padding, concat).
+    let mut by_kind: Vec<(&str, f64, usize)> = Vec::new();
+    for &(k, ms) in &rows {
+        let kind = match &program.kernels[k] {
+            kiln::ir::kernel::Kernel::Map { expr, .. } if expr.nodes.len() == 1 => "map (copy)",
+            kernel => kernel.kind(),
+        };
+        match by_kind.iter_mut().find(|(n, ..)| *n == kind) {
+            Some(entry) => {
+                entry.1 += ms;
+                entry.2 += 1;
+            }
+            None => by_kind.push((kind, ms, 1)),
+        }
+    }
+    by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let summary: Vec<String> =
+        by_kind.iter().map(|(kind, ms, n)| format!("{kind} {ms:.3} ms ({:.1}%, {n})", 100.0 * ms / total)).collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!("kernels: {} (sum of medians {total:.3} ms); slowest:", rows.len());
+    println!("kernels: {} (sum of medians {total:.3} ms); by kind: {}", rows.len(), summary.join(", "));
+    println!("slowest:");
     for (k, ms) in rows.iter().take(15) {
         let kernel = &program.kernels[*k];
         let domain = match kernel {

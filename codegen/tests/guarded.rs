@@ -1,8 +1,8 @@
 //! Reductions with guarded (padded) inputs: depthwise convolutions and
 //! padded pooling take the 4-lane interior path of `vector.rs`
-//! (`reduce_guarded`), borders the scalar loop; on AVX-512, depthwise rows
-//! with an interior of 16 or more take the window-sum micro-kernel
-//! (`window.rs`). Results must equal the reference interpreter
+//! (`reduce_guarded`), borders the scalar loop; on AVX-512, depthwise
+//! convolutions whose finish is the plain sum take the window-sum
+//! micro-kernels (`window.rs`), whole rows with masked borders. Results must equal the reference interpreter
 //! (`kiln_ir::kernel::eval`) bit for bit, for every feature level this
 //! machine runs and with 1 and 3 tasks, except the window sums, which
 //! fuse multiply-adds (checked to a stated tolerance).
@@ -195,8 +195,8 @@ fn depthwise_convolutions() {
         for s in [1, 2] {
             for p in [0, 1, 2] {
                 for d in [1, 2] {
-                    // Up to 20 columns: the F32X4 paths; wider rows take the
-                    // AVX-512 window sums (whole and overlapping groups of 16).
+                    // Even channel counts (a plain sum) take the AVX-512 window
+                    // sums there: one group of 16 and several, partial last groups.
                     for w in (1..=20).chain([32, 33, 40, 70]) {
                         let (c, h) = (2 + w % 2, 6);
                         let filter = values(c * k * k, (k * 7 + s * 3 + p + d * 11) as u64);
@@ -261,22 +261,24 @@ fn average_pool_counts_only_real_elements() {
 
 #[test]
 fn depthwise_takes_the_vector_path() {
-    let filter = values(4 * 9, 1);
-    let prog = depthwise(4, 8, 16, 3, 1, 1, 1, &filter).unwrap();
+    // Three channels: a clamp in the finish, so no window sum: F32X4.
+    let filter = values(3 * 9, 1);
+    let prog = depthwise(3, 8, 16, 3, 1, 1, 1, &filter).unwrap();
     for target in Target::host_levels() {
         let clif = listing(&prog, &target, Listing::Clif).unwrap();
         assert!(clif.contains("f32x4"), "{target}: no f32x4 in\n{clif}");
     }
     // Too narrow an interior (width 3): scalar.
-    let prog = depthwise(4, 8, 3, 3, 1, 1, 1, &filter).unwrap();
+    let prog = depthwise(3, 8, 3, 3, 1, 1, 1, &filter).unwrap();
     let clif = listing(&prog, &Target::host(), Listing::Clif).unwrap();
     assert!(!clif.contains("f32x4"));
-    // An interior of 16 or more: the AVX-512 window sums (listed for any
-    // host, nothing runs), stride 1 and 2; none on AVX2.
-    for (w, s, kernel) in [(24, 1, "avx512_window_sum_f32_s1"), (40, 2, "avx512_window_sum_f32_s2")] {
+    // Four channels, a plain sum: the AVX-512 window sums (listed for any
+    // host, nothing runs), stride 1 and 2, any width; none on AVX2.
+    let filter = values(4 * 9, 1);
+    for (w, s, kernel) in [(3, 1, "k0_avx512_window_sum_f32_s1"), (24, 1, "k0_avx512_window_sum_f32_s1"), (40, 2, "k0_avx512_window_sum_f32_s2")] {
         let prog = depthwise(4, 8, w, 3, s, 1, 1, &filter).unwrap();
         let asm = listing(&prog, &"x86_64+avx512".parse().unwrap(), Listing::Asm).unwrap();
-        assert!(asm.contains(&format!("; micro-kernel {kernel}")), "stride {s}: no {kernel} in\n{asm}");
+        assert!(asm.contains(&format!("; micro-kernel {kernel}")), "width {w} stride {s}: no {kernel} in\n{asm}");
         let asm = listing(&prog, &"x86_64+avx2".parse().unwrap(), Listing::Asm).unwrap();
         assert!(!asm.contains("window_sum"));
     }

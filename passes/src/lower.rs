@@ -1580,22 +1580,6 @@ impl<'g> Lowerer<'g> {
         let kept = if nhwc { vec![n, oh, ow, groups, ocg] } else { vec![n, groups, ocg, oh, ow] };
         let mut domain = kept.clone();
         domain.extend([icg, kh, kw]);
-        // nchw with columns in the padding: the rows are first copied with
-        // their left and right padding (a vectorised guarded copy), so that
-        // the reduction's window never leaves a row: only whole padded rows
-        // remain guarded (one check per row and tap, not per element).
-        let row_width = (ow as isize - 1) * sw + (kw as isize - 1) * dw + 1;
-        let pads_columns = pl > 0 || row_width - pl > iw;
-        let (x, pl, guard) = if !nhwc && pads_columns && x.dtype == DataType::Float32 {
-            let rows_padded = pt > 0 || (oh as isize - 1) * sh + (kh as isize - 1) * dh - pt >= ih;
-            let shape = vec![n, c, ih as usize, row_width as usize];
-            let padded = self.scratch(x.dtype, &shape);
-            let rows = [Row::axis(0), Row::axis(1), Row::axis(2), Row { base: -pl, terms: vec![(3, 1)] }];
-            self.map(shape, vec![access(&x, 4, &rows, Some(0.0))], Expr::load(0), ident(&padded));
-            (padded, 0, rows_padded.then_some(0.0))
-        } else {
-            (x, pl, guard)
-        };
         let x_rows = input_rows([
             Row::axis(an),
             Row { base: 0, terms: vec![(ag, icg as isize), (aicg, 1)] },

@@ -111,7 +111,7 @@ pub fn kernel(
     match kernel {
         Kernel::Map { domain, inputs, expr, out } => e.map(fb, domain, inputs, expr, out),
         Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => match window {
-            Some((plan, micro)) => e.window_sum(fb, plan, micro, domain, *reduced, inputs, element, finish, out),
+            Some((plan, micro)) => e.window_sum(fb, plan, micro, domain, *reduced, inputs, out),
             None => e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out),
         },
         Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => match gemm {

@@ -114,16 +114,18 @@ pub fn disassemble(code: &[u8]) -> String {
     out
 }
 
-/// The micro-kernel signature in `module`'s calling convention.
-pub fn signature(module: &impl Module) -> Signature {
+/// The signature of a micro-kernel of `params` 64-bit integer (or
+/// pointer) parameters in `module`'s calling convention (the GEMM
+/// micro-kernels have 6).
+pub fn signature(module: &impl Module, params: usize) -> Signature {
     let mut sig = module.make_signature();
-    sig.params.extend([AbiParam::new(types::I64); 6]);
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(types::I64), params));
     sig
 }
 
 /// Declares and defines the micro-kernel `spec` in `module`.
 pub fn define<M: Module>(module: &mut M, spec: Spec) -> Result<FuncId, CodegenError> {
-    let sig = signature(module);
+    let sig = signature(module, 6);
     let id = module.declare_function(&spec.name(), Linkage::Local, &sig).map_err(cranelift)?;
     match spec.kind {
         Kind::Avx512 => {

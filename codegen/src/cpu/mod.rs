@@ -108,8 +108,6 @@ fn define_kernels<M: Module>(
     let helpers = runtime_fns::declare(module)?;
     let spec = microkernel::Spec::for_features(target.features);
     let mut micro = None;
-    // The window-sum micro-kernels defined so far, by stride.
-    let mut window_micro: [Option<FuncId>; 2] = [None; 2];
     let mut ctx = module.make_context();
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.kernels.len());
@@ -134,20 +132,19 @@ fn define_kernels<M: Module>(
             Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, packed.as_deref_mut())?),
             None => None,
         };
+        // A window sum's micro-kernel is generated for that kernel.
         let window = emit::window::plan(program, kernel, target.features);
         let window_id = match &window {
-            Some(w) => Some(match window_micro[w.stride - 1] {
-                Some(id) => id,
-                None => {
-                    let id = module
-                        .declare_function(&w.name(), Linkage::Local, &microkernel::signature(module))
-                        .map_err(cranelift)?;
-                    let code = emit::window::avx512(w.stride).map_err(cranelift)?;
-                    module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
-                    window_micro[w.stride - 1] = Some(id);
-                    id
+            Some(w) => {
+                let sig = microkernel::signature(module, 4);
+                let id = module.declare_function(&w.name(k), Linkage::Local, &sig).map_err(cranelift)?;
+                let code = emit::window::avx512(w).map_err(cranelift)?;
+                module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
+                if let Some((Listing::Asm, out)) = &mut listing {
+                    out.push_str(&format!("; micro-kernel {}\n{}\n", w.name(k), microkernel::disassemble(&code)));
                 }
-            }),
+                Some(id)
+            }
             None => None,
         };
         {
@@ -175,15 +172,6 @@ fn define_kernels<M: Module>(
         && let Some(asm) = microkernel::disassembly(spec)?
     {
         out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
-    }
-    if let Some((Listing::Asm, out)) = &mut listing {
-        for stride in [1, 2] {
-            if window_micro[stride - 1].is_some() {
-                let code = emit::window::avx512(stride).map_err(cranelift)?;
-                let name = format!("avx512_window_sum_f32_s{stride}");
-                out.push_str(&format!("; micro-kernel {name}\n{}\n", microkernel::disassemble(&code)));
-            }
-        }
     }
     Ok(ids)
 }

@@ -1,71 +1,100 @@
-//! Window sums (depthwise and grouped convolutions with one input channel
-//! per group) on AVX-512: a [`Kernel::Reduce`] of `x * w` whose window
-//! input `x` moves along the innermost kept axis `v` with stride 1 or 2 and
-//! whose weight `w` stays put along it runs 16 neighbouring outputs per zmm
-//! lane group in the micro-kernel `avx512_window_sum_f32_s<stride>`.
+//! Window sums (depthwise convolutions, and grouped ones with one input
+//! channel per group) on AVX-512: a [`Kernel::Reduce`] of `x * w` whose
+//! window input `x` moves along the innermost kept axis `v` with stride 1
+//! or 2 runs one whole output row per call of a micro-kernel generated for
+//! that kernel, 16 outputs per zmm register, borders included.
 //!
 //! # When ([`plan`])
 //! AVX-512 target; a Sum reduction whose element is `in0 * in1` (either
 //! order) and whose finish is the accumulator; float32 inputs and output;
 //! the window input moves with `v` only along its last coordinate, by 1 or
-//! 2; the weight input is unguarded and does not move with `v`; the output
-//! is contiguous along `v` and shares no memory with an input; at most 64
-//! reduced indices; and the *interior* of `v` (the indices where every
-//! coordinate that moves with `v` is inside its shape, and for stride 2 the
-//! element after the last lane too; see `vector::interior`) is at least 16
-//! long. Anything else keeps the F32X4 paths of `vector.rs`.
+//! 2, and that coordinate depends on no other kept axis; the weight input
+//! is unguarded and does not move with `v`; the output is contiguous along
+//! `v` and shares no memory with an input; at most 64 reduced indices
+//! (*taps*); `v` at least 8 long and some kept axis before it longer than 1
+//! (so tasks split whole rows). Anything else keeps the F32X4 paths of
+//! `vector.rs`.
 //!
-//! # Loops (one task)
-//! For every index of the kept axes before `v`: the reduced indices whose
-//! guards that do not move with `v` (padded rows) hold, found once per row,
-//! become the row's *taps*: the address of the window input at the first
-//! interior index, and the weight. Padded taps are left out: the reference
-//! adds `0 * w` for them, which is +0 for every finite weight. The interior
-//! is then reduced 16 outputs at a time (whole groups, then one group
-//! overlapping the last, which recomputes identical values); the borders
-//! take the scalar loop. Each lane sums its taps with fused multiply-adds
-//! in two or four interleaved partial sums (see below), so results differ
-//! from the reference by rounding only.
+//! # Rows
+//! For every index of the kept axes before `v`, the driver (Cranelift)
+//! computes the address of the window input and of the weights at `v = 0`
+//! and tap 0, and one bit per tap: whether the tap's coordinates that do
+//! not move with `v` (its row, in a padded convolution) are inside the
+//! input. The micro-kernel is straight-line code for that row: for each
+//! pass of up to four groups of 16 outputs, for each tap whose bit is set,
+//! it broadcasts the weight and adds `x * w` into the group's accumulators,
+//! reading each group's 16 elements (stride 2: the even ones of 32, two
+//! loads and a permute) at displacements fixed at compile time. The lanes
+//! whose column falls outside the input or past the row are masked off
+//! (`{k}{z}` loads never touch their memory), with masks fixed at compile
+//! time per tap and group; a group no lane of which a tap reaches skips
+//! that tap. A skipped tap or lane adds nothing, where the reference adds
+//! `0 * w`: the same for every finite weight. The last group's store is
+//! masked to the row.
+//!
+//! Each lane sums its taps in order, alternating between two accumulators
+//! (four when a pass has one group) that are added at the end, with fused
+//! multiply-adds: results differ from the reference by rounding only.
 //!
 //! # Micro-kernel
-//! `fn(taps: *const *const f32, weights: *const f32, ntaps: i64, out: *mut f32, groups: i64, offset: i64)`:
-//! for each of `groups` groups `g` of 16 outputs, `out[16g + l] =
-//! Σ_t weights[t] * taps[t][offset/4 + stride*(16g + l)]` (`offset` in
-//! bytes), four groups per trip (taps split over two accumulators each),
-//! then one at a time (taps split over four): eight or four independent
-//! FMA chains. Caller-saved registers only, no stack, `vzeroupper` at the end.
+//! `fn(x: *const f32, w: *const f32, out: *mut f32, taps: u64)`, named
+//! `k<kernel>_avx512_window_sum_f32_s<stride>`: `x` and `w` as above, `out`
+//! the row's first output, bit `t` of `taps` set when tap `t` is inside.
+//! Caller-saved registers only, no stack, `vzeroupper` at the end.
 
-use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::ir::{types, FuncRef, InstBuilder};
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::code_asm::*;
-use kiln_ir::kernel::{Access, BufferKind, Combine, Expr, ExprNode, Kernel, Program};
+use kiln_ir::kernel::{Access, BinaryFn, BufferKind, Combine, Expr, ExprNode, Kernel, Program};
 use kiln_ir::DataType;
 
-use super::vector::{has_uniform_guard, interior};
-use super::{flags, nest, Emitter};
+use super::vector::has_uniform_guard;
+use super::{nest, Emitter};
 use crate::cpu::target::Features;
 
 /// Lanes per group.
 const LANES: usize = 16;
-/// The most reduced indices a window may have (taps are found at compile time).
+/// The most taps a window may have (one bit each in a u64).
 const MAX_TAPS: usize = 64;
+/// Groups accumulated together (registers zmm0..zmm7 hold their partial sums).
+const PASS: usize = 4;
 
-/// How a window-sum kernel runs (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A window-sum kernel as the micro-kernel generator sees it: everything
+/// about a row that is fixed at compile time.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     /// Which input is the window (the other is the weight).
     pub window: usize,
-    /// 1 or 2: elements of the window input per output along `v`.
+    /// 1 or 2: window elements per output along `v`.
     pub stride: usize,
-    /// The interior `[lo, hi)` of the innermost kept axis.
-    pub interior: (usize, usize),
+    /// Outputs per row (the length of `v`).
+    pub row: usize,
+    /// Per tap: the window's element offset from tap 0 (at `v = 0`), the
+    /// weight's element offset from tap 0, and per group of 16 outputs the
+    /// mask of window elements to read (bit `e` = element `e` of the
+    /// group's 16, or for stride 2 of its 32).
+    pub taps: Vec<Tap>,
+    /// Whether some tap's row can fall outside the input (the driver then
+    /// checks every tap's row).
+    pub guarded_rows: bool,
+}
+
+/// One tap of a [`Plan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tap {
+    pub x_offset: i64,
+    pub w_offset: i64,
+    pub masks: Vec<u32>,
 }
 
 impl Plan {
-    /// The micro-kernel's symbol.
-    pub fn name(&self) -> String {
-        format!("avx512_window_sum_f32_s{}", self.stride)
+    /// The micro-kernel's symbol for kernel number `k`.
+    pub fn name(&self, k: usize) -> String {
+        format!("k{k}_avx512_window_sum_f32_s{}", self.stride)
+    }
+
+    fn groups(&self) -> usize {
+        self.row.div_ceil(LANES)
     }
 }
 
@@ -80,21 +109,25 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         || *reduced == 0
         || *reduced >= rank
         || domain.contains(&0)
-        || domain[rank - reduced..].iter().product::<usize>() > MAX_TAPS
     {
         return None;
     }
-    let loads = matches!(
+    let product = matches!(
         element.nodes.as_slice(),
-        [ExprNode::Load(p), ExprNode::Load(q), ExprNode::Binary(kiln_ir::kernel::BinaryFn::Mul, a, b)]
+        [ExprNode::Load(p), ExprNode::Load(q), ExprNode::Binary(BinaryFn::Mul, a, b)]
             if a.0 == 0 && b.0 == 1 && p != q
     );
     let f32_buffer = |b| program.buffer(b).data_type == DataType::Float32;
-    if !loads || !f32_buffer(out.buffer) || !inputs.iter().all(|a| f32_buffer(a.buffer)) {
+    if !product || !f32_buffer(out.buffer) || !inputs.iter().all(|a| f32_buffer(a.buffer)) {
         return None;
     }
     let kept = rank - reduced;
     let v = kept - 1;
+    let rdims = &domain[kept..];
+    let tap_count: usize = rdims.iter().product();
+    if tap_count > MAX_TAPS || domain[..v].iter().all(|&d| d == 1) {
+        return None;
+    }
     let (_, out_strides) = out.linear(kept);
     if out_strides[v] != 1 || inputs.iter().any(|a| shares_memory(program, a, out)) {
         return None;
@@ -104,14 +137,53 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
     let (x, w) = (&inputs[window], &inputs[1 - window]);
     let last = x.shape.len().checked_sub(1)?;
     let stride = x.coef[last][v];
-    if moving(w) || w.guard.is_some() || !(1..=2).contains(&stride) || (0..last).any(|j| x.coef[j][v] != 0) {
+    let other_kept = (0..kept).any(|a| a != v && x.coef[last][a] != 0);
+    if moving(w) || w.guard.is_some() || !(1..=2).contains(&stride) || other_kept || (0..last).any(|j| x.coef[j][v] != 0)
+    {
         return None;
     }
-    let (lo, hi) = interior(inputs, domain, v);
-    if hi - lo < LANES as i128 {
+    // Unguarded: the validator proved every column inside; guarded: the
+    // masks keep the lanes whose column is inside.
+    let (_, xs) = x.linear(rank);
+    let (_, ws) = w.linear(rank);
+    let row = domain[v];
+    let groups = row.div_ceil(LANES);
+    let width = x.shape[last] as i64;
+    let taps: Vec<Tap> = (0..tap_count)
+        .map(|mut t| {
+            let mut r = vec![0usize; rdims.len()];
+            for (a, &d) in rdims.iter().enumerate().rev() {
+                r[a] = t % d;
+                t /= d;
+            }
+            let at = |s: &[isize]| r.iter().enumerate().map(|(a, &i)| s[kept + a] as i64 * i as i64).sum::<i64>();
+            // The column of output 0 at this tap.
+            let column0 = x.base[last] as i64
+                + r.iter().enumerate().map(|(a, &i)| x.coef[last][kept + a] as i64 * i as i64).sum::<i64>();
+            let masks = (0..groups)
+                .map(|g| {
+                    let mut mask = 0u32;
+                    for e in 0..LANES * stride as usize {
+                        let (lane, used) = (e / stride as usize, e % stride as usize == 0);
+                        let o = g * LANES + lane;
+                        let column = column0 + stride as i64 * (g * LANES) as i64 + e as i64;
+                        if used && o < row && (0..width).contains(&column) {
+                            mask |= 1 << e;
+                        }
+                    }
+                    mask
+                })
+                .collect();
+            Tap { x_offset: at(&xs), w_offset: at(&ws), masks }
+        })
+        .collect();
+    // Every byte displacement of the micro-kernel must fit 32 bits.
+    let reach = (4 * LANES * stride as usize * groups + 64) as i64;
+    if taps.iter().any(|t: &Tap| (4 * t.x_offset).abs() + reach > i32::MAX as i64 || (4 * t.w_offset).abs() > i32::MAX as i64) {
         return None;
     }
-    Some(Plan { window, stride: stride as usize, interior: (lo as usize, hi as usize) })
+    let guarded_rows = x.guard.is_some() && has_uniform_guard(x, domain, v);
+    Some(Plan { window, stride: stride as usize, row, taps, guarded_rows })
 }
 
 /// Whether input `a` may share memory with `out`.
@@ -130,230 +202,132 @@ fn shares_memory(program: &Program, a: &Access, out: &Access) -> bool {
 
 impl Emitter<'_> {
     /// A window-sum kernel by `plan` (see the module documentation), calling
-    /// the micro-kernel `micro`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn window_sum(
-        &self,
-        fb: &mut FunctionBuilder,
-        plan: &Plan,
-        micro: FuncRef,
-        domain: &[usize],
-        reduced: usize,
-        inputs: &[Access],
-        element: &Expr,
-        finish: &Expr,
-        out: &Access,
-    ) {
+    /// its micro-kernel `micro` once per row.
+    pub(super) fn window_sum(&self, fb: &mut FunctionBuilder, plan: &Plan, micro: FuncRef, domain: &[usize], reduced: usize, inputs: &[Access], out: &Access) {
         let rank = domain.len();
         let kept = rank - reduced;
         let v = kept - 1;
         let (x, w) = (&inputs[plan.window], &inputs[1 - plan.window]);
-        let rdims = &domain[kept..];
-        let taps: Vec<Vec<usize>> = (0..rdims.iter().product::<usize>())
-            .map(|mut t| {
-                let mut r = vec![0; rdims.len()];
-                for (a, &d) in rdims.iter().enumerate().rev() {
-                    r[a] = t % d;
-                    t /= d;
-                }
-                r
-            })
-            .collect();
-        let slot = |fb: &mut FunctionBuilder, bytes: usize| {
-            fb.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes as u32, 3))
-        };
-        let ptr_slot = slot(fb, 8 * taps.len());
-        let weight_slot = slot(fb, 4 * taps.len());
-        let ranges = self.ranges(fb, &domain[..kept], true);
-        let (outer, last) = ranges.split_at(v);
-        let (lo, hi) = last[0];
-        let inner = self.ranges(fb, rdims, false);
-        let guarded_rows = x.guard.is_some() && has_uniform_guard(x, domain, v);
-        nest(fb, outer, &mut Vec::new(), &mut |fb, index| {
-            let mut point = |fb: &mut FunctionBuilder, i: Value| {
-                let mut at = index.to_vec();
-                at.push(i);
-                self.reduce_point(fb, &inner, &at, inputs, element, Combine::Sum, finish, out);
-            };
-            let ilo = fb.ins().iconst(types::I64, plan.interior.0 as i64);
-            let ihi = fb.ins().iconst(types::I64, plan.interior.1 as i64);
-            let a = fb.ins().smax(lo, ilo);
-            let a = fb.ins().smin(a, hi);
-            let b = fb.ins().smin(hi, ihi);
-            let b = fb.ins().smax(b, a);
-            super::for_range(fb, lo, a, &mut point);
-            let len = fb.ins().isub(b, a);
-            let vector = fb.create_block();
-            let scalar = fb.create_block();
-            let right = fb.create_block();
-            let wide = fb.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, len, LANES as i64);
-            fb.ins().brif(wide, vector, &[], scalar, &[]);
-
-            fb.switch_to_block(vector);
-            let count = fb.declare_var(types::I64);
-            let zero = fb.ins().iconst(types::I64, 0);
-            fb.def_var(count, zero);
-            let ptrs = fb.ins().stack_addr(types::I64, ptr_slot, 0);
-            let weights = fb.ins().stack_addr(types::I64, weight_slot, 0);
-            for r in &taps {
-                let mut full = index.to_vec();
-                full.push(a);
-                full.extend(r.iter().map(|&c| fb.ins().iconst(types::I64, c as i64)));
-                let add = fb.create_block();
-                let next = fb.create_block();
-                if guarded_rows {
+        let ranges = self.ranges(fb, &domain[..v], true);
+        let zero = fb.ins().iconst(types::I64, 0);
+        let all = fb.ins().iconst(types::I64, ((1u128 << plan.taps.len()) - 1) as i64);
+        nest(fb, &ranges, &mut Vec::new(), &mut |fb, index| {
+            // The row at v = 0, tap 0.
+            let mut at = index.to_vec();
+            at.resize(rank, zero);
+            let x_row = Self::offset(fb, x, &at);
+            let x_row = self.address(fb, x.buffer, x_row);
+            let w_row = Self::offset(fb, w, &at);
+            let w_row = self.address(fb, w.buffer, w_row);
+            let out_row = Self::offset(fb, out, &at[..kept]);
+            let out_row = self.address(fb, out.buffer, out_row);
+            let taps = if plan.guarded_rows {
+                let rdims = &domain[kept..];
+                let mut bits = zero;
+                for t in 0..plan.taps.len() {
+                    let mut full = at.clone();
+                    let mut rest = t;
+                    for (a, &d) in rdims.iter().enumerate().rev() {
+                        full[kept + a] = fb.ins().iconst(types::I64, (rest % d) as i64);
+                        rest /= d;
+                    }
                     let inside = Self::in_range_uniform(fb, x, domain, &full, v);
-                    fb.ins().brif(inside, add, &[], next, &[]);
-                } else {
-                    fb.ins().jump(add, &[]);
+                    let inside = fb.ins().uextend(types::I64, inside);
+                    let bit = fb.ins().ishl_imm_u(inside, t as i64);
+                    bits = fb.ins().bor(bits, bit);
                 }
-                fb.switch_to_block(add);
-                let n = fb.use_var(count);
-                let (xo, xs) = x.linear(rank);
-                let element = Self::affine(fb, xo, &xs, &full);
-                let address = self.address(fb, x.buffer, element);
-                let at = fb.ins().imul_imm_s(n, 8);
-                let at = fb.ins().iadd(ptrs, at);
-                fb.ins().store(flags(), address, at, 0);
-                let weight = self.read(fb, w, &full);
-                let at = fb.ins().imul_imm_s(n, 4);
-                let at = fb.ins().iadd(weights, at);
-                fb.ins().store(flags(), weight, at, 0);
-                let n = fb.ins().iadd_imm_s(n, 1);
-                fb.def_var(count, n);
-                fb.ins().jump(next, &[]);
-                fb.switch_to_block(next);
-            }
-            let n = fb.use_var(count);
-            let mut out_index = index.to_vec();
-            out_index.push(a);
-            let out_at = Self::offset(fb, out, &out_index);
-            let out_address = self.address(fb, out.buffer, out_at);
-            let groups = fb.ins().ushr_imm_u(len, LANES.trailing_zeros() as i64);
-            let no_offset = fb.ins().iconst(types::I64, 0);
-            fb.ins().call(micro, &[ptrs, weights, n, out_address, groups, no_offset]);
-            // The last group, overlapping the whole ones, if 16 does not divide len.
-            let rest = fb.ins().band_imm_u(len, LANES as i64 - 1);
-            let last_group = fb.create_block();
-            fb.ins().brif(rest, last_group, &[], right, &[]);
-            fb.switch_to_block(last_group);
-            let skip = fb.ins().iadd_imm_s(len, -(LANES as i64));
-            let out_skip = fb.ins().imul_imm_s(skip, 4);
-            let out_last = fb.ins().iadd(out_address, out_skip);
-            let in_skip = fb.ins().imul_imm_s(skip, 4 * plan.stride as i64);
-            let one = fb.ins().iconst(types::I64, 1);
-            fb.ins().call(micro, &[ptrs, weights, n, out_last, one, in_skip]);
-            fb.ins().jump(right, &[]);
-
-            fb.switch_to_block(scalar);
-            super::for_range(fb, a, b, &mut point);
-            fb.ins().jump(right, &[]);
-
-            fb.switch_to_block(right);
-            super::for_range(fb, b, hi, &mut point);
+                bits
+            } else {
+                all
+            };
+            fb.ins().call(micro, &[x_row, w_row, out_row, taps]);
         });
     }
 }
 
-/// The micro-kernel for `stride` (1 or 2): see the module documentation.
-pub fn avx512(stride: usize) -> Result<Vec<u8>, IcedError> {
-    assert!((1..=2).contains(&stride), "window stride {stride}");
-    // Accumulators, and the loaded groups they add.
-    const ZMM: [AsmRegisterZmm; 8] = [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7];
-    const TEMP: [AsmRegisterZmm; 8] = [zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15];
-    const UNROLL: usize = 4;
-    let group_bytes = (4 * LANES * stride) as i32;
+/// The micro-kernel of `plan`: see the module documentation.
+pub fn avx512(plan: &Plan) -> Result<Vec<u8>, IcedError> {
+    const ACC: [AsmRegisterZmm; 8] = [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7];
+    const TEMP: [AsmRegisterZmm; PASS] = [zmm8, zmm9, zmm10, zmm11];
+    let stride = plan.stride;
+    let group_bytes = (4 * LANES * stride) as i64;
+    let groups = plan.groups();
+    let full: u32 = if stride == 1 { 0xFFFF } else { 0x5555_5555 };
     let mut asm = CodeAssembler::new(64)?;
     let mut evens = asm.create_label();
     if stride == 2 {
         asm.vmovups(zmm31, zmmword_ptr(evens))?;
     }
-    // Loads group `u` of the tap at rax + 8*... into zmm(4+u): 16 elements,
-    // or the even ones of 32.
-    let load = |asm: &mut CodeAssembler, into: AsmRegisterZmm, u: usize| -> Result<(), IcedError> {
-        let at = u as i32 * group_bytes;
-        asm.vmovups(into, zmmword_ptr(rax + at))?;
-        if stride == 2 {
-            asm.vpermt2ps(into, zmm31, zmmword_ptr(rax + at + 64))?;
-        }
-        Ok(())
-    };
-    // Sums `groups` groups over the taps, then stores them. The taps are
-    // split over `split` accumulators per group (tap t into t % split
-    // while `split` taps remain, the rest into the first), added up at the
-    // end: `groups * split` independent FMA chains.
-    let block = |asm: &mut CodeAssembler, groups: usize, split: usize| -> Result<(), IcedError> {
-        let acc = |u: usize, s: usize| ZMM[u * split + s];
-        let temp = |u: usize, s: usize| TEMP[u * split + s];
-        let mut main = asm.create_label();
-        let mut rest = asm.create_label();
-        let mut one = asm.create_label();
-        let mut store = asm.create_label();
-        for u in 0..groups {
+    // `plan` checked that every displacement fits 32 bits.
+    let disp = |bytes: i64| -> Result<i32, IcedError> { Ok(bytes as i32) };
+    for first in (0..groups).step_by(PASS) {
+        let pass: Vec<usize> = (first..groups.min(first + PASS)).collect();
+        let split = if pass.len() == 1 { 4 } else { 2 };
+        let acc = |p: usize, s: usize| ACC[p * split + s];
+        for p in 0..pass.len() {
             for s in 0..split {
-                asm.vpxord(acc(u, s), acc(u, s), acc(u, s))?;
+                asm.vpxord(acc(p, s), acc(p, s), acc(p, s))?;
             }
         }
-        asm.xor(r10, r10)?;
-        asm.lea(r11, qword_ptr(r10 + split as i32))?;
-        asm.set_label(&mut main)?;
-        asm.cmp(r11, rdx)?;
-        asm.ja(rest)?;
-        for s in 0..split {
-            asm.mov(rax, qword_ptr(rdi + r10 * 8 + (8 * s) as i32))?;
-            asm.add(rax, r9)?;
-            for u in 0..groups {
-                load(asm, temp(u, s), u)?;
+        for (t, tap) in plan.taps.iter().enumerate() {
+            if pass.iter().all(|&g| tap.masks[g] == 0) {
+                continue;
             }
-        }
-        for s in 0..split {
-            for u in 0..groups {
-                asm.vfmadd231ps(acc(u, s), temp(u, s), dword_bcst(rsi + r10 * 4 + (4 * s) as i32))?;
+            let mut skip = asm.create_label();
+            if plan.guarded_rows {
+                asm.bt(rcx, t as u32)?;
+                asm.jnc(skip)?;
             }
+            asm.vbroadcastss(zmm12, dword_ptr(rsi + disp(4 * tap.w_offset)?))?;
+            for (p, &g) in pass.iter().enumerate() {
+                let mask = tap.masks[g];
+                if mask == 0 {
+                    continue;
+                }
+                let at = disp(4 * tap.x_offset + g as i64 * group_bytes)?;
+                let into = TEMP[p];
+                // Loads the 16 elements at byte `at` (`half` = which 16 of a
+                // stride-2 group's 32) under its part of the mask.
+                let masked_load = |asm: &mut CodeAssembler, into: AsmRegisterZmm, half: u32, at: i32| {
+                    let bits = (mask >> (16 * half)) & 0xFFFF;
+                    let all = (full >> (16 * half)) & 0xFFFF;
+                    if bits == all && stride == 1 {
+                        asm.vmovups(into, zmmword_ptr(rdi + at))
+                    } else {
+                        asm.mov(eax, bits)?;
+                        asm.kmovw(k1, eax)?;
+                        asm.vmovups(into.k1().z(), zmmword_ptr(rdi + at))
+                    }
+                };
+                masked_load(&mut asm, into, 0, at)?;
+                if stride == 2 {
+                    if mask >> 16 == 0 {
+                        // Lanes 8.. read nothing: the permute takes zeros.
+                        asm.vpxord(zmm13, zmm13, zmm13)?;
+                    } else {
+                        masked_load(&mut asm, zmm13, 1, at + 64)?;
+                    }
+                    asm.vpermt2ps(into, zmm31, zmm13)?;
+                }
+                asm.vfmadd231ps(acc(p, t % split), into, zmm12)?;
+            }
+            asm.set_label(&mut skip)?;
         }
-        asm.add(r10, split as i32)?;
-        asm.add(r11, split as i32)?;
-        asm.jmp(main)?;
-        asm.set_label(&mut rest)?;
-        asm.cmp(r10, rdx)?;
-        asm.jae(store)?;
-        asm.set_label(&mut one)?;
-        asm.mov(rax, qword_ptr(rdi + r10 * 8))?;
-        asm.add(rax, r9)?;
-        for u in 0..groups {
-            load(asm, temp(u, 0), u)?;
-            asm.vfmadd231ps(acc(u, 0), temp(u, 0), dword_bcst(rsi + r10 * 4))?;
-        }
-        asm.inc(r10)?;
-        asm.cmp(r10, rdx)?;
-        asm.jb(one)?;
-        asm.set_label(&mut store)?;
-        for u in 0..groups {
+        for (p, &g) in pass.iter().enumerate() {
             for s in 1..split {
-                asm.vaddps(acc(u, 0), acc(u, 0), acc(u, s))?;
+                asm.vaddps(acc(p, 0), acc(p, 0), acc(p, s))?;
             }
-            asm.vmovups(zmmword_ptr(rcx + (64 * u) as i32), acc(u, 0))?;
+            let at = disp((4 * LANES * g) as i64)?;
+            let valid = plan.row - g * LANES;
+            if valid >= LANES {
+                asm.vmovups(zmmword_ptr(rdx + at), acc(p, 0))?;
+            } else {
+                asm.mov(eax, (1u32 << valid) - 1)?;
+                asm.kmovw(k1, eax)?;
+                asm.vmovups(zmmword_ptr(rdx + at).k1(), acc(p, 0))?;
+            }
         }
-        asm.add(rcx, (64 * groups) as i32)?;
-        asm.add(r9, group_bytes * groups as i32)?;
-        Ok(())
-    };
-    let mut quad = asm.create_label();
-    let mut single = asm.create_label();
-    let mut done = asm.create_label();
-    asm.set_label(&mut quad)?;
-    asm.cmp(r8, UNROLL as i32)?;
-    asm.jb(single)?;
-    block(&mut asm, UNROLL, 2)?;
-    asm.sub(r8, UNROLL as i32)?;
-    asm.jmp(quad)?;
-    asm.set_label(&mut single)?;
-    asm.test(r8, r8)?;
-    asm.jz(done)?;
-    block(&mut asm, 1, 4)?;
-    asm.dec(r8)?;
-    asm.jmp(single)?;
-    asm.set_label(&mut done)?;
+    }
     asm.vzeroupper()?;
     asm.ret()?;
     if stride == 2 {
