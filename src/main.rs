@@ -80,7 +80,8 @@ enum Command {
         /// Which stage to print.
         #[arg(long, value_enum, default_value = "graph")]
         stage: Stage,
-        /// Code generation target for the clif and asm stages:
+        /// Code generation target for the kernels, clif and asm stages (the lowering
+        /// depends on it: direct convolutions on AVX-512):
         /// native, x86_64, x86_64+avx2 or x86_64+avx512 (any, whatever the host).
         #[arg(long, default_value = "native")]
         target: String,
@@ -481,11 +482,17 @@ fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResul
             let doc = kiln::frontend::webnn_text::from_graph(&graph, name);
             print!("{}", kiln::frontend::webnn_text::print(&doc));
         }
-        Stage::Kernels => print!("{}", kiln::passes::lower(&graph)?),
-        Stage::Clif | Stage::Asm => {
+        Stage::Kernels | Stage::Clif | Stage::Asm => {
+            // Lowered as the cpu backend lowers for that target.
             let target: Target = target.parse()?;
-            let which = if matches!(stage, Stage::Clif) { Listing::Clif } else { Listing::Asm };
-            print!("{}", listing(&kiln::passes::lower(&graph)?, &target, which)?);
+            let options =
+                kiln::passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() };
+            let program = kiln::passes::lower_with(&graph, options)?;
+            match stage {
+                Stage::Kernels => print!("{program}"),
+                Stage::Clif => print!("{}", listing(&program, &target, Listing::Clif)?),
+                _ => print!("{}", listing(&program, &target, Listing::Asm)?),
+            }
         }
     }
     Ok(())

@@ -66,7 +66,7 @@ fn wide_integer_graphs_compile_with_host_kernels() {
         assert_eq!(out[0].1.values(), want, "{backend}");
     }
     // Without host kernels the lowering still names every node it refuses.
-    let err = kiln::passes::lower_with(&graph, kiln::passes::LowerOptions { host_kernels: false }).unwrap_err();
+    let err = kiln::passes::lower_with(&graph, kiln::passes::LowerOptions { host_kernels: false, ..Default::default() }).unwrap_err();
     let kiln::passes::LowerError::Unsupported(list) = &err else { panic!("{err}") };
     assert_eq!(list.iter().map(|u| u.op).collect::<Vec<_>>(), ["neg", "abs"]);
     assert!(err.to_string().starts_with("2 unsupported nodes: neg: int64 operands"), "{err}");

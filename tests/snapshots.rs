@@ -47,13 +47,35 @@ fn depthwise_conv() -> Graph {
     b.build(&[("y", y)]).unwrap()
 }
 
+/// conv2d 3x3 + bias + relu over 16-wide rows, 3 -> 10 channels: a direct
+/// convolution on AVX-512 (blocks of 8 output channels, then 1 at a time).
+fn direct_conv() -> Graph {
+    let b = GraphBuilder::new();
+    let x = input(&b, &[1, 3, 4, 16]);
+    let w = b.constant_f32([10, 3, 3, 3], &values(270)).unwrap();
+    let bias = b.constant_f32([10], &values(10)).unwrap();
+    let options = Conv2dOptions { padding: [1; 4], bias: Some(bias), ..Default::default() };
+    let y = b.relu(b.conv2d(x, w, options).unwrap()).unwrap();
+    b.build(&[("y", y)]).unwrap()
+}
+
 const TARGETS: [&str; 3] = ["x86_64", "x86_64+avx2", "x86_64+avx512"];
 
+/// Snapshots the kernels (as `kiln::passes::lower` gives them), then per
+/// target the program the cpu backend compiles (its kernels too where the
+/// target's lowering differs: direct convolutions on AVX-512), as CLIF
+/// and as disassembly.
 fn snapshot_all(name: &str, graph: Graph) {
-    let program = kiln::passes::lower(&graph).unwrap();
-    insta::assert_snapshot!(format!("{name}.kernels"), program.to_string());
+    let default = kiln::passes::lower(&graph).unwrap();
+    insta::assert_snapshot!(format!("{name}.kernels"), default.to_string());
     for t in TARGETS {
         let target: Target = t.parse().unwrap();
+        let options =
+            kiln::passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() };
+        let program = kiln::passes::lower_with(&graph, options).unwrap();
+        if program.to_string() != default.to_string() {
+            insta::assert_snapshot!(format!("{name}.{t}.kernels"), program.to_string());
+        }
         let clif = listing(&program, &target, Listing::Clif).unwrap();
         let asm = listing(&program, &target, Listing::Asm).unwrap();
         // Every listing is deterministic: compiling again gives the same text.
@@ -76,4 +98,9 @@ fn gemm_softmax_code() {
 #[test]
 fn depthwise_conv_code() {
     snapshot_all("depthwise_conv", depthwise_conv());
+}
+
+#[test]
+fn direct_conv_code() {
+    snapshot_all("direct_conv", direct_conv());
 }

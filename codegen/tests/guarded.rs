@@ -132,6 +132,81 @@ fn depthwise(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize, d: usiz
     Some(prog)
 }
 
+/// A convolution with one group as lowered for direct convolution:
+/// reduce [1, 1, OC, OH, OW, C, KH, KW] over the last 3, sums only.
+#[allow(clippy::too_many_arguments)]
+fn direct_conv(c: usize, oc: usize, h: usize, w: usize, k: (usize, usize), s: usize, p: usize, d: usize, filter: &[f32]) -> Option<Program> {
+    let (oh, ow) = (out_len(h, k.0, s, d, p, p)?, out_len(w, k.1, s, d, p, p)?);
+    let mut prog = Program::default();
+    let x = prog.add_buffer(BufferKind::Input("x".into()), DataType::Float32, c * h * w);
+    let y = prog.add_buffer(BufferKind::Output("y".into()), DataType::Float32, oc * oh * ow);
+    let len = oc * c * k.0 * k.1;
+    let f = prog.add_buffer(BufferKind::Constant(Tensor::from_f32(vec![len as u32], filter).unwrap()), DataType::Float32, len);
+    let r = 8;
+    let (s, d, p) = (s as isize, d as isize, p as isize);
+    let input = Access {
+        buffer: x,
+        shape: vec![1, c, h, w],
+        base: vec![0, 0, -p, -p],
+        coef: vec![row(r, &[(0, 1)]), row(r, &[(5, 1)]), row(r, &[(3, s), (6, d)]), row(r, &[(4, s), (7, d)])],
+        guard: (p > 0).then_some(0.0),
+    };
+    let weights = Access {
+        buffer: f,
+        shape: vec![oc, c, k.0, k.1],
+        base: vec![0; 4],
+        coef: vec![row(r, &[(2, 1)]), row(r, &[(5, 1)]), row(r, &[(6, 1)]), row(r, &[(7, 1)])],
+        guard: None,
+    };
+    let mut element = Expr::default();
+    let a = element.push(ExprNode::Load(0));
+    let b = element.push(ExprNode::Load(1));
+    element.push(ExprNode::Binary(BinaryFn::Mul, a, b));
+    prog.kernels.push(Kernel::Reduce {
+        domain: vec![1, 1, oc, oh, ow, c, k.0, k.1],
+        reduced: 3,
+        inputs: vec![input, weights],
+        element,
+        combine: Combine::Sum,
+        finish: Expr::acc(),
+        out: Access::identity(y, &[1, 1, oc, oh, ow]),
+    });
+    Some(prog)
+}
+
+/// Direct convolutions: on AVX-512 the window sums with an input-channel
+/// loop and blocks of 8 output channels (then one at a time), every other
+/// level the vector or scalar reduction, bit for bit.
+#[test]
+fn direct_convolutions() {
+    // (channels, output channels, kernel, stride, padding, dilation, widths)
+    type Case = (usize, usize, (usize, usize), usize, usize, usize, &'static [usize]);
+    let cases: [Case; 6] = [
+        (3, 8, (3, 3), 1, 1, 1, &[12, 16, 17, 40]),
+        (2, 13, (3, 3), 2, 1, 1, &[12, 25, 33]),
+        (1, 3, (5, 5), 1, 2, 1, &[20, 70]),
+        (4, 9, (2, 3), 1, 0, 2, &[14, 31]),
+        (3, 16, (7, 7), 2, 3, 1, &[24]),
+        (5, 8, (1, 3), 1, 1, 1, &[16, 19]),
+    ];
+    for (c, oc, k, s, p, d, widths) in cases {
+        for &w in widths {
+            let filter = values(oc * c * k.0 * k.1, (c * 31 + oc * 7 + w) as u64);
+            let Some(prog) = direct_conv(c, oc, 5, w, k, s, p, d, &filter) else { continue };
+            let x = values(c * 5 * w, w as u64 + 3);
+            // |x|, |w| < 1, at most 5 * 49 products: 1e-4 is a few roundings of the largest sum.
+            check_within(&prog, &x, &format!("direct conv c{c} oc{oc} k{k:?} s{s} p{p} d{d} w{w}"), 1e-4);
+        }
+    }
+    // On AVX-512 the listing shows the two micro-kernels (8 channels, 1 channel).
+    let filter = values(13 * 2 * 9, 1);
+    let prog = direct_conv(2, 13, 5, 20, (3, 3), 1, 1, 1, &filter).unwrap();
+    let asm = listing(&prog, &"x86_64+avx512".parse().unwrap(), Listing::Asm).unwrap();
+    for kernel in ["k0_avx512_window_sum_f32_s1_oc8", "k0_avx512_window_sum_f32_s1_oc1"] {
+        assert!(asm.contains(&format!("; micro-kernel {kernel}")), "no {kernel} in\n{asm}");
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Pool {
     Average,

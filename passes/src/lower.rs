@@ -112,11 +112,17 @@ pub struct LowerOptions {
     /// [`Kernel::Host`] (the default), or is reported in
     /// [`LowerError::Unsupported`] (for backends that cannot run host code).
     pub host_kernels: bool,
+    /// Whether a float32 nchw `conv2d` with one group and a window larger
+    /// than one pixel whose output rows are at least 12 long becomes a
+    /// window Reduce (read in place by a code generator with direct
+    /// convolution kernels: AVX-512 on the cpu backend) instead of an
+    /// im2col Map and a Gemm. Off by default.
+    pub direct_convolution: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { host_kernels: true }
+        LowerOptions { host_kernels: true, direct_convolution: false }
     }
 }
 
@@ -144,7 +150,7 @@ pub fn lower_unplanned(graph: &Graph) -> Result<Program, LowerError> {
 }
 
 fn lower_nodes(graph: &Graph, options: LowerOptions) -> Result<Program, LowerError> {
-    let mut l = Lowerer::new(graph);
+    let mut l = Lowerer::new(graph, options);
     let needed = needed_nodes(graph);
     for (n, node) in graph.nodes().iter().enumerate() {
         if !needed[n] {
@@ -547,6 +553,7 @@ struct Lowerer<'g> {
     /// The output buffers of each graph-output operand, in output order.
     outputs: HashMap<OperandId, Vec<BufferId>>,
     unsupported: Vec<Unsupported>,
+    options: LowerOptions,
 }
 
 type R = Result<(), String>;
@@ -556,13 +563,14 @@ fn dims(d: &OperandDescriptor) -> Vec<usize> {
 }
 
 impl<'g> Lowerer<'g> {
-    fn new(graph: &'g Graph) -> Self {
+    fn new(graph: &'g Graph, options: LowerOptions) -> Self {
         let mut l = Lowerer {
             graph,
             program: Program::default(),
             vals: vec![None; graph.operands().len()],
             outputs: HashMap::new(),
             unsupported: Vec::new(),
+            options,
         };
         for &id in graph.inputs() {
             let d = graph.desc(id);
@@ -1499,8 +1507,13 @@ impl<'g> Lowerer<'g> {
             || (ow as isize - 1) * sw + (kw as isize - 1) * dw - pl >= iw;
         let guard = needs_guard.then_some(0.0);
         let p = oh * ow;
+        let window_reduce = self.options.direct_convolution
+            && !nhwc
+            && (kh > 1 || kw > 1)
+            && ow >= 12
+            && [x.dtype, w.dtype, y.dtype].iter().all(|&t| t == DataType::Float32);
 
-        if groups == 1 {
+        if groups == 1 && !window_reduce {
             // im2col (unless the filter is 1x1 with unit strides and no
             // padding) + one gemm whose epilogue adds the bias.
             // The im2col K order follows the filter layout, so the filter

@@ -92,9 +92,13 @@ fn compare(what: &str, actual: &Tensor, expected: &Tensor, tol: Tol) {
 /// Runs `graph` on both backends and compares every output.
 #[track_caller]
 fn check_graph(name: &str, graph: &Graph, feeds: &[(String, Tensor)], tol: Tol) {
+    check_graph_with(name, graph, feeds, tol, LowerOptions::default());
+}
+
+fn check_graph_with(name: &str, graph: &Graph, feeds: &[(String, Tensor)], tol: Tol, options: LowerOptions) {
     let refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let expected = kiln_ir::interp::run(graph, &refs).unwrap_or_else(|e| panic!("{name}: interp: {e}"));
-    let program = lower(graph).unwrap_or_else(|e| panic!("{name}: lower: {e}"));
+    let program = lower_with(graph, options).unwrap_or_else(|e| panic!("{name}: lower: {e}"));
     check_plan(&program).unwrap_or_else(|e| panic!("{name}: plan: {e}\n{program}"));
     let actual = eval(&program, &refs).unwrap_or_else(|e| panic!("{name}: eval: {e}\n{program}"));
     assert_eq!(actual.len(), graph.outputs().len());
@@ -566,6 +570,48 @@ fn conv2d_every_layout_group_and_window() {
     });
 }
 
+/// With `direct_convolution`, an nchw float32 conv2d with one group, a
+/// window and rows of 12 or more becomes a window Reduce (plus a bias Map):
+/// the same numbers, and no im2col Map or Gemm.
+#[test]
+fn conv2d_as_window_reduce_for_direct_convolution() {
+    let tol = Tol::Close { rtol: 1e-5, atol: 1e-5 };
+    let options = LowerOptions { direct_convolution: true, ..Default::default() };
+    // (channels, out channels, kernel, padding, strides, dilations, width)
+    let configs: [(u32, u32, [u32; 2], [u32; 4], [u32; 2], [u32; 2], u32); 3] = [
+        (3, 5, [3, 3], [1, 1, 1, 1], [1, 1], [1, 1], 14),
+        (2, 4, [2, 3], [0, 2, 1, 0], [2, 1], [1, 2], 16),
+        (1, 9, [5, 5], [2; 4], [2, 2], [1, 1], 30),
+    ];
+    for (c, oc, [kh, kw], padding, strides, dilations, width) in configs {
+        for filter_layout in Conv2dFilterLayout::ALL.iter().copied() {
+            for bias in [false, true] {
+                let name = format!("direct conv2d c{c} oc{oc} k{kh}x{kw} {filter_layout:?} bias {bias}");
+                let seed = name.bytes().fold(7u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+                let mut rng = Rng(seed | 1);
+                let mut g = Graph::new();
+                let xs = [1, c, 6, width];
+                let fs = conv_filter_shape(filter_layout, oc, c, kh, kw);
+                let x = g.add_input("x", OperandDescriptor::new(Float32, xs.to_vec())).unwrap();
+                let w = g.add_input("w", OperandDescriptor::new(Float32, fs.clone())).unwrap();
+                let mut feeds = vec![("x".to_string(), random_tensor(&mut rng, Float32, &xs)), ("w".to_string(), random_tensor(&mut rng, Float32, &fs))];
+                let b = bias.then(|| {
+                    feeds.push(("b".to_string(), random_tensor(&mut rng, Float32, &[oc])));
+                    g.add_input("b", OperandDescriptor::new(Float32, vec![oc])).unwrap()
+                });
+                let options_conv = Conv2dOptions { padding, strides, dilations, filter_layout, bias: b, ..Default::default() };
+                let y = node(&mut g, Op::Conv2d { input: x, filter: w, options: options_conv });
+                g.add_output("y", y).unwrap();
+                let program = lower_with(&g, options).unwrap();
+                let kinds: Vec<&str> = program.kernels.iter().map(|k| k.kind()).collect();
+                assert_eq!(kinds[0], "reduce", "{name}:\n{program}");
+                assert!(!kinds.contains(&"gemm"), "{name}:\n{program}");
+                check_graph_with(&name, &g, &feeds, tol, options);
+            }
+        }
+    }
+}
+
 #[test]
 fn conv_transpose2d_every_layout_and_stride() {
     let tol = Tol::Close { rtol: 1e-5, atol: 1e-5 };
@@ -856,7 +902,7 @@ fn wide_integer_nodes_become_host_kernels() {
 #[test]
 fn without_host_kernels_every_unsupported_node_is_reported_at_once() {
     let g = wide_integer_graph();
-    let err = lower_with(&g, LowerOptions { host_kernels: false }).unwrap_err();
+    let err = lower_with(&g, LowerOptions { host_kernels: false, ..Default::default() }).unwrap_err();
     let LowerError::Unsupported(list) = &err else { panic!("{err}") };
     let summary: Vec<(&str, &str)> = list.iter().map(|u| (u.op, u.label.as_str())).collect();
     assert_eq!(summary, [("add", "sum"), ("cast", "widen"), ("mul", "")]);
@@ -868,7 +914,7 @@ fn without_host_kernels_every_unsupported_node_is_reported_at_once() {
     let y = node(&mut g, Op::Binary { kind: BinaryOp::Pow, a: x, b: x });
     g.add_output("y", y).unwrap();
     assert_eq!(
-        lower_with(&g, LowerOptions { host_kernels: false }).unwrap().to_string(),
+        lower_with(&g, LowerOptions { host_kernels: false, ..Default::default() }).unwrap().to_string(),
         lower(&g).unwrap().to_string()
     );
 }

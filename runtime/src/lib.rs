@@ -196,9 +196,14 @@ impl Context {
             Backend::Interp => Executable::Interp,
             Backend::Kernels => Executable::Kernels(kiln_passes::lower(&graph)?),
             Backend::Cpu => {
-                let program = kiln_passes::lower(&graph)?;
+                let target = kiln_codegen::cpu::Target::host();
+                let options = kiln_passes::LowerOptions {
+                    direct_convolution: target.direct_convolution(),
+                    ..Default::default()
+                };
+                let program = kiln_passes::lower_with(&graph, options)?;
                 let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
-                Executable::Cpu(Box::new(cpu::CpuExecutable::new(program, &kiln_codegen::cpu::Target::host(), outputs)?))
+                Executable::Cpu(Box::new(cpu::CpuExecutable::new(program, &target, outputs)?))
             }
         };
         Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable }) })

@@ -93,7 +93,7 @@ pub fn kernel(
     kernel: &Kernel,
     helpers: &Imported,
     gemm: Option<(&gemm::Plan, &gemm::Refs)>,
-    window: Option<(&window::Plan, cranelift_codegen::ir::FuncRef)>,
+    window: Option<(&window::Plan, &[cranelift_codegen::ir::FuncRef])>,
 ) {
     let entry = fb.create_block();
     fb.append_block_params_for_function_params(entry);
@@ -111,7 +111,7 @@ pub fn kernel(
     match kernel {
         Kernel::Map { domain, inputs, expr, out } => e.map(fb, domain, inputs, expr, out),
         Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => match window {
-            Some((plan, micro)) => e.window_sum(fb, plan, micro, domain, *reduced, inputs, out),
+            Some((plan, micro)) => e.window_sum(fb, plan, micro, kernel),
             None => e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out),
         },
         Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => match gemm {

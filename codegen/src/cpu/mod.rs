@@ -132,28 +132,28 @@ fn define_kernels<M: Module>(
             Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, packed.as_deref_mut())?),
             None => None,
         };
-        // A window sum's micro-kernel is generated for that kernel.
+        // A window sum's micro-kernels are generated for that kernel.
         let window = emit::window::plan(program, kernel, target.features);
-        let window_id = match &window {
-            Some(w) => {
-                let sig = microkernel::signature(module, 4);
-                let id = module.declare_function(&w.name(k), Linkage::Local, &sig).map_err(cranelift)?;
-                let code = emit::window::avx512(w).map_err(cranelift)?;
+        let mut window_ids = Vec::new();
+        if let Some(w) = &window {
+            for channels in w.blocks() {
+                let name = w.name(k, channels);
+                let id = module.declare_function(&name, Linkage::Local, &microkernel::signature(module, 4)).map_err(cranelift)?;
+                let code = emit::window::avx512(w, channels).map_err(cranelift)?;
                 module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
                 if let Some((Listing::Asm, out)) = &mut listing {
-                    out.push_str(&format!("; micro-kernel {}\n{}\n", w.name(k), microkernel::disassemble(&code)));
+                    out.push_str(&format!("; micro-kernel {name}\n{}\n", microkernel::disassemble(&code)));
                 }
-                Some(id)
+                window_ids.push(id);
             }
-            None => None,
-        };
+        }
         {
             let mut fb = FunctionBuilder::new(&mut ctx.func, &mut fb_ctx);
             let helper_refs = helpers.import(module, fb.func);
             let refs = declared.as_ref().map(|d| d.import(module, fb.func));
             let fast = plan.as_ref().zip(refs.as_ref());
-            let window_ref = window_id.map(|id| module.declare_func_in_func(id, fb.func));
-            emit::kernel(&mut fb, program, kernel, &helper_refs, fast, window.as_ref().zip(window_ref));
+            let window_refs: Vec<_> = window_ids.iter().map(|&id| module.declare_func_in_func(id, fb.func)).collect();
+            emit::kernel(&mut fb, program, kernel, &helper_refs, fast, window.as_ref().map(|w| (w, window_refs.as_slice())));
             fb.finalize(frontend_config);
         }
         if let Some((Listing::Clif, out)) = &mut listing {

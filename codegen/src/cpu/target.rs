@@ -27,6 +27,13 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the code generator has direct convolution kernels for this
+    /// level (see `kiln_passes::LowerOptions::direct_convolution`): the
+    /// AVX-512 window sums.
+    pub fn direct_convolution(&self) -> bool {
+        self.features == Features::Avx512
+    }
+
     /// The best level this machine runs.
     pub fn host() -> Self {
         #[cfg(target_arch = "x86_64")]

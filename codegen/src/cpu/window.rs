@@ -1,48 +1,58 @@
-//! Window sums (depthwise convolutions, and grouped ones with one input
-//! channel per group) on AVX-512: a [`Kernel::Reduce`] of `x * w` whose
+//! Window sums on AVX-512: depthwise convolutions, and direct convolutions
+//! (a [`Kernel::Reduce`] of `x * w` over input channels and a window, whose
 //! window input `x` moves along the innermost kept axis `v` with stride 1
-//! or 2 runs one whole output row per call of a micro-kernel generated for
-//! that kernel, 16 outputs per zmm register, borders included.
+//! or 2) run one whole output row, for a block of output channels, per
+//! call of a micro-kernel generated for that kernel: 16 outputs per zmm
+//! register, borders included, no im2col buffer.
 //!
 //! # When ([`plan`])
 //! AVX-512 target; a Sum reduction whose element is `in0 * in1` (either
 //! order) and whose finish is the accumulator; float32 inputs and output;
-//! the window input moves with `v` only along its last coordinate, by 1 or
-//! 2, and that coordinate depends on no other kept axis; the weight input
-//! is unguarded and does not move with `v`; the output is contiguous along
-//! `v` and shares no memory with an input; at most 64 reduced indices
-//! (*taps*); `v` at least 8 long and some kept axis before it longer than 1
-//! (so tasks split whole rows). Anything else keeps the F32X4 paths of
-//! `vector.rs`.
+//! the window input moves with `v` only along its last coordinate (its
+//! *column*), by 1 or 2, and that coordinate depends on no other kept axis;
+//! the weight input is unguarded and does not move with `v`; the output is
+//! contiguous along `v` and shares no memory with an input; some kept axis
+//! before `v` longer than 1 (so tasks split whole rows); and at most 64
+//! *taps*: the reduced indices, except that a first reduced axis along
+//! which no guarded coordinate of the window input can leave its shape and
+//! its column stays put (the input channels) becomes a loop inside the
+//! micro-kernel instead. A kept axis longer than 1 along which the weight
+//! moves and the window input does not (the output channels) is blocked:
+//! 8 channels per call, one at a time for the rest. Anything else keeps the
+//! F32X4 paths of `vector.rs`.
 //!
 //! # Rows
-//! For every index of the kept axes before `v`, the driver (Cranelift)
-//! computes the address of the window input and of the weights at `v = 0`
-//! and tap 0, and one bit per tap: whether the tap's coordinates that do
-//! not move with `v` (its row, in a padded convolution) are inside the
-//! input. The micro-kernel is straight-line code for that row: for each
-//! pass of up to four groups of 16 outputs, for each tap whose bit is set,
-//! it broadcasts the weight and adds `x * w` into the group's accumulators,
-//! reading each group's 16 elements (stride 2: the even ones of 32, two
-//! loads and a permute) at displacements fixed at compile time. The lanes
-//! whose column falls outside the input or past the row are masked off
-//! (`{k}{z}` loads never touch their memory), with masks fixed at compile
-//! time per tap and group; a group no lane of which a tap reaches skips
-//! that tap. A skipped tap or lane adds nothing, where the reference adds
-//! `0 * w`: the same for every finite weight. The last group's store is
-//! masked to the row.
+//! For every index of the kept axes before `v` (output channels innermost),
+//! the driver (Cranelift) computes the address of the window input, of the
+//! weights and of the output at `v = 0`, tap 0, input channel 0, and one
+//! bit per tap: whether the tap's coordinates that do not move with `v`
+//! (its row, in a padded convolution) are inside the input. The
+//! micro-kernel is straight-line code for that row: for each pass over up
+//! to four groups of 16 outputs (fewer with more output channels), for each
+//! input channel, for each tap whose bit is set, it reads each group's 16
+//! elements (stride 2: the even ones of 32, two loads and a permute) at
+//! displacements fixed at compile time, broadcasts each output channel's
+//! weight and adds `x * w` into that channel's accumulator for the group.
+//! Lanes whose column falls outside the input or past the row are masked
+//! off (`{k}{z}` loads never touch their memory), with masks fixed at
+//! compile time per tap and group; a group no lane of which a tap reaches
+//! skips that tap. A skipped tap or lane adds nothing, where the reference
+//! adds `0 * w`: the same for every finite weight. The last group's store
+//! is masked to the row.
 //!
-//! Each lane sums its taps in order, alternating between two accumulators
-//! (four when a pass has one group) that are added at the end, with fused
-//! multiply-adds: results differ from the reference by rounding only.
+//! Each lane sums in order of input channel and tap, with fused
+//! multiply-adds; with a single output channel the taps alternate between
+//! two accumulators (four when a pass has one group) that are added at the
+//! end. Results differ from the reference by rounding only.
 //!
 //! # Micro-kernel
 //! `fn(x: *const f32, w: *const f32, out: *mut f32, taps: u64)`, named
-//! `k<kernel>_avx512_window_sum_f32_s<stride>`: `x` and `w` as above, `out`
-//! the row's first output, bit `t` of `taps` set when tap `t` is inside.
-//! Caller-saved registers only, no stack, `vzeroupper` at the end.
+//! `k<kernel>_avx512_window_sum_f32_s<stride>` (`_oc<n>` when it computes
+//! `n` output channels): `x`, `w` and `out` as above, bit `t` of `taps` set
+//! when tap `t` is inside. Caller-saved registers only, no stack,
+//! `vzeroupper` at the end.
 
-use cranelift_codegen::ir::{types, FuncRef, InstBuilder};
+use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::code_asm::*;
 use kiln_ir::kernel::{Access, BinaryFn, BufferKind, Combine, Expr, ExprNode, Kernel, Program};
@@ -56,8 +66,10 @@ use crate::cpu::target::Features;
 const LANES: usize = 16;
 /// The most taps a window may have (one bit each in a u64).
 const MAX_TAPS: usize = 64;
-/// Groups accumulated together (registers zmm0..zmm7 hold their partial sums).
-const PASS: usize = 4;
+/// Output channels per call when the kernel has an output-channel axis.
+const OC_BLOCK: usize = 8;
+/// Accumulator registers (zmm0..zmm23).
+const ACCUMULATORS: usize = 24;
 
 /// A window-sum kernel as the micro-kernel generator sees it: everything
 /// about a row that is fixed at compile time.
@@ -69,28 +81,65 @@ pub struct Plan {
     pub stride: usize,
     /// Outputs per row (the length of `v`).
     pub row: usize,
-    /// Per tap: the window's element offset from tap 0 (at `v = 0`), the
-    /// weight's element offset from tap 0, and per group of 16 outputs the
-    /// mask of window elements to read (bit `e` = element `e` of the
-    /// group's 16, or for stride 2 of its 32).
+    /// The taps, in row-major order of their reduced indices.
     pub taps: Vec<Tap>,
     /// Whether some tap's row can fall outside the input (the driver then
     /// checks every tap's row).
     pub guarded_rows: bool,
+    /// The input-channel loop inside the micro-kernel, if any.
+    pub channels: Option<Channels>,
+    /// The output-channel axis blocked by the driver, if any.
+    pub outputs: Option<Outputs>,
 }
 
 /// One tap of a [`Plan`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tap {
+    /// The window input's element offset from tap 0 (at `v = 0`).
     pub x_offset: i64,
+    /// The weight's element offset from tap 0.
     pub w_offset: i64,
+    /// Per group of 16 outputs, the window elements to read (bit `e` =
+    /// element `e` of the group's 16, or for stride 2 of its 32).
     pub masks: Vec<u32>,
 }
 
+/// The input channels: a loop of `count` trips inside the micro-kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channels {
+    pub count: usize,
+    /// Element steps of the window input and the weights per channel.
+    pub x_step: i64,
+    pub w_step: i64,
+}
+
+/// The output channels: kept axis `axis`, computed `block` per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outputs {
+    pub axis: usize,
+    pub block: usize,
+    /// Element steps of the weights and the output per channel.
+    pub w_step: i64,
+    pub out_step: i64,
+}
+
 impl Plan {
-    /// The micro-kernel's symbol for kernel number `k`.
-    pub fn name(&self, k: usize) -> String {
-        format!("k{k}_avx512_window_sum_f32_s{}", self.stride)
+    /// The symbol of the micro-kernel of kernel `k` computing `channels`
+    /// output channels per call.
+    pub fn name(&self, k: usize, channels: usize) -> String {
+        match self.outputs {
+            Some(_) => format!("k{k}_avx512_window_sum_f32_s{}_oc{channels}", self.stride),
+            None => format!("k{k}_avx512_window_sum_f32_s{}", self.stride),
+        }
+    }
+
+    /// The output channels per call of each micro-kernel the kernel uses:
+    /// a full block, and one at a time for the rest.
+    pub fn blocks(&self) -> Vec<usize> {
+        match self.outputs {
+            Some(o) if o.block > 1 => vec![o.block, 1],
+            _ => vec![1],
+        }
     }
 
     fn groups(&self) -> usize {
@@ -123,29 +172,50 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
     }
     let kept = rank - reduced;
     let v = kept - 1;
-    let rdims = &domain[kept..];
-    let tap_count: usize = rdims.iter().product();
-    if tap_count > MAX_TAPS || domain[..v].iter().all(|&d| d == 1) {
+    if domain[..v].iter().all(|&d| d == 1) {
         return None;
     }
     let (_, out_strides) = out.linear(kept);
     if out_strides[v] != 1 || inputs.iter().any(|a| shares_memory(program, a, out)) {
         return None;
     }
-    let moving = |a: &Access| a.coef.iter().any(|row| row[v] != 0);
-    let window = inputs.iter().position(moving)?;
+    let moving = |a: &Access, axis: usize| a.coef.iter().any(|row| row[axis] != 0);
+    let window = inputs.iter().position(|a| moving(a, v))?;
     let (x, w) = (&inputs[window], &inputs[1 - window]);
     let last = x.shape.len().checked_sub(1)?;
     let stride = x.coef[last][v];
     let other_kept = (0..kept).any(|a| a != v && x.coef[last][a] != 0);
-    if moving(w) || w.guard.is_some() || !(1..=2).contains(&stride) || other_kept || (0..last).any(|j| x.coef[j][v] != 0)
+    if moving(w, v) || w.guard.is_some() || !(1..=2).contains(&stride) || other_kept || (0..last).any(|j| x.coef[j][v] != 0)
     {
         return None;
     }
-    // Unguarded: the validator proved every column inside; guarded: the
-    // masks keep the lanes whose column is inside.
     let (_, xs) = x.linear(rank);
     let (_, ws) = w.linear(rank);
+    // The input channels: the first reduced axis, if no coordinate it moves
+    // can leave the shape and the column does not move with it.
+    let c = kept;
+    let stays_inside = |j: usize| {
+        let (lo, hi) = coordinate_span(x, j, domain);
+        x.coef[j][c] == 0 || (lo >= 0 && hi < x.shape[j] as i128)
+    };
+    let channels = (domain[c] > 1 && x.coef[last][c] == 0 && (0..last).all(stays_inside))
+        .then(|| Channels { count: domain[c], x_step: xs[c] as i64, w_step: ws[c] as i64 });
+    let first_tap_axis = if channels.is_some() { c + 1 } else { c };
+    let rdims = &domain[first_tap_axis..];
+    let tap_count: usize = rdims.iter().product();
+    if tap_count > MAX_TAPS {
+        return None;
+    }
+    // The output channels: a kept axis the weights move along and the
+    // window input does not.
+    let outputs = (0..v).find(|&a| domain[a] > 1 && ws[a] != 0 && !moving(x, a)).map(|axis| Outputs {
+        axis,
+        block: OC_BLOCK.min(domain[axis]),
+        w_step: ws[axis] as i64,
+        out_step: out_strides[axis] as i64,
+    });
+    // Unguarded: the validator proved every column inside; guarded: the
+    // masks keep the lanes whose column is inside.
     let row = domain[v];
     let groups = row.div_ceil(LANES);
     let width = x.shape[last] as i64;
@@ -156,10 +226,10 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
                 r[a] = t % d;
                 t /= d;
             }
-            let at = |s: &[isize]| r.iter().enumerate().map(|(a, &i)| s[kept + a] as i64 * i as i64).sum::<i64>();
+            let at = |s: &[isize]| r.iter().enumerate().map(|(a, &i)| s[first_tap_axis + a] as i64 * i as i64).sum::<i64>();
             // The column of output 0 at this tap.
             let column0 = x.base[last] as i64
-                + r.iter().enumerate().map(|(a, &i)| x.coef[last][kept + a] as i64 * i as i64).sum::<i64>();
+                + r.iter().enumerate().map(|(a, &i)| x.coef[last][first_tap_axis + a] as i64 * i as i64).sum::<i64>();
             let masks = (0..groups)
                 .map(|g| {
                     let mut mask = 0u32;
@@ -178,12 +248,31 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         })
         .collect();
     // Every byte displacement of the micro-kernel must fit 32 bits.
-    let reach = (4 * LANES * stride as usize * groups + 64) as i64;
-    if taps.iter().any(|t: &Tap| (4 * t.x_offset).abs() + reach > i32::MAX as i64 || (4 * t.w_offset).abs() > i32::MAX as i64) {
+    let fits = |elements: i64| (4 * elements).abs() < (i32::MAX / 2) as i64;
+    let reach = (LANES * stride as usize * groups + 16) as i64;
+    let block = outputs.map_or(1, |o| o.block as i64);
+    let out_reach = outputs.map_or(0, |o| o.out_step * (block - 1)) + (groups * LANES) as i64;
+    if !taps.iter().all(|t| fits(t.x_offset.abs() + reach) && fits(t.w_offset.abs() + outputs.map_or(0, |o| o.w_step.abs() * block)))
+        || !fits(out_reach)
+    {
         return None;
     }
     let guarded_rows = x.guard.is_some() && has_uniform_guard(x, domain, v);
-    Some(Plan { window, stride: stride as usize, row, taps, guarded_rows })
+    Some(Plan { window, stride: stride as usize, row, taps, guarded_rows, channels, outputs })
+}
+
+/// The least and greatest value of coordinate `j` of `a` over `domain`.
+fn coordinate_span(a: &Access, j: usize, domain: &[usize]) -> (i128, i128) {
+    let (mut lo, mut hi) = (a.base[j] as i128, a.base[j] as i128);
+    for (&c, &d) in a.coef[j].iter().zip(domain) {
+        let span = c as i128 * (d as i128 - 1);
+        if span < 0 {
+            lo += span;
+        } else {
+            hi += span;
+        }
+    }
+    (lo, hi)
 }
 
 /// Whether input `a` may share memory with `out`.
@@ -202,8 +291,12 @@ fn shares_memory(program: &Program, a: &Access, out: &Access) -> bool {
 
 impl Emitter<'_> {
     /// A window-sum kernel by `plan` (see the module documentation), calling
-    /// its micro-kernel `micro` once per row.
-    pub(super) fn window_sum(&self, fb: &mut FunctionBuilder, plan: &Plan, micro: FuncRef, domain: &[usize], reduced: usize, inputs: &[Access], out: &Access) {
+    /// `micro[i]` (computing `plan.blocks()[i]` output channels) once per
+    /// row and block of output channels.
+    pub(super) fn window_sum(&self, fb: &mut FunctionBuilder, plan: &Plan, micro: &[FuncRef], kernel: &Kernel) {
+        let Kernel::Reduce { domain, reduced, inputs, out, .. } = kernel else {
+            unreachable!("window sums are reductions")
+        };
         let rank = domain.len();
         let kept = rank - reduced;
         let v = kept - 1;
@@ -211,25 +304,30 @@ impl Emitter<'_> {
         let ranges = self.ranges(fb, &domain[..v], true);
         let zero = fb.ins().iconst(types::I64, 0);
         let all = fb.ins().iconst(types::I64, ((1u128 << plan.taps.len()) - 1) as i64);
-        nest(fb, &ranges, &mut Vec::new(), &mut |fb, index| {
-            // The row at v = 0, tap 0.
-            let mut at = index.to_vec();
+        let oc_axis = plan.outputs.map(|o| o.axis);
+        // Every kept axis before v but the output channels, then those.
+        let outer: Vec<(Value, Value)> =
+            ranges.iter().enumerate().filter(|(a, _)| Some(*a) != oc_axis).map(|(_, r)| *r).collect();
+        let first_tap_axis = kept + usize::from(plan.channels.is_some());
+        nest(fb, &outer, &mut Vec::new(), &mut |fb, index| {
+            // The full index at v = 0, tap 0, channel 0 (output channel 0).
+            let mut at: Vec<Value> = Vec::with_capacity(rank);
+            let mut rest = index.iter();
+            for a in 0..v {
+                at.push(if Some(a) == oc_axis { zero } else { *rest.next().expect("one index per outer axis") });
+            }
             at.resize(rank, zero);
             let x_row = Self::offset(fb, x, &at);
             let x_row = self.address(fb, x.buffer, x_row);
-            let w_row = Self::offset(fb, w, &at);
-            let w_row = self.address(fb, w.buffer, w_row);
-            let out_row = Self::offset(fb, out, &at[..kept]);
-            let out_row = self.address(fb, out.buffer, out_row);
             let taps = if plan.guarded_rows {
-                let rdims = &domain[kept..];
+                let rdims = &domain[first_tap_axis..];
                 let mut bits = zero;
                 for t in 0..plan.taps.len() {
                     let mut full = at.clone();
-                    let mut rest = t;
+                    let mut left = t;
                     for (a, &d) in rdims.iter().enumerate().rev() {
-                        full[kept + a] = fb.ins().iconst(types::I64, (rest % d) as i64);
-                        rest /= d;
+                        full[first_tap_axis + a] = fb.ins().iconst(types::I64, (left % d) as i64);
+                        left /= d;
                     }
                     let inside = Self::in_range_uniform(fb, x, domain, &full, v);
                     let inside = fb.ins().uextend(types::I64, inside);
@@ -240,35 +338,83 @@ impl Emitter<'_> {
             } else {
                 all
             };
-            fb.ins().call(micro, &[x_row, w_row, out_row, taps]);
+            let call = |fb: &mut FunctionBuilder, oc: Value, which: usize| {
+                let mut here = at.clone();
+                if let Some(axis) = oc_axis {
+                    here[axis] = oc;
+                }
+                let w_row = Self::offset(fb, w, &here);
+                let w_row = self.address(fb, w.buffer, w_row);
+                let out_row = Self::offset(fb, out, &here[..kept]);
+                let out_row = self.address(fb, out.buffer, out_row);
+                fb.ins().call(micro[which], &[x_row, w_row, out_row, taps]);
+            };
+            match (oc_axis, plan.blocks().as_slice()) {
+                (Some(axis), &[block, 1]) => {
+                    // Whole blocks, then one channel at a time.
+                    let (lo, hi) = ranges[axis];
+                    let last_start = fb.ins().iadd_imm_s(hi, 1 - block as i64);
+                    super::for_step(fb, lo, last_start, block as i64, &mut |fb, oc| call(fb, oc, 0));
+                    let span = fb.ins().isub(hi, lo);
+                    let whole = fb.ins().udiv_imm_u(span, block as i64);
+                    let done = fb.ins().imul_imm_s(whole, block as i64);
+                    let rest_start = fb.ins().iadd(lo, done);
+                    super::for_range(fb, rest_start, hi, &mut |fb, oc| call(fb, oc, 1));
+                }
+                (Some(axis), _) => {
+                    let (lo, hi) = ranges[axis];
+                    super::for_range(fb, lo, hi, &mut |fb, oc| call(fb, oc, 0));
+                }
+                (None, _) => call(fb, zero, 0),
+            }
         });
     }
 }
 
-/// The micro-kernel of `plan`: see the module documentation.
-pub fn avx512(plan: &Plan) -> Result<Vec<u8>, IcedError> {
-    const ACC: [AsmRegisterZmm; 8] = [zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7];
-    const TEMP: [AsmRegisterZmm; PASS] = [zmm8, zmm9, zmm10, zmm11];
+/// The micro-kernel of `plan` computing `channels` output channels per
+/// call: see the module documentation.
+pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
+    const ZMM: [AsmRegisterZmm; 32] = [
+        zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16,
+        zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31,
+    ];
+    // zmm24..27: loaded groups; zmm28: a broadcast weight; zmm29: the upper
+    // half of a stride-2 group; zmm31: the even-element permutation.
+    let (temps, weight, upper) = (&ZMM[24..28], zmm28, zmm29);
     let stride = plan.stride;
     let group_bytes = (4 * LANES * stride) as i64;
     let groups = plan.groups();
     let full: u32 = if stride == 1 { 0xFFFF } else { 0x5555_5555 };
+    // Groups per pass, and partial sums per output channel and group.
+    let per_pass = (ACCUMULATORS / channels).clamp(1, 4).min(groups);
+    let split_for = |pass: usize| if channels > 1 { 1 } else if pass == 1 { 4 } else { 2 };
+    let (w_oc_step, out_oc_step) = plan.outputs.map_or((0, 0), |o| (o.w_step, o.out_step));
     let mut asm = CodeAssembler::new(64)?;
     let mut evens = asm.create_label();
     if stride == 2 {
         asm.vmovups(zmm31, zmmword_ptr(evens))?;
     }
     // `plan` checked that every displacement fits 32 bits.
-    let disp = |bytes: i64| -> Result<i32, IcedError> { Ok(bytes as i32) };
-    for first in (0..groups).step_by(PASS) {
-        let pass: Vec<usize> = (first..groups.min(first + PASS)).collect();
-        let split = if pass.len() == 1 { 4 } else { 2 };
-        let acc = |p: usize, s: usize| ACC[p * split + s];
-        for p in 0..pass.len() {
-            for s in 0..split {
-                asm.vpxord(acc(p, s), acc(p, s), acc(p, s))?;
+    let disp = |elements: i64| (4 * elements) as i32;
+    for first in (0..groups).step_by(per_pass) {
+        let pass: Vec<usize> = (first..groups.min(first + per_pass)).collect();
+        let split = split_for(pass.len());
+        let acc = |b: usize, p: usize, s: usize| ZMM[(b * pass.len() + p) * split + s];
+        for b in 0..channels {
+            for p in 0..pass.len() {
+                for s in 0..split {
+                    asm.vpxord(acc(b, p, s), acc(b, p, s), acc(b, p, s))?;
+                }
             }
         }
+        // r8, r9: the window input and the weights at the current input channel.
+        asm.mov(r8, rdi)?;
+        asm.mov(r9, rsi)?;
+        let mut channel = asm.create_label();
+        if let Some(c) = plan.channels {
+            asm.mov(r10, c.count as u64)?;
+        }
+        asm.set_label(&mut channel)?;
         for (t, tap) in plan.taps.iter().enumerate() {
             if pass.iter().all(|&g| tap.masks[g] == 0) {
                 continue;
@@ -278,53 +424,65 @@ pub fn avx512(plan: &Plan) -> Result<Vec<u8>, IcedError> {
                 asm.bt(rcx, t as u32)?;
                 asm.jnc(skip)?;
             }
-            asm.vbroadcastss(zmm12, dword_ptr(rsi + disp(4 * tap.w_offset)?))?;
             for (p, &g) in pass.iter().enumerate() {
                 let mask = tap.masks[g];
                 if mask == 0 {
                     continue;
                 }
-                let at = disp(4 * tap.x_offset + g as i64 * group_bytes)?;
-                let into = TEMP[p];
-                // Loads the 16 elements at byte `at` (`half` = which 16 of a
-                // stride-2 group's 32) under its part of the mask.
+                let at = disp(tap.x_offset + g as i64 * group_bytes / 4);
+                // Loads 16 elements at byte `at` under part `half` of the mask.
                 let masked_load = |asm: &mut CodeAssembler, into: AsmRegisterZmm, half: u32, at: i32| {
                     let bits = (mask >> (16 * half)) & 0xFFFF;
                     let all = (full >> (16 * half)) & 0xFFFF;
                     if bits == all && stride == 1 {
-                        asm.vmovups(into, zmmword_ptr(rdi + at))
+                        asm.vmovups(into, zmmword_ptr(r8 + at))
                     } else {
                         asm.mov(eax, bits)?;
                         asm.kmovw(k1, eax)?;
-                        asm.vmovups(into.k1().z(), zmmword_ptr(rdi + at))
+                        asm.vmovups(into.k1().z(), zmmword_ptr(r8 + at))
                     }
                 };
-                masked_load(&mut asm, into, 0, at)?;
+                masked_load(&mut asm, temps[p], 0, at)?;
                 if stride == 2 {
                     if mask >> 16 == 0 {
                         // Lanes 8.. read nothing: the permute takes zeros.
-                        asm.vpxord(zmm13, zmm13, zmm13)?;
+                        asm.vpxord(upper, upper, upper)?;
                     } else {
-                        masked_load(&mut asm, zmm13, 1, at + 64)?;
+                        masked_load(&mut asm, upper, 1, at + 64)?;
                     }
-                    asm.vpermt2ps(into, zmm31, zmm13)?;
+                    asm.vpermt2ps(temps[p], zmm31, upper)?;
                 }
-                asm.vfmadd231ps(acc(p, t % split), into, zmm12)?;
+            }
+            for b in 0..channels {
+                asm.vbroadcastss(weight, dword_ptr(r9 + disp(tap.w_offset + b as i64 * w_oc_step)))?;
+                for (p, &g) in pass.iter().enumerate() {
+                    if tap.masks[g] != 0 {
+                        asm.vfmadd231ps(acc(b, p, t % split), temps[p], weight)?;
+                    }
+                }
             }
             asm.set_label(&mut skip)?;
         }
-        for (p, &g) in pass.iter().enumerate() {
-            for s in 1..split {
-                asm.vaddps(acc(p, 0), acc(p, 0), acc(p, s))?;
-            }
-            let at = disp((4 * LANES * g) as i64)?;
-            let valid = plan.row - g * LANES;
-            if valid >= LANES {
-                asm.vmovups(zmmword_ptr(rdx + at), acc(p, 0))?;
-            } else {
-                asm.mov(eax, (1u32 << valid) - 1)?;
-                asm.kmovw(k1, eax)?;
-                asm.vmovups(zmmword_ptr(rdx + at).k1(), acc(p, 0))?;
+        if let Some(c) = plan.channels {
+            asm.add(r8, disp(c.x_step))?;
+            asm.add(r9, disp(c.w_step))?;
+            asm.dec(r10)?;
+            asm.jnz(channel)?;
+        }
+        for b in 0..channels {
+            for (p, &g) in pass.iter().enumerate() {
+                for s in 1..split {
+                    asm.vaddps(acc(b, p, 0), acc(b, p, 0), acc(b, p, s))?;
+                }
+                let at = disp((LANES * g) as i64 + b as i64 * out_oc_step);
+                let valid = plan.row - g * LANES;
+                if valid >= LANES {
+                    asm.vmovups(zmmword_ptr(rdx + at), acc(b, p, 0))?;
+                } else {
+                    asm.mov(eax, (1u32 << valid) - 1)?;
+                    asm.kmovw(k1, eax)?;
+                    asm.vmovups(zmmword_ptr(rdx + at).k1(), acc(b, p, 0))?;
+                }
             }
         }
     }
