@@ -33,7 +33,9 @@
 //! slow (one thread, a copy of every input and output). These nodes are:
 //! - arithmetic, comparisons, selections (`where`), `clamp`, `prelu`,
 //!   `abs`/`neg`/`relu`, `reduceMax`/`reduceMin` and `maxPool2d` on 32- and
-//!   64-bit integers;
+//!   64-bit integers, except a comparison with a constant whose values all
+//!   lie strictly within ±2^24 (exact in f32, see `small_int_constant`:
+//!   one-hot encodings compare indices with such a range);
 //! - `pow` on integers, and the accumulating reductions (`reduceSum`,
 //!   `reduceL1`, `reduceSumSquare`, `reduceProduct`) on integers;
 //! - integer-to-integer casts that need more than f32's exact integers
@@ -112,11 +114,11 @@ pub struct LowerOptions {
     /// [`Kernel::Host`] (the default), or is reported in
     /// [`LowerError::Unsupported`] (for backends that cannot run host code).
     pub host_kernels: bool,
-    /// Whether a float32 nchw `conv2d` with one group and a window larger
-    /// than one pixel whose output rows are at least 12 long becomes a
-    /// window Reduce (read in place by a code generator with direct
-    /// convolution kernels: AVX-512 on the cpu backend) instead of an
-    /// im2col Map and a Gemm. Off by default.
+    /// Whether a float32 nchw `conv2d` with one group, a window larger than
+    /// one pixel but of at most 64, a column stride of 1 or 2 and output
+    /// rows at least 12 long becomes a window Reduce (read in place by a
+    /// code generator with direct convolution kernels: AVX-512 on the cpu
+    /// backend) instead of an im2col Map and a Gemm. Off by default.
     pub direct_convolution: bool,
 }
 
@@ -442,6 +444,23 @@ fn need_computable(t: DataType) -> Result<(), String> {
     }
 }
 
+/// Whether operand `id` is an integer constant whose every value lies
+/// strictly between -2^24 and 2^24. A comparison with such a constant is
+/// exact in f32 whatever the other operand: an integer of magnitude up to
+/// 2^24 converts exactly, and a larger one converts (rounding is monotone)
+/// to a value of magnitude at least 2^24, on the same side of every such
+/// constant as the integer itself, and equal to none of them.
+fn small_int_constant(graph: &Graph, id: OperandId) -> bool {
+    const LIMIT: i128 = 1 << 24;
+    match &graph.operand(id).kind {
+        OperandKind::Constant(t) => match t.values() {
+            Values::Int(v) => v.iter().all(|x| x.abs() < LIMIT),
+            Values::Float(_) => false,
+        },
+        _ => false,
+    }
+}
+
 /// Why the f32 kernels cannot compute `op` exactly (so that it becomes a
 /// host kernel), or `None` when they can. The one place that decides; the
 /// module documentation lists the cases.
@@ -458,6 +477,7 @@ fn host_reason(graph: &Graph, op: &Op) -> Option<String> {
                 }
             })
         }
+        Op::Compare { a, b, .. } if [*a, *b].iter().any(|&id| small_int_constant(graph, id)) => Ok(()),
         Op::Compare { a, .. } => need_computable(t_of(*a)),
         Op::Unary { kind, input } if *kind != UnaryOp::Identity => need_computable(t_of(*input)),
         Op::Clamp { input, .. } | Op::Prelu { input, .. } => need_computable(t_of(*input)),
@@ -1510,6 +1530,8 @@ impl<'g> Lowerer<'g> {
         let window_reduce = self.options.direct_convolution
             && !nhwc
             && (kh > 1 || kw > 1)
+            && kh * kw <= 64
+            && (sw == 1 || sw == 2)
             && ow >= 12
             && [x.dtype, w.dtype, y.dtype].iter().all(|&t| t == DataType::Float32);
 
@@ -2159,8 +2181,10 @@ pub fn op_support(name: &str) -> Option<Support> {
     const WIDE_INTS: &str = "32/64-bit integers";
     let host = match name {
         "add" | "sub" | "mul" | "div" | "max" | "min" | "abs" | "neg" | "relu" | "clamp" | "prelu" | "where"
-        | "equal" | "notEqual" | "greater" | "greaterOrEqual" | "lesser" | "lesserOrEqual" | "maxPool2d"
-        | "reduceMax" | "reduceMin" => WIDE_INTS,
+        | "maxPool2d" | "reduceMax" | "reduceMin" => WIDE_INTS,
+        "equal" | "notEqual" | "greater" | "greaterOrEqual" | "lesser" | "lesserOrEqual" => {
+            "32/64-bit integers, unless one side is a constant within ±2^24"
+        }
         "pow" => "integers",
         "reduceL1" | "reduceSum" | "reduceSumSquare" | "reduceProduct" => "integers",
         "cast" => "integer-to-integer casts from 32/64-bit integers, int8 to uint32/uint64 (see cast_rule)",

@@ -899,6 +899,43 @@ fn wide_integer_nodes_become_host_kernels() {
     check_graph("wide integers", &g, &feeds, Tol::Exact);
 }
 
+/// A comparison of wide integers with a constant whose values all lie
+/// strictly within ±2^24 is computed by the f32 kernels (exactly: values
+/// beyond 2^24 round to at least 2^24 in magnitude); with one constant value
+/// at 2^24 it stays a host kernel.
+#[test]
+fn comparisons_with_small_integer_constants_are_kernels() {
+    const BIG: i64 = 1 << 24;
+    // Runtime values around and far beyond 2^24, both signs.
+    let x_values: Vec<i64> = vec![0, 1, -1, BIG - 1, BIG, BIG + 1, -BIG - 1, 3 * BIG + 5, i64::MAX, i64::MIN];
+    for (data_type, limit_ok) in [(Int32, true), (Int64, true), (Int64, false)] {
+        let consts: Vec<i64> = if limit_ok { vec![0, 1, -1, BIG - 1, 1 - BIG] } else { vec![0, BIG] };
+        let xs: Vec<i64> = match data_type {
+            Int32 => x_values.iter().map(|&v| v.clamp(i32::MIN as i64, i32::MAX as i64)).collect(),
+            _ => x_values.clone(),
+        };
+        let mut g = Graph::new();
+        let x = g.add_input("x", OperandDescriptor::new(data_type, vec![xs.len() as u32, 1])).unwrap();
+        let values = Values::Int(consts.iter().map(|&v| v as i128).collect());
+        let c = Tensor::from_values(OperandDescriptor::new(data_type, vec![consts.len() as u32]), &values).unwrap();
+        let c = g.add_constant(None, c).unwrap();
+        for (n, kind) in [CompareOp::Equal, CompareOp::NotEqual, CompareOp::Greater, CompareOp::LesserOrEqual]
+            .into_iter()
+            .enumerate()
+        {
+            let (a, b) = if n % 2 == 0 { (x, c) } else { (c, x) };
+            let y = node(&mut g, Op::Compare { kind, a, b });
+            g.add_output(&format!("y{n}"), y).unwrap();
+        }
+        let p = lower(&g).unwrap();
+        let hosts = p.kernels.iter().filter(|k| k.is_host()).count();
+        assert_eq!(hosts, if limit_ok { 0 } else { 4 }, "{data_type} constants {consts:?}:\n{p}");
+        let xv = Values::Int(xs.iter().map(|&v| v as i128).collect());
+        let feeds = [("x".to_string(), Tensor::from_values(OperandDescriptor::new(data_type, vec![xs.len() as u32, 1]), &xv).unwrap())];
+        check_graph(&format!("{data_type} compare with {consts:?}"), &g, &feeds, Tol::Exact);
+    }
+}
+
 #[test]
 fn without_host_kernels_every_unsupported_node_is_reported_at_once() {
     let g = wide_integer_graph();
