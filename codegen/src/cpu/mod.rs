@@ -30,7 +30,9 @@ mod target;
 use cranelift_codegen::ir::{types, AbiParam, Signature};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::Context;
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use kiln_ir::kernel::{Kernel, KernelError, Program};
 
 pub use target::{Features, Target};
@@ -111,6 +113,9 @@ fn define_kernels<M: Module>(
     let mut ctx = module.make_context();
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.kernels.len());
+    // Without a listing, functions are built here and compiled afterwards,
+    // in parallel (`define_in_parallel`).
+    let mut pending = Vec::new();
     for (k, kernel) in program.kernels.iter().enumerate() {
         if let Kernel::Host(h) = kernel {
             if let Some((_, out)) = &mut listing {
@@ -156,6 +161,11 @@ fn define_kernels<M: Module>(
             emit::kernel(&mut fb, program, kernel, &helper_refs, fast, window.as_ref().map(|w| (w, window_refs.as_slice())));
             fb.finalize(frontend_config);
         }
+        if listing.is_none() {
+            pending.push((id, std::mem::replace(&mut ctx, module.make_context())));
+            ids.push(Some(id));
+            continue;
+        }
         if let Some((Listing::Clif, out)) = &mut listing {
             out.push_str(&format!("; kernel {k}: {}\n{}\n", kernel.kind(), ctx.func.display()));
         }
@@ -168,12 +178,64 @@ fn define_kernels<M: Module>(
         module.clear_context(&mut ctx);
         ids.push(Some(id));
     }
+    define_in_parallel(module, pending)?;
     if let (Some((Listing::Asm, out)), Some(_)) = (&mut listing, micro)
         && let Some(asm) = microkernel::disassembly(spec)?
     {
         out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
     }
     Ok(ids)
+}
+
+/// Compiles the built functions `pending` on up to as many threads as the
+/// machine has cores (Cranelift compiles each function on its own), then
+/// defines them in `module` in order, so the module is the same as with
+/// `define_function` one by one.
+fn define_in_parallel<M: Module>(module: &mut M, mut pending: Vec<(FuncId, Context)>) -> Result<(), CodegenError> {
+    struct Compiled {
+        index: usize,
+        align: u64,
+        code: Vec<u8>,
+        relocs: Vec<ModuleReloc>,
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, pending.len().max(1));
+    let isa = module.isa();
+    let compile = |index: usize, id: FuncId, ctx: &mut Context| -> Result<Compiled, CodegenError> {
+        ctx.compile(isa, &mut ControlPlane::default()).map_err(|e| cranelift(format!("{:?}", e.inner)))?;
+        let compiled = ctx.compiled_code().ok_or_else(|| cranelift("no compiled code"))?;
+        let align = (compiled.buffer.alignment as u64)
+            .max(isa.function_alignment().minimum as u64)
+            .max(isa.symbol_alignment());
+        let code = compiled.code_buffer().to_vec();
+        let relocs = compiled.buffer.relocs().iter().map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id)).collect();
+        Ok(Compiled { index, align, code, relocs })
+    };
+    // Function `i` goes to thread `i % threads`.
+    let mut buckets: Vec<Vec<(usize, &mut (FuncId, Context))>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in pending.iter_mut().enumerate() {
+        buckets[i % threads].push((i, item));
+    }
+    let mut results: Vec<Compiled> = std::thread::scope(|scope| {
+        let handles: Vec<_> = buckets
+            .into_iter()
+            .map(|bucket| {
+                scope.spawn(move || {
+                    bucket.into_iter().map(|(i, (id, ctx))| compile(i, *id, ctx)).collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| CodegenError::Cranelift("a compiler thread panicked".into()))??);
+        }
+        Ok::<_, CodegenError>(all)
+    })?;
+    results.sort_by_key(|c| c.index);
+    for c in results {
+        let id = pending[c.index].0;
+        module.define_function_bytes(id, c.align, &c.code, &c.relocs).map_err(cranelift)?;
+    }
+    Ok(())
 }
 
 /// Compiles `program` for the host into executable memory.

@@ -75,6 +75,11 @@ impl Target {
         let err = |e: &dyn fmt::Display| CodegenError::Target(e.to_string());
         let mut shared = settings::builder();
         shared.set("opt_level", "speed").map_err(|e| err(&e))?;
+        // Cranelift's IR verifier checks every function before code
+        // generation; debug builds (the tests) keep it, release builds skip
+        // it (it took about a tenth of compile time).
+        let verify = if cfg!(debug_assertions) { "true" } else { "false" };
+        shared.set("enable_verifier", verify).map_err(|e| err(&e))?;
         let triple = target_lexicon::Triple::from_str("x86_64-unknown-linux-gnu").map_err(|e| err(&e))?;
         let mut b = isa::lookup(triple).map_err(|e| err(&e))?;
         let mut flags = vec!["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"];
