@@ -71,6 +71,7 @@ fn program(scalar: bool, kind: &str) -> Program {
             element: Expr::load(0),
             combine: Combine::Sum,
             finish: Expr::acc(),
+            finish_inputs: vec![],
             out: Access::identity(o, &[N / 1024]),
         },
         _ => Kernel::Reduce {
@@ -80,6 +81,7 @@ fn program(scalar: bool, kind: &str) -> Program {
             element: Expr::load(0),
             combine: Combine::Sum,
             finish: Expr::acc(),
+            finish_inputs: vec![],
             out: Access::identity(o, &[]),
         },
     };

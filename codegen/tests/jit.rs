@@ -133,6 +133,7 @@ fn reduce_sum_and_average_with_count() {
         element: Expr::load(0),
         combine: Combine::Sum,
         finish,
+        finish_inputs: vec![],
         out: Access::identity(o, &[4]),
     });
     let out = run(&p, vec![f32s(&[1., 2., 3., 4.]), vec![0; 16]], &Target::host());

@@ -809,6 +809,7 @@ fn reduce_program(domain: Vec<usize>, reduced: usize, input_access: Access, comb
         element: elem,
         combine,
         finish,
+        finish_inputs: vec![],
         out: Access::identity(o, &kept),
     });
     p
@@ -1058,6 +1059,7 @@ fn reduce_int8_inputs() {
                 element: Expr::load(0),
                 combine: Combine::Sum,
                 finish: Expr::acc(),
+                finish_inputs: vec![],
                 out: Access::identity(o1, &[rows]),
             });
             let cols = Access { buffer: a, shape: vec![rows, n], base: vec![0, 0], coef: vec![vec![0, 1], vec![1, 0]], guard: None };
@@ -1068,6 +1070,7 @@ fn reduce_int8_inputs() {
                 element: Expr::load(0),
                 combine: Combine::Sum,
                 finish: Expr::acc(),
+                finish_inputs: vec![],
                 out: Access::identity(o2, &[n]),
             });
             let v: Vec<u8> = (0..rows * n).map(|i| (i * 37 + 11) as u8).collect();

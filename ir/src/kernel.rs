@@ -265,9 +265,11 @@ pub enum Kernel {
     /// in row-major order, `acc = combine(acc, element(i))` (every reduced
     /// index is combined; a guarded input reads its fill outside its
     /// shape), then `out[kept] = finish(acc, count)` (see
-    /// [`ExprNode::Count`]). `out` is indexed by the kept axes only; the
-    /// inputs by the whole domain. With `reduced == 0` the reduced loop runs
-    /// once.
+    /// [`ExprNode::Count`]), where the finish's loads read
+    /// `finish_inputs` at the kept index (an epilogue: a bias, an
+    /// activation's operands, a residual). `out` and the finish inputs are
+    /// indexed by the kept axes only; the inputs by the whole domain. With
+    /// `reduced == 0` the reduced loop runs once.
     Reduce {
         domain: Vec<usize>,
         reduced: usize,
@@ -275,6 +277,7 @@ pub enum Kernel {
         element: Expr,
         combine: Combine,
         finish: Expr,
+        finish_inputs: Vec<Access>,
         out: Access,
     },
     /// Batched matrix product over the domain `[batch.., m, n, k]`:
@@ -312,6 +315,44 @@ impl Kernel {
             Kernel::Gemm { .. } => "gemm",
             Kernel::Gather { .. } => "gather",
             Kernel::Host(_) => "host",
+        }
+    }
+
+    /// The buffers the kernel reads (one entry per operand that reads one)
+    /// and those it writes (one, but for a host kernel with several results).
+    pub fn reads_writes(&self) -> (Vec<BufferId>, Vec<BufferId>) {
+        let ids = |accesses: &[Access]| accesses.iter().map(|a| a.buffer).collect::<Vec<_>>();
+        match self {
+            Kernel::Map { inputs, out, .. } => (ids(inputs), vec![out.buffer]),
+            Kernel::Reduce { inputs, finish_inputs, out, .. } => {
+                let mut v = ids(inputs);
+                v.extend(ids(finish_inputs));
+                (v, vec![out.buffer])
+            }
+            Kernel::Gemm { a, b, epilogue_inputs, out, .. } => {
+                let mut v = ids(epilogue_inputs);
+                v.extend([a.buffer, b.buffer]);
+                (v, vec![out.buffer])
+            }
+            Kernel::Gather { input, indices, out, .. } => (vec![*input, *indices], vec![*out]),
+            Kernel::Host(h) => {
+                (h.inputs.iter().map(|i| i.buffer).collect(), h.outputs.iter().map(|o| o.buffer).collect())
+            }
+        }
+    }
+
+    /// Applies `f` to every buffer id the kernel names (to renumber them).
+    pub fn for_each_buffer_mut(&mut self, f: &mut dyn FnMut(&mut BufferId)) {
+        match self {
+            Kernel::Map { inputs, out, .. } => inputs.iter_mut().chain([out]).for_each(|a| f(&mut a.buffer)),
+            Kernel::Reduce { inputs, finish_inputs, out, .. } => {
+                inputs.iter_mut().chain(finish_inputs).chain([out]).for_each(|a| f(&mut a.buffer))
+            }
+            Kernel::Gemm { a, b, epilogue_inputs, out, .. } => {
+                epilogue_inputs.iter_mut().chain([a, b, out]).for_each(|x| f(&mut x.buffer))
+            }
+            Kernel::Gather { input, indices, out, .. } => [input, indices, out].into_iter().for_each(f),
+            Kernel::Host(h) => h.inputs.iter_mut().chain(&mut h.outputs).for_each(|o| f(&mut o.buffer)),
         }
     }
 
@@ -412,16 +453,20 @@ impl Program {
                     self.check_output(out, domain).map_err(|m| fail(format!("output: {m}")))?;
                     check_expr(expr, inputs.len(), Scope::Element).map_err(fail)?;
                 }
-                Kernel::Reduce { domain, reduced, inputs, element, finish, out, .. } => {
+                Kernel::Reduce { domain, reduced, inputs, element, finish, finish_inputs, out, .. } => {
                     if *reduced > domain.len() {
                         return Err(fail(format!("{reduced} reduced axes in a rank-{} domain", domain.len())));
                     }
                     for (n, a) in inputs.iter().enumerate() {
                         self.check_access(a, domain).map_err(|m| fail(format!("input {n}: {m}")))?;
                     }
-                    self.check_output(out, &domain[..domain.len() - reduced]).map_err(|m| fail(format!("output: {m}")))?;
+                    let kept = &domain[..domain.len() - reduced];
+                    for (n, a) in finish_inputs.iter().enumerate() {
+                        self.check_access(a, kept).map_err(|m| fail(format!("finish input {n}: {m}")))?;
+                    }
+                    self.check_output(out, kept).map_err(|m| fail(format!("output: {m}")))?;
                     check_expr(element, inputs.len(), Scope::Element).map_err(fail)?;
-                    check_expr(finish, 0, Scope::Finish).map_err(fail)?;
+                    check_expr(finish, finish_inputs.len(), Scope::Finish).map_err(fail)?;
                 }
                 Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
                     if domain.len() < 3 {
@@ -583,7 +628,7 @@ fn coordinate_range(base: isize, coef: &[isize], domain: &[usize]) -> Option<(i1
 enum Scope {
     /// Element expressions: loads and constants only.
     Element,
-    /// A reduction's finish: `Acc` and `Count`.
+    /// A reduction's finish: `Acc`, `Count` and loads of the finish inputs.
     Finish,
     /// A gemm epilogue: `Acc`, no `Count`.
     Epilogue,
@@ -634,9 +679,10 @@ impl fmt::Display for Program {
                     let _ = writeln!(s, "  out: {}", fmt_access(out));
                     let _ = writeln!(s, "  expr: {}", fmt_expr(expr));
                 }
-                Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
+                Kernel::Reduce { domain, reduced, inputs, element, combine, finish, finish_inputs, out } => {
                     let _ = writeln!(s, "k{k}: reduce {domain:?} over the last {reduced} ({combine:?})");
                     write_accesses(&mut s, "in", inputs);
+                    write_accesses(&mut s, "finish in", finish_inputs);
                     let _ = writeln!(s, "  out: {}", fmt_access(out));
                     let _ = writeln!(s, "  element: {}", fmt_expr(element));
                     let _ = writeln!(s, "  finish: {}", fmt_expr(finish));

@@ -1,7 +1,7 @@
 //! Operator fusion on the kernel IR: a kernel that writes a scratch buffer
 //! read by exactly one later elementwise [`Kernel::Map`] absorbs that Map.
 //!
-//! Two fusions, repeated until nothing changes:
+//! Three fusions, repeated until nothing changes:
 //!
 //! * **Gemm epilogue** ([`FusionKind::GemmEpilogue`]): the Map's expression
 //!   is appended to the Gemm's epilogue (its loads of the Gemm's output
@@ -10,6 +10,11 @@
 //!   clamp, gemm + bias + activation and residual adds into one Gemm.
 //! * **Map into Map** ([`FusionKind::MapMap`]): the consumer's expression is
 //!   appended to the producer's.
+//! * **Reduce finish** ([`FusionKind::ReduceFinish`]): like a Gemm
+//!   epilogue, over the Reduce's kept axes: the Map's expression is
+//!   appended to the finish, its other inputs become finish inputs. This
+//!   folds a depthwise or direct convolution's bias and activation, or a
+//!   pooled result's scaling, into the reduction.
 //!
 //! A [`Kernel::Host`] is never fused, as producer or as consumer: it runs
 //! an operator on whole buffers, outside the generated code. It still
@@ -17,14 +22,15 @@
 //! kernel reads or writes is never fused away.
 //!
 //! # When
-//! A producer P (Gemm or Map) and a consumer Map C fuse when all hold:
+//! A producer P (Gemm, Reduce or Map) and a consumer Map C fuse when all hold:
 //! * P's output buffer S is scratch (not a graph output), and P and C are
 //!   the only kernels that touch S; P writes it, C only reads it.
 //! * S is float32, so storing and reloading it is exact (or P and C are
 //!   both plain copies of one data type: the fused copy moves the same
 //!   bytes), and a copy through S does not become a byte copy that skips
 //!   S's rounding.
-//! * C's domain is P's (for a Gemm: `[batch.., m, n]`) with some axes split
+//! * C's domain is P's (for a Gemm: `[batch.., m, n]`; for a Reduce: its
+//!   kept axes) with some axes split
 //!   into consecutive sub-axes of the same total size (a reshape), size-1
 //!   axes aside; every access of C is re-expressible over P's domain
 //!   (affine in the merged index) — an unguarded access by its flat offset,
@@ -57,6 +63,8 @@ pub enum FusionKind {
     GemmEpilogue,
     /// A Map folded into the Map that produced its input.
     MapMap,
+    /// A Map folded into a Reduce's finish.
+    ReduceFinish,
 }
 
 /// One fusion decision, in the kernel numbering of the program at the time
@@ -91,32 +99,18 @@ pub fn fuse(program: &mut Program) -> Vec<Fusion> {
     done
 }
 
-/// The buffers a kernel reads and those it writes (one, but for a host
-/// kernel with several results).
-fn reads_writes(kernel: &Kernel) -> (Vec<BufferId>, Vec<BufferId>) {
-    let ids = |accesses: &[Access]| accesses.iter().map(|a| a.buffer).collect::<Vec<_>>();
-    match kernel {
-        Kernel::Map { inputs, out, .. } | Kernel::Reduce { inputs, out, .. } => (ids(inputs), vec![out.buffer]),
-        Kernel::Gemm { a, b, epilogue_inputs, out, .. } => {
-            let mut v = ids(epilogue_inputs);
-            v.extend([a.buffer, b.buffer]);
-            (v, vec![out.buffer])
-        }
-        Kernel::Gather { input, indices, out, .. } => (vec![*input, *indices], vec![*out]),
-        Kernel::Host(h) => {
-            (h.inputs.iter().map(|i| i.buffer).collect(), h.outputs.iter().map(|o| o.buffer).collect())
-        }
-    }
-}
 
 fn touches(kernel: &Kernel, id: BufferId) -> bool {
-    let (r, w) = reads_writes(kernel);
+    let (r, w) = kernel.reads_writes();
     w.contains(&id) || r.contains(&id)
 }
 
 fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
     let (kind, pdomain, pout) = match &program.kernels[p] {
         Kernel::Gemm { domain, out, .. } => (FusionKind::GemmEpilogue, domain[..domain.len() - 1].to_vec(), out),
+        Kernel::Reduce { domain, reduced, out, .. } => {
+            (FusionKind::ReduceFinish, domain[..domain.len() - reduced].to_vec(), out)
+        }
         Kernel::Map { domain, out, .. } => (FusionKind::MapMap, domain.clone(), out),
         _ => return None,
     };
@@ -127,7 +121,7 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
     let users: Vec<usize> =
         (0..program.kernels.len()).filter(|&k| k != p && touches(&program.kernels[k], s)).collect();
     let [c] = users[..] else { return None };
-    if c < p || reads_writes(&program.kernels[p]).0.contains(&s) {
+    if c < p || program.kernels[p].reads_writes().0.contains(&s) {
         return None;
     }
     let Kernel::Map { domain: cdomain, inputs: cinputs, expr: cexpr, out: cout } = &program.kernels[c] else {
@@ -181,12 +175,12 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
     }
     let new_out = reexpress(cout, cdomain, &groups)?;
     // Placement.
-    let (preads, _) = reads_writes(&program.kernels[p]);
+    let (preads, _) = program.kernels[p].reads_writes();
     if preads.contains(&new_out.buffer) {
         return None;
     }
     let between = &program.kernels[p + 1..c];
-    let writes_any = |k: &Kernel, set: &[BufferId]| reads_writes(k).1.iter().any(|w| set.contains(w));
+    let writes_any = |k: &Kernel, set: &[BufferId]| k.reads_writes().1.iter().any(|w| set.contains(w));
     let other_bufs: Vec<BufferId> = other.iter().map(|a| a.buffer).collect();
     let at = if between.iter().all(|k| !writes_any(k, &preads)) {
         c
@@ -199,7 +193,9 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
     let Kernel::Map { expr: cexpr, .. } = program.kernels[c].clone() else { unreachable!() };
     let mut fused = program.kernels[p].clone();
     match &mut fused {
-        Kernel::Gemm { epilogue_inputs: ins, epilogue: e, out, .. } | Kernel::Map { inputs: ins, expr: e, out, .. } => {
+        Kernel::Gemm { epilogue_inputs: ins, epilogue: e, out, .. }
+        | Kernel::Reduce { finish_inputs: ins, finish: e, out, .. }
+        | Kernel::Map { inputs: ins, expr: e, out, .. } => {
             let first = ins.len() as u32;
             let mut next = first;
             let numbering: Vec<u32> = is_s
@@ -397,26 +393,9 @@ fn remove_buffers(program: &mut Program, removed: &BTreeSet<BufferId>) {
     }
     let old = std::mem::take(&mut program.buffers);
     program.buffers = old.into_iter().enumerate().filter(|(i, _)| new_id[*i].is_some()).map(|(_, b)| b).collect();
-    let fix = |id: &mut BufferId| *id = new_id[id.0 as usize].expect("a removed buffer is still used");
+    let mut fix = |id: &mut BufferId| *id = new_id[id.0 as usize].expect("a removed buffer is still used");
     for kernel in &mut program.kernels {
-        match kernel {
-            Kernel::Map { inputs, out, .. } | Kernel::Reduce { inputs, out, .. } => {
-                inputs.iter_mut().for_each(|a| fix(&mut a.buffer));
-                fix(&mut out.buffer);
-            }
-            Kernel::Gemm { a, b, epilogue_inputs, out, .. } => {
-                epilogue_inputs.iter_mut().for_each(|e| fix(&mut e.buffer));
-                fix(&mut a.buffer);
-                fix(&mut b.buffer);
-                fix(&mut out.buffer);
-            }
-            Kernel::Gather { input, indices, out, .. } => {
-                fix(input);
-                fix(indices);
-                fix(out);
-            }
-            Kernel::Host(h) => h.inputs.iter_mut().chain(&mut h.outputs).for_each(|o| fix(&mut o.buffer)),
-        }
+        kernel.for_each_buffer_mut(&mut fix);
     }
 }
 

@@ -1360,6 +1360,7 @@ impl<'g> Lowerer<'g> {
             element,
             combine,
             finish,
+            finish_inputs: vec![],
             out: ident(&out.view(&plan.kept_shape())),
         });
     }
@@ -1659,6 +1660,7 @@ impl<'g> Lowerer<'g> {
             element,
             combine: Combine::Sum,
             finish: Expr::acc(),
+            finish_inputs: vec![],
             out: ident(&target),
         });
         if let Some(b) = bias {
@@ -1893,6 +1895,7 @@ impl<'g> Lowerer<'g> {
             element,
             combine: if kind == PoolOp::Max { Combine::Max } else { Combine::Sum },
             finish,
+            finish_inputs: vec![],
             out: ident(&y),
         });
         Ok(())

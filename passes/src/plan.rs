@@ -18,7 +18,7 @@
 //! scratch buffers are planned: graph inputs, outputs and constants have
 //! memory of their own and are never written over.
 
-use kiln_ir::kernel::{Access, BufferId, BufferKind, Kernel, Program};
+use kiln_ir::kernel::{BufferId, BufferKind, Kernel, Program};
 
 use crate::fuse::{flat_form, injective};
 
@@ -44,21 +44,9 @@ pub fn live_ranges(program: &Program) -> Vec<Option<(usize, usize)>> {
 
 /// Every buffer a kernel reads or writes.
 fn touched(kernel: &Kernel) -> Vec<BufferId> {
-    let ids = |accesses: &[Access]| accesses.iter().map(|a| a.buffer).collect::<Vec<_>>();
-    match kernel {
-        Kernel::Map { inputs, out, .. } | Kernel::Reduce { inputs, out, .. } => {
-            let mut v = ids(inputs);
-            v.push(out.buffer);
-            v
-        }
-        Kernel::Gemm { a, b, epilogue_inputs, out, .. } => {
-            let mut v = ids(epilogue_inputs);
-            v.extend([a.buffer, b.buffer, out.buffer]);
-            v
-        }
-        Kernel::Gather { input, indices, out, .. } => vec![*input, *indices, *out],
-        Kernel::Host(h) => h.buffers().collect(),
-    }
+    let (mut v, w) = kernel.reads_writes();
+    v.extend(w);
+    v
 }
 
 fn align(n: usize) -> usize {
@@ -226,7 +214,7 @@ pub fn check_plan(program: &Program) -> Result<(), String> {
 mod tests {
     use super::*;
     use kiln_ir::DataType;
-    use kiln_ir::kernel::{BinaryFn, Expr, ExprNode, UnaryFn, ValueId, eval};
+    use kiln_ir::kernel::{Access, BinaryFn, Expr, ExprNode, UnaryFn, ValueId, eval};
     use kiln_ir::{Tensor, Values};
 
     /// A chain `in -> s0 -> s1 -> ... -> out` of `neg` Maps over `len`

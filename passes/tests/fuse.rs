@@ -298,18 +298,10 @@ fn a_small_cnn_fuses_where_it_may() {
 }
 
 
-/// Offset of scratch buffer `id`.
-fn offset(p: &Program, id: kiln_ir::kernel::BufferId) -> Option<usize> {
-    match p.buffer(id).kind {
-        BufferKind::Scratch { offset } => Some(offset),
-        _ => None,
-    }
-}
-
 #[test]
-fn a_depthwise_convs_bias_map_writes_over_the_reduction() {
-    // depthwise conv (Reduce) -> bias + relu (one fused Map) -> 1x1 conv:
-    // the Map's output takes the Reduce output's place in the arena.
+fn a_depthwise_convs_bias_and_relu_fuse_into_the_reduction() {
+    // depthwise conv (Reduce) -> bias + relu (one Map) -> 1x1 conv: the Map
+    // becomes the Reduce's finish, with the bias as its finish input.
     let mut g = G::new();
     let x = g.input("x", &[1, 4, 8, 8]);
     let filter = g.constant(&[4, 1, 3, 3]);
@@ -318,19 +310,19 @@ fn a_depthwise_convs_bias_map_writes_over_the_reduction() {
     let d = g.op(Op::Conv2d { input: x, filter, options });
     let r = g.unary(UnaryOp::Relu, d);
     let y = g.conv(r, 8, 4, 1, 0, false);
-    let (p, _) = lowered(g, &[y]);
-    assert_eq!(kinds(&p), ["reduce", "map", "gemm"], "\n{p}");
-    let Kernel::Map { inputs, out, .. } = &p.kernels[1] else { unreachable!() };
-    assert!(offset(&p, inputs[0].buffer).is_some());
-    assert_eq!(offset(&p, inputs[0].buffer), offset(&p, out.buffer), "in place\n{p}");
+    let (p, fusions) = lowered(g, &[y]);
+    assert_eq!(kinds(&p), ["reduce", "gemm"], "\n{p}");
+    assert!(fusions.iter().any(|f| f.kind == FusionKind::ReduceFinish), "{fusions:?}");
+    let Kernel::Reduce { finish, finish_inputs, .. } = &p.kernels[0] else { unreachable!() };
+    assert_eq!(finish_inputs.len(), 1, "\n{p}");
+    assert!(finish.nodes.contains(&ExprNode::Load(0)) && finish.nodes.len() > 3, "\n{p}");
     assert_eq!(p.arena_bytes, 4 * 8 * 8 * 4, "one 1x4x8x8 f32 buffer\n{p}");
 }
 
 #[test]
-fn a_fused_map_reading_its_input_twice_writes_over_it() {
-    // s = Σ x over the last axis (a Reduce), then t = s * 2 and u = s + t
-    // fuse into one Map reading s twice at the same element; u takes s's
-    // place: one 3x50 f32 buffer in the arena, not two.
+fn a_map_reading_a_sum_twice_fuses_into_its_finish() {
+    // s = Σ x over the last axis (a Reduce), then t = s * 2 and u = s + t:
+    // one finish reading the accumulator twice, and no buffer for s.
     let mut g = G::new();
     let x = g.input("x", &[3, 50, 4]);
     let sum = |input| Op::Reduce {
@@ -348,9 +340,8 @@ fn a_fused_map_reading_its_input_twice_writes_over_it() {
         options: ReduceOptions { axes: Some(vec![1]), keep_dimensions: false },
     });
     let (p, _) = lowered(g, &[y]);
-    assert_eq!(kinds(&p), ["reduce", "map", "reduce"], "\n{p}");
-    let Kernel::Map { inputs, out, .. } = &p.kernels[1] else { unreachable!() };
-    assert_eq!(inputs.iter().filter(|a| a.buffer == inputs[0].buffer).count(), 2, "\n{p}");
-    assert_eq!(offset(&p, inputs[0].buffer), offset(&p, out.buffer), "in place\n{p}");
-    assert_eq!(p.arena_bytes, 640, "\n{p}");
+    assert_eq!(kinds(&p), ["reduce", "reduce"], "\n{p}");
+    let Kernel::Reduce { finish, .. } = &p.kernels[0] else { unreachable!() };
+    assert_eq!(finish.nodes.iter().filter(|n| **n == ExprNode::Acc).count(), 1, "\n{p}");
+    assert_eq!(p.arena_bytes, 640, "one 3x50 f32 buffer\n{p}");
 }

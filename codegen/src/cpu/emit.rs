@@ -13,6 +13,14 @@ use kiln_ir::DataType;
 use super::gemm;
 use super::runtime_fns::{Helper, Imported};
 
+/// A reduction's finish: the expression and the inputs its loads read,
+/// over the kept axes.
+#[derive(Clone, Copy)]
+pub(super) struct Finish<'a> {
+    pub(super) expr: &'a Expr,
+    pub(super) inputs: &'a [Access],
+}
+
 /// Per-function state: the base address of each buffer the kernel touches.
 pub(super) struct Emitter<'a> {
     pub(super) program: &'a Program,
@@ -110,9 +118,12 @@ pub fn kernel(
     let mut e = Emitter { program, helpers, bases, task, tasks };
     match kernel {
         Kernel::Map { domain, inputs, expr, out } => e.map(fb, domain, inputs, expr, out),
-        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => match window {
+        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, finish_inputs, out } => match window {
             Some((plan, micro)) => e.window_sum(fb, plan, micro, kernel),
-            None => e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out),
+            None => {
+                let finish = Finish { expr: finish, inputs: finish_inputs };
+                e.reduce(fb, domain, *reduced, inputs, element, *combine, finish, out)
+            }
         },
         Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => match gemm {
             Some((plan, refs)) => e.fast_gemm(fb, plan, refs),
@@ -128,28 +139,11 @@ pub fn kernel(
 }
 
 fn collect_buffers(kernel: &Kernel, out: &mut Vec<BufferId>) {
-    let mut add = |id: BufferId| {
+    let (reads, writes) = kernel.reads_writes();
+    for id in reads.into_iter().chain(writes) {
         if !out.contains(&id) {
             out.push(id);
         }
-    };
-    match kernel {
-        Kernel::Map { inputs, out: o, .. } | Kernel::Reduce { inputs, out: o, .. } => {
-            inputs.iter().for_each(|a| add(a.buffer));
-            add(o.buffer);
-        }
-        Kernel::Gemm { a, b, epilogue_inputs, out: o, .. } => {
-            add(a.buffer);
-            add(b.buffer);
-            epilogue_inputs.iter().for_each(|x| add(x.buffer));
-            add(o.buffer);
-        }
-        Kernel::Gather { input, indices, out: o, .. } => {
-            add(*input);
-            add(*indices);
-            add(*o);
-        }
-        Kernel::Host(_) => {}
     }
     out.sort();
 }
@@ -541,7 +535,7 @@ impl Emitter<'_> {
         inputs: &[Access],
         element: &Expr,
         combine: Combine,
-        finish: &Expr,
+        finish: Finish<'_>,
         out: &Access,
     ) {
         if self.reduce_vector(fb, domain, reduced, inputs, element, combine, finish, out)
@@ -560,6 +554,12 @@ impl Emitter<'_> {
         });
     }
 
+    /// A reduction's finish for one output at `kept_index`, from its
+    /// accumulator and count (f32 scalars).
+    pub(super) fn finish(&self, fb: &mut FunctionBuilder, finish: Finish<'_>, kept_index: &[Value], acc: Value, count: Value) -> Value {
+        self.expr(fb, finish.expr, &mut |fb, n| self.read(fb, &finish.inputs[n as usize], kept_index), Some(acc), Some(count))
+    }
+
     /// The scalar reduction of one output element at `kept_index`, over
     /// the reduced loop bounds `inner`.
     #[allow(clippy::too_many_arguments)]
@@ -571,7 +571,7 @@ impl Emitter<'_> {
         inputs: &[Access],
         element: &Expr,
         combine: Combine,
-        finish: &Expr,
+        finish: Finish<'_>,
         out: &Access,
     ) {
         let acc = fb.declare_var(types::F32);
@@ -605,7 +605,7 @@ impl Emitter<'_> {
         let a = fb.use_var(acc);
         let c = fb.use_var(count);
         let c = fb.ins().fcvt_from_sint(types::F32, c);
-        let v = self.expr(fb, finish, &mut |_, _| unreachable!("validated: finish has no loads"), Some(a), Some(c));
+        let v = self.finish(fb, finish, kept_index, a, c);
         let dst = Self::offset(fb, out, kept_index);
         self.store_f32(fb, out.buffer, dst, v);
     }

@@ -143,7 +143,7 @@ fn define_kernels<M: Module>(
         if let Some(w) = &window {
             for channels in w.blocks() {
                 let name = w.name(k, channels);
-                let id = module.declare_function(&name, Linkage::Local, &microkernel::signature(module, 4)).map_err(cranelift)?;
+                let id = module.declare_function(&name, Linkage::Local, &microkernel::signature(module, 5)).map_err(cranelift)?;
                 let code = emit::window::avx512(w, channels).map_err(cranelift)?;
                 module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
                 if let Some((Listing::Asm, out)) = &mut listing {

@@ -67,16 +67,29 @@ use kiln_ir::kernel::{Access, BinaryFn, BufferId, BufferKind, Combine, Expr, Exp
 use kiln_ir::DataType;
 
 use super::math::{self, Lanes};
-use super::{flags, nest, Emitter};
+use super::{flags, nest, Emitter, Finish};
 
 /// An unguarded access as a flat element offset `offset + Σ strides[a] i[a]`.
 #[derive(Clone, Debug, PartialEq)]
-struct Lin {
-    buffer: BufferId,
-    offset: isize,
-    strides: Vec<isize>,
+pub(super) struct Lin {
+    pub(super) buffer: BufferId,
+    pub(super) offset: isize,
+    pub(super) strides: Vec<isize>,
     /// Loads may be hoisted and merged: the buffer is not written by the kernel.
-    pure: bool,
+    pub(super) pure: bool,
+}
+
+/// The linear forms of a reduction's finish inputs (unguarded) over its
+/// `kept` axes.
+pub(super) fn finish_lins(finish: Finish<'_>, kept: usize) -> Vec<Lin> {
+    finish
+        .inputs
+        .iter()
+        .map(|a| {
+            let (offset, strides) = a.linear(kept);
+            Lin { buffer: a.buffer, offset, strides, pure: true }
+        })
+        .collect()
 }
 
 /// Merges the adjacent axes of one axis group that every access walks as
@@ -325,7 +338,7 @@ impl Emitter<'_> {
     /// Input `lin` at `index` as `width` lanes over domain axis `axis`: a
     /// vector load when it walks that axis contiguously (in a lane type), a
     /// splatted element when it stays put, else four elements gathered.
-    fn read_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], width: u32, axis: usize) -> Value {
+    pub(super) fn read_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, index: &[Value], width: u32, axis: usize) -> Value {
         let offset = Self::affine(fb, lin.offset, &lin.strides, index);
         if width == 1 {
             return self.load_lanes(fb, lin, offset, 1);
@@ -480,6 +493,26 @@ impl Emitter<'_> {
         });
     }
 
+    /// A reduction's finish for `width` (1 or 4) neighbouring outputs along
+    /// kept axis `axis` starting at `kidx`, from their accumulators and
+    /// counts (lanes); finish input `n` is read as lanes through `lins[n]`
+    /// (its linear form over the same kept axes as `kidx`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish_lanes(
+        &self,
+        fb: &mut FunctionBuilder,
+        expr: &Expr,
+        lins: &[Lin],
+        kidx: &[Value],
+        width: u32,
+        axis: usize,
+        acc: Value,
+        count: Value,
+    ) -> Value {
+        let ty = if width == 1 { types::F32 } else { types::F32X4 };
+        self.expr_lanes(fb, ty, expr, &mut |fb, n| self.read_lanes(fb, &lins[n as usize], kidx, width, axis), Some(acc), Some(count))
+    }
+
     /// Emits a vectorised reduction if the kernel allows one; false leaves
     /// `fb` untouched.
     #[allow(clippy::too_many_arguments)]
@@ -491,9 +524,13 @@ impl Emitter<'_> {
         inputs: &[Access],
         element: &Expr,
         combine: Combine,
-        finish: &Expr,
+        finish: Finish<'_>,
         out: &Access,
     ) -> bool {
+        // Finish inputs are read as lanes: unguarded only.
+        if finish.inputs.iter().any(|a| a.guard.is_some()) {
+            return false;
+        }
         if domain.contains(&0) || reduced == 0 {
             return false;
         }
@@ -501,10 +538,17 @@ impl Emitter<'_> {
         let kept = rank - reduced;
         let Some(lins) = self.linear_inputs(inputs, out, domain, kept) else { return false };
         let (oo, os) = out.linear(kept);
-        // Kept axes: inputs and output; reduced axes: inputs only.
+        // Kept axes: inputs, finish inputs and output; reduced axes: inputs only.
+        let finish_forms = finish_lins(finish, kept);
         let mut kept_strides: Vec<Vec<isize>> = lins.iter().map(|l| l.strides[..kept].to_vec()).collect();
+        kept_strides.extend(finish_forms.iter().map(|l| l.strides.clone()));
         kept_strides.push(os);
         let (kdims, ks) = collapse(&domain[..kept], &kept_strides);
+        let finish_forms: Vec<Lin> = finish_forms
+            .into_iter()
+            .enumerate()
+            .map(|(j, l)| Lin { strides: ks[lins.len() + j].clone(), ..l })
+            .collect();
         let red_strides: Vec<Vec<isize>> = lins.iter().map(|l| l.strides[kept..].to_vec()).collect();
         let (rdims, rs) = collapse(&domain[kept..], &red_strides);
         if rdims.is_empty() {
@@ -591,7 +635,7 @@ impl Emitter<'_> {
                     let t = fb.use_var(tail);
                     let acc = combine_values(fb, combine, h, t);
                     let c = fb.ins().f32const(count);
-                    let v = self.expr(fb, finish, &mut |_, _| unreachable!("validated: finish has no loads"), Some(acc), Some(c));
+                    let v = self.finish_lanes(fb, finish.expr, &finish_forms, kidx, 1, 0, acc, c);
                     let dst = Self::affine(fb, out_lin.offset, &out_lin.strides, kidx);
                     self.store_f32(fb, out_lin.buffer, dst, v);
                 });
@@ -637,16 +681,9 @@ impl Emitter<'_> {
                             for (u, &acc) in accs.iter().enumerate() {
                                 let a = fb.use_var(acc);
                                 let c = splat_f32(fb, ty, count);
-                                let v = self.expr_lanes(
-                                    fb,
-                                    ty,
-                                    finish,
-                                    &mut |_, _| unreachable!("validated: finish has no loads"),
-                                    Some(a),
-                                    Some(c),
-                                );
                                 let mut kidx = index.to_vec();
                                 kidx.push(fb.ins().iadd_imm_s(i, 4 * u as i64));
+                                let v = self.finish_lanes(fb, finish.expr, &finish_forms, &kidx, width, nk - 1, a, c);
                                 self.write_lanes(fb, &out_lin, &kidx, v, width, nk - 1);
                             }
                         });
@@ -777,10 +814,13 @@ impl Emitter<'_> {
         inputs: &[Access],
         element: &Expr,
         combine: Combine,
-        finish: &Expr,
+        finish: Finish<'_>,
         out: &Access,
     ) -> bool {
         let rank = domain.len();
+        if finish.inputs.iter().any(|a| a.guard.is_some()) {
+            return false;
+        }
         if domain.contains(&0) || reduced == 0 || reduced == rank {
             return false;
         }
@@ -804,13 +844,14 @@ impl Emitter<'_> {
                 Lin { buffer: a.buffer, offset, strides, pure: true }
             })
             .collect();
+        let finish_forms = finish_lins(finish, kept);
         let (oo, os) = out.linear(kept);
         let out_lin = Lin { buffer: out.buffer, offset: oo, strides: os, pure: false };
         let rdims = &domain[kept..];
         let rcount: usize = rdims.iter().product();
         // Small windows are unrolled at compile time: constant offsets.
         let unrolled = rcount <= 64;
-        let counting = finish.nodes.contains(&ExprNode::Count) && inputs[0].guard.is_some();
+        let counting = finish.expr.nodes.contains(&ExprNode::Count) && inputs[0].guard.is_some();
         let ranges = self.ranges(fb, &domain[..kept], true);
         let (outer, last) = ranges.split_at(v);
         let (lo, hi) = last[0];
@@ -930,16 +971,9 @@ impl Emitter<'_> {
                     let c = fb.ins().splat(types::F32X4, c);
                     for (u, &acc) in accs.iter().enumerate() {
                         let a = fb.use_var(acc);
-                        let r = self.expr_lanes(
-                            fb,
-                            types::F32X4,
-                            finish,
-                            &mut |_, _| unreachable!("validated: finish has no loads"),
-                            Some(a),
-                            Some(c),
-                        );
                         let mut kidx = index.to_vec();
                         kidx.push(fb.ins().iadd_imm_s(i, 4 * u as i64));
+                        let r = self.finish_lanes(fb, finish.expr, &finish_forms, &kidx, 4, v, a, c);
                         self.write_lanes(fb, &out_lin, &kidx, r, 4, v);
                     }
             };

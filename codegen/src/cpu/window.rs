@@ -7,7 +7,8 @@
 //!
 //! # When ([`plan`])
 //! AVX-512 target; a Sum reduction whose element is `in0 * in1` (either
-//! order) and whose finish is the accumulator; float32 inputs and output;
+//! order) and whose finish reads no `Count` and only unguarded finish
+//! inputs that share no memory with the output; float32 inputs and output;
 //! the window input moves with `v` only along its last coordinate (its
 //! *column*), by 1 or 2, and that coordinate depends on no other kept axis;
 //! the weight input is unguarded and does not move with `v`; the output is
@@ -40,16 +41,21 @@
 //! adds `0 * w`: the same for every finite weight. The last group's store
 //! is masked to the row.
 //!
+//! A finish beyond the plain sum (a fused bias and activation, say) is
+//! applied by the driver to each row the micro-kernel wrote, in place,
+//! while the row is in cache (F32X4, then scalar).
+//!
 //! Each lane sums in order of input channel and tap, with fused
 //! multiply-adds; with a single output channel the taps alternate between
 //! two accumulators (four when a pass has one group) that are added at the
 //! end. Results differ from the reference by rounding only.
 //!
 //! # Micro-kernel
-//! `fn(x: *const f32, w: *const f32, out: *mut f32, taps: u64)`, named
+//! `fn(x: *const f32, w: *const f32, out: *mut f32, taps: u64, bias: *const f32)`, named
 //! `k<kernel>_avx512_window_sum_f32_s<stride>` (`_oc<n>` when it computes
 //! `n` output channels): `x`, `w` and `out` as above, bit `t` of `taps` set
-//! when tap `t` is inside. Caller-saved registers only, no stack,
+//! when tap `t` is inside, `bias` the row's bias for an epilogue in
+//! registers (else unused). Caller-saved registers only, no stack,
 //! `vzeroupper` at the end.
 
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
@@ -58,8 +64,8 @@ use iced_x86::code_asm::*;
 use kiln_ir::kernel::{Access, BinaryFn, BufferKind, Combine, Expr, ExprNode, Kernel, Program};
 use kiln_ir::DataType;
 
-use super::vector::has_uniform_guard;
-use super::{nest, Emitter};
+use super::vector::{finish_lins, has_uniform_guard, Lin};
+use super::{flags, nest, Emitter, Finish};
 use crate::cpu::target::Features;
 
 /// Lanes per group.
@@ -73,7 +79,7 @@ const ACCUMULATORS: usize = 24;
 
 /// A window-sum kernel as the micro-kernel generator sees it: everything
 /// about a row that is fixed at compile time.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Which input is the window (the other is the weight).
     pub window: usize,
@@ -90,6 +96,78 @@ pub struct Plan {
     pub channels: Option<Channels>,
     /// The output-channel axis blocked by the driver, if any.
     pub outputs: Option<Outputs>,
+    /// What happens to the sums before they are stored.
+    pub epilogue: Epilogue,
+}
+
+/// A window sum's finish, as the micro-kernel or the driver applies it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue {
+    /// The finish is the sum.
+    None,
+    /// `clamp(sum + bias, lo, hi)` (each part optional), in the
+    /// micro-kernel's registers before the store: the bias is finish input
+    /// `input`, read at the output channel (its element step per output
+    /// channel `step`), `lo`/`hi` compare like the lowering's clamp
+    /// (`select(x < lo, lo, x)`, NaN passes through).
+    Registers { bias: Option<(usize, i64)>, lo: Option<f32>, hi: Option<f32> },
+    /// Any other finish: the driver applies it in place to each row the
+    /// task wrote, once they are all written.
+    Rows,
+}
+
+/// The [`Epilogue::Registers`] form of `finish`, if it has one: the sum,
+/// plus a float32 bias input that stays put along `v`, then `max(x, lo)` and
+/// `min(x, hi)` as the lowering writes a clamp.
+fn register_epilogue(
+    finish: &Expr,
+    inputs: &[Access],
+    v: usize,
+    oc_axis: Option<usize>,
+    f32_input: &dyn Fn(usize) -> bool,
+) -> Option<Epilogue> {
+    use ExprNode::*;
+    let nodes = &finish.nodes;
+    let mut bias = None;
+    let mut i = 1;
+    if !matches!(nodes.first(), Some(Acc)) {
+        return None;
+    }
+    let mut current = 0u32;
+    if let (Some(Load(n)), Some(Binary(BinaryFn::Add, a, b))) = (nodes.get(1), nodes.get(2)) {
+        // The driver passes the bias's address for each row; it must stay
+        // put along the row.
+        let (_, strides) = inputs[*n as usize].linear(v + 1);
+        if !((a.0, b.0) == (0, 1) || (a.0, b.0) == (1, 0)) || strides[v] != 0 || !f32_input(*n as usize) {
+            return None;
+        }
+        bias = Some((*n as usize, oc_axis.map_or(0, |a| strides[a] as i64)));
+        current = 2;
+        i = 3;
+    }
+    let (mut lo, mut hi) = (None, None);
+    // Each bound: `c; cmp(x, c); select(cmp, c, x)`, the selected constant
+    // possibly a second node of the same value.
+    while i < nodes.len() {
+        let [Const(c), Binary(cmp, x, k), ..] = nodes.get(i..)? else { return None };
+        let (k_at, cmp_at) = (i as u32, i as u32 + 1);
+        let (width, t_ok): (usize, &dyn Fn(u32) -> bool) = match nodes.get(i + 2) {
+            Some(Const(c2)) if c2.to_bits() == c.to_bits() => (4, &|t| t == k_at || t == k_at + 2),
+            _ => (3, &|t| t == k_at),
+        };
+        let Some(Select(p, t, e)) = nodes.get(i + width - 1) else { return None };
+        if x.0 != current || k.0 != k_at || p.0 != cmp_at || !t_ok(t.0) || e.0 != current || c.is_nan() {
+            return None;
+        }
+        match cmp {
+            BinaryFn::Lesser if lo.is_none() && hi.is_none() => lo = Some(*c),
+            BinaryFn::Greater if hi.is_none() => hi = Some(*c),
+            _ => return None,
+        }
+        current = (i + width - 1) as u32;
+        i += width;
+    }
+    Some(Epilogue::Registers { bias, lo, hi })
 }
 
 /// One tap of a [`Plan`].
@@ -149,11 +227,14 @@ impl Plan {
 
 /// The window-sum plan of `kernel`, if it has one on `features`.
 pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Plan> {
-    let Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } = kernel else { return None };
+    let Kernel::Reduce { domain, reduced, inputs, element, combine, finish, finish_inputs, out } = kernel else {
+        return None;
+    };
     let rank = domain.len();
     if features != Features::Avx512
         || *combine != Combine::Sum
-        || *finish != Expr::acc()
+        || finish.nodes.contains(&ExprNode::Count)
+        || finish_inputs.iter().any(|a| a.guard.is_some() || shares_memory(program, a, out))
         || inputs.len() != 2
         || *reduced == 0
         || *reduced >= rank
@@ -258,7 +339,13 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         return None;
     }
     let guarded_rows = x.guard.is_some() && has_uniform_guard(x, domain, v);
-    Some(Plan { window, stride: stride as usize, row, taps, guarded_rows, channels, outputs })
+    let epilogue = if *finish == Expr::acc() {
+        Epilogue::None
+    } else {
+        let f32_input = |n: usize| program.buffer(finish_inputs[n].buffer).data_type == DataType::Float32;
+        register_epilogue(finish, finish_inputs, v, outputs.map(|o| o.axis), &f32_input).unwrap_or(Epilogue::Rows)
+    };
+    Some(Plan { window, stride: stride as usize, row, taps, guarded_rows, channels, outputs, epilogue })
 }
 
 /// The least and greatest value of coordinate `j` of `a` over `domain`.
@@ -294,9 +381,10 @@ impl Emitter<'_> {
     /// `micro[i]` (computing `plan.blocks()[i]` output channels) once per
     /// row and block of output channels.
     pub(super) fn window_sum(&self, fb: &mut FunctionBuilder, plan: &Plan, micro: &[FuncRef], kernel: &Kernel) {
-        let Kernel::Reduce { domain, reduced, inputs, out, .. } = kernel else {
+        let Kernel::Reduce { domain, reduced, inputs, finish, finish_inputs, out, .. } = kernel else {
             unreachable!("window sums are reductions")
         };
+        let finish = Finish { expr: finish, inputs: finish_inputs };
         let rank = domain.len();
         let kept = rank - reduced;
         let v = kept - 1;
@@ -347,7 +435,16 @@ impl Emitter<'_> {
                 let w_row = self.address(fb, w.buffer, w_row);
                 let out_row = Self::offset(fb, out, &here[..kept]);
                 let out_row = self.address(fb, out.buffer, out_row);
-                fb.ins().call(micro[which], &[x_row, w_row, out_row, taps]);
+                // The bias of a register epilogue at this row (else unused).
+                let bias_row = match plan.epilogue {
+                    Epilogue::Registers { bias: Some((n, _)), .. } => {
+                        let b = &finish.inputs[n];
+                        let offset = Self::offset(fb, b, &here[..kept]);
+                        self.address(fb, b.buffer, offset)
+                    }
+                    _ => zero,
+                };
+                fb.ins().call(micro[which], &[x_row, w_row, out_row, taps, bias_row]);
             };
             match (oc_axis, plan.blocks().as_slice()) {
                 (Some(axis), &[block, 1]) => {
@@ -368,6 +465,103 @@ impl Emitter<'_> {
                 (None, _) => call(fb, zero, 0),
             }
         });
+        if plan.epilogue == Epilogue::Rows {
+            // The finish, in place, on every row this task wrote, after
+            // them all (so that no load waits for a store just made).
+            let outer: Vec<(Value, Value)> = ranges.to_vec();
+            nest(fb, &outer, &mut Vec::new(), &mut |fb, index| {
+                let mut row_index = index.to_vec();
+                row_index.push(zero);
+                self.window_epilogue(fb, finish, out, &row_index, v, plan.row);
+            });
+        }
+    }
+}
+
+impl Emitter<'_> {
+    /// Applies `finish` in place to the `row` outputs along axis `v` from
+    /// `index` (whose `v` entry is 0): sixteen and four lanes at a time,
+    /// then one at a time. The accumulator of each output is the sum the micro-kernel
+    /// stored there (f32, contiguous along `v`); the finish reads no
+    /// `Count` (the plan checked). Finish inputs that are f32 and walk `v`
+    /// with stride 0 or 1 are read from row pointers (a splat, or vectors);
+    /// others element by element at their affine offsets.
+    fn window_epilogue(&self, fb: &mut FunctionBuilder, finish: Finish<'_>, out: &Access, index: &[Value], v: usize, row: usize) {
+        let zero = fb.ins().f32const(0.0);
+        let zeros = fb.ins().splat(types::F32X4, zero);
+        let out_row = Self::offset(fb, out, index);
+        let out_row = self.address(fb, out.buffer, out_row);
+        // Per finish input: its row address and stride along v, where fast.
+        let rows: Vec<Option<(Value, isize)>> = finish
+            .inputs
+            .iter()
+            .map(|a| {
+                let (_, strides) = a.linear(index.len());
+                let f32_input = self.program.buffer(a.buffer).data_type == DataType::Float32;
+                (f32_input && (strides[v] == 0 || strides[v] == 1)).then(|| {
+                    let offset = Self::offset(fb, a, index);
+                    (self.address(fb, a.buffer, offset), strides[v])
+                })
+            })
+            .collect();
+        // Inputs that stay put along the row: loaded once.
+        let fixed: Vec<Option<(Value, Value)>> = rows
+            .iter()
+            .map(|r| match r {
+                Some((base, 0)) => {
+                    let x = fb.ins().load(types::F32, flags(), *base, 0);
+                    Some((x, fb.ins().splat(types::F32X4, x)))
+                }
+                _ => None,
+            })
+            .collect();
+        let at = |i: Value| {
+            let mut k = index.to_vec();
+            k[v] = i;
+            k
+        };
+        let apply = |fb: &mut FunctionBuilder, i: Value, width: u32| {
+            let bytes = fb.ins().imul_imm_s(i, 4);
+            let address = fb.ins().iadd(out_row, bytes);
+            let k = at(i);
+            let ty = if width == 4 { types::F32X4 } else { types::F32 };
+            let sums = fb.ins().load(ty, flags(), address, 0);
+            let lins: Vec<Lin> = finish_lins(finish, index.len());
+            let r = self.expr_lanes(
+                fb,
+                ty,
+                finish.expr,
+                &mut |fb, n| match (rows[n as usize], fixed[n as usize]) {
+                    (_, Some((x, lanes))) => {
+                        if width == 4 { lanes } else { x }
+                    }
+                    (Some((base, _)), None) => {
+                        let a = fb.ins().iadd(base, bytes);
+                        fb.ins().load(ty, flags(), a, 0)
+                    }
+                    (None, None) => self.read_lanes(fb, &lins[n as usize], &k, width, v),
+                },
+                Some(sums),
+                Some(if width == 4 { zeros } else { zero }),
+            );
+            fb.ins().store(flags(), r, address, 0);
+        };
+        // 16 outputs per trip (independent work for the out-of-order core),
+        // then 4, then 1.
+        let start = fb.ins().iconst(types::I64, 0);
+        let wide_end = fb.ins().iconst(types::I64, (row - row % 16) as i64 - 15);
+        super::for_step(fb, start, wide_end, 16, &mut |fb, i| {
+            for u in 0..4 {
+                let at = fb.ins().iadd_imm_s(i, 4 * u);
+                apply(fb, at, 4);
+            }
+        });
+        let middle = fb.ins().iconst(types::I64, (row - row % 16) as i64);
+        let vector_end = fb.ins().iconst(types::I64, (row - row % 4) as i64 - 3);
+        super::for_step(fb, middle, vector_end, 4, &mut |fb, i| apply(fb, i, 4));
+        let tail = fb.ins().iconst(types::I64, (row - row % 4) as i64);
+        let end = fb.ins().iconst(types::I64, row as i64);
+        super::for_range(fb, tail, end, &mut |fb, i| apply(fb, i, 1));
     }
 }
 
@@ -391,9 +585,17 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     let (w_oc_step, out_oc_step) = plan.outputs.map_or((0, 0), |o| (o.w_step, o.out_step));
     let mut asm = CodeAssembler::new(64)?;
     let mut evens = asm.create_label();
+    let mut lo_bound = asm.create_label();
+    let mut hi_bound = asm.create_label();
+    // r11: the bias row (the fifth argument; r8 is reused below).
+    asm.mov(r11, r8)?;
     if stride == 2 {
         asm.vmovups(zmm31, zmmword_ptr(evens))?;
     }
+    let (bias, lo, hi) = match plan.epilogue {
+        Epilogue::Registers { bias, lo, hi } => (bias, lo, hi),
+        _ => (None, None, None),
+    };
     // `plan` checked that every displacement fits 32 bits.
     let disp = |elements: i64| (4 * elements) as i32;
     for first in (0..groups).step_by(per_pass) {
@@ -469,10 +671,28 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
             asm.dec(r10)?;
             asm.jnz(channel)?;
         }
+        // zmm24, zmm25: the clamp bounds (the loaded groups are done).
+        if lo.is_some() {
+            asm.vbroadcastss(zmm24, dword_ptr(lo_bound))?;
+        }
+        if hi.is_some() {
+            asm.vbroadcastss(zmm25, dword_ptr(hi_bound))?;
+        }
         for b in 0..channels {
             for (p, &g) in pass.iter().enumerate() {
                 for s in 1..split {
                     asm.vaddps(acc(b, p, 0), acc(b, p, 0), acc(b, p, s))?;
+                }
+                if let Some((_, step)) = bias {
+                    asm.vaddps(acc(b, p, 0), acc(b, p, 0), dword_bcst(r11 + disp(b as i64 * step)))?;
+                }
+                // max(x, lo) and min(x, hi) with x second: NaN passes
+                // through, as `select(x < lo, lo, x)` does.
+                if lo.is_some() {
+                    asm.vmaxps(acc(b, p, 0), zmm24, acc(b, p, 0))?;
+                }
+                if hi.is_some() {
+                    asm.vminps(acc(b, p, 0), zmm25, acc(b, p, 0))?;
                 }
                 let at = disp((LANES * g) as i64 + b as i64 * out_oc_step);
                 let valid = plan.row - g * LANES;
@@ -488,6 +708,10 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     }
     asm.vzeroupper()?;
     asm.ret()?;
+    asm.set_label(&mut lo_bound)?;
+    asm.dd(&[lo.unwrap_or(0.0).to_bits()])?;
+    asm.set_label(&mut hi_bound)?;
+    asm.dd(&[hi.unwrap_or(0.0).to_bits()])?;
     if stride == 2 {
         asm.set_label(&mut evens)?;
         let indices: Vec<u32> = (0..LANES as u32).map(|l| 2 * l).collect();

@@ -484,10 +484,11 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
             })?;
             out.buffer
         }
-        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, out } => {
+        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, finish_inputs, out } => {
             let split = domain.len() - reduced;
             let (kept, red) = domain.split_at(split);
             let mut loads = vec![0.0f32; inputs.len()];
+            let mut finish_loads = vec![0.0f32; finish_inputs.len()];
             let mut index = vec![0usize; domain.len()];
             for_each_index(kept, |k| {
                 index[..split].copy_from_slice(k);
@@ -509,7 +510,10 @@ fn run_kernel(program: &Program, memory: &Memory, kernel: &Kernel) -> Result<Wri
                     acc = combine.apply(acc, eval_expr(element, &loads, 0.0, 0.0)?);
                     Ok(())
                 })?;
-                let y = eval_expr(finish, &[], acc, count as f32)?;
+                for (slot, a) in finish_loads.iter_mut().zip(finish_inputs) {
+                    *slot = read(program, memory, a, k)?.0;
+                }
+                let y = eval_expr(finish, &finish_loads, acc, count as f32)?;
                 elements.push((target(out, k)?, Element::Value(y)));
                 Ok(())
             })?;
@@ -717,6 +721,7 @@ mod tests {
             element: Expr::load(0),
             combine: Combine::Sum,
             finish,
+            finish_inputs: vec![],
             out: Access::identity(y, &[3]),
         });
         let xt = Tensor::from_f32([3], &[2.0, 4.0, 6.0]).unwrap();
