@@ -713,7 +713,7 @@ fn div_ceil(a: i128, b: i128) -> i128 {
 }
 
 /// The least and greatest value of `base + Σ coef[a] * i[a]` over the domain box.
-fn span(base: isize, coef: &[isize], domain: &[usize]) -> (i128, i128) {
+pub(super) fn span(base: isize, coef: &[isize], domain: &[usize]) -> (i128, i128) {
     let (mut lo, mut hi) = (base as i128, base as i128);
     for (&c, &d) in coef.iter().zip(domain) {
         let s = c as i128 * (d as i128 - 1);

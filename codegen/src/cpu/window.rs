@@ -64,7 +64,7 @@ use iced_x86::code_asm::*;
 use kiln_ir::kernel::{Access, BinaryFn, BufferKind, Combine, Expr, ExprNode, Kernel, Program};
 use kiln_ir::DataType;
 
-use super::vector::{finish_lins, has_uniform_guard, Lin};
+use super::vector::{finish_lins, has_uniform_guard, span, Lin};
 use super::{flags, nest, Emitter, Finish};
 use crate::cpu::target::Features;
 
@@ -276,7 +276,7 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
     // can leave the shape and the column does not move with it.
     let c = kept;
     let stays_inside = |j: usize| {
-        let (lo, hi) = coordinate_span(x, j, domain);
+        let (lo, hi) = span(x.base[j], &x.coef[j], domain);
         x.coef[j][c] == 0 || (lo >= 0 && hi < x.shape[j] as i128)
     };
     let channels = (domain[c] > 1 && x.coef[last][c] == 0 && (0..last).all(stays_inside))
@@ -346,20 +346,6 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         register_epilogue(finish, finish_inputs, v, outputs.map(|o| o.axis), &f32_input).unwrap_or(Epilogue::Rows)
     };
     Some(Plan { window, stride: stride as usize, row, taps, guarded_rows, channels, outputs, epilogue })
-}
-
-/// The least and greatest value of coordinate `j` of `a` over `domain`.
-fn coordinate_span(a: &Access, j: usize, domain: &[usize]) -> (i128, i128) {
-    let (mut lo, mut hi) = (a.base[j] as i128, a.base[j] as i128);
-    for (&c, &d) in a.coef[j].iter().zip(domain) {
-        let span = c as i128 * (d as i128 - 1);
-        if span < 0 {
-            lo += span;
-        } else {
-            hi += span;
-        }
-    }
-    (lo, hi)
 }
 
 /// Whether input `a` may share memory with `out`.
