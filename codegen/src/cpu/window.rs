@@ -3,11 +3,16 @@
 //! window input `x` moves along the innermost kept axis `v` with stride 1
 //! or 2) run one whole output row, for a block of output channels, per
 //! call of a micro-kernel generated for that kernel: 16 outputs per zmm
-//! register, borders included, no im2col buffer.
+//! register, borders included, no im2col buffer. Window maxima (max pools,
+//! and maximum reductions whose input moves along `v`) are the same loops
+//! with one input, `-inf` for padding and the IEEE maximum (NaN
+//! propagates, +0 above -0) instead of a fused multiply-add: bit for bit
+//! the reference.
 //!
 //! # When ([`plan`])
 //! AVX-512 target; a Sum reduction whose element is `in0 * in1` (either
-//! order) and whose finish reads no `Count` and only unguarded finish
+//! order), or a Max reduction whose element is `in0`, guarded (if at all)
+//! with `-inf`; whose finish reads no `Count` and only unguarded finish
 //! inputs that share no memory with the output; float32 inputs and output;
 //! the window input moves with `v` only along its last coordinate (its
 //! *column*), by 1 or 2, and that coordinate depends on no other kept axis;
@@ -81,7 +86,9 @@ const ACCUMULATORS: usize = 24;
 /// about a row that is fixed at compile time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// Which input is the window (the other is the weight).
+    /// `Sum` of window times weight, or `Max` of the window.
+    pub combine: Combine,
+    /// Which input is the window (the other, for a sum, the weight).
     pub window: usize,
     /// 1 or 2: window elements per output along `v`.
     pub stride: usize,
@@ -205,9 +212,10 @@ impl Plan {
     /// The symbol of the micro-kernel of kernel `k` computing `channels`
     /// output channels per call.
     pub fn name(&self, k: usize, channels: usize) -> String {
+        let what = if self.combine == Combine::Max { "max" } else { "sum" };
         match self.outputs {
-            Some(_) => format!("k{k}_avx512_window_sum_f32_s{}_oc{channels}", self.stride),
-            None => format!("k{k}_avx512_window_sum_f32_s{}", self.stride),
+            Some(_) => format!("k{k}_avx512_window_{what}_f32_s{}_oc{channels}", self.stride),
+            None => format!("k{k}_avx512_window_{what}_f32_s{}", self.stride),
         }
     }
 
@@ -232,23 +240,35 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
     };
     let rank = domain.len();
     if features != Features::Avx512
-        || *combine != Combine::Sum
+        || !matches!(combine, Combine::Sum | Combine::Max)
         || finish.nodes.contains(&ExprNode::Count)
         || finish_inputs.iter().any(|a| a.guard.is_some() || shares_memory(program, a, out))
-        || inputs.len() != 2
         || *reduced == 0
         || *reduced >= rank
         || domain.contains(&0)
     {
         return None;
     }
-    let product = matches!(
-        element.nodes.as_slice(),
-        [ExprNode::Load(p), ExprNode::Load(q), ExprNode::Binary(BinaryFn::Mul, a, b)]
-            if a.0 == 0 && b.0 == 1 && p != q
-    );
+    // Sums of products of two inputs (one the window, one the weights), or
+    // maxima of one input whose padding reads -inf (then a padded element
+    // changes no maximum and can be skipped, like a padded product).
+    let shape_ok = match combine {
+        Combine::Sum => {
+            inputs.len() == 2
+                && matches!(
+                    element.nodes.as_slice(),
+                    [ExprNode::Load(p), ExprNode::Load(q), ExprNode::Binary(BinaryFn::Mul, a, b)]
+                        if a.0 == 0 && b.0 == 1 && p != q
+                )
+        }
+        _ => {
+            inputs.len() == 1
+                && element.nodes == [ExprNode::Load(0)]
+                && inputs[0].guard.is_none_or(|fill| fill == f32::NEG_INFINITY)
+        }
+    };
     let f32_buffer = |b| program.buffer(b).data_type == DataType::Float32;
-    if !product || !f32_buffer(out.buffer) || !inputs.iter().all(|a| f32_buffer(a.buffer)) {
+    if !shape_ok || !f32_buffer(out.buffer) || !inputs.iter().all(|a| f32_buffer(a.buffer)) {
         return None;
     }
     let kept = rank - reduced;
@@ -262,16 +282,17 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
     }
     let moving = |a: &Access, axis: usize| a.coef.iter().any(|row| row[axis] != 0);
     let window = inputs.iter().position(|a| moving(a, v))?;
-    let (x, w) = (&inputs[window], &inputs[1 - window]);
+    let x = &inputs[window];
+    let w = inputs.get(1 - window);
     let last = x.shape.len().checked_sub(1)?;
     let stride = x.coef[last][v];
     let other_kept = (0..kept).any(|a| a != v && x.coef[last][a] != 0);
-    if moving(w, v) || w.guard.is_some() || !(1..=2).contains(&stride) || other_kept || (0..last).any(|j| x.coef[j][v] != 0)
-    {
+    let weight_ok = w.is_none_or(|w| !moving(w, v) && w.guard.is_none());
+    if !weight_ok || !(1..=2).contains(&stride) || other_kept || (0..last).any(|j| x.coef[j][v] != 0) {
         return None;
     }
     let (_, xs) = x.linear(rank);
-    let (_, ws) = w.linear(rank);
+    let ws = w.map_or(vec![0; rank], |w| w.linear(rank).1);
     // The input channels: the first reduced axis, if no coordinate it moves
     // can leave the shape and the column does not move with it.
     let c = kept;
@@ -345,7 +366,7 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         let f32_input = |n: usize| program.buffer(finish_inputs[n].buffer).data_type == DataType::Float32;
         register_epilogue(finish, finish_inputs, v, outputs.map(|o| o.axis), &f32_input).unwrap_or(Epilogue::Rows)
     };
-    Some(Plan { window, stride: stride as usize, row, taps, guarded_rows, channels, outputs, epilogue })
+    Some(Plan { combine: *combine, window, stride: stride as usize, row, taps, guarded_rows, channels, outputs, epilogue })
 }
 
 /// Whether input `a` may share memory with `out`.
@@ -374,7 +395,8 @@ impl Emitter<'_> {
         let rank = domain.len();
         let kept = rank - reduced;
         let v = kept - 1;
-        let (x, w) = (&inputs[plan.window], &inputs[1 - plan.window]);
+        let x = &inputs[plan.window];
+        let w = inputs.get(1 - plan.window);
         let ranges = self.ranges(fb, &domain[..v], true);
         let zero = fb.ins().iconst(types::I64, 0);
         let all = fb.ins().iconst(types::I64, ((1u128 << plan.taps.len()) - 1) as i64);
@@ -417,8 +439,13 @@ impl Emitter<'_> {
                 if let Some(axis) = oc_axis {
                     here[axis] = oc;
                 }
-                let w_row = Self::offset(fb, w, &here);
-                let w_row = self.address(fb, w.buffer, w_row);
+                let w_row = match w {
+                    Some(w) => {
+                        let offset = Self::offset(fb, w, &here);
+                        self.address(fb, w.buffer, offset)
+                    }
+                    None => zero,
+                };
                 let out_row = Self::offset(fb, out, &here[..kept]);
                 let out_row = self.address(fb, out.buffer, out_row);
                 // The bias of a register epilogue at this row (else unused).
@@ -573,11 +600,30 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     let mut evens = asm.create_label();
     let mut lo_bound = asm.create_label();
     let mut hi_bound = asm.create_label();
+    let mut negative_infinity = asm.create_label();
+    let max = plan.combine == Combine::Max;
     // r11: the bias row (the fifth argument; r8 is reused below).
     asm.mov(r11, r8)?;
     if stride == 2 {
         asm.vmovups(zmm31, zmmword_ptr(evens))?;
     }
+    // zmm30: -inf, a maximum's identity and its padding.
+    if max {
+        asm.vbroadcastss(zmm30, dword_ptr(negative_infinity))?;
+    }
+    // IEEE maximum (NaN propagates, +0 above -0) of `a` and `x` into `a`.
+    // VRANGEPS with imm8[1:0] = 01 (max) and imm8[3:2] = 01 (the sign of the
+    // compared result) orders the zeros, but returns the other operand for
+    // a NaN: so it updates only the lanes where `a` is ordered (a NaN `a`
+    // stays), then a NaN `x` is merged in under its unordered mask.
+    let maximum = |asm: &mut CodeAssembler, a: AsmRegisterZmm, x: AsmRegisterZmm| -> Result<(), IcedError> {
+        const ORDERED: i32 = 7;
+        const UNORDERED: i32 = 3;
+        asm.vcmpps(k2, a, a, ORDERED)?;
+        asm.vrangeps(a.k2(), a, x, 0b0101)?;
+        asm.vcmpps(k2, x, x, UNORDERED)?;
+        asm.vmovaps(a.k2(), x)
+    };
     let (bias, lo, hi) = match plan.epilogue {
         Epilogue::Registers { bias, lo, hi } => (bias, lo, hi),
         _ => (None, None, None),
@@ -591,7 +637,11 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
         for b in 0..channels {
             for p in 0..pass.len() {
                 for s in 0..split {
-                    asm.vpxord(acc(b, p, s), acc(b, p, s), acc(b, p, s))?;
+                    if max {
+                        asm.vmovaps(acc(b, p, s), zmm30)?;
+                    } else {
+                        asm.vpxord(acc(b, p, s), acc(b, p, s), acc(b, p, s))?;
+                    }
                 }
             }
         }
@@ -624,6 +674,12 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                     let all = (full >> (16 * half)) & 0xFFFF;
                     if bits == all && stride == 1 {
                         asm.vmovups(into, zmmword_ptr(r8 + at))
+                    } else if max {
+                        // Lanes outside read -inf (merge into it).
+                        asm.vmovaps(into, zmm30)?;
+                        asm.mov(eax, bits)?;
+                        asm.kmovw(k1, eax)?;
+                        asm.vmovups(into.k1(), zmmword_ptr(r8 + at))
                     } else {
                         asm.mov(eax, bits)?;
                         asm.kmovw(k1, eax)?;
@@ -632,7 +688,9 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                 };
                 masked_load(&mut asm, temps[p], 0, at)?;
                 if stride == 2 {
-                    if mask >> 16 == 0 {
+                    if mask >> 16 == 0 && max {
+                        asm.vmovaps(upper, zmm30)?;
+                    } else if mask >> 16 == 0 {
                         // Lanes 8.. read nothing: the permute takes zeros.
                         asm.vpxord(upper, upper, upper)?;
                     } else {
@@ -642,10 +700,18 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                 }
             }
             for b in 0..channels {
-                asm.vbroadcastss(weight, dword_ptr(r9 + disp(tap.w_offset + b as i64 * w_oc_step)))?;
+                if !max {
+                    asm.vbroadcastss(weight, dword_ptr(r9 + disp(tap.w_offset + b as i64 * w_oc_step)))?;
+                }
                 for (p, &g) in pass.iter().enumerate() {
-                    if tap.masks[g] != 0 {
-                        asm.vfmadd231ps(acc(b, p, t % split), temps[p], weight)?;
+                    if tap.masks[g] == 0 {
+                        continue;
+                    }
+                    let a = acc(b, p, t % split);
+                    if max {
+                        maximum(&mut asm, a, temps[p])?;
+                    } else {
+                        asm.vfmadd231ps(a, temps[p], weight)?;
                     }
                 }
             }
@@ -667,7 +733,11 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
         for b in 0..channels {
             for (p, &g) in pass.iter().enumerate() {
                 for s in 1..split {
-                    asm.vaddps(acc(b, p, 0), acc(b, p, 0), acc(b, p, s))?;
+                    if max {
+                        maximum(&mut asm, acc(b, p, 0), acc(b, p, s))?;
+                    } else {
+                        asm.vaddps(acc(b, p, 0), acc(b, p, 0), acc(b, p, s))?;
+                    }
                 }
                 if let Some((_, step)) = bias {
                     asm.vaddps(acc(b, p, 0), acc(b, p, 0), dword_bcst(r11 + disp(b as i64 * step)))?;
@@ -694,6 +764,8 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     }
     asm.vzeroupper()?;
     asm.ret()?;
+    asm.set_label(&mut negative_infinity)?;
+    asm.dd(&[f32::NEG_INFINITY.to_bits()])?;
     asm.set_label(&mut lo_bound)?;
     asm.dd(&[lo.unwrap_or(0.0).to_bits()])?;
     asm.set_label(&mut hi_bound)?;
