@@ -46,9 +46,10 @@
 //! adds `0 * w`: the same for every finite weight. The last group's store
 //! is masked to the row.
 //!
-//! A finish beyond the plain sum (a fused bias and activation, say) is
-//! applied by the driver to each row the micro-kernel wrote, in place,
-//! while the row is in cache (F32X4, then scalar).
+//! A fused finish (see [`Epilogue`]): a bias plus relu or clamp is applied
+//! in the micro-kernel's registers before the store; any other finish
+//! (SiLU, a residual add) by the driver, in place, to every row the task
+//! wrote, once they are all written (F32X4, then scalar).
 //!
 //! Each lane sums in order of input channel and tap, with fused
 //! multiply-adds; with a single output channel the taps alternate between
@@ -57,7 +58,7 @@
 //!
 //! # Micro-kernel
 //! `fn(x: *const f32, w: *const f32, out: *mut f32, taps: u64, bias: *const f32)`, named
-//! `k<kernel>_avx512_window_sum_f32_s<stride>` (`_oc<n>` when it computes
+//! `k<kernel>_avx512_window_{sum,max}_f32_s<stride>` (`_oc<n>` when it computes
 //! `n` output channels): `x`, `w` and `out` as above, bit `t` of `taps` set
 //! when tap `t` is inside, `bias` the row's bias for an epilogue in
 //! registers (else unused). Caller-saved registers only, no stack,
