@@ -4,7 +4,7 @@
 
 use kiln::codegen::cpu::{listing, Listing, Target};
 use kiln::{
-    Conv2dOptions, DataType, GemmOptions, Graph, GraphBuilder, OperandDescriptor, OperandId,
+    Conv2dOptions, DataType, GemmOptions, Graph, GraphBuilder, OperandDescriptor, OperandId, Pool2dOptions,
 };
 
 fn values(n: usize) -> Vec<f32> {
@@ -59,6 +59,21 @@ fn direct_conv() -> Graph {
     b.build(&[("y", y)]).unwrap()
 }
 
+/// maxPool2d 3x3, stride 2, padding 1 over 20-wide rows: a window maximum
+/// on AVX-512 (-inf padding, VRANGEPS), an F32X4 guarded reduction below.
+fn max_pool() -> Graph {
+    let b = GraphBuilder::new();
+    let x = input(&b, &[1, 2, 6, 20]);
+    let options = Pool2dOptions {
+        window_dimensions: Some([3, 3]),
+        padding: [1; 4],
+        strides: [2, 2],
+        ..Default::default()
+    };
+    let y = b.max_pool2d(x, options).unwrap();
+    b.build(&[("y", y)]).unwrap()
+}
+
 const TARGETS: [&str; 3] = ["x86_64", "x86_64+avx2", "x86_64+avx512"];
 
 /// Snapshots the kernels (as `kiln::passes::lower` gives them), then per
@@ -103,4 +118,9 @@ fn depthwise_conv_code() {
 #[test]
 fn direct_conv_code() {
     snapshot_all("direct_conv", direct_conv());
+}
+
+#[test]
+fn max_pool_code() {
+    snapshot_all("max_pool", max_pool());
 }
