@@ -88,6 +88,20 @@ fn out_len(n: usize, k: usize, s: usize, d: usize, pb: usize, pe: usize) -> Opti
     (n + pb + pe >= span).then(|| (n + pb + pe - span) / s + 1)
 }
 
+/// The input of a convolution as lowered, `[1, C, H, W]` over the domain
+/// `[N, G, OCG, OH, OW, ICG, KH, KW]`: rows at `s*oh + d*kh - p`, columns
+/// at `s*ow + d*kw - p`, the channel coordinate as given.
+fn conv_input(x: BufferId, [c, h, w]: [usize; 3], (s, d, p): (isize, isize, isize), channel: Vec<isize>, guard: Option<f32>) -> Access {
+    let r = 8;
+    Access {
+        buffer: x,
+        shape: vec![1, c, h, w],
+        base: vec![0, 0, -p, -p],
+        coef: vec![row(r, &[(0, 1)]), channel, row(r, &[(3, s), (6, d)]), row(r, &[(4, s), (7, d)])],
+        guard,
+    }
+}
+
 /// Depthwise conv as lowered: reduce [1, C, 1, OH, OW, 1, K, K] over the last 3.
 #[allow(clippy::too_many_arguments)]
 fn depthwise(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize, d: usize, filter: &[f32]) -> Option<Program> {
@@ -102,13 +116,7 @@ fn depthwise(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize, d: usiz
     );
     let r = 8;
     let (s, d, p) = (s as isize, d as isize, p as isize);
-    let input = Access {
-        buffer: x,
-        shape: vec![1, c, h, w],
-        base: vec![0, 0, -p, -p],
-        coef: vec![row(r, &[(0, 1)]), row(r, &[(1, 1), (5, 1)]), row(r, &[(3, s), (6, d)]), row(r, &[(4, s), (7, d)])],
-        guard: Some(0.0),
-    };
+    let input = conv_input(x, [c, h, w], (s, d, p), row(r, &[(1, 1), (5, 1)]), Some(0.0));
     let weights = Access {
         buffer: f,
         shape: vec![c, 1, k, k],
@@ -153,13 +161,7 @@ fn direct_conv(c: usize, oc: usize, h: usize, w: usize, k: (usize, usize), s: us
     let f = prog.add_buffer(BufferKind::Constant(Tensor::from_f32(vec![len as u32], filter).unwrap()), DataType::Float32, len);
     let r = 8;
     let (s, d, p) = (s as isize, d as isize, p as isize);
-    let input = Access {
-        buffer: x,
-        shape: vec![1, c, h, w],
-        base: vec![0, 0, -p, -p],
-        coef: vec![row(r, &[(0, 1)]), row(r, &[(5, 1)]), row(r, &[(3, s), (6, d)]), row(r, &[(4, s), (7, d)])],
-        guard: (p > 0).then_some(0.0),
-    };
+    let input = conv_input(x, [c, h, w], (s, d, p), row(r, &[(5, 1)]), (p > 0).then_some(0.0));
     let weights = Access {
         buffer: f,
         shape: vec![oc, c, k.0, k.1],
