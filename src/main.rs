@@ -485,9 +485,7 @@ fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResul
         Stage::Kernels | Stage::Clif | Stage::Asm => {
             // Lowered as the cpu backend lowers for that target.
             let target: Target = target.parse()?;
-            let options =
-                kiln::passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() };
-            let program = kiln::passes::lower_with(&graph, options)?;
+            let program = kiln::runtime::lower_for(&graph, &target)?;
             match stage {
                 Stage::Kernels => print!("{program}"),
                 Stage::Clif => print!("{}", listing(&program, &target, Listing::Clif)?),

@@ -85,9 +85,7 @@ fn snapshot_all(name: &str, graph: Graph) {
     insta::assert_snapshot!(format!("{name}.kernels"), default.to_string());
     for t in TARGETS {
         let target: Target = t.parse().unwrap();
-        let options =
-            kiln::passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() };
-        let program = kiln::passes::lower_with(&graph, options).unwrap();
+        let program = kiln::runtime::lower_for(&graph, &target).unwrap();
         if program.to_string() != default.to_string() {
             insta::assert_snapshot!(format!("{name}.{t}.kernels"), program.to_string());
         }

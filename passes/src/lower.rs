@@ -8,7 +8,8 @@
 //! keeps its own data type in memory: an op computes in f32 and rounds once,
 //! to its output type, as the interpreter does; values that only live
 //! inside one op (a softmax's maximum and sum, a layer norm's mean and
-//! variance, a grouped convolution before its bias) are f32 scratch.
+//! variance) are f32 scratch; a grouped convolution adds its bias in its
+//! reduction's finish.
 //!
 //! Operators that keep every element in place alias their input's buffer
 //! with the new shape (no kernel): `reshape`, `identity`, a cast to the same
@@ -1630,48 +1631,32 @@ impl<'g> Lowerer<'g> {
         ];
         let f_rows = conv_filter_rows(o.filter_layout, f_logical);
         let inputs = vec![access(&x, 8, &x_rows, guard), access(&w, 8, &f_rows, None)];
-        self.conv_reduce(domain, kept, inputs, o.bias, o.input_layout, &y);
-        Ok(())
-    }
-
-    /// A convolution as a Reduce of `x * w` over the last three axes of
-    /// `domain`; with a bias, the sums go to f32 scratch and a Map adds it.
-    fn conv_reduce(
-        &mut self,
-        domain: Vec<usize>,
-        kept: Vec<usize>,
-        inputs: Vec<Access>,
-        bias: Option<OperandId>,
-        layout: InputLayout,
-        y: &Val,
-    ) {
+        // The bias, per output channel g*OCG + ocg, is the finish's input.
         let mut e = E::new();
         let (xv, wv) = (e.load(0), e.load(1));
         let r = e.mul(xv, wv);
         let element = e.done(r);
-        let target = match bias {
-            Some(_) => self.scratch(DataType::Float32, &kept),
-            None => y.view(&kept),
-        };
+        let mut finish = E::new();
+        let mut sum = finish.acc();
+        let mut finish_inputs = vec![];
+        if let Some(b) = o.bias {
+            let vb = self.val(b);
+            let channel = Row { base: 0, terms: vec![(ag, ocg as isize), (aocg, 1)] };
+            finish_inputs.push(access(&vb, 5, &[channel], None));
+            let bv = finish.load(0);
+            sum = finish.add(sum, bv);
+        }
         self.program.kernels.push(Kernel::Reduce {
             domain,
             reduced: 3,
             inputs,
             element,
             combine: Combine::Sum,
-            finish: Expr::acc(),
-            finish_inputs: vec![],
-            out: ident(&target),
+            finish: finish.done(sum),
+            finish_inputs,
+            out: ident(&y.view(&kept)),
         });
-        if let Some(b) = bias {
-            let vb = self.val(b);
-            let sums = target.view(&y.shape);
-            let mut e = E::new();
-            let (s, bv) = (e.load(0), e.load(1));
-            let r = e.add(s, bv);
-            let bias_access = placed(&vb, 4, &[Some(channel_axis(layout))]);
-            self.map(y.shape.clone(), vec![ident(&sums), bias_access], e.done(r), ident(y));
-        }
+        Ok(())
     }
 
     /// A transposed convolution as one GEMM per output *phase*: the outputs

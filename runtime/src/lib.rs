@@ -197,11 +197,7 @@ impl Context {
             Backend::Kernels => Executable::Kernels(kiln_passes::lower(&graph)?),
             Backend::Cpu => {
                 let target = kiln_codegen::cpu::Target::host();
-                let options = kiln_passes::LowerOptions {
-                    direct_convolution: target.direct_convolution(),
-                    ..Default::default()
-                };
-                let program = kiln_passes::lower_with(&graph, options)?;
+                let program = lower_for(&graph, &target)?;
                 let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
                 Executable::Cpu(Box::new(cpu::CpuExecutable::new(program, &target, outputs)?))
             }
@@ -268,4 +264,12 @@ fn shape_outputs(graph: &Graph, mut flat: Vec<(String, Tensor)>) -> Result<Vec<(
             Ok((name.clone(), t))
         })
         .collect()
+}
+
+/// Lowers `graph` as the cpu backend does for `target`: the lowering
+/// depends on the target only through the kernels its code generator has
+/// (direct convolutions on AVX-512).
+pub fn lower_for(graph: &Graph, target: &kiln_codegen::cpu::Target) -> Result<Program, LowerError> {
+    let options = kiln_passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() };
+    kiln_passes::lower_with(graph, options)
 }

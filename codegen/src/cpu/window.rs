@@ -529,6 +529,7 @@ impl Emitter<'_> {
                 _ => None,
             })
             .collect();
+        let lins: Vec<Lin> = finish_lins(finish, index.len());
         let at = |i: Value| {
             let mut k = index.to_vec();
             k[v] = i;
@@ -540,7 +541,6 @@ impl Emitter<'_> {
             let k = at(i);
             let ty = if width == 4 { types::F32X4 } else { types::F32 };
             let sums = fb.ins().load(ty, flags(), address, 0);
-            let lins: Vec<Lin> = finish_lins(finish, index.len());
             let r = self.expr_lanes(
                 fb,
                 ty,
