@@ -68,6 +68,9 @@ enum Command {
         /// Also time every kernel and list the slowest (cpu backend).
         #[arg(long)]
         profile: bool,
+        /// With --profile: how many of the slowest kernels to list.
+        #[arg(long, value_name = "N", default_value_t = 15, requires = "profile")]
+        top: usize,
     },
     /// Print a stage of the compilation in its stable text form.
     Emit {
@@ -165,8 +168,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Emit { model, shapes, stage, target } => emit(&model, &shapes, stage, &target),
-        Command::Bench { model, shapes, backend, threads, runs, json, profile } => {
-            bench(&model, &shapes, &backend, threads, runs, json, profile)
+        Command::Bench { model, shapes, backend, threads, runs, json, profile, top } => {
+            bench(&model, &shapes, &backend, threads, runs, json, profile.then_some(top))
         }
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
@@ -256,7 +259,8 @@ fn random_inputs(graph: &Graph) -> Result<Vec<(String, Tensor)>, Box<dyn std::er
         .collect()
 }
 
-fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>, runs: usize, json: bool, profile: bool) -> CliResult {
+/// `profile`: also time every kernel and list that many of the slowest.
+fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>, runs: usize, json: bool, profile: Option<usize>) -> CliResult {
     use std::time::Instant;
     let backend: Backend = backend.parse()?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -295,14 +299,14 @@ fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>,
         println!("  min      {min_ms:10.3} ms");
         println!("  {gflops:.2} GFLOP/s ({:.3} GFLOP per run)", flops as f64 / 1e9);
     }
-    if profile {
-        print_profile(&ctx, &compiled, &feeds, runs)?;
+    if let Some(top) = profile {
+        print_profile(&ctx, &compiled, &feeds, runs, top)?;
     }
     Ok(())
 }
 
-/// Per-kernel times (median over `runs`), slowest first.
-fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, &Tensor)], runs: usize) -> CliResult {
+/// Per-kernel times (median over `runs`), the `top` slowest first.
+fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, &Tensor)], runs: usize, top: usize) -> CliResult {
     let program = compiled.program().ok_or("profiling needs a backend that lowers the graph (cpu)")?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); program.kernels.len()];
     for _ in 0..runs.max(1) {
@@ -341,7 +345,7 @@ fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, 
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!("kernels: {} (sum of medians {total:.3} ms); by kind: {}", rows.len(), summary.join(", "));
     println!("slowest:");
-    for (k, ms) in rows.iter().take(15) {
+    for (k, ms) in rows.iter().take(top) {
         let kernel = &program.kernels[*k];
         let domain = match kernel {
             kiln::ir::kernel::Kernel::Map { domain, .. }

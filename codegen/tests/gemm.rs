@@ -381,6 +381,22 @@ fn constant_operands() {
     }
 }
 
+/// Fewer rows than the micro-kernel has: the plan takes a kernel of exactly
+/// that many rows (packed constant A panels included).
+#[test]
+fn short_products_use_a_kernel_of_their_rows() {
+    for (m, a_const) in [(1, false), (3, true), (5, false)] {
+        let case = Case { a_const, b_const: true, epilogue: Epilogue::Bias, ..Case::plain(m, 300, 700) };
+        check(&case, 16 + m as u64, true);
+        let built = build(&case, &mut Rng(1));
+        for target in Target::host_levels() {
+            let spec = Spec::for_features(target.features);
+            let planned = plan(&built.program, &built.program.kernels[0], spec).unwrap().spec;
+            assert_eq!(planned.mr, m.min(spec.mr), "{target}: m = {m}");
+        }
+    }
+}
+
 #[test]
 fn guarded_or_non_f32_operands_use_the_scalar_loop() {
     let mut rng = Rng(3);

@@ -223,6 +223,10 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
         std::mem::swap(&mut m, &mut n);
         std::mem::swap(&mut a_buf, &mut b_buf);
     }
+    // A product of fewer rows than the micro-kernel has gets a kernel of
+    // exactly that many rows (a matrix-vector product: one row, no
+    // zero rows multiplied and no edge tiles).
+    let spec = Spec { mr: spec.mr.min(m), ..spec };
     let (mr, nr) = (spec.mr, spec.nr);
     let (kc, nc) = blocking(k, n, nr);
     let (n_chunks, chunk) = column_chunks(domain[..nb].iter().product::<usize>() * m.div_ceil(mr), n, nr);
@@ -401,7 +405,7 @@ pub struct Refs {
 }
 
 /// Defines what kernel `index`'s plan needs in `module`: the micro-kernel
-/// (once per module, cached in `micro`) and its packed constants.
+/// (once per module and shape, cached in `micro`) and its packed constants.
 /// With `keep`, constants are packed and their storage is pushed there
 /// (the caller keeps it alive as long as the code); without, nothing is
 /// packed (listings).
@@ -410,14 +414,14 @@ pub fn declare<M: Module>(
     program: &Program,
     index: usize,
     plan: &Plan,
-    micro: &mut Option<(Spec, FuncId)>,
+    micro: &mut Vec<(Spec, FuncId)>,
     mut keep: Option<&mut Vec<PackedData>>,
 ) -> Result<Declared, CodegenError> {
-    let micro_id = match *micro {
-        Some((spec, id)) if spec == plan.spec => id,
-        _ => {
+    let micro_id = match micro.iter().find(|(spec, _)| *spec == plan.spec) {
+        Some(&(_, id)) => id,
+        None => {
             let id = microkernel::define(module, plan.spec)?;
-            *micro = Some((plan.spec, id));
+            micro.push((plan.spec, id));
             id
         }
     };

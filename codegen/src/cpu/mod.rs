@@ -109,7 +109,7 @@ fn define_kernels<M: Module>(
     program.validate()?;
     let helpers = runtime_fns::declare(module)?;
     let spec = microkernel::Spec::for_features(target.features);
-    let mut micro = None;
+    let mut micro = Vec::new();
     let mut ctx = module.make_context();
     let mut fb_ctx = FunctionBuilderContext::new();
     let mut ids = Vec::with_capacity(program.kernels.len());
@@ -179,10 +179,12 @@ fn define_kernels<M: Module>(
         ids.push(Some(id));
     }
     define_in_parallel(module, pending)?;
-    if let (Some((Listing::Asm, out)), Some(_)) = (&mut listing, micro)
-        && let Some(asm) = microkernel::disassembly(spec)?
-    {
-        out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
+    if let Some((Listing::Asm, out)) = &mut listing {
+        for (spec, _) in &micro {
+            if let Some(asm) = microkernel::disassembly(*spec)? {
+                out.push_str(&format!("; micro-kernel {}\n{asm}\n", spec.name()));
+            }
+        }
     }
     Ok(ids)
 }
