@@ -1,0 +1,76 @@
+//! `gemm` and `matmul`: one Gemm kernel each. Transposes are accesses
+//! with swapped rows and broadcast batch dimensions have zero
+//! coefficients; `gemm`'s alpha, beta and `c` are its epilogue.
+
+use kiln_ir::kernel::{Expr, Kernel};
+use kiln_ir::{GemmOptions, OperandId};
+
+use super::values::{E, Row, Val, access, bcast, ident, placed};
+use super::{Lowerer, R};
+
+impl Lowerer<'_> {
+    /// `gemm`: `alpha * op(a) * op(b) + beta * c`, `op` transposing when the
+    /// options ask; `c` broadcast.
+    pub(super) fn gemm(&mut self, a: OperandId, b: OperandId, options: &GemmOptions, out: OperandId) -> R {
+        let (va, vb) = (self.val(a), self.val(b));
+        let y = self.dest(out);
+        let (m, n) = (y.shape[0], y.shape[1]);
+        let k = if options.a_transpose { va.shape[0] } else { va.shape[1] };
+        let a_rows = if options.a_transpose { [Row::axis(2), Row::axis(0)] } else { [Row::axis(0), Row::axis(2)] };
+        let b_rows = if options.b_transpose { [Row::axis(1), Row::axis(2)] } else { [Row::axis(2), Row::axis(1)] };
+        let mut e = E::new();
+        let mut r = e.acc();
+        if options.alpha != 1.0 {
+            let alpha = e.c(options.alpha as f32);
+            r = e.mul(alpha, r);
+        }
+        let mut epilogue_inputs = vec![];
+        if let Some(c) = options.c {
+            let vc = self.val(c);
+            epilogue_inputs.push(bcast(&vc, &[m, n]));
+            let mut cv = e.load(0);
+            if options.beta != 1.0 {
+                let beta = e.c(options.beta as f32);
+                cv = e.mul(beta, cv);
+            }
+            r = e.add(r, cv);
+        }
+        self.program.kernels.push(Kernel::Gemm {
+            domain: vec![m, n, k],
+            a: access(&va, 3, &a_rows, None),
+            b: access(&vb, 3, &b_rows, None),
+            epilogue_inputs,
+            epilogue: e.done(r),
+            out: ident(&y),
+        });
+        Ok(())
+    }
+
+    /// `matmul`: a batched product, the batch dimensions broadcast.
+    pub(super) fn matmul(&mut self, a: OperandId, b: OperandId, out: OperandId) -> R {
+        let (va, vb) = (self.val(a), self.val(b));
+        let y = self.dest(out);
+        let nb = y.rank() - 2;
+        let (m, n, k) = (y.shape[nb], y.shape[nb + 1], va.shape[va.rank() - 1]);
+        let batch = &y.shape[..nb];
+        let operand = |v: &Val, last2: [usize; 2]| {
+            let vb = v.rank() - 2;
+            let lead = nb - vb;
+            let mut axes: Vec<Option<usize>> =
+                (0..vb).map(|j| if v.shape[j] == 1 && batch[lead + j] != 1 { None } else { Some(lead + j) }).collect();
+            axes.extend(last2.map(Some));
+            placed(v, nb + 3, &axes)
+        };
+        let mut domain = batch.to_vec();
+        domain.extend([m, n, k]);
+        self.program.kernels.push(Kernel::Gemm {
+            domain,
+            a: operand(&va, [nb, nb + 2]),
+            b: operand(&vb, [nb + 2, nb + 1]),
+            epilogue_inputs: vec![],
+            epilogue: Expr::acc(),
+            out: ident(&y),
+        });
+        Ok(())
+    }
+}
