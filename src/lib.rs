@@ -24,6 +24,7 @@
 //! ```
 
 pub mod conformance;
+pub mod explain;
 pub mod npy;
 pub mod onnx_tests;
 

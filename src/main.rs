@@ -72,6 +72,24 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 15, requires = "profile")]
         top: usize,
     },
+    /// Show what the compiler did to a model: operators before and after the
+    /// graph passes, rewrite rules fired, fusions, pass times, and the
+    /// operators every kernel computes.
+    Explain {
+        /// The model file (.onnx or .webnn).
+        model: PathBuf,
+        /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
+        /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+        /// Code generation target whose pipeline to explain: native, x86_64,
+        /// x86_64+avx2 or x86_64+avx512.
+        #[arg(long, default_value = "native")]
+        target: String,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a stage of the compilation in its stable text form.
     Emit {
         /// The model file (.onnx or .webnn).
@@ -83,11 +101,15 @@ enum Command {
         /// Which stage to print.
         #[arg(long, value_enum, default_value = "graph")]
         stage: Stage,
-        /// Code generation target for the kernels, clif and asm stages (the lowering
-        /// depends on it: direct convolutions on AVX-512):
+        /// Code generation target for the opt, kernels, clif and asm stages (the
+        /// lowering depends on it: direct convolutions on AVX-512):
         /// native, x86_64, x86_64+avx2 or x86_64+avx512 (any, whatever the host).
         #[arg(long, default_value = "native")]
         target: String,
+        /// Print the graph or the kernel program right after this pass instead
+        /// of a stage (the passes, in order: fold, rewrite, lower, fuse, plan).
+        #[arg(long, value_name = "PASS", conflicts_with = "stage")]
+        dump_after: Option<String>,
     },
     /// Run WebNN conformance test vectors (WPT JSON files or folders).
     Conformance {
@@ -129,7 +151,11 @@ enum Command {
 enum Stage {
     /// The validated WebNN graph, as `.webnn` text.
     Graph,
-    /// The lowered, memory-planned kernel program (the kernel IR's text form).
+    /// The graph after the graph passes (constant folding, rewrites), as
+    /// `.webnn` text.
+    Opt,
+    /// The lowered, fused, memory-planned kernel program (the kernel IR's
+    /// text form).
     Kernels,
     /// Cranelift IR of every kernel, before optimisation.
     Clif,
@@ -167,7 +193,11 @@ fn main() -> ExitCode {
             ops();
             Ok(())
         }
-        Command::Emit { model, shapes, stage, target } => emit(&model, &shapes, stage, &target),
+        Command::Explain { model, shapes, target, json } => explain(&model, &shapes, &target, json),
+        Command::Emit { model, shapes, stage, target, dump_after } => match dump_after {
+            Some(pass) => dump_after_pass(&model, &shapes, &target, &pass),
+            None => emit(&model, &shapes, stage, &target),
+        },
         Command::Bench { model, shapes, backend, threads, runs, json, profile, top } => {
             bench(&model, &shapes, &backend, threads, runs, json, profile.then_some(top))
         }
@@ -480,24 +510,63 @@ fn ops() {
 fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResult {
     use kiln::codegen::cpu::{listing, Listing, Target};
     let graph = load(model, shapes)?;
+    if let Stage::Graph = stage {
+        print!("{}", graph_text(&graph, model));
+        return Ok(());
+    }
+    // Compiled as the cpu backend compiles for that target.
+    let target: Target = target.parse()?;
+    let compiled = kiln::runtime::pipeline_for(&target).run(&graph)?;
     match stage {
-        Stage::Graph => {
-            let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");
-            let doc = kiln::frontend::webnn_text::from_graph(&graph, name);
-            print!("{}", kiln::frontend::webnn_text::print(&doc));
-        }
-        Stage::Kernels | Stage::Clif | Stage::Asm => {
-            // Lowered as the cpu backend lowers for that target.
-            let target: Target = target.parse()?;
-            let program = kiln::runtime::lower_for(&graph, &target)?;
-            match stage {
-                Stage::Kernels => print!("{program}"),
-                Stage::Clif => print!("{}", listing(&program, &target, Listing::Clif)?),
-                _ => print!("{}", listing(&program, &target, Listing::Asm)?),
-            }
-        }
+        Stage::Graph => unreachable!("printed above"),
+        Stage::Opt => print!("{}", graph_text(&compiled.graph, model)),
+        Stage::Kernels => print!("{}", compiled.program),
+        Stage::Clif => print!("{}", listing(&compiled.program, &target, Listing::Clif)?),
+        Stage::Asm => print!("{}", listing(&compiled.program, &target, Listing::Asm)?),
     }
     Ok(())
+}
+
+fn explain(model: &Path, shapes: &[String], target: &str, json: bool) -> CliResult {
+    let target: kiln::codegen::cpu::Target = target.parse()?;
+    let graph = load(model, shapes)?;
+    let compiled = kiln::runtime::pipeline_for(&target).run(&graph)?;
+    if json {
+        println!("{}", kiln::explain::to_json(&graph, &compiled));
+    } else {
+        println!("{} for {target}", model.display());
+        print!("{}", kiln::explain::to_text(&graph, &compiled));
+    }
+    Ok(())
+}
+
+/// `kiln emit --dump-after PASS`: the graph or kernel program right after
+/// `pass` of the cpu backend's pipeline for `target`.
+fn dump_after_pass(model: &Path, shapes: &[String], target: &str, pass: &str) -> CliResult {
+    let pass: kiln::passes::Pass = pass.parse()?;
+    let target: kiln::codegen::cpu::Target = target.parse()?;
+    let graph = load(model, shapes)?;
+    let pipeline = kiln::runtime::pipeline_for(&target);
+    if !pipeline.passes().contains(&pass) {
+        return Err(format!("the pipeline does not run `{pass}`").into());
+    }
+    let mut text = String::new();
+    pipeline.run_observed(&graph, &mut |done, snapshot| {
+        if done == pass {
+            text = match snapshot {
+                kiln::passes::Snapshot::Graph(g) => graph_text(g, model),
+                kiln::passes::Snapshot::Program(p) => p.to_string(),
+            };
+        }
+    })?;
+    print!("{text}");
+    Ok(())
+}
+
+/// `graph` in the `.webnn` text format, named after the model file.
+fn graph_text(graph: &kiln::ir::Graph, model: &Path) -> String {
+    let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");
+    kiln::frontend::webnn_text::print(&kiln::frontend::webnn_text::from_graph(graph, name))
 }
 
 fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, exclusions: Option<&Path>) -> CliResult {

@@ -85,7 +85,7 @@ fn snapshot_all(name: &str, graph: Graph) {
     insta::assert_snapshot!(format!("{name}.kernels"), default.to_string());
     for t in TARGETS {
         let target: Target = t.parse().unwrap();
-        let program = kiln::runtime::lower_for(&graph, &target).unwrap();
+        let program = kiln::runtime::pipeline_for(&target).run(&graph).unwrap().program;
         if program.to_string() != default.to_string() {
             insta::assert_snapshot!(format!("{name}.{t}.kernels"), program.to_string());
         }

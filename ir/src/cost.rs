@@ -5,33 +5,40 @@
 //! figures used to compare frameworks, not a latency model.
 
 use crate::infer::{conv2d_filter_dims, conv_transpose2d_filter_dims, resolved_window};
-use crate::{Graph, Node, Op};
+use crate::{Graph, Node, Op, OperandDescriptor, OperandId};
 
 /// Floating-point operations performed by one node.
 pub fn node_flops(graph: &Graph, node: &Node) -> u64 {
-    let count = |id| graph.desc(id).shape.element_count() as u64;
-    let out = node.outputs.iter().map(|&o| count(o)).sum::<u64>();
-    match &node.op {
+    let outputs: Vec<_> = node.outputs.iter().map(|&o| graph.desc(o).clone()).collect();
+    op_flops(&node.op, &|id| graph.desc(id), &outputs)
+}
+
+/// Floating-point operations performed by `op`, whose operands have the
+/// descriptors `desc(id)` and whose results have `outputs`.
+pub fn op_flops<'a>(op: &Op, desc: &dyn Fn(OperandId) -> &'a OperandDescriptor, outputs: &[OperandDescriptor]) -> u64 {
+    let count = |id| desc(id).shape.element_count() as u64;
+    let out = outputs.iter().map(|o| o.shape.element_count() as u64).sum::<u64>();
+    match op {
         Op::Conv2d { filter, options, .. } => {
-            let (_, cin_per_group, kh, kw) = conv2d_filter_dims(options.filter_layout, &graph.desc(*filter).shape);
+            let (_, cin_per_group, kh, kw) = conv2d_filter_dims(options.filter_layout, &desc(*filter).shape);
             2 * out * u64::from(cin_per_group) * u64::from(kh) * u64::from(kw)
         }
         Op::ConvTranspose2d { input, filter, options } => {
             let (_, cout_per_group, kh, kw) =
-                conv_transpose2d_filter_dims(options.filter_layout, &graph.desc(*filter).shape);
+                conv_transpose2d_filter_dims(options.filter_layout, &desc(*filter).shape);
             2 * count(*input) * u64::from(cout_per_group) * u64::from(kh) * u64::from(kw)
         }
         Op::Gemm { a, options, .. } => {
-            let a = &graph.desc(*a).shape;
+            let a = &desc(*a).shape;
             let k = if options.a_transpose { a.dims()[0] } else { a.dims()[1] };
             2 * out * u64::from(k)
         }
         Op::Matmul { a, .. } => {
-            let a = &graph.desc(*a).shape;
+            let a = &desc(*a).shape;
             2 * out * u64::from(a.dims()[a.rank() - 1])
         }
         Op::Pool2d { input, options, .. } => {
-            let [h, w] = resolved_window(options, &graph.desc(*input).shape);
+            let [h, w] = resolved_window(options, &desc(*input).shape);
             out * u64::from(h) * u64::from(w)
         }
         Op::Reduce { input, .. } => count(*input),

@@ -36,7 +36,7 @@ mod resample;
 pub use elementwise::{erf, erfc};
 pub use resample::{linear_taps, nearest_indices};
 
-use crate::{infer, DataType, Graph, Op, OperandDescriptor, OperandId, OperandKind, Tensor, Values};
+use crate::{infer, DataType, Graph, Node, Op, OperandDescriptor, OperandId, OperandKind, Tensor, Values};
 
 /// An error while interpreting a graph.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -137,6 +137,37 @@ pub fn run(graph: &Graph, feeds: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, Inte
                 .ok_or_else(|| graph_err(format!("output `{name}` was never computed")))
         })
         .collect()
+}
+
+/// Results of more elements than this are not computed at compile time
+/// even when every input is a constant (see [`fold_node`]).
+pub const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
+
+/// Operators costing more than this many operations ([`crate::cost`]) are
+/// not computed at compile time: the interpreter folding them would slow
+/// loading and compiling down.
+pub const MAX_FOLDED_FLOPS: u64 = 1 << 26;
+
+/// Constant folding of one node: `None` unless the node reads at least one
+/// operand, every one of them a constant, and its results and cost are
+/// within [`MAX_FOLDED_ELEMENTS`] and [`MAX_FOLDED_FLOPS`]; else the node's
+/// results computed by [`eval_op`].
+pub fn fold_node(graph: &Graph, node: &Node) -> Option<Result<Vec<Tensor>, InterpError>> {
+    let inputs = node.op.inputs();
+    let constant = |id: OperandId| match &graph.operand(id).kind {
+        OperandKind::Constant(t) => Some(t),
+        _ => None,
+    };
+    let foldable = !inputs.is_empty() && inputs.iter().all(|&(_, id)| constant(id).is_some());
+    let small = || {
+        node.outputs.iter().all(|&o| graph.desc(o).shape.element_count() <= MAX_FOLDED_ELEMENTS)
+            && crate::cost::node_flops(graph, node) <= MAX_FOLDED_FLOPS
+    };
+    if !(foldable && small()) {
+        return None;
+    }
+    let descs: Vec<_> = node.outputs.iter().map(|&o| graph.desc(o).clone()).collect();
+    Some(eval_op(&node.op, &|id| constant(id).expect("checked above"), &descs))
 }
 
 /// Evaluates one operator on tensors for its operands; `operand(id)` returns

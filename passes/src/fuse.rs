@@ -78,6 +78,9 @@ pub struct Fusion {
     pub consumer: usize,
     /// The intermediate buffer that disappeared (numbered before removal).
     pub buffer: BufferId,
+    /// Where the fused kernel stands: `producer` or `consumer` (the other
+    /// index is removed, and the kernels after it move down by one).
+    pub at: usize,
 }
 
 /// Fuses `program` in place (see the module documentation) and returns the
@@ -227,7 +230,7 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
     }
     program.kernels[at] = fused;
     program.kernels.remove(if at == c { p } else { c });
-    Some(Fusion { kind, producer: p, consumer: c, buffer: s })
+    Some(Fusion { kind, producer: p, consumer: c, buffer: s, at })
 }
 
 /// `second` evaluated after `first`: `second`'s loads of input `n` become

@@ -1,6 +1,8 @@
-//! kiln's graph passes. Today: lowering a WebNN graph to the kernel IR
-//! ([`lower()`]), fusion of elementwise Maps into the kernels that produce
-//! their inputs ([`fuse()`]) and memory planning ([`plan()`]).
+//! kiln's graph passes, run in order by a [`Pipeline`] (see
+//! [`pipeline`]): constant folding ([`fold()`]), graph rewriting by
+//! equality saturation ([`rewrite()`]), lowering a WebNN graph to
+//! the kernel IR ([`lower()`]), fusion of elementwise Maps into the kernels
+//! that produce their inputs ([`fuse()`]) and memory planning ([`plan()`]).
 //!
 //! How each operator lowers (computing in f32, see `kiln_ir::kernel`, but
 //! for host kernels):
@@ -37,11 +39,17 @@
 //! [`LowerOptions::host_kernels`] off these nodes are refused instead,
 //! every one at once, in a [`LowerError::Unsupported`].
 
+pub mod fold;
 pub mod fuse;
 pub mod lower;
+pub mod pipeline;
 pub mod plan;
+pub mod rewrite;
 
+pub use fold::{FoldError, Folded, fold};
 pub use fuse::{Fusion, FusionKind, fuse};
+pub use pipeline::{CompileError, Compiled, Pass, Pipeline, Report, Snapshot};
+pub use rewrite::{RewriteOptions, Rewritten, rewrite};
 pub use lower::{
     CastRule, LowerError, LowerOptions, Support, Unsupported, cast_rule, lower, lower_unplanned, lower_with, op_support,
 };

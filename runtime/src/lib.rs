@@ -1,9 +1,10 @@
 //! kiln's runtime: a [`Context`] compiles graphs for a backend and runs them.
 //!
-//! Backends: `cpu`, native code (the graph lowered to the kernel IR by
-//! `kiln_passes::lower` and JIT-compiled by `kiln_codegen::cpu`); `interp`,
-//! the reference interpreter; and `kernels`, the lowered program run by the
-//! kernel-IR reference evaluator (`kiln_ir::kernel::eval`). Every backend
+//! Backends: `cpu`, native code (the graph compiled to the kernel IR by
+//! the passes of a `kiln_passes::Pipeline` and JIT-compiled by
+//! `kiln_codegen::cpu`); `interp`, the reference interpreter; and
+//! `kernels`, the compiled program run by the kernel-IR reference evaluator
+//! (`kiln_ir::kernel::eval`). Every backend
 //! checks the caller's tensors against the graph's inputs before running.
 //!
 //! The lowered backends run every graph: nodes f32 kernels cannot compute
@@ -24,7 +25,7 @@ pub use dispatch::{block_on, Dispatch};
 use kiln_ir::kernel::{KernelError, Program};
 use kiln_ir::{Graph, GraphError, Tensor};
 pub use kiln_frontend::{LoadError, LoadOptions};
-pub use kiln_passes::LowerError;
+pub use kiln_passes::{CompileError, FoldError, LowerError, Pipeline, Report};
 
 /// The backends a [`Context`] can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -132,6 +133,8 @@ pub struct CompiledGraph {
 struct Compiled {
     graph: Graph,
     executable: Executable,
+    /// What the compiler's passes did (backends that lower the graph).
+    report: Option<Report>,
 }
 
 /// What a backend runs.
@@ -151,6 +154,11 @@ impl CompiledGraph {
     /// The graph this was compiled from.
     pub fn graph(&self) -> &Graph {
         &self.inner.graph
+    }
+
+    /// What the compiler's passes did, for backends that lower the graph.
+    pub fn report(&self) -> Option<&Report> {
+        self.inner.report.as_ref()
     }
 
     /// The kernel program, for backends that lower the graph.
@@ -192,17 +200,21 @@ impl Context {
     /// Compiles `graph` for this context's backend.
     pub fn compile(&self, graph: Graph) -> Result<CompiledGraph, RuntimeError> {
         graph.validate()?;
-        let executable = match self.backend {
-            Backend::Interp => Executable::Interp,
-            Backend::Kernels => Executable::Kernels(kiln_passes::lower(&graph)?),
+        let (executable, report) = match self.backend {
+            Backend::Interp => (Executable::Interp, None),
+            Backend::Kernels => {
+                let compiled = Pipeline::default().run(&graph)?;
+                (Executable::Kernels(compiled.program), Some(compiled.report))
+            }
             Backend::Cpu => {
                 let target = kiln_codegen::cpu::Target::host();
-                let program = lower_for(&graph, &target)?;
+                let compiled = pipeline_for(&target).run(&graph)?;
                 let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
-                Executable::Cpu(Box::new(cpu::CpuExecutable::new(program, &target, outputs)?))
+                let executable = cpu::CpuExecutable::new(compiled.program, &target, outputs)?;
+                (Executable::Cpu(Box::new(executable)), Some(compiled.report))
             }
         };
-        Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable }) })
+        Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable, report }) })
     }
 
     /// Runs `graph` on named input tensors; returns the outputs in the
@@ -266,10 +278,19 @@ fn shape_outputs(graph: &Graph, mut flat: Vec<(String, Tensor)>) -> Result<Vec<(
         .collect()
 }
 
-/// Lowers `graph` as the cpu backend does for `target`: the lowering
-/// depends on the target only through the kernels its code generator has
-/// (direct convolutions on AVX-512).
-pub fn lower_for(graph: &Graph, target: &kiln_codegen::cpu::Target) -> Result<Program, LowerError> {
-    let options = kiln_passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() };
-    kiln_passes::lower_with(graph, options)
+/// The pipeline the cpu backend runs for `target`: the lowering depends on
+/// the target only through the kernels its code generator has (direct
+/// convolutions on AVX-512).
+pub fn pipeline_for(target: &kiln_codegen::cpu::Target) -> Pipeline {
+    Pipeline::new(kiln_passes::LowerOptions { direct_convolution: target.direct_convolution(), ..Default::default() })
+}
+
+impl From<CompileError> for RuntimeError {
+    fn from(e: CompileError) -> Self {
+        match e {
+            CompileError::Lower(e) => RuntimeError::Lower(e),
+            CompileError::Fold(FoldError::Interp(e)) => RuntimeError::Interp(e),
+            CompileError::Fold(FoldError::Graph(e)) | CompileError::Rewrite(e) => RuntimeError::Graph(e),
+        }
+    }
 }

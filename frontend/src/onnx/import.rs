@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_ir::interp::eval_op;
+use kiln_ir::interp::{fold_node, MAX_FOLDED_ELEMENTS};
 use kiln_ir::{
     DataType, Graph, GraphError, Op, OperandDescriptor, OperandId, OperandKind, Shape, Tensor, UnaryOp, Values,
 };
@@ -19,18 +19,9 @@ use super::tensor::{self, ExternalFiles};
 use super::{OnnxError, Unsupported};
 use crate::LoadOptions;
 
-/// Results larger than this many elements are computed at run time even
-/// when every input is a constant; constants a handler creates itself
-/// (fills, ranges) may not exceed it ([`check_constant_size`]).
-const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
-
-/// Operators costing more than this many operations (`kiln_ir::cost`) are
-/// computed at run time even when every input is a constant: the
-/// interpreter folding them would slow loading down.
-const MAX_FOLDED_FLOPS: u64 = 1 << 26;
-
 /// Refuses a load-time constant of `elements` elements above
-/// [`MAX_FOLDED_ELEMENTS`] (a few bytes of model can declare a huge fill).
+/// [`MAX_FOLDED_ELEMENTS`] (a few bytes of model can declare a huge fill;
+/// the same limit as on folded results, see [`kiln_ir::interp::fold_node`]).
 pub fn check_constant_size(elements: u64, what: &str) -> NodeResult<()> {
     if elements > MAX_FOLDED_ELEMENTS as u64 {
         return unsupported(format!("{what} of {elements} elements exceeds the {MAX_FOLDED_ELEMENTS}-element limit on constants built at load time"));
@@ -331,26 +322,19 @@ impl Importer {
     /// every input is a constant. Returns the outputs.
     pub fn op(&mut self, cx: &NodeCx, op: Op) -> NodeResult<Vec<OperandId>> {
         let inputs = op.inputs();
-        let foldable = !inputs.is_empty() && inputs.iter().all(|&(_, id)| self.constant(id).is_some());
         let outputs = self.graph.add_node(op, &cx.label)?;
         let node = self.graph.nodes().last().expect("just added");
-        let small = outputs.iter().all(|&o| self.graph.desc(o).shape.element_count() <= MAX_FOLDED_ELEMENTS)
-            && kiln_ir::cost::node_flops(&self.graph, node) <= MAX_FOLDED_FLOPS;
-        if !(foldable && small) {
+        let Some(folded) = fold_node(&self.graph, node) else {
             return Ok(outputs);
-        }
-        // Folded: the node stays unused and is pruned with the graph.
-        let graph = &self.graph;
-        let constant = |id: OperandId| match &graph.operand(id).kind {
-            OperandKind::Constant(t) => t,
-            _ => unreachable!("checked above"),
         };
-        let descs: Vec<_> = outputs.iter().map(|&o| graph.desc(o).clone()).collect();
-        let tensors = eval_op(&node.op, &constant, &descs).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        // Folded: the node stays unused and is pruned with the graph.
+        let tensors = folded.map_err(|e| NodeError::Invalid(e.to_string()))?;
         // Mapped weights read by the fold need not stay resident.
         for (_, id) in &inputs {
-            let bytes = constant(*id).shared_bytes();
-            bytes.release_pages(0..bytes.len());
+            if let OperandKind::Constant(t) = &self.graph.operand(*id).kind {
+                let bytes = t.shared_bytes();
+                bytes.release_pages(0..bytes.len());
+            }
         }
         tensors.into_iter().map(|t| Ok(self.add_constant(None, t)?)).collect()
     }

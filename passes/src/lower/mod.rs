@@ -86,7 +86,6 @@ use std::fmt;
 use kiln_ir::kernel::{Access, BufferId, BufferKind, Expr, HostKernel, HostOperand, Kernel, KernelError, Program};
 use kiln_ir::{DataType, Graph, Node, Op, OperandDescriptor, OperandId, OperandKind};
 
-use crate::plan::plan;
 use exactness::host_reason;
 pub use exactness::{CastRule, cast_rule};
 pub use support::{Support, op_support};
@@ -153,29 +152,41 @@ impl Default for LowerOptions {
 
 /// Lowers `graph` to a validated, fused ([`crate::fuse()`]), memory-planned
 /// kernel program, with host kernels where the f32 kernels are not exact
-/// (see the module documentation).
+/// (see the module documentation): the kernel passes of a
+/// [`crate::Pipeline`], without the graph passes (folding, rewriting).
 pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
     lower_with(graph, LowerOptions::default())
 }
 
 /// [`lower`] with options.
 pub fn lower_with(graph: &Graph, options: LowerOptions) -> Result<Program, LowerError> {
-    let mut program = lower_nodes(graph, options)?;
-    crate::fuse::fuse(&mut program);
-    plan(&mut program);
-    program.validate().map_err(LowerError::Invalid)?;
-    Ok(program)
+    let pipeline = crate::Pipeline::new(options).without(crate::Pass::Fold).without(crate::Pass::Rewrite);
+    match pipeline.run(graph) {
+        Ok(compiled) => Ok(compiled.program),
+        Err(crate::CompileError::Lower(e)) => Err(e),
+        Err(e) => unreachable!("only the kernel passes ran: {e}"),
+    }
 }
 
 /// Lowers `graph` (with host kernels) without fusing or planning memory:
 /// every scratch buffer is at offset 0 and `arena_bytes` is 0. [`lower`] is
-/// this plus [`crate::fuse()`] and [`plan`].
+/// this plus [`crate::fuse()`] and [`crate::plan()`].
 pub fn lower_unplanned(graph: &Graph) -> Result<Program, LowerError> {
-    lower_nodes(graph, LowerOptions::default())
+    Ok(lower_nodes(graph, LowerOptions::default())?.program)
 }
 
-fn lower_nodes(graph: &Graph, options: LowerOptions) -> Result<Program, LowerError> {
+/// A lowered program (unfused, unplanned) and the graph node each of its
+/// kernels computes.
+pub(crate) struct Lowered {
+    pub program: Program,
+    /// `origins[k]`: the index in `graph.nodes()` of the node kernel `k`
+    /// was lowered from.
+    pub origins: Vec<usize>,
+}
+
+pub(crate) fn lower_nodes(graph: &Graph, options: LowerOptions) -> Result<Lowered, LowerError> {
     let mut l = Lowerer::new(graph, options);
+    let mut origins = Vec::new();
     let needed = needed_nodes(graph);
     for (n, node) in graph.nodes().iter().enumerate() {
         if !needed[n] {
@@ -200,12 +211,13 @@ fn lower_nodes(graph: &Graph, options: LowerOptions) -> Result<Program, LowerErr
             continue;
         }
         l.copy_to_extra_outputs(node);
+        origins.resize(l.program.kernels.len(), n);
     }
     if !l.unsupported.is_empty() {
         return Err(LowerError::Unsupported(l.unsupported));
     }
     l.program.validate().map_err(LowerError::Invalid)?;
-    Ok(l.program)
+    Ok(Lowered { program: l.program, origins })
 }
 
 /// Whether a node's results are needed: it produces a graph output or an

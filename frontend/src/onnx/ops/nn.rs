@@ -126,7 +126,7 @@ fn window(cx: &NodeCx, input: &[u32], kernel: &[u32]) -> NodeResult<Window> {
 fn kernel_of(cx: &NodeCx, weights: &[u32]) -> NodeResult<Vec<u32>> {
     let kernel = weights[2..].to_vec();
     if let Some(k) = cx.ints("kernel_shape")?
-        && k.iter().map(|&x| x as i64).ne(kernel.iter().map(|&x| x as i64))
+        && k.iter().copied().ne(kernel.iter().map(|&x| x as i64))
     {
         return invalid(format!("kernel_shape {k:?} does not match the weights' {kernel:?}"));
     }

@@ -176,7 +176,7 @@ fn reshape_node(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     }
     if let Some(i) = inferred {
         let known_part = count(&out);
-        if known_part == 0 || total % known_part != 0 {
+        if known_part == 0 || !total.is_multiple_of(known_part) {
             return invalid(format!("shape {shape:?} cannot hold the input's {total} elements"));
         }
         out[i] = u32::try_from(total / known_part).or_else(|_| invalid("the inferred dimension is too large"))?;

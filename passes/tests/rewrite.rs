@@ -1,0 +1,389 @@
+//! The rewrite rules, each on its own: a small graph in, the rewritten
+//! graph's operators out, and the outputs of both graphs on the same random
+//! inputs within a tolerance (the reference interpreter runs both).
+//! Also: rules that must not fire, determinism, sharing, and limits.
+
+use kiln_ir::*;
+use kiln_passes::rewrite::{rewrite, RewriteOptions, Rewritten, Stop};
+
+/// A small deterministic generator (xorshift64*), uniform in [-2, 2).
+struct Rng(u64);
+
+impl Rng {
+    fn float(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+    }
+
+    fn tensor(&mut self, shape: &[u32]) -> Tensor {
+        let n: u32 = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| self.float()).collect();
+        Tensor::from_f32(shape.to_vec(), &v).unwrap()
+    }
+}
+
+/// A graph under construction.
+struct G {
+    g: Graph,
+    rng: Rng,
+    feeds: Vec<(String, Tensor)>,
+}
+
+impl G {
+    fn new() -> Self {
+        G { g: Graph::new(), rng: Rng(0x9e37_79b9_7f4a_7c15), feeds: Vec::new() }
+    }
+
+    fn input(&mut self, name: &str, shape: &[u32]) -> OperandId {
+        let id = self.g.add_input(name, OperandDescriptor::new(DataType::Float32, shape.to_vec())).unwrap();
+        let t = self.rng.tensor(shape);
+        self.feeds.push((name.into(), t));
+        id
+    }
+
+    /// A random constant.
+    fn weights(&mut self, shape: &[u32]) -> OperandId {
+        let t = self.rng.tensor(shape);
+        self.g.add_constant(None, t).unwrap()
+    }
+
+    /// A constant of `value`s.
+    fn fill(&mut self, shape: &[u32], value: f32) -> OperandId {
+        let n: u32 = shape.iter().product();
+        self.g.add_constant(None, Tensor::from_f32(shape.to_vec(), &vec![value; n as usize]).unwrap()).unwrap()
+    }
+
+    /// A random constant of positive values (variances).
+    fn positive(&mut self, shape: &[u32]) -> OperandId {
+        let n: u32 = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| self.rng.float().abs() + 0.1).collect();
+        self.g.add_constant(None, Tensor::from_f32(shape.to_vec(), &v).unwrap()).unwrap()
+    }
+
+    fn op(&mut self, op: Op) -> OperandId {
+        self.g.add_node(op, "").unwrap()[0]
+    }
+
+    fn unary(&mut self, kind: UnaryOp, input: OperandId) -> OperandId {
+        self.op(Op::Unary { kind, input })
+    }
+
+    fn binary(&mut self, kind: BinaryOp, a: OperandId, b: OperandId) -> OperandId {
+        self.op(Op::Binary { kind, a, b })
+    }
+
+    fn conv(&mut self, input: OperandId, o: u32, i: u32, k: u32, bias: bool) -> OperandId {
+        let filter = self.weights(&[o, i, k, k]);
+        let bias = bias.then(|| self.weights(&[o]));
+        self.op(Op::Conv2d { input, filter, options: Conv2dOptions { padding: [1; 4], bias, ..Default::default() } })
+    }
+}
+
+fn names(g: &Graph) -> Vec<&'static str> {
+    g.nodes().iter().map(|n| n.op.name()).collect()
+}
+
+/// Rewrites `g` with `y` as its output; checks the rewritten graph's
+/// operators and that both graphs agree within `1e-4 + 1e-4·|want|`
+/// (weights folded in f64 and rounded once; interpreter arithmetic in f64).
+#[track_caller]
+fn rewritten(mut g: G, y: OperandId, want: &[&str]) -> Rewritten {
+    g.g.add_output("y", y).unwrap();
+    let (after, report) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
+    after.validate().unwrap();
+    assert_eq!(names(&after), want, "fired: {:?}", report.fired);
+    let feeds: Vec<(&str, &Tensor)> = g.feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let expected = interp::run(&g.g, &feeds).unwrap();
+    let got = interp::run(&after, &feeds).unwrap();
+    for (e, r) in expected.iter().zip(&got) {
+        assert_eq!(e.desc(), r.desc());
+        let (Values::Float(want), Values::Float(have)) = (e.values(), r.values()) else { panic!("float outputs") };
+        for (i, (w, h)) in want.iter().zip(&have).enumerate() {
+            assert!((w - h).abs() <= 1e-4 + 1e-4 * w.abs(), "element {i}: {h} after, {w} before; fired {:?}", report.fired);
+        }
+    }
+    // Same graph, same result.
+    let (again, _) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
+    assert_eq!(format!("{:?}", again.nodes()), format!("{:?}", after.nodes()), "rewriting is deterministic");
+    report
+}
+
+#[track_caller]
+fn fired(report: &Rewritten, rule: &str) {
+    assert!(report.fired.get(rule).copied().unwrap_or(0) >= 1, "{rule} did not fire: {:?}", report.fired);
+}
+
+#[test]
+fn identity_vanishes() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3]);
+    let i = g.unary(UnaryOp::Identity, x);
+    let y = g.unary(UnaryOp::Relu, i);
+    fired(&rewritten(g, y, &["relu"]), "identity");
+}
+
+#[test]
+fn casts_reshapes_expands_and_transposes_to_the_same_thing_vanish() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3]);
+    let c = g.op(Op::Cast { input: x, data_type: DataType::Float32 });
+    let r = g.op(Op::Reshape { input: c, new_shape: vec![2, 3] });
+    let e = g.op(Op::Expand { input: r, new_shape: vec![2, 3] });
+    let t = g.op(Op::Transpose { input: e, permutation: Some(vec![0, 1]) });
+    let y = g.unary(UnaryOp::Relu, t);
+    let report = rewritten(g, y, &["relu"]);
+    for rule in ["cast-same-type", "reshape-same-shape", "expand-same-shape", "transpose-identity"] {
+        fired(&report, rule);
+    }
+}
+
+#[test]
+fn neutral_constants_vanish() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3]);
+    let one = g.fill(&[3], 1.0);
+    let zero = g.fill(&[1, 3], 0.0);
+    let a = g.binary(BinaryOp::Mul, one, x);
+    let b = g.binary(BinaryOp::Div, a, one);
+    let c = g.binary(BinaryOp::Add, b, zero);
+    let d = g.binary(BinaryOp::Sub, c, zero);
+    let y = g.unary(UnaryOp::Relu, d);
+    let report = rewritten(g, y, &["relu"]);
+    for rule in ["mul-one", "div-one", "add-zero", "sub-zero"] {
+        fired(&report, rule);
+    }
+}
+
+#[test]
+fn neutral_constants_that_broadcast_wider_or_sit_on_the_wrong_side_stay() {
+    let mut g = G::new();
+    let x = g.input("x", &[3]);
+    let ones = g.fill(&[2, 3], 1.0);
+    let zero = g.fill(&[3], 0.0);
+    let a = g.binary(BinaryOp::Mul, x, ones); // [2, 3]: wider than x
+    let b = g.binary(BinaryOp::Sub, zero, a); // 0 - a is not a
+    let report = rewritten(g, b, &["mul", "sub"]);
+    assert!(report.fired.is_empty(), "{:?}", report.fired);
+}
+
+#[test]
+fn reshape_chains_merge() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3, 4]);
+    let a = g.op(Op::Reshape { input: x, new_shape: vec![6, 4] });
+    let b = g.op(Op::Reshape { input: a, new_shape: vec![24] });
+    let c = g.op(Op::Reshape { input: b, new_shape: vec![4, 6] });
+    let y = g.unary(UnaryOp::Relu, c);
+    fired(&rewritten(g, y, &["reshape", "relu"]), "reshape-reshape");
+}
+
+#[test]
+fn transpose_pairs_compose_or_cancel() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3, 4]);
+    let a = g.op(Op::Transpose { input: x, permutation: Some(vec![1, 2, 0]) });
+    let b = g.op(Op::Transpose { input: a, permutation: Some(vec![2, 0, 1]) });
+    let y = g.unary(UnaryOp::Relu, b);
+    let report = rewritten(g, y, &["relu"]);
+    fired(&report, "transpose-transpose");
+    fired(&report, "transpose-identity");
+
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3, 4]);
+    let a = g.op(Op::Transpose { input: x, permutation: Some(vec![0, 2, 1]) });
+    let b = g.op(Op::Transpose { input: a, permutation: Some(vec![1, 0, 2]) });
+    let y = g.unary(UnaryOp::Relu, b);
+    fired(&rewritten(g, y, &["transpose", "relu"]), "transpose-transpose");
+}
+
+#[test]
+fn batch_normalization_folds_into_the_conv() {
+    for bias in [false, true] {
+        let mut g = G::new();
+        let x = g.input("x", &[1, 3, 6, 6]);
+        let c = g.conv(x, 4, 3, 3, bias);
+        let (mean, variance) = (g.weights(&[4]), g.positive(&[4]));
+        let (scale, shift) = (g.weights(&[4]), g.weights(&[4]));
+        let options = BatchNormalizationOptions { scale: Some(scale), bias: Some(shift), epsilon: 1e-3, ..Default::default() };
+        let bn = g.op(Op::BatchNormalization { input: c, mean, variance, options });
+        let y = g.unary(UnaryOp::Relu, bn);
+        fired(&rewritten(g, y, &["conv2d", "relu"]), "batchnorm-into-conv");
+    }
+}
+
+#[test]
+fn batch_normalization_folds_into_an_nhwc_depthwise_conv() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 5, 5, 4]);
+    let filter = g.weights(&[1, 3, 3, 4]);
+    let options = Conv2dOptions {
+        groups: 4,
+        input_layout: InputLayout::Nhwc,
+        filter_layout: Conv2dFilterLayout::Ihwo,
+        ..Default::default()
+    };
+    let c = g.op(Op::Conv2d { input: x, filter, options });
+    let (mean, variance) = (g.weights(&[4]), g.positive(&[4]));
+    let bn = g.op(Op::BatchNormalization { input: c, mean, variance, options: BatchNormalizationOptions { axis: 3, ..Default::default() } });
+    fired(&rewritten(g, bn, &["conv2d"]), "batchnorm-into-conv");
+}
+
+#[test]
+fn per_channel_multiplies_and_adds_fold_into_the_conv() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 3, 6, 6]);
+    let c = g.conv(x, 4, 3, 3, true);
+    let k = g.weights(&[1, 4, 1, 1]);
+    let m = g.binary(BinaryOp::Mul, k, c);
+    let b = g.weights(&[4, 1, 1]);
+    let a = g.binary(BinaryOp::Add, m, b);
+    let report = rewritten(g, a, &["conv2d"]);
+    fired(&report, "mul-into-conv");
+    fired(&report, "add-into-conv");
+}
+
+#[test]
+fn constants_that_vary_off_the_channel_axis_stay() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 3, 6, 6]);
+    let c = g.conv(x, 4, 3, 3, false);
+    let k = g.weights(&[1, 1, 1, 6]);
+    let m = g.binary(BinaryOp::Mul, c, k);
+    let report = rewritten(g, m, &["conv2d", "mul"]);
+    assert!(report.fired.is_empty(), "{:?}", report.fired);
+}
+
+#[test]
+fn zero_padding_merges_into_the_conv() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 3, 6, 6]);
+    let p = g.op(Op::Pad {
+        input: x,
+        beginning_padding: vec![0, 0, 1, 2],
+        ending_padding: vec![0, 0, 2, 0],
+        options: PadOptions::default(),
+    });
+    let c = g.conv(p, 4, 3, 3, true);
+    fired(&rewritten(g, c, &["conv2d"]), "pad-into-conv");
+
+    // A non-zero pad value stays a pad.
+    let mut g = G::new();
+    let x = g.input("x", &[1, 3, 6, 6]);
+    let options = PadOptions { value: Number::Float(1.0), ..PadOptions::default() };
+    let p = g.op(Op::Pad { input: x, beginning_padding: vec![0, 0, 1, 1], ending_padding: vec![0, 0, 1, 1], options });
+    let c = g.conv(p, 4, 3, 3, false);
+    rewritten(g, c, &["pad", "conv2d"]);
+}
+
+#[test]
+fn matmul_plus_bias_becomes_gemm() {
+    let mut g = G::new();
+    let a = g.input("a", &[4, 5]);
+    let b = g.weights(&[5, 6]);
+    let m = g.op(Op::Matmul { a, b });
+    let c = g.weights(&[6]);
+    let y = g.binary(BinaryOp::Add, c, m);
+    fired(&rewritten(g, y, &["gemm"]), "matmul-add-to-gemm");
+}
+
+#[test]
+#[allow(clippy::approx_constant)] // exporters write √2 with a few digits
+fn decomposed_gelu_is_recognised() {
+    // PyTorch's export: x * (erf(x / √2) + 1) * 0.5.
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let sqrt2 = g.fill(&[], 1.414_213_5);
+    let d = g.binary(BinaryOp::Div, x, sqrt2);
+    let e = g.unary(UnaryOp::Erf, d);
+    let one = g.fill(&[], 1.0);
+    let a = g.binary(BinaryOp::Add, e, one);
+    let m = g.binary(BinaryOp::Mul, x, a);
+    let half = g.fill(&[], 0.5);
+    let y = g.binary(BinaryOp::Mul, m, half);
+    fired(&rewritten(g, y, &["gelu"]), "gelu-erf");
+
+    // 0.5 * x first, x * (1/√2) inside.
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let half = g.fill(&[], 0.5);
+    let h = g.binary(BinaryOp::Mul, half, x);
+    let inv = g.fill(&[1], std::f32::consts::FRAC_1_SQRT_2);
+    let d = g.binary(BinaryOp::Mul, x, inv);
+    let e = g.unary(UnaryOp::Erf, d);
+    let one = g.fill(&[], 1.0);
+    let a = g.binary(BinaryOp::Add, one, e);
+    let y = g.binary(BinaryOp::Mul, h, a);
+    fired(&rewritten(g, y, &["gelu"]), "gelu-erf");
+}
+
+#[test]
+fn a_near_gelu_with_another_constant_stays() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let k = g.fill(&[], 1.5);
+    let d = g.binary(BinaryOp::Div, x, k);
+    let e = g.unary(UnaryOp::Erf, d);
+    let one = g.fill(&[], 1.0);
+    let a = g.binary(BinaryOp::Add, e, one);
+    let m = g.binary(BinaryOp::Mul, x, a);
+    let half = g.fill(&[], 0.5);
+    let y = g.binary(BinaryOp::Mul, m, half);
+    rewritten(g, y, &["div", "erf", "add", "mul", "mul"]);
+}
+
+#[test]
+fn decomposed_hard_swish_is_recognised() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let s = g.op(Op::HardSigmoid { input: x, alpha: 1.0 / 6.0, beta: 0.5 });
+    let y = g.binary(BinaryOp::Mul, x, s);
+    fired(&rewritten(g, y, &["hardSwish"]), "hard-swish");
+
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let three = g.fill(&[], 3.0);
+    let a = g.binary(BinaryOp::Add, x, three);
+    let r = g.op(Op::Clamp { input: a, min_value: Some(Number::Float(0.0)), max_value: Some(Number::Float(6.0)) });
+    let m = g.binary(BinaryOp::Mul, x, r);
+    let six = g.fill(&[], 6.0);
+    let y = g.binary(BinaryOp::Div, m, six);
+    fired(&rewritten(g, y, &["hardSwish"]), "hard-swish");
+}
+
+#[test]
+fn common_subexpressions_are_shared() {
+    let mut g = G::new();
+    let x = g.input("x", &[4]);
+    let a = g.unary(UnaryOp::Exp, x);
+    let b = g.unary(UnaryOp::Exp, x);
+    let y = g.binary(BinaryOp::Add, a, b);
+    rewritten(g, y, &["exp", "add"]);
+}
+
+/// A 10,000-node chain stays bounded: the run ends at a limit or
+/// saturates, and the result is a valid graph computing the same thing.
+#[test]
+fn long_chains_are_bounded() {
+    let mut g = G::new();
+    let x = g.input("x", &[4]);
+    let one = g.fill(&[], 1.0);
+    let mut v = x;
+    for i in 0..10_000 {
+        v = if i % 2 == 0 { g.unary(UnaryOp::Identity, v) } else { g.binary(BinaryOp::Mul, v, one) };
+    }
+    g.g.add_output("y", v).unwrap();
+    let options = RewriteOptions { nodes: 30_000, ..RewriteOptions::default() };
+    let (after, report) = rewrite(&g.g, &options).unwrap();
+    // y is x: the output is computed by a copy, as an output must be.
+    assert_eq!(names(&after), ["identity"]);
+    assert!(matches!(report.stop, Stop::Saturated | Stop::NodeLimit), "{:?}", report.stop);
+
+    // A node limit that binds still gives a valid, equivalent graph.
+    let options = RewriteOptions { nodes: 10, ..RewriteOptions::default() };
+    let (after, report) = rewrite(&g.g, &options).unwrap();
+    assert_eq!(report.stop, Stop::NodeLimit);
+    after.validate().unwrap();
+}
