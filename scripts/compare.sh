@@ -11,7 +11,10 @@
 # test_data_set_0/input_N.pb (graph inputs that are not initializers, in order);
 # then for every model and thread count run `kiln bench MODEL.onnx --shape NAME=DIMS...
 # --json` and `scripts/bench_ort.py MODEL.onnx --shape NAME=DIMS... --json` back to
-# back, and print a markdown table on stdout. Progress goes to stderr; the raw JSON
+# back (at the first thread count also `kiln bench --no-optimize`, the graph as
+# given), and print two markdown tables on stdout: kiln vs ORT, and the optimizer
+# (operators before and after the graph passes, kernels, rewrite time, latency
+# with the graph passes off and on). Progress goes to stderr; the raw JSON
 # lines are kept in target/compare/results.jsonl. A failed measurement (an import or
 # compile error, say) does not stop the others: it shows as "failed" in the table,
 # its error is listed under the table and kept in results.jsonl, and the script
@@ -104,6 +107,7 @@ runs_list="$out_dir/raw/runs.tsv"
 : >"$runs_list"
 
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
+first_threads="${THREADS%% *}"
 load_before="$(load)"
 say "load average before: $load_before ($(nproc) cores)"
 
@@ -130,6 +134,12 @@ for entry in $MODELS; do
         "$py" scripts/bench_ort.py "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
             >"$raw.ort.json" 2>"$raw.ort.err" \
             || say "$model: onnxruntime failed: $(tail -n 3 "$raw.ort.err")"
+        if [[ "$t" == "$first_threads" ]]; then
+            say "$model, $t thread(s), $RUNS runs: kiln --no-optimize"
+            "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json --no-optimize \
+                >"$raw.plain.json" 2>"$raw.plain.err" \
+                || say "$model: kiln --no-optimize failed: $(tail -n 3 "$raw.plain.err")"
+        fi
         printf '%s\t%s\t%s\t%s\n' "$model" "$t" "$raw" "$shapes" >>"$runs_list"
     done
 done
@@ -138,7 +148,7 @@ load_after="$(load)"
 say "load average after: $load_after"
 
 "$py" - "$runs_list" "$out_dir/results.jsonl" "$RUNS" "$load_before" "$load_after" "$(nproc)" <<'PY'
-import json, sys
+import json, os, sys
 import onnxruntime
 
 runs_list, results, runs, before, after, cores = sys.argv[1:]
@@ -168,8 +178,11 @@ with open(results, "w") as out:
         if o_err:
             record["ort_error"] = o_err
             failures.append((model, threads, "onnxruntime", o_err))
+        p, _ = measurement(raw, "plain") if os.path.exists(f"{raw}.plain.json") else (None, None)
+        if p:
+            record["kiln_no_optimize"] = p
         out.write(json.dumps(record) + "\n")
-        rows.append((model, threads, k, o))
+        rows.append((model, threads, k, o, p))
 
 print(f"kiln (cpu backend) vs onnxruntime {onnxruntime.__version__} CPUExecutionProvider on the same "
       f".onnx files, f32, {runs} timed runs after 1 warm-up; median ms")
@@ -177,7 +190,7 @@ print(f"load average before {before}, after {after} ({cores} cores)")
 print()
 print("| model | threads | kiln median ms | ORT median ms | kiln/ORT | kiln compile ms | ORT session ms |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for model, threads, k, o in rows:
+for model, threads, k, o, _ in rows:
     km = f"{k['median_ms']:.2f}" if k else "failed"
     om = f"{o['median_ms']:.2f}" if o else "failed"
     ratio = f"{k['median_ms'] / o['median_ms']:.2f}" if k and o else "-"
@@ -187,6 +200,17 @@ for model, threads, k, o in rows:
 print()
 print("kiln/ORT > 1 means kiln is slower. Input shapes (test_data_set_0): "
       + "; ".join(f"{m} {s}" for m, s in shapes_of.items()) + ".")
+optimizer = [(m, t, k, p) for m, t, k, _, p in rows if k and p]
+if optimizer:
+    print()
+    print("The optimizer (graph passes: folding, rewrites), kiln alone, optimizer off vs on:")
+    print()
+    print("| model | threads | operators | after graph passes | kernels | rewrite ms | off median ms | on median ms | on/off |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for model, threads, k, p in optimizer:
+        rewrite = f"{k['rewrite_ms']:.1f}" if k.get("rewrite_ms") is not None else "-"
+        print(f"| {model} | {threads} | {k['operators_before']} | {k['operators_after']} | {p['kernels']} -> {k['kernels']} "
+              f"| {rewrite} | {p['median_ms']:.2f} | {k['median_ms']:.2f} | {k['median_ms'] / p['median_ms']:.2f} |")
 if failures:
     print()
     for model, threads, who, err in failures:

@@ -71,6 +71,9 @@ enum Command {
         /// With --profile: how many of the slowest kernels to list.
         #[arg(long, value_name = "N", default_value_t = 15, requires = "profile")]
         top: usize,
+        /// Compile the graph as given: no constant folding, no rewrites.
+        #[arg(long)]
+        no_optimize: bool,
     },
     /// Show what the compiler did to a model: operators before and after the
     /// graph passes, rewrite rules fired, fusions, pass times, and the
@@ -198,8 +201,9 @@ fn main() -> ExitCode {
             Some(pass) => dump_after_pass(&model, &shapes, &target, &pass),
             None => emit(&model, &shapes, stage, &target),
         },
-        Command::Bench { model, shapes, backend, threads, runs, json, profile, top } => {
-            bench(&model, &shapes, &backend, threads, runs, json, profile.then_some(top))
+        Command::Bench { model, shapes, backend, threads, runs, json, profile, top, no_optimize } => {
+            let options = BenchOptions { threads, runs, json, profile: profile.then_some(top), optimize: !no_optimize };
+            bench(&model, &shapes, &backend, &options)
         }
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
@@ -289,12 +293,23 @@ fn random_inputs(graph: &Graph) -> Result<Vec<(String, Tensor)>, Box<dyn std::er
         .collect()
 }
 
-/// `profile`: also time every kernel and list that many of the slowest.
-fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>, runs: usize, json: bool, profile: Option<usize>) -> CliResult {
+/// How `kiln bench` measures.
+struct BenchOptions {
+    threads: Option<usize>,
+    runs: usize,
+    json: bool,
+    /// Also time every kernel and list that many of the slowest.
+    profile: Option<usize>,
+    /// Run the graph passes (folding, rewriting).
+    optimize: bool,
+}
+
+fn bench(model: &Path, shapes: &[String], backend: &str, options: &BenchOptions) -> CliResult {
     use std::time::Instant;
+    let BenchOptions { threads, runs, json, profile, optimize } = *options;
     let backend: Backend = backend.parse()?;
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let ctx = Context::new(ContextOptions { backend, threads })?;
+    let ctx = Context::new(ContextOptions { backend, threads, optimize })?;
     let graph = load(model, shapes)?;
     let flops = kiln::ir::cost::graph_flops(&graph);
     let inputs = random_inputs(&graph)?;
@@ -313,18 +328,30 @@ fn bench(model: &Path, shapes: &[String], backend: &str, threads: Option<usize>,
     let median_ms = times[times.len() / 2];
     let min_ms = times[0];
     let gflops = flops as f64 / (median_ms * 1e-3) / 1e9;
+    let report = compiled.report();
     if json {
+        let pass_ms = |pass: kiln::passes::Pass| {
+            report.and_then(|r| r.timings.iter().find(|(p, _)| *p == pass)).map(|(_, t)| t.as_secs_f64() * 1e3)
+        };
         println!(
             "{}",
             serde_json::json!({
                 "model": model.display().to_string(), "backend": backend.name(), "compile_ms": compile_ms,
                 "median_ms": median_ms, "min_ms": min_ms, "gflops": gflops, "threads": threads, "runs": times.len(),
                 "arena_bytes": compiled.program().map(|p| p.arena_bytes),
+                "optimize": optimize,
+                "operators_before": report.map(|r| r.operators_before),
+                "operators_after": report.map(|r| r.operators_after),
+                "kernels": compiled.program().map(|p| p.kernels.len()),
+                "rewrite_ms": pass_ms(kiln::passes::Pass::Rewrite),
             })
         );
     } else {
         println!("{} on {} ({threads} threads, {} runs)", model.display(), backend.name(), times.len());
         println!("  compile  {compile_ms:10.2} ms");
+        if let (Some(r), Some(p)) = (report, compiled.program()) {
+            println!("  operators {} -> {} (graph passes), {} kernels", r.operators_before, r.operators_after, p.kernels.len());
+        }
         println!("  median   {median_ms:10.3} ms");
         println!("  min      {min_ms:10.3} ms");
         println!("  {gflops:.2} GFLOP/s ({:.3} GFLOP per run)", flops as f64 / 1e9);

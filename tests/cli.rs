@@ -202,3 +202,53 @@ fn a_closed_pipe_is_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `kiln explain` on the example: its batch normalization folds into the
+/// conv before it, and every kernel names the operators it computes.
+#[test]
+fn explain_shows_what_the_optimizer_did() {
+    let o = kiln(&["explain", "examples/small_cnn.webnn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in ["operators: 10 -> 9", "batchnorm-into-conv 1", "batchNormalization 1 -> 0", "kernels:", "fuse", "total"] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+    let o = kiln(&["explain", "examples/small_cnn.webnn", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("explain --json prints JSON");
+    assert_eq!(json["rewrite"]["fired"]["batchnorm-into-conv"], 1);
+    let kernels = json["kernels"].as_array().unwrap();
+    assert!(!kernels.is_empty());
+    for k in kernels {
+        assert!(!k["operators"].as_array().unwrap().is_empty(), "{k}");
+    }
+    // Every operator of the optimised graph is computed by some kernel.
+    let named: usize = kernels.iter().map(|k| k["operators"].as_array().unwrap().len()).sum();
+    assert!(named >= json["operators_after"].as_u64().unwrap() as usize - 1, "{json}"); // reshape aliases
+}
+
+#[test]
+fn emit_prints_the_graph_after_any_pass() {
+    let before = stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--stage", "graph"]));
+    let opt = stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--stage", "opt"]));
+    assert!(before.contains("batchNormalization(") && !opt.contains("batchNormalization("), "{opt}");
+    assert_eq!(stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "rewrite"])), opt);
+    let kernels = stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--stage", "kernels"]));
+    assert_eq!(stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "plan"])), kernels);
+    let lowered = stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "lower"]));
+    let count = |text: &str| text.lines().filter(|l| l.starts_with('k') && l.contains(": ")).count();
+    assert!(count(&lowered) > count(&kernels), "fusion removes kernels:\n{lowered}");
+    assert_error(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "inline"]), "the passes are: fold, rewrite, lower, fuse, plan");
+}
+
+#[test]
+fn bench_can_switch_the_optimizer_off() {
+    for (flag, after) in [(None, 9), (Some("--no-optimize"), 10)] {
+        let mut args = vec!["bench", "examples/small_cnn.webnn", "--runs", "2", "--threads", "1", "--json"];
+        args.extend(flag);
+        let o = kiln(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(json["operators_before"], 10);
+        assert_eq!(json["operators_after"], after, "{json}");
+    }
+}

@@ -231,9 +231,9 @@ fn check(seed: u64, backend: Backend) -> Result<(), String> {
     let (graph, inputs) = random_graph(seed);
     let text = kiln::frontend::webnn_text::print(&kiln::frontend::webnn_text::from_graph(&graph, "random"));
     let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let reference = Context::new(ContextOptions { backend: Backend::Interp, threads: 1 }).unwrap();
+    let reference = Context::new(ContextOptions { backend: Backend::Interp, threads: 1, ..Default::default() }).unwrap();
     let expected = reference.compute(&reference.compile(graph.clone()).unwrap(), &feeds).unwrap();
-    let ctx = Context::new(ContextOptions { backend, threads: 2 }).unwrap();
+    let ctx = Context::new(ContextOptions { backend, threads: 2, ..Default::default() }).unwrap();
     let compiled = ctx.compile(graph).map_err(|e| format!("{backend} cannot compile:\n{text}\n{e}"))?;
     let actual = ctx.compute(&compiled, &feeds).map_err(|e| format!("{backend} failed:\n{text}\n{e}"))?;
     for ((_, e), (_, a)) in expected.iter().zip(&actual) {

@@ -57,7 +57,7 @@ fn mixed_inputs() -> Vec<(String, Tensor)> {
 }
 
 fn run(backend: Backend, graph: &Graph, inputs: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    let ctx = Context::new(ContextOptions { backend, threads: 2 }).unwrap();
+    let ctx = Context::new(ContextOptions { backend, threads: 2, ..Default::default() }).unwrap();
     let compiled = ctx.compile(graph.clone()).unwrap_or_else(|e| panic!("{backend}: {e}"));
     let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     ctx.compute(&compiled, &feeds).unwrap_or_else(|e| panic!("{backend}: {e}"))
@@ -108,7 +108,7 @@ fn mixed_integer_and_float_graphs_agree_with_the_interpreter() {
 fn host_kernels_are_profiled_and_listed_but_get_no_code() {
     let graph = mixed_graph();
     let inputs = mixed_inputs();
-    let ctx = Context::new(ContextOptions { backend: Backend::Cpu, threads: 2 }).unwrap();
+    let ctx = Context::new(ContextOptions { backend: Backend::Cpu, threads: 2, ..Default::default() }).unwrap();
     let compiled = ctx.compile(graph).unwrap();
     let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let program = compiled.program().unwrap();
@@ -145,7 +145,7 @@ fn a_host_kernel_between_two_generated_ones_with_one_thread_and_many() {
     let inputs = vec![("x".to_string(), Tensor::from_f32([3, 5], &x).unwrap())];
     let expected = run(Backend::Interp, &graph, &inputs);
     for threads in [1, 3] {
-        let ctx = Context::new(ContextOptions { backend: Backend::Cpu, threads }).unwrap();
+        let ctx = Context::new(ContextOptions { backend: Backend::Cpu, threads, ..Default::default() }).unwrap();
         let compiled = ctx.compile(graph.clone()).unwrap();
         let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let actual = ctx.compute(&compiled, &feeds).unwrap();

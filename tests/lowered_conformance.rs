@@ -57,7 +57,7 @@ fn wide_integer_graphs_compile_with_host_kernels() {
     let values = Values::Int(vec![i64::MIN as i128, -((1 << 40) + 1), (1 << 24) + 1, -3]);
     let input = Tensor::from_values(OperandDescriptor::new(DataType::Int64, [4]), &values).unwrap();
     for backend in [Backend::Kernels, Backend::Cpu] {
-        let ctx = Context::new(ContextOptions { backend, threads: 1 }).unwrap();
+        let ctx = Context::new(ContextOptions { backend, threads: 1, ..Default::default() }).unwrap();
         let compiled = ctx.compile(graph.clone()).unwrap_or_else(|e| panic!("{backend}: {e}"));
         let kinds: Vec<&str> = compiled.program().unwrap().kernels.iter().map(|k| k.kind()).collect();
         assert_eq!(kinds, ["host", "host"], "{backend}");

@@ -27,7 +27,7 @@ fn compiled_graphs_are_send_and_sync() {
 #[test]
 fn dispatch_matches_compute() {
     for backend in backends() {
-        let ctx = Context::new(ContextOptions { backend, threads: 2 }).unwrap();
+        let ctx = Context::new(ContextOptions { backend, threads: 2, ..Default::default() }).unwrap();
         let g = graph(&ctx);
         let x = Tensor::from_f32([2, 3], &[1., -1., 2., 0.5, 0.5, -3.]).unwrap();
         let sync = ctx.compute(&g, &[("x", &x)]).unwrap();
@@ -43,7 +43,7 @@ fn concurrent_dispatches_do_not_interfere() {
     for backend in backends() {
         // Several threads per computation: concurrent computations share the
         // context's workers and must neither deadlock nor mix buffers.
-        let ctx = Context::new(ContextOptions { backend, threads: 3 }).unwrap();
+        let ctx = Context::new(ContextOptions { backend, threads: 3, ..Default::default() }).unwrap();
         let g = graph(&ctx);
         let pending: Vec<_> = (0..8)
             .map(|i| {
@@ -62,7 +62,7 @@ fn concurrent_dispatches_do_not_interfere() {
 #[test]
 fn dispatch_reports_bad_inputs() {
     for backend in backends() {
-        let ctx = Context::new(ContextOptions { backend, threads: 1 }).unwrap();
+        let ctx = Context::new(ContextOptions { backend, threads: 1, ..Default::default() }).unwrap();
         let g = graph(&ctx);
         let wrong = Tensor::from_f32([3, 2], &[0.; 6]).unwrap();
         let e = block_on(ctx.dispatch(&g, vec![("x".into(), wrong)])).unwrap_err().to_string();

@@ -95,6 +95,8 @@ fn rewritten(mut g: G, y: OperandId, want: &[&str]) -> Rewritten {
     let (after, report) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
     after.validate().unwrap();
     assert_eq!(names(&after), want, "fired: {:?}", report.fired);
+    // A rule that matches again builds the same e-node: small graphs saturate.
+    assert_eq!(report.stop, Stop::Saturated, "fired: {:?}", report.fired);
     let feeds: Vec<(&str, &Tensor)> = g.feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let expected = interp::run(&g.g, &feeds).unwrap();
     let got = interp::run(&after, &feeds).unwrap();
@@ -289,6 +291,9 @@ fn matmul_plus_bias_becomes_gemm() {
     fired(&rewritten(g, y, &["gemm"]), "matmul-add-to-gemm");
 }
 
+/// The rule fires, but extraction keeps the decomposed form: kiln's gelu
+/// (accurate for negative x, through erfc) is modelled at 8 ns an element
+/// and the fused chain at 2.6 (`rewrite::cost::elementwise_ns`, measured).
 #[test]
 #[allow(clippy::approx_constant)] // exporters write √2 with a few digits
 fn decomposed_gelu_is_recognised() {
@@ -303,7 +308,7 @@ fn decomposed_gelu_is_recognised() {
     let m = g.binary(BinaryOp::Mul, x, a);
     let half = g.fill(&[], 0.5);
     let y = g.binary(BinaryOp::Mul, m, half);
-    fired(&rewritten(g, y, &["gelu"]), "gelu-erf");
+    fired(&rewritten(g, y, &["div", "erf", "add", "mul", "mul"]), "gelu-erf");
 
     // 0.5 * x first, x * (1/√2) inside.
     let mut g = G::new();
@@ -316,7 +321,28 @@ fn decomposed_gelu_is_recognised() {
     let one = g.fill(&[], 1.0);
     let a = g.binary(BinaryOp::Add, one, e);
     let y = g.binary(BinaryOp::Mul, h, a);
-    fired(&rewritten(g, y, &["gelu"]), "gelu-erf");
+    fired(&rewritten(g, y, &["mul", "mul", "erf", "add", "mul"]), "gelu-erf");
+}
+
+/// Extraction counts a shared class once: with x a matrix product read
+/// twice by the decomposed gelu, a tree cost would pay for the product
+/// twice and take `gelu`; the graph's real cost keeps the cheaper chain.
+#[test]
+#[allow(clippy::approx_constant)]
+fn extraction_counts_shared_work_once() {
+    let mut g = G::new();
+    let a = g.input("a", &[64, 256]);
+    let w = g.weights(&[256, 64]);
+    let x = g.op(Op::Matmul { a, b: w });
+    let sqrt2 = g.fill(&[], 1.414_213_5);
+    let d = g.binary(BinaryOp::Div, x, sqrt2);
+    let e = g.unary(UnaryOp::Erf, d);
+    let one = g.fill(&[], 1.0);
+    let s = g.binary(BinaryOp::Add, e, one);
+    let m = g.binary(BinaryOp::Mul, x, s);
+    let half = g.fill(&[], 0.5);
+    let y = g.binary(BinaryOp::Mul, m, half);
+    fired(&rewritten(g, y, &["matmul", "div", "erf", "add", "mul", "mul"]), "gelu-erf");
 }
 
 #[test]

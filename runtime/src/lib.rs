@@ -25,7 +25,7 @@ pub use dispatch::{block_on, Dispatch};
 use kiln_ir::kernel::{KernelError, Program};
 use kiln_ir::{Graph, GraphError, Tensor};
 pub use kiln_frontend::{LoadError, LoadOptions};
-pub use kiln_passes::{CompileError, FoldError, LowerError, Pipeline, Report};
+pub use kiln_passes::{CompileError, FoldError, LowerError, Pass, Pipeline, Report};
 
 /// The backends a [`Context`] can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -101,12 +101,23 @@ pub enum RuntimeError {
     Poisoned,
 }
 
-/// Options for a [`Context`]. The default: the `cpu` backend on all cores.
-#[derive(Clone, Debug, Default)]
+/// Options for a [`Context`]. The default: the `cpu` backend on all cores,
+/// with the graph optimizer on.
+#[derive(Clone, Debug)]
 pub struct ContextOptions {
     pub backend: Backend,
     /// Threads a computation may use; 0 means all cores.
     pub threads: usize,
+    /// Whether the graph passes (constant folding, rewriting) run before
+    /// lowering; off compiles the graph as given (for measuring what the
+    /// optimizer gains, or ruling it out when hunting a bug).
+    pub optimize: bool,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions { backend: Backend::default(), threads: 0, optimize: true }
+    }
 }
 
 /// Where graphs are compiled and run. Cloning is cheap and shares the
@@ -114,6 +125,7 @@ pub struct ContextOptions {
 #[derive(Clone)]
 pub struct Context {
     backend: Backend,
+    optimize: bool,
     pool: Arc<pool::Pool>,
 }
 
@@ -179,7 +191,7 @@ impl Context {
         };
         // Only native code runs in parallel; the reference backends need no workers.
         let threads = if options.backend == Backend::Cpu { threads } else { 1 };
-        Ok(Context { backend: options.backend, pool: Arc::new(pool::Pool::new(threads)) })
+        Ok(Context { backend: options.backend, optimize: options.optimize, pool: Arc::new(pool::Pool::new(threads)) })
     }
 
     /// The number of threads a computation uses.
@@ -203,18 +215,23 @@ impl Context {
         let (executable, report) = match self.backend {
             Backend::Interp => (Executable::Interp, None),
             Backend::Kernels => {
-                let compiled = Pipeline::default().run(&graph)?;
+                let compiled = self.pipeline(Pipeline::default()).run(&graph)?;
                 (Executable::Kernels(compiled.program), Some(compiled.report))
             }
             Backend::Cpu => {
                 let target = kiln_codegen::cpu::Target::host();
-                let compiled = pipeline_for(&target).run(&graph)?;
+                let compiled = self.pipeline(pipeline_for(&target)).run(&graph)?;
                 let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
                 let executable = cpu::CpuExecutable::new(compiled.program, &target, outputs)?;
                 (Executable::Cpu(Box::new(executable)), Some(compiled.report))
             }
         };
         Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable, report }) })
+    }
+
+    /// `pipeline`, without the graph passes if this context does not optimize.
+    fn pipeline(&self, pipeline: Pipeline) -> Pipeline {
+        if self.optimize { pipeline } else { pipeline.without(Pass::Fold).without(Pass::Rewrite) }
     }
 
     /// Runs `graph` on named input tensors; returns the outputs in the

@@ -147,6 +147,9 @@ pub struct ClassData {
 pub struct Meta {
     pub inputs: Vec<OperandDescriptor>,
     pub constants: Vec<Tensor>,
+    /// The index of every constant a rule computed, by content, so that a
+    /// rule matching again builds the same e-node (and saturation ends).
+    computed: HashMap<(OperandDescriptor, Vec<u8>), u32>,
 }
 
 pub type EGraph = egg::EGraph<ENode, Meta>;
@@ -217,8 +220,18 @@ pub fn add_term(egraph: &mut EGraph, term: &Term) -> Option<Id> {
     match term {
         Term::Class(id) => Some(*id),
         Term::Constant(t) => {
-            egraph.analysis.constants.push(t.clone());
-            Some(egraph.add(ENode::Constant((egraph.analysis.constants.len() - 1) as u32)))
+            let key = (t.desc().clone(), t.bytes().to_vec());
+            let meta = &mut egraph.analysis;
+            let index = match meta.computed.get(&key) {
+                Some(&i) => i,
+                None => {
+                    meta.constants.push(t.clone());
+                    let i = (meta.constants.len() - 1) as u32;
+                    meta.computed.insert(key, i);
+                    i
+                }
+            };
+            Some(egraph.add(ENode::Constant(index)))
         }
         Term::Op(op, children) => {
             let ids = children.iter().map(|c| add_term(egraph, c)).collect::<Option<Vec<_>>>()?;
@@ -233,7 +246,7 @@ pub fn add_term(egraph: &mut EGraph, term: &Term) -> Option<Id> {
 
 /// The e-graph of `graph` and the classes of its outputs, in order.
 pub fn from_graph(graph: &Graph) -> (EGraph, Vec<Id>) {
-    let meta = Meta { inputs: graph.inputs().iter().map(|&i| graph.desc(i).clone()).collect(), constants: Vec::new() };
+    let meta = Meta { inputs: graph.inputs().iter().map(|&i| graph.desc(i).clone()).collect(), ..Meta::default() };
     let mut egraph = EGraph::new(meta);
     let mut class: Vec<Option<Id>> = vec![None; graph.operands().len()];
     for (i, &id) in graph.inputs().iter().enumerate() {

@@ -13,21 +13,23 @@
 //! are visited in a fixed order (egg's `deterministic` feature), so the
 //! same graph always gives the same result.
 //!
-//! Extraction picks, for every class, the e-node of least total cost
-//! ([`cost`]: the modelled time of the operator plus that of its operands'
-//! classes). The rewritten graph is validated by construction (every node
+//! Extraction picks one e-node per class so that the modelled time of the
+//! whole graph ([`cost`], every chosen node counted once however many
+//! readers it has) is least: see `extract`. The rewritten graph is validated by construction (every node
 //! goes through [`Graph::add_node`]).
 
+pub mod cost;
 pub mod egraph;
+mod extract;
 pub mod rules;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use egg::{CostFunction, Extractor, Id, Language};
-use kiln_ir::{Graph, GraphError, Op, OperandId};
+use egg::Id;
+use kiln_ir::{Graph, GraphError};
 
-use egraph::{add_term, desc, EGraph, ENode};
+use egraph::add_term;
 
 /// Limits on one rewrite run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +80,7 @@ pub struct Rewritten {
 pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewritten), GraphError> {
     let start = Instant::now();
     let (mut egraph, roots) = egraph::from_graph(graph);
-    let cost_before = graph_cost(graph);
+    let cost_before = cost::graph_cost(graph);
     let rules = rules::all();
     let mut fired: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut stop = Stop::IterationLimit;
@@ -119,8 +121,8 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
             break;
         }
     }
-    let extractor = Extractor::new(&egraph, ModelCost { egraph: &egraph });
-    let rewritten = egraph::to_graph(&egraph, graph, &roots, &|id| extractor.find_best_node(id).clone())?;
+    let choice = extract::choose(&egraph, &roots);
+    let rewritten = egraph::to_graph(&egraph, graph, &roots, &|id| choice.node(&egraph, id).clone())?;
     let report = Rewritten {
         fired,
         iterations,
@@ -128,79 +130,7 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
         egraph_nodes: egraph.total_size(),
         egraph_classes: egraph.number_of_classes(),
         cost_before,
-        cost_after: graph_cost(&rewritten),
+        cost_after: cost::graph_cost(&rewritten),
     };
     Ok((rewritten, report))
-}
-
-/// The cost model, in modelled nanoseconds on one core: a fixed cost per
-/// kernel launch, plus arithmetic at [`NS_PER_FLOP`] and memory traffic
-/// (every non-constant operand read and every result written once) at
-/// [`NS_PER_BYTE`]. Operators that lower to an alias of their input
-/// (reshape, identity) cost [`ALIAS_NS`]. Calibrated on `kiln bench
-/// --profile` of the example models on the development machine: GEMM-bound
-/// kernels run at ~100 GFLOP/s, streaming elementwise Maps at ~10 GB/s,
-/// and the smallest kernels take ~1 µs.
-pub mod cost {
-    pub const LAUNCH_NS: f64 = 1000.0;
-    pub const NS_PER_FLOP: f64 = 0.01;
-    pub const NS_PER_BYTE: f64 = 0.1;
-    pub const ALIAS_NS: f64 = 1.0;
-}
-
-/// The modelled time of `op` with operand descriptors `inputs` (`None`
-/// for constant operands, which are packed or folded at compile time).
-fn op_cost(op: &Op, inputs: &[(kiln_ir::OperandDescriptor, bool)], outputs: &[kiln_ir::OperandDescriptor]) -> f64 {
-    if matches!(op, Op::Reshape { .. } | Op::Unary { kind: kiln_ir::UnaryOp::Identity, .. }) {
-        return cost::ALIAS_NS;
-    }
-    let flops = kiln_ir::cost::op_flops(op, &|id: OperandId| &inputs[id.index()].0, outputs) as f64;
-    let read: usize = inputs.iter().filter(|(_, constant)| !constant).map(|(d, _)| d.byte_length()).sum();
-    let written: usize = outputs.iter().map(|d| d.byte_length()).sum();
-    cost::LAUNCH_NS + flops * cost::NS_PER_FLOP + (read + written) as f64 * cost::NS_PER_BYTE
-}
-
-/// The modelled time of every node of `graph`.
-pub fn graph_cost(graph: &Graph) -> f64 {
-    graph
-        .nodes()
-        .iter()
-        .map(|node| {
-            let (op, operands) = egraph::with_slots(&node.op);
-            let inputs: Vec<_> = operands
-                .iter()
-                .map(|&o| (graph.desc(o).clone(), matches!(graph.operand(o).kind, kiln_ir::OperandKind::Constant(_))))
-                .collect();
-            let outputs: Vec<_> = node.outputs.iter().map(|&o| graph.desc(o).clone()).collect();
-            op_cost(&op, &inputs, &outputs)
-        })
-        .sum()
-}
-
-/// [`op_cost`] as an egg cost function: an e-node's own cost plus its
-/// children's.
-struct ModelCost<'a> {
-    egraph: &'a EGraph,
-}
-
-impl CostFunction<ENode> for ModelCost<'_> {
-    type Cost = f64;
-
-    fn cost<C>(&mut self, enode: &ENode, mut costs: C) -> f64
-    where
-        C: FnMut(Id) -> f64,
-    {
-        let own = match enode {
-            ENode::Input(_) | ENode::Constant(_) | ENode::Output(..) => 0.0,
-            ENode::Op(tag, children) => {
-                let inputs: Vec<_> = children
-                    .iter()
-                    .map(|&c| (desc(self.egraph, c).clone(), self.egraph[c].data.constant.is_some()))
-                    .collect();
-                let outputs = egraph::infer_op(self.egraph, tag.op(), children).unwrap_or_default();
-                op_cost(tag.op(), &inputs, &outputs)
-            }
-        };
-        enode.children().iter().fold(own, |sum, &c| sum + costs(c))
-    }
 }
