@@ -4,8 +4,9 @@
 //! model of kernels' time, is built back into a graph.
 //!
 //! Each iteration searches every rule on every e-node of the e-graph as it
-//! stands, then adds every match and merges it with the matched class, then
-//! rebuilds. It stops when an iteration changes nothing (saturated), or at
+//! stands (skipping an e-node a rule has seen unless one of its operands'
+//! classes has grown since), then adds every match and merges it with the
+//! matched class, then rebuilds. It stops when an iteration changes nothing (saturated), or at
 //! a limit: [`RewriteOptions::iterations`], [`RewriteOptions::nodes`]
 //! (e-nodes in the e-graph), or [`RewriteOptions::time`]. The time limit
 //! is generous; the iteration and node limits are the ones that bind, so
@@ -26,10 +27,12 @@ pub mod rules;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use egg::Id;
+use std::collections::HashSet;
+
+use egg::{Id, Language};
 use kiln_ir::{Graph, GraphError};
 
-use egraph::add_term;
+use egraph::{add_term, ENode};
 
 /// Limits on one rewrite run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +88,11 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
     let mut fired: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut stop = Stop::IterationLimit;
     let mut iterations = 0;
+    // (rule, e-node, its children's sizes) already tried: a rule sees an
+    // e-node again only when a child class has gained e-nodes (rules look
+    // into their operands' classes), so that building the same weights
+    // again is not paid for every iteration.
+    let mut tried: HashSet<(usize, ENode, Vec<usize>)> = HashSet::new();
     while iterations < options.iterations {
         iterations += 1;
         let mut classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
@@ -92,7 +100,11 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
         let mut matches = Vec::new();
         for &class in &classes {
             for node in &egraph[class].nodes {
-                for rule in &rules {
+                let sizes: Vec<usize> = node.children().iter().map(|&c| egraph[c].nodes.len()).collect();
+                for (r, rule) in rules.iter().enumerate() {
+                    if !tried.insert((r, node.clone(), sizes.clone())) {
+                        continue;
+                    }
                     if let Some(term) = (rule.apply)(&egraph, node) {
                         matches.push((class, rule.name, term));
                     }

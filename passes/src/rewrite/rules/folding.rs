@@ -12,7 +12,7 @@ use kiln_ir::{
 };
 
 use super::{find, float_values, op, Rule};
-use crate::rewrite::egraph::{desc, slot, EGraph, ENode, Term};
+use crate::rewrite::egraph::{constant, desc, slot, EGraph, ENode, Term};
 
 pub const RULES: &[Rule] = &[
     Rule { name: "batchnorm-into-conv", apply: batchnorm_into_conv },
@@ -26,9 +26,11 @@ pub const RULES: &[Rule] = &[
 /// class: its operand classes and options.
 struct Conv {
     input: Id,
-    filter: Vec<f64>,
+    /// The filter's and bias's classes (constants), converted only when a
+    /// rule builds new weights.
+    filter: Id,
     filter_desc: OperandDescriptor,
-    bias: Option<Vec<f64>>,
+    bias: Option<Id>,
     options: Conv2dOptions,
     /// Output channels.
     channels: usize,
@@ -38,11 +40,12 @@ fn conv_in(egraph: &EGraph, id: Id) -> Option<Conv> {
     let (Op::Conv2d { options, .. }, children) = find(egraph, id, |o| matches!(o, Op::Conv2d { .. }))? else {
         return None;
     };
-    let filter = float_values(egraph, children[1])?;
-    let bias = match options.bias {
-        Some(_) => Some(float_values(egraph, children[2])?),
-        None => None,
-    };
+    let float_constant = |id: Id| constant(egraph, id).is_some_and(|t| t.data_type().is_float());
+    if !float_constant(children[1]) || (options.bias.is_some() && !float_constant(children[2])) {
+        return None;
+    }
+    let filter = children[1];
+    let bias = options.bias.map(|_| children[2]);
     let channels = desc(egraph, id).shape.dims()[channel_axis(options.input_layout)] as usize;
     Some(Conv {
         input: children[0],
@@ -65,7 +68,7 @@ fn filter_out_axis(layout: Conv2dFilterLayout) -> usize {
 /// `conv` with output channel `c` scaled by `scale[c]` and shifted by
 /// `shift[c]`: the filter's channel-`c` weights times `scale[c]`, the bias
 /// `bias[c] * scale[c] + shift[c]`.
-fn affine_conv(conv: Conv, scale: &[f64], shift: &[f64]) -> Option<Term> {
+fn affine_conv(egraph: &EGraph, conv: Conv, scale: &[f64], shift: &[f64]) -> Option<Term> {
     let dims = conv.filter_desc.shape.dims();
     let axis = filter_out_axis(conv.options.filter_layout);
     let stride: usize = dims[axis + 1..].iter().map(|&d| d as usize).product();
@@ -73,9 +76,13 @@ fn affine_conv(conv: Conv, scale: &[f64], shift: &[f64]) -> Option<Term> {
     if extent != conv.channels || scale.len() != extent || shift.len() != extent {
         return None;
     }
-    let filter: Vec<f64> = conv.filter.iter().enumerate().map(|(i, &w)| w * scale[(i / stride) % extent]).collect();
+    let filter = float_values(egraph, conv.filter)?;
+    let filter: Vec<f64> = filter.iter().enumerate().map(|(i, &w)| w * scale[(i / stride) % extent]).collect();
     let bias_dtype = conv.filter_desc.data_type;
-    let old_bias = conv.bias.unwrap_or_else(|| vec![0.0; extent]);
+    let old_bias = match conv.bias {
+        Some(b) => float_values(egraph, b)?,
+        None => vec![0.0; extent],
+    };
     let bias: Vec<f64> = (0..extent).map(|c| old_bias[c] * scale[c] + shift[c]).collect();
     let filter = Tensor::from_values(conv.filter_desc.clone(), &Values::Float(filter)).ok()?;
     let bias_desc = OperandDescriptor::new(bias_dtype, Shape::new(vec![extent as u32]));
@@ -128,7 +135,7 @@ fn batchnorm_into_conv(egraph: &EGraph, node: &ENode) -> Option<Term> {
     let beta = operand(options.bias.is_some())?.unwrap_or_else(|| vec![0.0; mean.len()]);
     let scale: Vec<f64> = (0..mean.len()).map(|c| gamma[c] / (var[c] + options.epsilon).sqrt()).collect();
     let shift: Vec<f64> = (0..mean.len()).map(|c| beta[c] - mean[c] * scale[c]).collect();
-    affine_conv(conv, &scale, &shift)
+    affine_conv(egraph, conv, &scale, &shift)
 }
 
 /// `conv2d(...)` and a per-channel constant `k` as the operands of a
@@ -154,7 +161,7 @@ fn conv_and_channels(egraph: &EGraph, node: &ENode, kind: BinaryOp) -> Option<(C
 fn mul_into_conv(egraph: &EGraph, node: &ENode) -> Option<Term> {
     let (conv, k) = conv_and_channels(egraph, node, BinaryOp::Mul)?;
     let zero = vec![0.0; k.len()];
-    affine_conv(conv, &k, &zero)
+    affine_conv(egraph, conv, &k, &zero)
 }
 
 /// `conv2d(x, w, b) + k` (either order) for a per-channel constant `k` is
@@ -162,7 +169,7 @@ fn mul_into_conv(egraph: &EGraph, node: &ENode) -> Option<Term> {
 fn add_into_conv(egraph: &EGraph, node: &ENode) -> Option<Term> {
     let (conv, k) = conv_and_channels(egraph, node, BinaryOp::Add)?;
     let one = vec![1.0; k.len()];
-    affine_conv(conv, &one, &k)
+    affine_conv(egraph, conv, &one, &k)
 }
 
 /// `conv2d(pad(x, zeros on the spatial axes only), w)` is `conv2d(x, w)`

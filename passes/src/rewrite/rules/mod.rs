@@ -18,7 +18,7 @@ pub mod movement;
 pub mod patterns;
 
 use egg::Id;
-use kiln_ir::{Op, Tensor, Values};
+use kiln_ir::{Op, OperandDescriptor, Shape, Tensor, Values};
 
 use super::egraph::{constant, EGraph, ENode, Term};
 
@@ -53,14 +53,20 @@ pub fn find(egraph: &EGraph, id: Id, want: impl Fn(&Op) -> bool) -> Option<(&Op,
     egraph[id].nodes.iter().filter_map(op).find(|(o, _)| want(o))
 }
 
-/// The value every element of `t` has, if they all have the same one.
+/// The value every element of `t` has, if they all have the same bits
+/// (stops at the first element that differs, converting only one).
 pub fn uniform(t: &Tensor) -> Option<f64> {
-    let values: Vec<f64> = match t.values() {
-        Values::Float(v) => v,
-        Values::Int(v) => v.into_iter().map(|x| x as f64).collect(),
-    };
-    let first = *values.first()?;
-    values.iter().all(|&v| v == first || (v.is_nan() && first.is_nan())).then_some(first)
+    let size = t.data_type().byte_size();
+    let bytes = t.bytes();
+    let first = bytes.get(..size)?;
+    if !bytes.chunks_exact(size).all(|c| c == first) {
+        return None;
+    }
+    let one = Tensor::from_bytes(OperandDescriptor::new(t.data_type(), Shape::scalar()), first.to_vec()).ok()?;
+    match one.values() {
+        Values::Float(v) => v.first().copied(),
+        Values::Int(v) => v.first().map(|&x| x as f64),
+    }
 }
 
 /// Whether class `id` is a constant whose elements all equal `value`.
