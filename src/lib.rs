@@ -24,6 +24,7 @@
 //! ```
 
 pub mod conformance;
+mod emit;
 pub mod explain;
 pub mod npy;
 pub mod onnx_tests;
@@ -39,6 +40,7 @@ pub use kiln_ir::*;
 pub use kiln_runtime as runtime;
 pub use kiln_runtime::{Backend, CompiledGraph, Context, ContextOptions, RuntimeError};
 
+pub use emit::{emit, EmitError, Stage};
 pub use kiln_frontend::{LoadError, LoadOptions, load as load_graph};
 
 /// Loads a model file (`.onnx` or `.webnn`) and compiles it for the

@@ -535,22 +535,15 @@ fn ops() {
 }
 
 fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResult {
-    use kiln::codegen::cpu::{listing, Listing, Target};
-    let graph = load(model, shapes)?;
-    if let Stage::Graph = stage {
-        print!("{}", graph_text(&graph, model));
-        return Ok(());
-    }
-    // Compiled as the cpu backend compiles for that target.
-    let target: Target = target.parse()?;
-    let compiled = kiln::runtime::pipeline_for(&target).run(&graph)?;
-    match stage {
-        Stage::Graph => unreachable!("printed above"),
-        Stage::Opt => print!("{}", graph_text(&compiled.graph, model)),
-        Stage::Kernels => print!("{}", compiled.program),
-        Stage::Clif => print!("{}", listing(&compiled.program, &target, Listing::Clif)?),
-        Stage::Asm => print!("{}", listing(&compiled.program, &target, Listing::Asm)?),
-    }
+    let target: kiln::codegen::cpu::Target = target.parse()?;
+    let stage = match stage {
+        Stage::Graph => kiln::Stage::Graph,
+        Stage::Opt => kiln::Stage::Opt,
+        Stage::Kernels => kiln::Stage::Kernels,
+        Stage::Clif => kiln::Stage::Clif,
+        Stage::Asm => kiln::Stage::Asm,
+    };
+    print!("{}", kiln::emit(&load(model, shapes)?, stage, &target)?);
     Ok(())
 }
 
@@ -581,19 +574,15 @@ fn dump_after_pass(model: &Path, shapes: &[String], target: &str, pass: &str) ->
     pipeline.run_observed(&graph, &mut |done, snapshot| {
         if done == pass {
             text = match snapshot {
-                kiln::passes::Snapshot::Graph(g) => graph_text(g, model),
+                kiln::passes::Snapshot::Graph(g) => {
+                    kiln::frontend::webnn_text::print(&kiln::frontend::webnn_text::from_graph(g, "graph"))
+                }
                 kiln::passes::Snapshot::Program(p) => p.to_string(),
             };
         }
     })?;
     print!("{text}");
     Ok(())
-}
-
-/// `graph` in the `.webnn` text format, named after the model file.
-fn graph_text(graph: &kiln::ir::Graph, model: &Path) -> String {
-    let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");
-    kiln::frontend::webnn_text::print(&kiln::frontend::webnn_text::from_graph(graph, name))
 }
 
 fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, exclusions: Option<&Path>) -> CliResult {
