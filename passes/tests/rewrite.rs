@@ -413,3 +413,88 @@ fn long_chains_are_bounded() {
     assert_eq!(report.stop, Stop::NodeLimit);
     after.validate().unwrap();
 }
+
+fn reduce(g: &mut G, kind: ReduceOp, input: OperandId, axes: Vec<u32>) -> OperandId {
+    g.op(Op::Reduce { kind, input, options: ReduceOptions { axes: Some(axes), keep_dimensions: true } })
+}
+
+#[test]
+fn decomposed_softmax_is_recognised() {
+    for stable in [true, false] {
+        let mut g = G::new();
+        let x = g.input("x", &[2, 3, 5]);
+        let y = if stable {
+            let m = reduce(&mut g, ReduceOp::Max, x, vec![2]);
+            g.binary(BinaryOp::Sub, x, m)
+        } else {
+            x
+        };
+        let e = g.unary(UnaryOp::Exp, y);
+        let s = reduce(&mut g, ReduceOp::Sum, e, vec![2]);
+        let out = g.binary(BinaryOp::Div, e, s);
+        fired(&rewritten(g, out, &["softmax"]), "softmax");
+    }
+}
+
+/// exp(x) divided by the sum of another exp is no softmax.
+#[test]
+fn a_sum_of_something_else_is_no_softmax() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 3, 5]);
+    let z = g.input("z", &[2, 3, 5]);
+    let e = g.unary(UnaryOp::Exp, x);
+    let f = g.unary(UnaryOp::Exp, z);
+    let s = reduce(&mut g, ReduceOp::Sum, f, vec![1]);
+    let out = g.binary(BinaryOp::Div, e, s);
+    let report = rewritten(g, out, &["exp", "exp", "reduceSum", "div"]);
+    assert!(report.fired.is_empty(), "{:?}", report.fired);
+}
+
+/// PyTorch's export of nn.LayerNorm before opset 17, and the `d * d` form.
+#[test]
+fn decomposed_layer_normalization_is_recognised() {
+    for pow in [true, false] {
+        let mut g = G::new();
+        let x = g.input("x", &[2, 4, 16]);
+        let m = reduce(&mut g, ReduceOp::Mean, x, vec![2]);
+        let d = g.binary(BinaryOp::Sub, x, m);
+        let sq = if pow {
+            let two = g.fill(&[], 2.0);
+            g.binary(BinaryOp::Pow, d, two)
+        } else {
+            g.binary(BinaryOp::Mul, d, d)
+        };
+        let v = reduce(&mut g, ReduceOp::Mean, sq, vec![2]);
+        let eps = g.fill(&[], 1e-5);
+        let ve = g.binary(BinaryOp::Add, v, eps);
+        let s = g.unary(UnaryOp::Sqrt, ve);
+        let n = g.binary(BinaryOp::Div, d, s);
+        let gamma = g.weights(&[16]);
+        let scaled = g.binary(BinaryOp::Mul, n, gamma);
+        let beta = g.weights(&[1, 1, 16]);
+        let y = g.binary(BinaryOp::Add, beta, scaled);
+        let report = rewritten(g, y, &["layerNormalization"]);
+        for rule in ["layer-norm", "layer-norm-scale", "layer-norm-bias"] {
+            fired(&report, rule);
+        }
+    }
+}
+
+#[test]
+fn a_scale_along_another_axis_stays_a_multiply() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 4, 16]);
+    let m = reduce(&mut g, ReduceOp::Mean, x, vec![2]);
+    let d = g.binary(BinaryOp::Sub, x, m);
+    let sq = g.binary(BinaryOp::Mul, d, d);
+    let v = reduce(&mut g, ReduceOp::Mean, sq, vec![2]);
+    let eps = g.fill(&[], 1e-5);
+    let ve = g.binary(BinaryOp::Add, v, eps);
+    let s = g.unary(UnaryOp::Sqrt, ve);
+    let n = g.binary(BinaryOp::Div, d, s);
+    let gamma = g.weights(&[4, 1]);
+    let y = g.binary(BinaryOp::Mul, n, gamma);
+    let report = rewritten(g, y, &["layerNormalization", "mul"]);
+    fired(&report, "layer-norm");
+    assert!(!report.fired.contains_key("layer-norm-scale"), "{:?}", report.fired);
+}

@@ -11,10 +11,12 @@
 //! | [`movement`] | `reshape-reshape`, `transpose-transpose` |
 //! | [`folding`] | `batchnorm-into-conv`, `mul-into-conv`, `add-into-conv`, `pad-into-conv`, `matmul-add-to-gemm` |
 //! | [`patterns`] | `gelu-erf`, `hard-swish` |
+//! | [`normalization`] | `softmax`, `layer-norm`, `layer-norm-scale`, `layer-norm-bias` |
 
 pub mod folding;
 pub mod identities;
 pub mod movement;
+pub mod normalization;
 pub mod patterns;
 
 use egg::Id;
@@ -37,7 +39,7 @@ impl std::fmt::Debug for Rule {
 
 /// Every rule, in the order they are tried.
 pub fn all() -> Vec<Rule> {
-    [identities::RULES, movement::RULES, folding::RULES, patterns::RULES].concat()
+    [identities::RULES, movement::RULES, folding::RULES, patterns::RULES, normalization::RULES].concat()
 }
 
 /// The operator of an e-node and its operand classes, if it is one.
