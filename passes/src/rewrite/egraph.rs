@@ -244,24 +244,33 @@ pub fn add_term(egraph: &mut EGraph, term: &Term) -> Option<Id> {
     }
 }
 
-/// The e-graph of `graph` and the classes of its outputs, in order.
-pub fn from_graph(graph: &Graph) -> (EGraph, Vec<Id>) {
+/// The e-graph of `graph`, the classes of its outputs in order, and the
+/// e-node every operand of the graph became (with the class it was added
+/// to), in graph order.
+pub fn from_graph(graph: &Graph) -> (EGraph, Vec<Id>, Vec<(Id, ENode)>) {
     let meta = Meta { inputs: graph.inputs().iter().map(|&i| graph.desc(i).clone()).collect(), ..Meta::default() };
     let mut egraph = EGraph::new(meta);
     let mut class: Vec<Option<Id>> = vec![None; graph.operands().len()];
+    let mut original = Vec::new();
+    let mut add = |egraph: &mut EGraph, node: ENode| {
+        let id = egraph.add(node.clone());
+        original.push((id, node));
+        id
+    };
     for (i, &id) in graph.inputs().iter().enumerate() {
-        class[id.index()] = Some(egraph.add(ENode::Input(i as u32)));
+        class[id.index()] = Some(add(&mut egraph, ENode::Input(i as u32)));
     }
     for (i, operand) in graph.operands().iter().enumerate() {
         if let OperandKind::Constant(t) = &operand.kind {
             egraph.analysis.constants.push(t.clone());
-            class[i] = Some(egraph.add(ENode::Constant((egraph.analysis.constants.len() - 1) as u32)));
+            let index = (egraph.analysis.constants.len() - 1) as u32;
+            class[i] = Some(add(&mut egraph, ENode::Constant(index)));
         }
     }
     for node in graph.nodes() {
         let (op, operands) = with_slots(&node.op);
         let children = operands.iter().map(|o| class[o.index()].expect("operands come first")).collect();
-        let id = egraph.add(ENode::Op(OpTag::new(op), children));
+        let id = add(&mut egraph, ENode::Op(OpTag::new(op), children));
         if !node.label.is_empty() {
             egraph[id].data.label = Some(node.label.clone());
         }
@@ -269,13 +278,13 @@ pub fn from_graph(graph: &Graph) -> (EGraph, Vec<Id>) {
             class[node.outputs[0].index()] = Some(id);
         } else {
             for (k, o) in node.outputs.iter().enumerate() {
-                class[o.index()] = Some(egraph.add(ENode::Output(k as u32, [id])));
+                class[o.index()] = Some(add(&mut egraph, ENode::Output(k as u32, [id])));
             }
         }
     }
     let roots = graph.outputs().iter().map(|(_, id)| class[id.index()].expect("outputs are operands")).collect();
     egraph.rebuild();
-    (egraph, roots)
+    (egraph, roots, original)
 }
 
 /// Builds the graph that computes `roots` (named like `original`'s

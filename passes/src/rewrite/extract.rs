@@ -2,14 +2,19 @@
 //! graph the choice builds, each chosen e-node counted once (a DAG cost).
 //!
 //! egg's extractor minimises a tree cost, which counts a class once per
-//! path to it: a decomposed activation that reads `x` three times would pay
-//! for everything before `x` three times and always lose to one operator,
-//! however slow. So the tree-cost choice is only the start; then, for every
-//! class with more than one e-node (in class order), each alternative is
-//! tried and kept if the DAG cost of the whole choice drops (coordinate
-//! descent, one sweep). Each try walks the chosen graph once; the sweep
-//! stops trying after [`WORK_LIMIT`] e-node visits in all, so the work is
-//! bounded by a count, not a clock.
+//! path to it: a decomposed activation that reads `x` twice would pay for
+//! everything before `x` twice (in a chain of them, exponentially) and
+//! always lose to one operator, however slow. So the start is the graph as
+//! given (every class that holds an operand of the input graph takes the
+//! e-node it came from; other classes, which only rules created, take the
+//! tree-cost best); then, for every class with more than one e-node (in
+//! class order), each alternative is tried and kept if the DAG cost of the
+//! whole choice drops and no cycle forms (coordinate descent, one sweep).
+//! The chosen graph is kept with reference counts, so a try costs the
+//! classes that enter or leave it, plus a reachability walk for a switch
+//! that pays; the sweep stops after [`WORK_LIMIT`] class visits in all, so
+//! the work is bounded by a count, not a clock, and the result never costs
+//! more than the graph given.
 
 use std::collections::HashMap;
 
@@ -18,8 +23,8 @@ use egg::{CostFunction, Extractor, Id, Language};
 use super::cost::op_cost;
 use super::egraph::{desc, infer_op, EGraph, ENode};
 
-/// E-node visits the improvement sweep may spend.
-pub const WORK_LIMIT: usize = 4_000_000;
+/// Class visits the improvement sweep may spend.
+pub const WORK_LIMIT: usize = 5_000_000;
 
 /// The chosen e-node of every class, by index in the class.
 pub struct Choice {
@@ -63,79 +68,156 @@ impl CostFunction<ENode> for TreeCost<'_> {
     }
 }
 
-/// The DAG cost of `index` from `roots`, and the e-nodes visited; `None`
-/// if the choice has a cycle.
-fn dag_cost(egraph: &EGraph, roots: &[Id], index: &HashMap<Id, usize>, own: &HashMap<(Id, usize), f64>) -> (Option<f64>, usize) {
-    // 1: on the current path, 2: done.
-    let mut state: HashMap<Id, u8> = HashMap::new();
-    let mut stack: Vec<(Id, bool)> = roots.iter().map(|&r| (egraph.find(r), false)).collect();
-    let (mut total, mut visits) = (0.0, 0);
-    while let Some((id, expanded)) = stack.pop() {
-        if expanded {
-            state.insert(id, 2);
-            continue;
-        }
-        match state.get(&id) {
-            Some(2) => continue,
-            Some(_) => return (None, visits),
-            None => {}
-        }
-        visits += 1;
-        state.insert(id, 1);
-        let i = index[&id];
-        total += own[&(id, i)];
-        stack.push((id, true));
-        for &c in egraph[id].nodes[i].children() {
-            let c = egraph.find(c);
-            match state.get(&c) {
-                Some(2) => {}
-                Some(_) => return (None, visits),
-                None => stack.push((c, false)),
-            }
-        }
-    }
-    (Some(total), visits)
+/// The e-graph as dense arrays over canonical class numbers: for class
+/// `c`, e-node `i`: its own cost and its children's classes.
+struct Dense {
+    own: Vec<Vec<f64>>,
+    children: Vec<Vec<Vec<usize>>>,
 }
 
-/// The extraction of the module documentation.
-pub fn choose(egraph: &EGraph, roots: &[Id]) -> Choice {
+/// The chosen graph, kept with reference counts so that switching one
+/// class's e-node costs only the part of the graph that changes.
+struct Live<'a> {
+    dense: &'a Dense,
+    index: Vec<usize>,
+    /// Chosen e-nodes (and roots) reading each class.
+    refs: Vec<u32>,
+    /// Scratch for `reaches`: the walk number that last saw each class.
+    seen: Vec<u32>,
+    walk: u32,
+}
+
+impl Live<'_> {
+    fn children(&self, c: usize) -> &[usize] {
+        &self.dense.children[c][self.index[c]]
+    }
+
+    /// Adds a reader to each of `ids`; returns the cost of the classes that
+    /// become live.
+    fn incref(&mut self, ids: &[usize], work: &mut usize) -> f64 {
+        let mut added = 0.0;
+        let mut stack = ids.to_vec();
+        while let Some(c) = stack.pop() {
+            *work += 1;
+            self.refs[c] += 1;
+            if self.refs[c] == 1 {
+                added += self.dense.own[c][self.index[c]];
+                stack.extend_from_slice(self.children(c));
+            }
+        }
+        added
+    }
+
+    /// Removes a reader from each of `ids`; returns the cost of the classes
+    /// no longer live.
+    fn decref(&mut self, ids: &[usize], work: &mut usize) -> f64 {
+        let mut removed = 0.0;
+        let mut stack = ids.to_vec();
+        while let Some(c) = stack.pop() {
+            *work += 1;
+            self.refs[c] -= 1;
+            if self.refs[c] == 0 {
+                removed += self.dense.own[c][self.index[c]];
+                stack.extend_from_slice(self.children(c));
+            }
+        }
+        removed
+    }
+
+    /// Chooses e-node `to` instead of `from` for live class `c`; returns the
+    /// change of the graph's cost.
+    fn switch(&mut self, c: usize, from: usize, to: usize, work: &mut usize) -> f64 {
+        let old = self.dense.children[c][from].clone();
+        let new = self.dense.children[c][to].clone();
+        self.index[c] = to;
+        let mut delta = self.dense.own[c][to] - self.dense.own[c][from];
+        delta += self.incref(&new, work);
+        delta -= self.decref(&old, work);
+        delta
+    }
+
+    /// Whether the chosen e-node of `target` reaches `target` again (a
+    /// cycle through it).
+    fn cyclic(&mut self, target: usize, work: &mut usize) -> bool {
+        self.walk += 1;
+        let mut stack = self.children(target).to_vec();
+        while let Some(c) = stack.pop() {
+            *work += 1;
+            if c == target {
+                return true;
+            }
+            if self.seen[c] != self.walk {
+                self.seen[c] = self.walk;
+                stack.extend_from_slice(self.children(c));
+            }
+        }
+        false
+    }
+}
+
+/// The extraction of the module documentation; `original` is the e-node
+/// each operand of the input graph became, with its class at the time.
+pub fn choose(egraph: &EGraph, roots: &[Id], original: &[(Id, ENode)]) -> Choice {
     let extractor = Extractor::new(egraph, TreeCost { egraph });
     let mut classes: Vec<Id> = egraph.classes().map(|c| c.id).collect();
     classes.sort();
-    let mut own = HashMap::new();
-    let mut index = HashMap::new();
-    for &id in &classes {
-        let best = extractor.find_best_node(id);
-        for (i, node) in egraph[id].nodes.iter().enumerate() {
-            own.insert((id, i), own_cost(egraph, node));
-            if node == best {
-                index.insert(id, i);
-            }
+    let number: HashMap<Id, usize> = classes.iter().enumerate().map(|(n, &id)| (id, n)).collect();
+    let dense = Dense {
+        own: classes.iter().map(|&id| egraph[id].nodes.iter().map(|n| own_cost(egraph, n)).collect()).collect(),
+        children: classes
+            .iter()
+            .map(|&id| {
+                egraph[id].nodes.iter().map(|n| n.children().iter().map(|&c| number[&egraph.find(c)]).collect()).collect()
+            })
+            .collect(),
+    };
+    let tree: Vec<usize> = classes
+        .iter()
+        .map(|&id| {
+            let best = extractor.find_best_node(id);
+            egraph[id].nodes.iter().position(|n| n == best).expect("the best e-node is in its class")
+        })
+        .collect();
+    // The graph as given: the first original e-node of each class.
+    let mut index = tree.clone();
+    let mut given = vec![false; classes.len()];
+    for (id, node) in original {
+        let c = number[&egraph.find(*id)];
+        if given[c] {
+            continue;
+        }
+        let mut canonical = node.clone();
+        canonical.for_each_mut(|x| *x = egraph.find(*x));
+        if let Some(i) = egraph[classes[c]].nodes.iter().position(|n| *n == canonical) {
+            index[c] = i;
+            given[c] = true;
         }
     }
-    let (mut best, mut work) = dag_cost(egraph, roots, &index, &own);
-    let Some(mut best_cost) = best.take() else {
-        return Choice { index };
-    };
-    'sweep: for &id in classes.iter().filter(|&&id| egraph[id].nodes.len() > 1) {
-        let current = index[&id];
-        for i in 0..egraph[id].nodes.len() {
-            if i == current || work > WORK_LIMIT {
-                if work > WORK_LIMIT {
-                    break 'sweep;
-                }
+    let roots: Vec<usize> = roots.iter().map(|&r| number[&egraph.find(r)]).collect();
+    let n = classes.len();
+    let mut live = Live { dense: &dense, index, refs: vec![0; n], seen: vec![0; n], walk: 0 };
+    let mut work = 0;
+    let mut total = live.incref(&roots, &mut work);
+    for c in 0..n {
+        if dense.own[c].len() < 2 || live.refs[c] == 0 {
+            continue; // one e-node, or not in the chosen graph
+        }
+        for i in 0..dense.own[c].len() {
+            let current = live.index[c];
+            if i == current {
                 continue;
             }
-            let kept = index.insert(id, i).expect("every class has a choice");
-            let (cost, visits) = dag_cost(egraph, roots, &index, &own);
-            work += visits;
-            match cost {
-                Some(c) if c < best_cost => best_cost = c,
-                _ => {
-                    index.insert(id, kept);
-                }
+            if work > WORK_LIMIT {
+                break;
+            }
+            let delta = live.switch(c, current, i, &mut work);
+            if delta < -1e-9 * total.abs() && !live.cyclic(c, &mut work) {
+                total += delta;
+            } else {
+                live.switch(c, i, current, &mut work);
             }
         }
     }
-    Choice { index }
+    let index = live.index;
+    Choice { index: classes.iter().enumerate().map(|(c, &id)| (id, index[c])).collect() }
 }

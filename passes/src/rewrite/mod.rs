@@ -82,7 +82,7 @@ pub struct Rewritten {
 /// the same outputs, named alike, from the same inputs.
 pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewritten), GraphError> {
     let start = Instant::now();
-    let (mut egraph, roots) = egraph::from_graph(graph);
+    let (mut egraph, roots, original) = egraph::from_graph(graph);
     let cost_before = cost::graph_cost(graph);
     let rules = rules::all();
     let mut fired: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -133,7 +133,7 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
             break;
         }
     }
-    let choice = extract::choose(&egraph, &roots);
+    let choice = extract::choose(&egraph, &roots, &original);
     let rewritten = egraph::to_graph(&egraph, graph, &roots, &|id| choice.node(&egraph, id).clone())?;
     let report = Rewritten {
         fired,
