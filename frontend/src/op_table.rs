@@ -31,23 +31,9 @@ pub enum CallError {
     Build(#[from] BuildError),
 }
 
-/// Every operator name the table maps, sorted.
-pub fn operator_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = Vec::new();
-    names.extend(BinaryOp::ALL.iter().map(|k| k.name()));
-    names.extend(CompareOp::ALL.iter().map(|k| k.name()));
-    names.extend(LogicalOp::ALL.iter().map(|k| k.name()));
-    names.extend(UnaryOp::ALL.iter().map(|k| k.name()));
-    names.extend(ReduceOp::ALL.iter().map(|k| k.name()));
-    names.extend(PoolOp::ALL.iter().map(|k| k.name()));
-    names.extend([
-        "clamp", "elu", "leakyRelu", "hardSigmoid", "linear", "prelu", "cast", "conv2d", "convTranspose2d", "gemm",
-        "matmul", "batchNormalization", "layerNormalization", "instanceNormalization", "softmax", "reshape",
-        "transpose", "concat", "split", "slice", "expand", "gather", "pad", "resample2d", "where",
-    ]);
-    names.sort_unstable();
-    names
-}
+/// Every operator name the table maps, sorted: every operator of the IR
+/// ([`kiln_ir::operator_names`]).
+pub use kiln_ir::operator_names;
 
 /// Whether `name` is an operator the table maps.
 pub fn is_operator(name: &str) -> bool {

@@ -414,6 +414,49 @@ impl From<Number> for Attr {
     }
 }
 
+/// The operators that are one variant of [`Op`] each, with their WebNN
+/// names: declared once here, for [`Op::name`] and [`operator_names`].
+macro_rules! single_operators {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// The WebNN names of the operators that are one [`Op`] variant each.
+        const SINGLE_OPERATOR_NAMES: &[&str] = &[$($name),*];
+
+        impl Op {
+            /// The name of a single-variant operator; `None` for the
+            /// families (`Binary`, `Unary`, ...), named by their kind.
+            fn single_name(&self) -> Option<&'static str> {
+                match self {
+                    $(Op::$variant { .. } => Some($name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+single_operators! {
+    Clamp => "clamp", Elu => "elu", LeakyRelu => "leakyRelu", HardSigmoid => "hardSigmoid", Linear => "linear",
+    Prelu => "prelu", Cast => "cast", Conv2d => "conv2d", ConvTranspose2d => "convTranspose2d", Gemm => "gemm",
+    Matmul => "matmul", BatchNormalization => "batchNormalization", LayerNormalization => "layerNormalization",
+    InstanceNormalization => "instanceNormalization", Softmax => "softmax", Reshape => "reshape",
+    Transpose => "transpose", Concat => "concat", Split => "split", Slice => "slice", Expand => "expand",
+    Gather => "gather", Pad => "pad", Resample2d => "resample2d", Where => "where",
+}
+
+/// Every WebNN operator name of [`Op`], sorted: the one list the operator
+/// table, the text format, the support table and `kiln ops` read.
+pub fn operator_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = SINGLE_OPERATOR_NAMES.to_vec();
+    names.extend(BinaryOp::ALL.iter().map(|k| k.name()));
+    names.extend(CompareOp::ALL.iter().map(|k| k.name()));
+    names.extend(LogicalOp::ALL.iter().map(|k| k.name()));
+    names.extend(UnaryOp::ALL.iter().map(|k| k.name()));
+    names.extend(ReduceOp::ALL.iter().map(|k| k.name()));
+    names.extend(PoolOp::ALL.iter().map(|k| k.name()));
+    names.sort_unstable();
+    names
+}
+
 impl Op {
     /// The WebNN (JavaScript) name of the operator.
     pub fn name(&self) -> &'static str {
@@ -422,33 +465,9 @@ impl Op {
             Op::Compare { kind, .. } => kind.name(),
             Op::Logical { kind, .. } => kind.name(),
             Op::Unary { kind, .. } => kind.name(),
-            Op::Clamp { .. } => "clamp",
-            Op::Elu { .. } => "elu",
-            Op::LeakyRelu { .. } => "leakyRelu",
-            Op::HardSigmoid { .. } => "hardSigmoid",
-            Op::Linear { .. } => "linear",
-            Op::Prelu { .. } => "prelu",
-            Op::Cast { .. } => "cast",
-            Op::Conv2d { .. } => "conv2d",
-            Op::ConvTranspose2d { .. } => "convTranspose2d",
             Op::Pool2d { kind, .. } => kind.name(),
-            Op::Gemm { .. } => "gemm",
-            Op::Matmul { .. } => "matmul",
-            Op::BatchNormalization { .. } => "batchNormalization",
-            Op::LayerNormalization { .. } => "layerNormalization",
-            Op::InstanceNormalization { .. } => "instanceNormalization",
-            Op::Softmax { .. } => "softmax",
             Op::Reduce { kind, .. } => kind.name(),
-            Op::Reshape { .. } => "reshape",
-            Op::Transpose { .. } => "transpose",
-            Op::Concat { .. } => "concat",
-            Op::Split { .. } => "split",
-            Op::Slice { .. } => "slice",
-            Op::Expand { .. } => "expand",
-            Op::Gather { .. } => "gather",
-            Op::Pad { .. } => "pad",
-            Op::Resample2d { .. } => "resample2d",
-            Op::Where { .. } => "where",
+            other => other.single_name().expect("every other variant is declared in single_operators!"),
         }
     }
 
@@ -730,5 +749,31 @@ fn differs(value: f64, default: f64) -> bool {
 fn push_if(named: &mut Vec<(&'static str, Attr)>, key: &'static str, cond: bool, value: Attr) {
     if cond {
         named.push((key, value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_names_are_unique_and_name_the_ops() {
+        let names = operator_names();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(unique, names, "a name is declared twice");
+        let x = OperandId(0);
+        let ops = [
+            Op::Clamp { input: x, min_value: None, max_value: None },
+            Op::Softmax { input: x, axis: 0 },
+            Op::Where { condition: x, true_value: x, false_value: x },
+            Op::Unary { kind: UnaryOp::Gelu, input: x },
+            Op::Pool2d { kind: PoolOp::L2, input: x, options: Pool2dOptions::default() },
+        ];
+        for op in ops {
+            assert!(names.contains(&op.name()), "{}", op.name());
+        }
+        assert_eq!(names.len(), SINGLE_OPERATOR_NAMES.len() + BinaryOp::ALL.len() + CompareOp::ALL.len()
+            + LogicalOp::ALL.len() + UnaryOp::ALL.len() + ReduceOp::ALL.len() + PoolOp::ALL.len());
     }
 }

@@ -1,9 +1,8 @@
 //! The per-operator summary of what the lowering does ([`op_support`],
 //! for `kiln ops`): the names of the operators that become host kernels
 //! for some data types, and why. It must agree with the decisions
-//! `host_reason` makes per node.
-
-use kiln_ir::{BinaryOp, CompareOp, LogicalOp, PoolOp, ReduceOp, UnaryOp};
+//! `host_reason` makes per node. The operator names come from
+//! [`kiln_ir::operator_names`], declared once with the operator enum.
 
 /// How [`lower`](super::lower) handles the WebNN operator `name`. Either
 /// way every data type and option the shape rules accept is lowered.
@@ -36,39 +35,7 @@ pub fn op_support(name: &str) -> Option<Support> {
         "cast" => "integer-to-integer casts from 32/64-bit integers, int8 to uint32/uint64 (see cast_rule)",
         "resample2d" => "linear mode on integers",
         "pad" => "constant values f32 cannot hold exactly",
-        _ => {
-            let known = BinaryOp::ALL
-                .iter()
-                .map(|k| k.name())
-                .chain(CompareOp::ALL.iter().map(|k| k.name()))
-                .chain(LogicalOp::ALL.iter().map(|k| k.name()))
-                .chain(UnaryOp::ALL.iter().map(|k| k.name()))
-                .chain(ReduceOp::ALL.iter().map(|k| k.name()))
-                .chain(PoolOp::ALL.iter().map(|k| k.name()))
-                .any(|n| n == name);
-            let other = [
-                "elu",
-                "leakyRelu",
-                "hardSigmoid",
-                "linear",
-                "conv2d",
-                "convTranspose2d",
-                "gemm",
-                "matmul",
-                "batchNormalization",
-                "layerNormalization",
-                "instanceNormalization",
-                "softmax",
-                "reshape",
-                "transpose",
-                "concat",
-                "split",
-                "slice",
-                "expand",
-                "gather",
-            ];
-            return (known || other.contains(&name)).then_some(Support::Full);
-        }
+        _ => return kiln_ir::operator_names().contains(&name).then_some(Support::Full),
     };
     Some(Support::Host(host))
 }
