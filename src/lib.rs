@@ -23,11 +23,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod conformance;
 mod emit;
 pub mod explain;
 pub mod npy;
-pub mod onnx_tests;
 
 use std::path::Path;
 

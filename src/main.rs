@@ -586,7 +586,7 @@ fn dump_after_pass(model: &Path, shapes: &[String], target: &str, pass: &str) ->
 }
 
 fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, exclusions: Option<&Path>) -> CliResult {
-    use kiln::conformance::{load_cases, run_cases, Exclusions};
+    use kiln_harness::conformance::{load_cases, run_cases, Exclusions};
     let backend: Backend = backend.parse()?;
     let exclusions = match exclusions {
         Some(file) => Exclusions::load(file)?,
@@ -610,7 +610,7 @@ fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, excl
 }
 
 fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliResult {
-    use kiln::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
+    use kiln_harness::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
     let backend: Backend = backend.parse()?;
     let results = run_suite(root, backend, filter, Tolerance::default(), |r| match &r.outcome {
         CaseOutcome::Passed if verbose && !r.bound.is_empty() => {

@@ -1,8 +1,8 @@
 //! WebNN conformance: every WPT vector in `tests/data/wpt-webnn`, built and
 //! run through kiln and judged with WPT's tolerances.
 
-use kiln::conformance::judge::{f16_bits_to_f64, to_half_bits};
-use kiln::conformance::{
+use kiln_harness::conformance::judge::{f16_bits_to_f64, to_half_bits};
+use kiln_harness::conformance::{
     Backend, Case, CaseTensor, Element, Exclusions, Tolerance, build_case, bundled_exclusions_file,
     bundled_vectors_dir, check_output, encode_tensor, load_cases, run_cases,
 };
@@ -92,7 +92,7 @@ fn int_steps(data_type: DataType, i: i128, n: u128) -> Vec<u8> {
     let moved = if i - (n as i128) >= lo { i - n as i128 } else { i + n as i128 };
     let expected = CaseTensor {
         desc: kiln_ir::OperandDescriptor::new(data_type, [1]),
-        data: kiln::conformance::Data::List(vec![kiln_ir::Number::Int(moved)]),
+        data: kiln_harness::conformance::Data::List(vec![kiln_ir::Number::Int(moved)]),
     };
     encode_tensor(&expected).unwrap().bytes().to_vec()
 }

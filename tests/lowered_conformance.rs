@@ -8,7 +8,7 @@
 //! 32/64-bit integer arithmetic, casts and reductions the lowering refused,
 //! as a list that could only shrink; it has shrunk to nothing and is gone.)
 
-use kiln::conformance::{
+use kiln_harness::conformance::{
     Backend, Exclusions, Outcome, bundled_exclusions_file, bundled_vectors_dir, load_cases, run_cases,
 };
 

@@ -10,12 +10,12 @@
 //!
 //! Tolerance, per element: |kiln - ORT| <= 1e-5 + 1e-3 * |ORT| (the node
 //! tests' rtol with atol raised for float32 kernels, see
-//! `kiln::onnx_tests::Tolerance`); YOLOv8n's box coordinates, in pixels,
+//! `kiln_harness::onnx_tests::Tolerance`); YOLOv8n's box coordinates, in pixels,
 //! get atol 0.05 (see its test).
 
 use std::path::PathBuf;
 
-use kiln::onnx_tests::{CaseOutcome, Tolerance, run_case};
+use kiln_harness::onnx_tests::{CaseOutcome, Tolerance, run_case};
 use kiln::{Backend, Context, ContextOptions};
 
 fn models_dir() -> PathBuf {

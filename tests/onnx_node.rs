@@ -1,7 +1,7 @@
 //! The ONNX backend node tests of the `onnx` package (1.22.0: 1,765
 //! cases; scripts/fetch_onnx_data.sh extracts them to
 //! `target/onnx-data/node`) on the `cpu` backend, through
-//! `kiln::onnx_tests` (what `kiln onnx-tests` prints).
+//! `kiln_harness::onnx_tests` (what `kiln onnx-tests` prints).
 //!
 //! Cases whose operator or element types kiln does not map are not run
 //! (the runner reports them as unmapped). Every mapped case passes except
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln::Backend;
-use kiln::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
+use kiln_harness::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
 
 /// Passing cases when this test was written; the count only grows.
 const PASSED: usize = 813;

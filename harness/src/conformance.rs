@@ -60,15 +60,20 @@ pub use judge::{Element, ValueMismatch, check_element, check_output};
 pub use kiln_runtime::Backend;
 pub use report::{CaseResult, Counts, Outcome, Report};
 
+/// The repository's `tests/data` folder (this crate sits in `harness/`).
+fn repository_test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+}
+
 /// The vectors shipped with kiln's sources (`tests/data/wpt-webnn`).
 pub fn bundled_vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wpt-webnn")
+    repository_test_data().join("wpt-webnn")
 }
 
 /// The exclusion list shipped with kiln's sources
 /// (`tests/data/wpt-excluded.txt`).
 pub fn bundled_exclusions_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wpt-excluded.txt")
+    repository_test_data().join("wpt-excluded.txt")
 }
 
 /// A file or case that could not be read; names the file and, where there

@@ -1,0 +1,9 @@
+//! kiln's test harnesses, apart from the library users build on: the WebNN
+//! conformance runner ([`conformance`]: W3C WPT vectors, judged as WPT
+//! judges them) and the ONNX backend-test runner ([`onnx_tests`]: the onnx
+//! package's node tests and model folders against their reference
+//! outputs). The `kiln conformance` and `kiln onnx-tests` commands and the
+//! test suites drive them.
+
+pub mod conformance;
+pub mod onnx_tests;
