@@ -147,9 +147,10 @@ pub struct ClassData {
 pub struct Meta {
     pub inputs: Vec<OperandDescriptor>,
     pub constants: Vec<Tensor>,
-    /// The index of every constant a rule computed, by content, so that a
-    /// rule matching again builds the same e-node (and saturation ends).
-    computed: HashMap<(OperandDescriptor, Vec<u8>), u32>,
+    /// The constants rules computed, by descriptor and a fingerprint of
+    /// their bytes (the bytes compared on a hit), so that a rule matching
+    /// again builds the same e-node (and saturation ends).
+    computed: HashMap<(OperandDescriptor, u64), Vec<u32>>,
 }
 
 pub type EGraph = egg::EGraph<ENode, Meta>;
@@ -220,14 +221,14 @@ pub fn add_term(egraph: &mut EGraph, term: &Term) -> Option<Id> {
     match term {
         Term::Class(id) => Some(*id),
         Term::Constant(t) => {
-            let key = (t.desc().clone(), t.bytes().to_vec());
             let meta = &mut egraph.analysis;
-            let index = match meta.computed.get(&key) {
+            let same = meta.computed.entry((t.desc().clone(), fingerprint(t.bytes()))).or_default();
+            let index = match same.iter().find(|&&i| meta.constants[i as usize].bytes() == t.bytes()) {
                 Some(&i) => i,
                 None => {
                     meta.constants.push(t.clone());
                     let i = (meta.constants.len() - 1) as u32;
-                    meta.computed.insert(key, i);
+                    same.push(i);
                     i
                 }
             };
@@ -242,6 +243,20 @@ pub fn add_term(egraph: &mut EGraph, term: &Term) -> Option<Id> {
             Some(egraph.add(ENode::Op(OpTag::new(op.clone()), ids)))
         }
     }
+}
+
+/// A 64-bit fingerprint of `bytes` (FNV-style over 8-byte words; not
+/// cryptographic: hits are confirmed byte for byte).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// The e-graph of `graph`, the classes of its outputs in order, and the

@@ -76,22 +76,44 @@ fn affine_conv(egraph: &EGraph, conv: Conv, scale: &[f64], shift: &[f64]) -> Opt
     if extent != conv.channels || scale.len() != extent || shift.len() != extent {
         return None;
     }
-    let filter = float_values(egraph, conv.filter)?;
-    let filter: Vec<f64> = filter.iter().enumerate().map(|(i, &w)| w * scale[(i / stride) % extent]).collect();
+    // An add leaves the filter as it is.
+    let filter = if scale.iter().all(|&s| s == 1.0) {
+        Term::Class(conv.filter)
+    } else {
+        let filter = constant(egraph, conv.filter)?;
+        Term::Constant(scaled(filter, |i| scale[(i / stride) % extent])?)
+    };
     let bias_dtype = conv.filter_desc.data_type;
     let old_bias = match conv.bias {
         Some(b) => float_values(egraph, b)?,
         None => vec![0.0; extent],
     };
     let bias: Vec<f64> = (0..extent).map(|c| old_bias[c] * scale[c] + shift[c]).collect();
-    let filter = Tensor::from_values(conv.filter_desc.clone(), &Values::Float(filter)).ok()?;
     let bias_desc = OperandDescriptor::new(bias_dtype, Shape::new(vec![extent as u32]));
     let bias = Tensor::from_values(bias_desc, &Values::Float(bias)).ok()?;
     let options = Conv2dOptions { bias: Some(slot(2)), ..conv.options };
     Some(Term::Op(
         Op::Conv2d { input: slot(0), filter: slot(1), options },
-        vec![Term::Class(conv.input), Term::Constant(filter), Term::Constant(bias)],
+        vec![Term::Class(conv.input), filter, Term::Constant(bias)],
     ))
+}
+
+/// `t` (a float tensor) with element `i` multiplied by `factor(i)`, in f64
+/// and rounded once (f32 read and written directly, other types through
+/// [`Values`]).
+fn scaled(t: &Tensor, factor: impl Fn(usize) -> f64) -> Option<Tensor> {
+    if t.data_type() == kiln_ir::DataType::Float32 {
+        let bytes = t
+            .bytes()
+            .chunks_exact(4)
+            .enumerate()
+            .flat_map(|(i, w)| ((f32::from_le_bytes(w.try_into().expect("4 bytes")) as f64 * factor(i)) as f32).to_le_bytes())
+            .collect();
+        return Tensor::from_bytes(t.desc().clone(), bytes).ok();
+    }
+    let Values::Float(v) = t.values() else { return None };
+    let v = v.iter().enumerate().map(|(i, &x)| x * factor(i)).collect();
+    Tensor::from_values(t.desc().clone(), &Values::Float(v)).ok()
 }
 
 /// The values of constant class `id` per output channel of a rank-4
