@@ -7,67 +7,8 @@ use kiln_ir::kernel::{BufferKind, ExprNode, Kernel, Program, eval};
 use kiln_ir::*;
 use kiln_passes::{Fusion, FusionKind, check_plan, fuse, lower, lower_unplanned, plan};
 
-/// A small deterministic generator (xorshift64*), uniform in [-2, 2).
-struct Rng(u64);
-
-impl Rng {
-    fn float(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-    }
-
-    fn tensor(&mut self, shape: &[u32]) -> Tensor {
-        let n: u32 = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| self.float()).collect();
-        Tensor::from_f32(shape.to_vec(), &v).unwrap()
-    }
-}
-
-/// A graph under construction with random constant weights.
-struct G {
-    g: Graph,
-    rng: Rng,
-    feeds: Vec<(String, Tensor)>,
-}
-
-impl G {
-    fn new() -> Self {
-        G { g: Graph::new(), rng: Rng(0x9e37_79b9_7f4a_7c15), feeds: Vec::new() }
-    }
-
-    fn input(&mut self, name: &str, shape: &[u32]) -> OperandId {
-        let id = self.g.add_input(name, OperandDescriptor::new(DataType::Float32, shape.to_vec())).unwrap();
-        let t = self.rng.tensor(shape);
-        self.feeds.push((name.into(), t));
-        id
-    }
-
-    fn constant(&mut self, shape: &[u32]) -> OperandId {
-        let t = self.rng.tensor(shape);
-        self.g.add_constant(None, t).unwrap()
-    }
-
-    fn op(&mut self, op: Op) -> OperandId {
-        self.g.add_node(op, "").unwrap()[0]
-    }
-
-    fn conv(&mut self, input: OperandId, o: u32, i: u32, k: u32, pad: u32, bias: bool) -> OperandId {
-        let filter = self.constant(&[o, i, k, k]);
-        let bias = bias.then(|| self.constant(&[o]));
-        self.op(Op::Conv2d { input, filter, options: Conv2dOptions { padding: [pad; 4], bias, ..Default::default() } })
-    }
-
-    fn unary(&mut self, kind: UnaryOp, input: OperandId) -> OperandId {
-        self.op(Op::Unary { kind, input })
-    }
-
-    fn binary(&mut self, kind: BinaryOp, a: OperandId, b: OperandId) -> OperandId {
-        self.op(Op::Binary { kind, a, b })
-    }
-}
+mod common;
+use common::G;
 
 /// What lowering gives for `graph`: the fused program and its decisions.
 /// Checks that [`lower`] is lowering + fusion + planning, that the fused

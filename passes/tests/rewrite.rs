@@ -6,81 +6,8 @@
 use kiln_ir::*;
 use kiln_passes::rewrite::{rewrite, RewriteOptions, Rewritten, Stop};
 
-/// A small deterministic generator (xorshift64*), uniform in [-2, 2).
-struct Rng(u64);
-
-impl Rng {
-    fn float(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-    }
-
-    fn tensor(&mut self, shape: &[u32]) -> Tensor {
-        let n: u32 = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| self.float()).collect();
-        Tensor::from_f32(shape.to_vec(), &v).unwrap()
-    }
-}
-
-/// A graph under construction.
-struct G {
-    g: Graph,
-    rng: Rng,
-    feeds: Vec<(String, Tensor)>,
-}
-
-impl G {
-    fn new() -> Self {
-        G { g: Graph::new(), rng: Rng(0x9e37_79b9_7f4a_7c15), feeds: Vec::new() }
-    }
-
-    fn input(&mut self, name: &str, shape: &[u32]) -> OperandId {
-        let id = self.g.add_input(name, OperandDescriptor::new(DataType::Float32, shape.to_vec())).unwrap();
-        let t = self.rng.tensor(shape);
-        self.feeds.push((name.into(), t));
-        id
-    }
-
-    /// A random constant.
-    fn weights(&mut self, shape: &[u32]) -> OperandId {
-        let t = self.rng.tensor(shape);
-        self.g.add_constant(None, t).unwrap()
-    }
-
-    /// A constant of `value`s.
-    fn fill(&mut self, shape: &[u32], value: f32) -> OperandId {
-        let n: u32 = shape.iter().product();
-        self.g.add_constant(None, Tensor::from_f32(shape.to_vec(), &vec![value; n as usize]).unwrap()).unwrap()
-    }
-
-    /// A random constant of positive values (variances).
-    fn positive(&mut self, shape: &[u32]) -> OperandId {
-        let n: u32 = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| self.rng.float().abs() + 0.1).collect();
-        self.g.add_constant(None, Tensor::from_f32(shape.to_vec(), &v).unwrap()).unwrap()
-    }
-
-    fn op(&mut self, op: Op) -> OperandId {
-        self.g.add_node(op, "").unwrap()[0]
-    }
-
-    fn unary(&mut self, kind: UnaryOp, input: OperandId) -> OperandId {
-        self.op(Op::Unary { kind, input })
-    }
-
-    fn binary(&mut self, kind: BinaryOp, a: OperandId, b: OperandId) -> OperandId {
-        self.op(Op::Binary { kind, a, b })
-    }
-
-    fn conv(&mut self, input: OperandId, o: u32, i: u32, k: u32, bias: bool) -> OperandId {
-        let filter = self.weights(&[o, i, k, k]);
-        let bias = bias.then(|| self.weights(&[o]));
-        self.op(Op::Conv2d { input, filter, options: Conv2dOptions { padding: [1; 4], bias, ..Default::default() } })
-    }
-}
+mod common;
+use common::G;
 
 fn names(g: &Graph) -> Vec<&'static str> {
     g.nodes().iter().map(|n| n.op.name()).collect()
@@ -206,9 +133,9 @@ fn batch_normalization_folds_into_the_conv() {
     for bias in [false, true] {
         let mut g = G::new();
         let x = g.input("x", &[1, 3, 6, 6]);
-        let c = g.conv(x, 4, 3, 3, bias);
-        let (mean, variance) = (g.weights(&[4]), g.positive(&[4]));
-        let (scale, shift) = (g.weights(&[4]), g.weights(&[4]));
+        let c = g.conv(x, 4, 3, 3, 1, bias);
+        let (mean, variance) = (g.constant(&[4]), g.positive(&[4]));
+        let (scale, shift) = (g.constant(&[4]), g.constant(&[4]));
         let options = BatchNormalizationOptions { scale: Some(scale), bias: Some(shift), epsilon: 1e-3, ..Default::default() };
         let bn = g.op(Op::BatchNormalization { input: c, mean, variance, options });
         let y = g.unary(UnaryOp::Relu, bn);
@@ -220,7 +147,7 @@ fn batch_normalization_folds_into_the_conv() {
 fn batch_normalization_folds_into_an_nhwc_depthwise_conv() {
     let mut g = G::new();
     let x = g.input("x", &[1, 5, 5, 4]);
-    let filter = g.weights(&[1, 3, 3, 4]);
+    let filter = g.constant(&[1, 3, 3, 4]);
     let options = Conv2dOptions {
         groups: 4,
         input_layout: InputLayout::Nhwc,
@@ -228,7 +155,7 @@ fn batch_normalization_folds_into_an_nhwc_depthwise_conv() {
         ..Default::default()
     };
     let c = g.op(Op::Conv2d { input: x, filter, options });
-    let (mean, variance) = (g.weights(&[4]), g.positive(&[4]));
+    let (mean, variance) = (g.constant(&[4]), g.positive(&[4]));
     let bn = g.op(Op::BatchNormalization { input: c, mean, variance, options: BatchNormalizationOptions { axis: 3, ..Default::default() } });
     fired(&rewritten(g, bn, &["conv2d"]), "batchnorm-into-conv");
 }
@@ -237,10 +164,10 @@ fn batch_normalization_folds_into_an_nhwc_depthwise_conv() {
 fn per_channel_multiplies_and_adds_fold_into_the_conv() {
     let mut g = G::new();
     let x = g.input("x", &[1, 3, 6, 6]);
-    let c = g.conv(x, 4, 3, 3, true);
-    let k = g.weights(&[1, 4, 1, 1]);
+    let c = g.conv(x, 4, 3, 3, 1, true);
+    let k = g.constant(&[1, 4, 1, 1]);
     let m = g.binary(BinaryOp::Mul, k, c);
-    let b = g.weights(&[4, 1, 1]);
+    let b = g.constant(&[4, 1, 1]);
     let a = g.binary(BinaryOp::Add, m, b);
     let report = rewritten(g, a, &["conv2d"]);
     fired(&report, "mul-into-conv");
@@ -251,8 +178,8 @@ fn per_channel_multiplies_and_adds_fold_into_the_conv() {
 fn constants_that_vary_off_the_channel_axis_stay() {
     let mut g = G::new();
     let x = g.input("x", &[1, 3, 6, 6]);
-    let c = g.conv(x, 4, 3, 3, false);
-    let k = g.weights(&[1, 1, 1, 6]);
+    let c = g.conv(x, 4, 3, 3, 1, false);
+    let k = g.constant(&[1, 1, 1, 6]);
     let m = g.binary(BinaryOp::Mul, c, k);
     let report = rewritten(g, m, &["conv2d", "mul"]);
     assert!(report.fired.is_empty(), "{:?}", report.fired);
@@ -268,7 +195,7 @@ fn zero_padding_merges_into_the_conv() {
         ending_padding: vec![0, 0, 2, 0],
         options: PadOptions::default(),
     });
-    let c = g.conv(p, 4, 3, 3, true);
+    let c = g.conv(p, 4, 3, 3, 1, true);
     fired(&rewritten(g, c, &["conv2d"]), "pad-into-conv");
 
     // A non-zero pad value stays a pad.
@@ -276,7 +203,7 @@ fn zero_padding_merges_into_the_conv() {
     let x = g.input("x", &[1, 3, 6, 6]);
     let options = PadOptions { value: Number::Float(1.0), ..PadOptions::default() };
     let p = g.op(Op::Pad { input: x, beginning_padding: vec![0, 0, 1, 1], ending_padding: vec![0, 0, 1, 1], options });
-    let c = g.conv(p, 4, 3, 3, false);
+    let c = g.conv(p, 4, 3, 3, 1, false);
     rewritten(g, c, &["pad", "conv2d"]);
 }
 
@@ -284,11 +211,24 @@ fn zero_padding_merges_into_the_conv() {
 fn matmul_plus_bias_becomes_gemm() {
     let mut g = G::new();
     let a = g.input("a", &[4, 5]);
-    let b = g.weights(&[5, 6]);
+    let b = g.constant(&[5, 6]);
     let m = g.op(Op::Matmul { a, b });
-    let c = g.weights(&[6]);
+    let c = g.constant(&[6]);
     let y = g.binary(BinaryOp::Add, c, m);
     fired(&rewritten(g, y, &["gemm"]), "matmul-add-to-gemm");
+}
+
+/// PyTorch's export of gelu with `divisor` for √2: `x * (erf(x / divisor)
+/// + 1) * 0.5`.
+fn exported_gelu(g: &mut G, x: OperandId, divisor: f32) -> OperandId {
+    let k = g.fill(&[], divisor);
+    let d = g.binary(BinaryOp::Div, x, k);
+    let e = g.unary(UnaryOp::Erf, d);
+    let one = g.fill(&[], 1.0);
+    let a = g.binary(BinaryOp::Add, e, one);
+    let m = g.binary(BinaryOp::Mul, x, a);
+    let half = g.fill(&[], 0.5);
+    g.binary(BinaryOp::Mul, m, half)
 }
 
 /// The rule fires, but extraction keeps the decomposed form: kiln's gelu
@@ -297,17 +237,9 @@ fn matmul_plus_bias_becomes_gemm() {
 #[test]
 #[allow(clippy::approx_constant)] // exporters write √2 with a few digits
 fn decomposed_gelu_is_recognised() {
-    // PyTorch's export: x * (erf(x / √2) + 1) * 0.5.
     let mut g = G::new();
     let x = g.input("x", &[2, 8]);
-    let sqrt2 = g.fill(&[], 1.414_213_5);
-    let d = g.binary(BinaryOp::Div, x, sqrt2);
-    let e = g.unary(UnaryOp::Erf, d);
-    let one = g.fill(&[], 1.0);
-    let a = g.binary(BinaryOp::Add, e, one);
-    let m = g.binary(BinaryOp::Mul, x, a);
-    let half = g.fill(&[], 0.5);
-    let y = g.binary(BinaryOp::Mul, m, half);
+    let y = exported_gelu(&mut g, x, 1.414_213_5);
     fired(&rewritten(g, y, &["div", "erf", "add", "mul", "mul"]), "gelu-erf");
 
     // 0.5 * x first, x * (1/√2) inside.
@@ -332,16 +264,9 @@ fn decomposed_gelu_is_recognised() {
 fn extraction_counts_shared_work_once() {
     let mut g = G::new();
     let a = g.input("a", &[64, 256]);
-    let w = g.weights(&[256, 64]);
+    let w = g.constant(&[256, 64]);
     let x = g.op(Op::Matmul { a, b: w });
-    let sqrt2 = g.fill(&[], 1.414_213_5);
-    let d = g.binary(BinaryOp::Div, x, sqrt2);
-    let e = g.unary(UnaryOp::Erf, d);
-    let one = g.fill(&[], 1.0);
-    let s = g.binary(BinaryOp::Add, e, one);
-    let m = g.binary(BinaryOp::Mul, x, s);
-    let half = g.fill(&[], 0.5);
-    let y = g.binary(BinaryOp::Mul, m, half);
+    let y = exported_gelu(&mut g, x, 1.414_213_5);
     fired(&rewritten(g, y, &["matmul", "div", "erf", "add", "mul", "mul"]), "gelu-erf");
 }
 
@@ -349,14 +274,7 @@ fn extraction_counts_shared_work_once() {
 fn a_near_gelu_with_another_constant_stays() {
     let mut g = G::new();
     let x = g.input("x", &[2, 8]);
-    let k = g.fill(&[], 1.5);
-    let d = g.binary(BinaryOp::Div, x, k);
-    let e = g.unary(UnaryOp::Erf, d);
-    let one = g.fill(&[], 1.0);
-    let a = g.binary(BinaryOp::Add, e, one);
-    let m = g.binary(BinaryOp::Mul, x, a);
-    let half = g.fill(&[], 0.5);
-    let y = g.binary(BinaryOp::Mul, m, half);
+    let y = exported_gelu(&mut g, x, 1.5);
     rewritten(g, y, &["div", "erf", "add", "mul", "mul"]);
 }
 
@@ -450,28 +368,34 @@ fn a_sum_of_something_else_is_no_softmax() {
     assert!(report.fired.is_empty(), "{:?}", report.fired);
 }
 
+/// `(x - mean) / sqrt(mean(square) + 1e-5)` over the last axis of a
+/// `[2, 4, 16]` input, the square as `pow(d, 2)` or `d * d`.
+fn exported_layer_norm(g: &mut G, x: OperandId, pow: bool) -> OperandId {
+    let m = reduce(g, ReduceOp::Mean, x, vec![2]);
+    let d = g.binary(BinaryOp::Sub, x, m);
+    let sq = if pow {
+        let two = g.fill(&[], 2.0);
+        g.binary(BinaryOp::Pow, d, two)
+    } else {
+        g.binary(BinaryOp::Mul, d, d)
+    };
+    let v = reduce(g, ReduceOp::Mean, sq, vec![2]);
+    let eps = g.fill(&[], 1e-5);
+    let ve = g.binary(BinaryOp::Add, v, eps);
+    let s = g.unary(UnaryOp::Sqrt, ve);
+    g.binary(BinaryOp::Div, d, s)
+}
+
 /// PyTorch's export of nn.LayerNorm before opset 17, and the `d * d` form.
 #[test]
 fn decomposed_layer_normalization_is_recognised() {
     for pow in [true, false] {
         let mut g = G::new();
         let x = g.input("x", &[2, 4, 16]);
-        let m = reduce(&mut g, ReduceOp::Mean, x, vec![2]);
-        let d = g.binary(BinaryOp::Sub, x, m);
-        let sq = if pow {
-            let two = g.fill(&[], 2.0);
-            g.binary(BinaryOp::Pow, d, two)
-        } else {
-            g.binary(BinaryOp::Mul, d, d)
-        };
-        let v = reduce(&mut g, ReduceOp::Mean, sq, vec![2]);
-        let eps = g.fill(&[], 1e-5);
-        let ve = g.binary(BinaryOp::Add, v, eps);
-        let s = g.unary(UnaryOp::Sqrt, ve);
-        let n = g.binary(BinaryOp::Div, d, s);
-        let gamma = g.weights(&[16]);
+        let n = exported_layer_norm(&mut g, x, pow);
+        let gamma = g.constant(&[16]);
         let scaled = g.binary(BinaryOp::Mul, n, gamma);
-        let beta = g.weights(&[1, 1, 16]);
+        let beta = g.constant(&[1, 1, 16]);
         let y = g.binary(BinaryOp::Add, beta, scaled);
         let report = rewritten(g, y, &["layerNormalization"]);
         for rule in ["layer-norm", "layer-norm-scale", "layer-norm-bias"] {
@@ -484,15 +408,8 @@ fn decomposed_layer_normalization_is_recognised() {
 fn a_scale_along_another_axis_stays_a_multiply() {
     let mut g = G::new();
     let x = g.input("x", &[2, 4, 16]);
-    let m = reduce(&mut g, ReduceOp::Mean, x, vec![2]);
-    let d = g.binary(BinaryOp::Sub, x, m);
-    let sq = g.binary(BinaryOp::Mul, d, d);
-    let v = reduce(&mut g, ReduceOp::Mean, sq, vec![2]);
-    let eps = g.fill(&[], 1e-5);
-    let ve = g.binary(BinaryOp::Add, v, eps);
-    let s = g.unary(UnaryOp::Sqrt, ve);
-    let n = g.binary(BinaryOp::Div, d, s);
-    let gamma = g.weights(&[4, 1]);
+    let n = exported_layer_norm(&mut g, x, false);
+    let gamma = g.constant(&[4, 1]);
     let y = g.binary(BinaryOp::Mul, n, gamma);
     let report = rewritten(g, y, &["layerNormalization", "mul"]);
     fired(&report, "layer-norm");

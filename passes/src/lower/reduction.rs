@@ -71,18 +71,7 @@ impl Lowerer<'_> {
         let plan = RedPlan::new(&x.shape, &axes);
         if kind == ReduceOp::LogSumExp {
             // max + ln Σ exp(x - max); an infinite max is the result itself.
-            let max = self.reduce_scratch(&x, &plan, Combine::Max, |_, v| v[0], |e| e.acc(), vec![]);
-            let sum = self.reduce_scratch(
-                &x,
-                &plan,
-                Combine::Sum,
-                |e, v| {
-                    let d = e.sub(v[0], v[1]);
-                    e.un(UnaryFn::Exp, d)
-                },
-                |e| e.acc(),
-                vec![max.clone()],
-            );
+            let (max, sum) = self.max_and_exp_sum(&x, &plan);
             let y = self.dest(out).view(&plan.kept_shape());
             let mut e = E::new();
             let (m, s) = (e.load(0), e.load(1));
@@ -129,14 +118,13 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    /// `softmax` along `axis`: `exp(x - max) / Σ exp(x - max)`.
-    pub(super) fn softmax(&mut self, input: OperandId, axis: u32, out: OperandId) -> R {
-        let x = self.val(input);
-        let plan = RedPlan::new(&x.shape, &[axis as usize]);
-        let max = self.reduce_scratch(&x, &plan, Combine::Max, |_, v| v[0], |e| e.acc(), vec![]);
+    /// The two reductions of a softmax and a log-sum-exp over `plan`: the
+    /// maximum of `x`, and `Σ exp(x - max)`, each in f32 scratch.
+    fn max_and_exp_sum(&mut self, x: &Val, plan: &RedPlan) -> (Val, Val) {
+        let max = self.reduce_scratch(x, plan, Combine::Max, |_, v| v[0], |e| e.acc(), vec![]);
         let sum = self.reduce_scratch(
-            &x,
-            &plan,
+            x,
+            plan,
             Combine::Sum,
             |e, v| {
                 let d = e.sub(v[0], v[1]);
@@ -145,6 +133,14 @@ impl Lowerer<'_> {
             |e| e.acc(),
             vec![max.clone()],
         );
+        (max, sum)
+    }
+
+    /// `softmax` along `axis`: `exp(x - max) / Σ exp(x - max)`.
+    pub(super) fn softmax(&mut self, input: OperandId, axis: u32, out: OperandId) -> R {
+        let x = self.val(input);
+        let plan = RedPlan::new(&x.shape, &[axis as usize]);
+        let (max, sum) = self.max_and_exp_sum(&x, &plan);
         let y = self.dest(out);
         let (m_acc, s_acc) = (plan.kept_on_input(&max, x.rank()), plan.kept_on_input(&sum, x.rank()));
         let mut e = E::new();
