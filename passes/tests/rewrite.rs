@@ -415,3 +415,104 @@ fn a_scale_along_another_axis_stays_a_multiply() {
     fired(&report, "layer-norm");
     assert!(!report.fired.contains_key("layer-norm-scale"), "{:?}", report.fired);
 }
+
+/// Random chains of the operators the rules look for (and some they must
+/// leave alone), on an nchw tensor: each rewritten graph computes what the
+/// original does, within 1e-5 of the output's largest magnitude (weights
+/// folded in f64 and rounded once to f32).
+#[test]
+fn random_chains_keep_their_results() {
+    let mut all_fired: std::collections::BTreeMap<&str, usize> = Default::default();
+    for seed in 1..=40u64 {
+        let mut g = G::new();
+        g.rng = common::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let x = g.input("x", &[1, 4, 6, 6]);
+        let mut v = x;
+        let mut ops = Vec::new();
+        for _ in 0..10 {
+            let pick = g.rng.below(11);
+            ops.push(pick);
+            v = match pick {
+                0 => g.unary(UnaryOp::Identity, v),
+                1 => {
+                    let one = g.fill(&[1, 4, 1, 1], 1.0);
+                    g.binary(BinaryOp::Mul, one, v)
+                }
+                2 => {
+                    let r = g.op(Op::Reshape { input: v, new_shape: vec![4, 36] });
+                    g.op(Op::Reshape { input: r, new_shape: vec![1, 4, 6, 6] })
+                }
+                3 => {
+                    let t = g.op(Op::Transpose { input: v, permutation: Some(vec![0, 2, 3, 1]) });
+                    g.op(Op::Transpose { input: t, permutation: Some(vec![0, 3, 1, 2]) })
+                }
+                4 => {
+                    let bias = g.rng.below(2) == 0;
+                    let c = g.conv(v, 4, 4, 3, 1, bias);
+                    let k = g.fill(&[], 0.1);
+                    g.binary(BinaryOp::Mul, c, k)
+                }
+                5 => {
+                    let (mean, variance, scale) = (g.constant(&[4]), g.positive(&[4]), g.constant(&[4]));
+                    let options = BatchNormalizationOptions { scale: Some(scale), epsilon: 1e-3, ..Default::default() };
+                    g.op(Op::BatchNormalization { input: v, mean, variance, options })
+                }
+                6 => {
+                    let k = g.constant(&[1, 4, 1, 1]);
+                    g.binary(BinaryOp::Mul, v, k)
+                }
+                7 => {
+                    let k = g.constant(&[4, 1, 1]);
+                    g.binary(BinaryOp::Add, k, v)
+                }
+                8 => {
+                    let k = g.constant(&[6]); // varies along w: no conv may absorb it
+                    g.binary(BinaryOp::Add, v, k)
+                }
+                9 => exported_gelu(&mut g, v, std::f32::consts::SQRT_2),
+                _ => {
+                    let p = g.op(Op::Pad {
+                        input: v,
+                        beginning_padding: vec![0, 0, 1, 0],
+                        ending_padding: vec![0, 0, 0, 1],
+                        options: PadOptions::default(),
+                    });
+                    let c = g.conv(p, 4, 4, 2, 0, true);
+                    let k = g.fill(&[], 0.1);
+                    g.binary(BinaryOp::Mul, c, k)
+                }
+            };
+        }
+        g.g.add_output("y", v).unwrap();
+        let (after, report) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
+        after.validate().unwrap();
+        let feeds = g.feed_refs();
+        let want = interp::run(&g.g, &feeds).unwrap();
+        let got = interp::run(&after, &feeds).unwrap();
+        let (Values::Float(want), Values::Float(got)) = (want[0].values(), got[0].values()) else { panic!() };
+        let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+        for (i, (w, h)) in want.iter().zip(&got).enumerate() {
+            assert!(
+                (w - h).abs() <= 1e-6 + 1e-5 * scale,
+                "seed {seed}, ops {ops:?}: element {i}: {h} after, {w} before; fired {:?}",
+                report.fired
+            );
+        }
+        for (rule, n) in report.fired {
+            *all_fired.entry(rule).or_default() += n;
+        }
+    }
+    for rule in [
+        "identity",
+        "mul-one",
+        "reshape-reshape",
+        "transpose-transpose",
+        "batchnorm-into-conv",
+        "mul-into-conv",
+        "add-into-conv",
+        "pad-into-conv",
+        "gelu-erf",
+    ] {
+        assert!(all_fired.contains_key(rule), "{rule} never fired: {all_fired:?}");
+    }
+}

@@ -86,3 +86,10 @@ impl G {
         self.feeds.iter().map(|(n, t)| (n.as_str(), t)).collect()
     }
 }
+
+impl Rng {
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.float() + 2.0) / 4.0 * n as f32) as usize % n
+    }
+}
