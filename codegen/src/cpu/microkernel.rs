@@ -21,8 +21,8 @@
 //!
 //! Three implementations:
 //! * [`Kind::Avx512`]: `avx512_gemm_f32_<MR>x32`, zmm accumulators, B rows
-//!   as two zmm loads, A through embedded-broadcast FMAs
-//!   (`vfmadd231ps zmm, zmm, dword bcst [a]`). Encoded with iced-x86.
+//!   as two zmm loads, each A element broadcast once into a register
+//!   (`vbroadcastss`) for its two FMAs. Encoded with iced-x86.
 //! * [`Kind::Avx2`]: `avx2_gemm_f32_6x16`, ymm accumulators, A through
 //!   `vbroadcastss`. Encoded with iced-x86.
 //! * [`Kind::F32x4`]: `f32x4_gemm_f32_4x8`, written in Cranelift IR with
@@ -224,14 +224,22 @@ pub fn avx512(mr: usize) -> Result<Vec<u8>, IcedError> {
         asm.prefetcht0(byte_ptr(rax + 64))?;
         asm.add(rax, rcx)?;
     }
+    // A's elements are broadcast once into a register each (rotating over
+    // the registers the accumulators leave free) and used by both FMAs:
+    // two B loads and `mr` broadcasts per k step instead of `2 mr` loads
+    // with embedded broadcasts, which left cores with two FMA pipes
+    // waiting on their two load ports.
+    let spare: Vec<AsmRegisterZmm> = (2 * mr..30).map(|i| ZMM[i]).collect();
     k_loop(&mut asm, 4 * mr, 128, &mut |asm, u| {
         let b = (u * 128) as i32;
         asm.vmovups(b0, zmmword_ptr(rsi + b))?;
         asm.vmovups(b1, zmmword_ptr(rsi + b + 64))?;
         for r in 0..mr {
             let a = ((u * mr + r) * 4) as i32;
-            asm.vfmadd231ps(acc(r, 0), b0, dword_bcst(rdi + a))?;
-            asm.vfmadd231ps(acc(r, 1), b1, dword_bcst(rdi + a))?;
+            let x = spare[(u * mr + r) % spare.len()];
+            asm.vbroadcastss(x, dword_ptr(rdi + a))?;
+            asm.vfmadd231ps(acc(r, 0), b0, x)?;
+            asm.vfmadd231ps(acc(r, 1), b1, x)?;
         }
         Ok(())
     })?;
