@@ -3,7 +3,7 @@
 //! ([`kiln_ir::interp::fold_node`], within its size and cost limits), and
 //! its results become constants. The ONNX importer folds as it loads; this
 //! pass does the same for graphs built with the builder or the `.webnn`
-//! text format, and for constants that the rewrite pass exposes.
+//! text format.
 
 use kiln_ir::interp::{fold_node, InterpError};
 use kiln_ir::{Graph, GraphError, OperandId, OperandKind};

@@ -516,3 +516,46 @@ fn random_chains_keep_their_results() {
         assert!(all_fired.contains_key(rule), "{rule} never fired: {all_fired:?}");
     }
 }
+
+/// An epsilon or a scale of higher rank broadcasts the result wider than
+/// the input: no layerNormalization may replace it (the shape would change).
+#[test]
+fn a_layer_norm_that_broadcasts_wider_stays() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 4, 16]);
+    let n = exported_layer_norm(&mut g, x, false);
+    let gamma = g.constant(&[1, 1, 1, 16]);
+    let y = g.binary(BinaryOp::Mul, n, gamma);
+    let report = rewritten(g, y, &["layerNormalization", "mul"]);
+    assert!(!report.fired.contains_key("layer-norm-scale"), "{:?}", report.fired);
+
+    let mut g = G::new();
+    let x = g.input("x", &[2, 4, 16]);
+    let m = reduce(&mut g, ReduceOp::Mean, x, vec![2]);
+    let d = g.binary(BinaryOp::Sub, x, m);
+    let sq = g.binary(BinaryOp::Mul, d, d);
+    let v = reduce(&mut g, ReduceOp::Mean, sq, vec![2]);
+    let eps = g.fill(&[1, 1, 1, 1], 1e-5);
+    let ve = g.binary(BinaryOp::Add, v, eps);
+    let s = g.unary(UnaryOp::Sqrt, ve);
+    let y = g.binary(BinaryOp::Div, d, s);
+    let report = rewritten(g, y, &["reduceMean", "sub", "mul", "reduceMean", "add", "sqrt", "div"]);
+    assert!(report.fired.is_empty(), "{:?}", report.fired);
+}
+
+/// Paddings that would overflow when merged stay a pad.
+#[test]
+fn a_pad_that_overflows_the_conv_padding_stays() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 1, 4, 4]);
+    let p = g.op(Op::Pad {
+        input: x,
+        beginning_padding: vec![0, 0, 2, 0],
+        ending_padding: vec![0, 0, 0, 0],
+        options: PadOptions::default(),
+    });
+    let filter = g.constant(&[1, 1, 1, 1]);
+    let options = Conv2dOptions { padding: [u32::MAX - 1, 0, 0, 0], strides: [u32::MAX, 1], ..Default::default() };
+    let c = g.op(Op::Conv2d { input: p, filter, options });
+    rewritten(g, c, &["pad", "conv2d"]);
+}

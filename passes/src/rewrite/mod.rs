@@ -89,9 +89,11 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
     let mut stop = Stop::IterationLimit;
     let mut iterations = 0;
     // (rule, e-node, its children's sizes) already tried: a rule sees an
-    // e-node again only when a child class has gained e-nodes (rules look
-    // into their operands' classes), so that building the same weights
-    // again is not paid for every iteration.
+    // e-node again only when a child class has gained e-nodes, so that
+    // building the same weights again is not paid for every iteration.
+    // Rules that look deeper than their operands (gelu, hardSwish,
+    // softmax, layer norm) can so miss a pattern that a rewrite further
+    // down completes: a missed rewrite, never a wrong one.
     let mut tried: HashSet<(usize, ENode, Vec<usize>)> = HashSet::new();
     while iterations < options.iterations {
         iterations += 1;
@@ -114,6 +116,11 @@ pub fn rewrite(graph: &Graph, options: &RewriteOptions) -> Result<(Graph, Rewrit
         let mut changed = false;
         for (class, name, term) in matches {
             let Some(id) = add_term(&mut egraph, &term) else { continue };
+            // A rule whose guard missed a broadcast or a rank would merge
+            // values of different shapes: such a match is dropped.
+            if egraph[id].data.descs != egraph[class].data.descs {
+                continue;
+            }
             if egraph.union(class, id) {
                 changed = true;
                 *fired.entry(name).or_default() += 1;

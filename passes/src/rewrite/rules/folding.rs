@@ -221,7 +221,12 @@ fn pad_into_conv(egraph: &EGraph, node: &ENode) -> Option<Term> {
         return None;
     }
     let p = options.padding;
-    let padding = [p[0] + beginning_padding[h], p[1] + ending_padding[h], p[2] + beginning_padding[w], p[3] + ending_padding[w]];
+    let padding = [
+        p[0].checked_add(beginning_padding[h])?,
+        p[1].checked_add(ending_padding[h])?,
+        p[2].checked_add(beginning_padding[w])?,
+        p[3].checked_add(ending_padding[w])?,
+    ];
     let mut options = Conv2dOptions { padding, ..options.clone() };
     let mut terms = vec![Term::Class(x), Term::Class(children[1])];
     if options.bias.is_some() {
