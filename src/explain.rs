@@ -27,12 +27,23 @@ fn node_name(graph: &Graph, n: usize) -> String {
     if node.label.is_empty() { node.op.name().to_string() } else { format!("{} '{}'", node.op.name(), node.label) }
 }
 
-fn domain(kernel: &Kernel) -> String {
+/// A kernel's iteration domain as `kiln bench --profile` and `kiln explain`
+/// print it (a host kernel: its operator).
+pub fn kernel_domain(kernel: &Kernel) -> String {
     match kernel {
         Kernel::Map { domain, .. } | Kernel::Reduce { domain, .. } | Kernel::Gemm { domain, .. } => format!("{domain:?}"),
         Kernel::Gather { outer, index_count, inner, .. } => format!("[{outer}, {index_count}, {inner}]"),
         Kernel::Host(h) => h.to_string(),
     }
+}
+
+/// The fusions of `compiled`, counted by kind.
+fn fusion_counts(compiled: &Compiled) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for f in &compiled.report.fusions {
+        *counts.entry(fusion_kind(f.kind)).or_default() += 1;
+    }
+    counts
 }
 
 fn fusion_kind(kind: FusionKind) -> &'static str {
@@ -57,10 +68,7 @@ pub fn to_json(original: &Graph, compiled: &Compiled) -> Value {
             "fired": r.fired,
         })
     });
-    let mut fusions: BTreeMap<&str, usize> = BTreeMap::new();
-    for f in &report.fusions {
-        *fusions.entry(fusion_kind(f.kind)).or_default() += 1;
-    }
+    let fusions = fusion_counts(compiled);
     let kernels: Vec<Value> = compiled
         .program
         .kernels
@@ -71,7 +79,7 @@ pub fn to_json(original: &Graph, compiled: &Compiled) -> Value {
             json!({
                 "kernel": k,
                 "kind": kernel.kind(),
-                "domain": domain(kernel),
+                "domain": kernel_domain(kernel),
                 "operators": nodes.iter().map(|&n| node_name(&compiled.graph, n)).collect::<Vec<_>>(),
             })
         })
@@ -108,11 +116,7 @@ pub fn to_text(original: &Graph, compiled: &Compiled) -> String {
     if !changed.is_empty() {
         let _ = writeln!(s, "  changed: {}", changed.join(", "));
     }
-    let mut fusions: BTreeMap<&str, usize> = BTreeMap::new();
-    for f in &report.fusions {
-        *fusions.entry(fusion_kind(f.kind)).or_default() += 1;
-    }
-    let fusions: Vec<String> = fusions.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let fusions: Vec<String> = fusion_counts(compiled).iter().map(|(k, n)| format!("{n} {k}")).collect();
     let _ = writeln!(
         s,
         "kernels: {} lowered -> {} after fusion ({} fusions{}{})",
@@ -157,7 +161,7 @@ pub fn to_text(original: &Graph, compiled: &Compiled) -> String {
     let _ = writeln!(s, "kernels (operators each computes):");
     for (k, (kernel, nodes)) in compiled.program.kernels.iter().zip(&report.kernel_nodes).enumerate() {
         let ops: Vec<String> = nodes.iter().map(|&n| node_name(&compiled.graph, n)).collect();
-        let _ = writeln!(s, "  k{k:<4} {:<7} {:<28} {}", kernel.kind(), domain(kernel), ops.join(" + "));
+        let _ = writeln!(s, "  k{k:<4} {:<7} {:<28} {}", kernel.kind(), kernel_domain(kernel), ops.join(" + "));
     }
     s
 }

@@ -404,13 +404,7 @@ fn print_profile(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, 
     println!("slowest:");
     for (k, ms) in rows.iter().take(top) {
         let kernel = &program.kernels[*k];
-        let domain = match kernel {
-            kiln::ir::kernel::Kernel::Map { domain, .. }
-            | kiln::ir::kernel::Kernel::Reduce { domain, .. }
-            | kiln::ir::kernel::Kernel::Gemm { domain, .. } => format!("{domain:?}"),
-            kiln::ir::kernel::Kernel::Gather { outer, index_count, inner, .. } => format!("[{outer}, {index_count}, {inner}]"),
-            kiln::ir::kernel::Kernel::Host(h) => h.to_string(),
-        };
+        let domain = kiln::explain::kernel_domain(kernel);
         println!("  k{k:<4} {:<7} {ms:9.3} ms {:5.1}%  {domain}", kernel.kind(), 100.0 * ms / total);
     }
     Ok(())
