@@ -22,7 +22,7 @@ fn census(graph: &Graph) -> BTreeMap<&'static str, usize> {
 }
 
 /// `op 'label'` of node `n` of `graph` (`op` alone when unlabelled).
-fn node_name(graph: &Graph, n: usize) -> String {
+pub(crate) fn node_name(graph: &Graph, n: usize) -> String {
     let node = &graph.nodes()[n];
     if node.label.is_empty() { node.op.name().to_string() } else { format!("{} '{}'", node.op.name(), node.label) }
 }

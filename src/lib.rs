@@ -23,6 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod aot;
 mod emit;
 pub mod explain;
 pub mod npy;

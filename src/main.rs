@@ -114,6 +114,34 @@ enum Command {
         #[arg(long, value_name = "PASS", conflicts_with = "stage")]
         dump_after: Option<String>,
     },
+    /// Compile a model ahead of time into an object file and a C header
+    /// (docs/aot.md): link NAME.o into any program, no kiln runtime needed.
+    Compile {
+        /// The model file (.onnx or .webnn).
+        model: PathBuf,
+        /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
+        /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+        /// native, x86_64, x86_64+avx2, x86_64+avx512, aarch64, or a Linux
+        /// triple with +features (x86_64-unknown-linux-gnu+avx2).
+        #[arg(long, default_value = "native")]
+        target: String,
+        /// The folder to write into.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: PathBuf,
+        /// The C identifier that prefixes the symbols and the file names
+        /// (default: the model file's name, made an identifier).
+        #[arg(long)]
+        name: Option<String>,
+        /// Which files to write, comma-separated: obj (NAME.o), header (NAME.h),
+        /// so (libNAME.so, linked by the C compiler).
+        #[arg(long, value_delimiter = ',', default_value = "obj,header")]
+        emit: Vec<String>,
+        /// Compile the graph as given: no constant folding, no rewrites.
+        #[arg(long)]
+        no_optimize: bool,
+    },
     /// Run WebNN conformance test vectors (WPT JSON files or folders).
     Conformance {
         /// JSON files or folders of them.
@@ -205,6 +233,9 @@ fn main() -> ExitCode {
             let options = BenchOptions { threads, runs, json, profile: profile.then_some(top), optimize: !no_optimize };
             bench(&model, &shapes, &backend, &options)
         }
+        Command::Compile { model, shapes, target, output, name, emit, no_optimize } => {
+            compile(&model, &shapes, &target, &output, name, &emit, !no_optimize)
+        }
         Command::Conformance { paths, backend, json, verbose, exclusions } => {
             conformance(&paths, &backend, json, verbose, exclusions.as_deref())
         }
@@ -217,6 +248,51 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kiln compile`: the object file, header and shared library of a model.
+fn compile(
+    model: &Path,
+    shapes: &[String],
+    target: &str,
+    output: &Path,
+    name: Option<String>,
+    emit: &[String],
+    optimize: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::Instant;
+    let emit = emit.iter().map(|e| e.parse()).collect::<Result<Vec<kiln::aot::Emit>, _>>()?;
+    let name = name.unwrap_or_else(|| identifier(model));
+    let target = target.parse()?;
+    let start = Instant::now();
+    let graph = load(model, shapes)?;
+    let loaded = start.elapsed();
+    let artifact = kiln::aot::compile(&graph, &kiln::aot::AotOptions { target, name, optimize })?;
+    let compiled = start.elapsed() - loaded;
+    let written = artifact.write(output, &emit)?;
+    eprintln!(
+        "compiled {} for {target} in {:.0} ms (load {:.0} ms): {} bytes of code and data, scratch {} bytes",
+        model.display(),
+        compiled.as_secs_f64() * 1e3,
+        loaded.as_secs_f64() * 1e3,
+        artifact.object().len(),
+        artifact.scratch_bytes(1)
+    );
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// A C identifier from a model file's name: `mobilenet-v2.onnx` ->
+/// `mobilenet_v2`.
+fn identifier(model: &Path) -> String {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut id: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    if !id.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        id.insert(0, '_');
+    }
+    id
 }
 
 /// Loads a model with the `--shape` bindings.

@@ -126,7 +126,9 @@ fn main() {
             let jit = compile(&p, &target).expect("compiles");
             let compile_ms = t.elapsed().as_secs_f64() * 1e3;
             let mut bufs: Vec<Vec<f32>> = vec![a.clone(), b.clone(), vec![0.0; m * n]];
-            let ptrs: Vec<*mut u8> = bufs.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
+            let mut scratch = jit.task_scratch(1);
+            let mut ptrs: Vec<*mut u8> = bufs.iter_mut().map(|v| v.as_mut_ptr().cast()).collect();
+            ptrs.push(scratch.base());
             let kernel = jit.kernels()[0].expect("a generated kernel");
             // SAFETY: buffers sized as the program declares.
             unsafe { kernel(ptrs.as_ptr(), 0, 1) };

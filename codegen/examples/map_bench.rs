@@ -93,7 +93,8 @@ fn program(scalar: bool, kind: &str) -> Program {
 fn time(p: &Program, target: &Target, x: &mut [f32], y: &mut [f32]) -> f64 {
     let jit = compile(p, target).unwrap();
     let k = jit.kernels()[0].expect("a generated kernel");
-    let ptrs = [x.as_mut_ptr() as *mut u8, y.as_mut_ptr() as *mut u8];
+    let mut scratch = jit.task_scratch(1);
+    let ptrs = [x.as_mut_ptr() as *mut u8, y.as_mut_ptr() as *mut u8, scratch.base()];
     let mut best = f64::INFINITY;
     for _ in 0..15 {
         let t = Instant::now();

@@ -19,7 +19,7 @@ fn main() {
         (Features::Baseline, Kind::F32x4, vec![(2, 16), (4, 8), (6, 8), (8, 8)]),
     ];
     for (features, kind, shapes) in cases {
-        let target = Target { features };
+        let target = Target::x86_64(features);
         if !target.is_host_compatible() {
             continue;
         }

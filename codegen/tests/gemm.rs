@@ -263,7 +263,9 @@ fn reference(built: &Built) -> Vec<(f64, f64)> {
 fn run(built: &Built, target: &Target, tasks: u64) -> Vec<f32> {
     let jit = compile(&built.program, target).unwrap();
     let mut buffers = built.data.clone();
-    let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+    let mut scratch = jit.task_scratch(tasks);
+    let mut pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+    pointers.push(scratch.base());
     for kernel in jit.kernels().iter().copied().flatten() {
         for task in 0..tasks {
             unsafe { kernel(pointers.as_ptr(), task, tasks) };

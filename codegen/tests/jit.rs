@@ -9,7 +9,9 @@ use kiln_ir::DataType;
 /// returns the buffers afterwards.
 fn run(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Target) -> Vec<Vec<u8>> {
     let jit = compile(program, target).unwrap();
-    let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    let mut scratch = jit.task_scratch(3);
+    let mut pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    pointers.push(scratch.base());
     for k in jit.kernels().iter().copied().flatten() {
         // Split into 3 tasks to exercise the partitioning.
         for task in 0..3 {
@@ -57,7 +59,8 @@ fn a_rank_0_map_in_place_runs_once() {
         });
         let jit = compile(&p, &target).unwrap();
         let mut memory = f32s(&[3.0]);
-        let pointers = [memory.as_mut_ptr(), memory.as_mut_ptr()];
+        let mut scratch = jit.task_scratch(3);
+        let pointers = [memory.as_mut_ptr(), memory.as_mut_ptr(), scratch.base()];
         for k in jit.kernels().iter().copied().flatten() {
             for task in 0..3 {
                 unsafe { k(pointers.as_ptr(), task, 3) };

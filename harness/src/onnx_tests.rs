@@ -70,7 +70,7 @@ pub fn case_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// The tensors `prefix_0.pb`, `prefix_1.pb`, ... in `dir`.
-fn read_tensors(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, String> {
+pub fn read_tensors(dir: &Path, prefix: &str) -> Result<Vec<(String, Tensor)>, String> {
     let mut tensors = Vec::new();
     for i in 0.. {
         let path = dir.join(format!("{prefix}_{i}.pb"));

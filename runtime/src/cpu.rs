@@ -29,7 +29,7 @@ use crate::RuntimeError;
 pub struct CpuExecutable {
     program: Program,
     /// Owns the machine code `steps` points into.
-    _jit: JitProgram,
+    jit: JitProgram,
     /// The kernels in program order, as runs of generated kernels between
     /// host kernels.
     steps: Vec<Step>,
@@ -57,6 +57,10 @@ struct Align64 {
 impl Arena {
     fn new(bytes: usize) -> Self {
         Arena(vec![Align64 { _bytes: [0; 64] }; bytes.div_ceil(64)])
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.len() * 64
     }
 
     fn base(&mut self) -> *mut u8 {
@@ -160,7 +164,7 @@ impl CpuExecutable {
                 (None, _) => steps.push(Step::Host(k)),
             }
         }
-        Ok(CpuExecutable { program, _jit: jit, steps, outputs, arenas: Mutex::new(Vec::new()) })
+        Ok(CpuExecutable { program, jit, steps, outputs, arenas: Mutex::new(Vec::new()) })
     }
 
     pub fn program(&self) -> &Program {
@@ -187,9 +191,16 @@ impl CpuExecutable {
         times: Option<&Mutex<Vec<Duration>>>,
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut outputs: Vec<Vec<u8>> = self.outputs.iter().map(|(_, d)| vec![0u8; d.byte_length()]).collect();
-        let mut arena = self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.pop().unwrap_or_else(|| Arena::new(self.program.arena_bytes));
+        // The arena holds the planned scratch buffers, then one region of
+        // per-task scratch for each pool thread.
+        let planned = self.program.arena_bytes.div_ceil(64) * 64;
+        let bytes = planned + pool.threads() * self.jit.task_scratch_bytes();
+        let mut arena = match self.arenas.lock().map_err(|_| RuntimeError::Poisoned)?.pop() {
+            Some(a) if a.bytes() >= bytes => a,
+            _ => Arena::new(bytes),
+        };
         let arena_base = arena.base();
-        let mut pointers: Vec<*mut u8> = Vec::with_capacity(self.program.buffers.len());
+        let mut pointers: Vec<*mut u8> = Vec::with_capacity(self.program.buffers.len() + 1);
         for buffer in &self.program.buffers {
             let p = match &buffer.kind {
                 // Kernels never write inputs or constants (the kernel validator
@@ -209,6 +220,8 @@ impl CpuExecutable {
             };
             pointers.push(p);
         }
+        // SAFETY: `planned` <= the arena's size (computed above).
+        pointers.push(unsafe { arena_base.add(planned) });
         let pointers = Pointers(pointers);
         let mut result = Ok(());
         for step in &self.steps {

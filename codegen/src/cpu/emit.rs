@@ -28,6 +28,22 @@ pub(super) struct Emitter<'a> {
     pub(super) bases: BTreeMap<BufferId, Value>,
     pub(super) task: Value,
     pub(super) tasks: Value,
+    /// The buffer table (the function's first argument).
+    buffers: Value,
+    /// Bytes of per-task scratch each task owns (see [`Emitter::task_scratch`]).
+    task_scratch_bytes: usize,
+}
+
+impl Emitter<'_> {
+    /// The base of this task's scratch: entry `buffers.len()` of the
+    /// buffer table is the base of one 64-byte aligned region of
+    /// `task_scratch_bytes` per task, task `i`'s at `i * task_scratch_bytes`.
+    pub(super) fn task_scratch(&self, fb: &mut FunctionBuilder) -> Value {
+        let at = (self.program.buffers.len() * 8) as i32;
+        let base = fb.ins().load(types::I64, flags(), self.buffers, at);
+        let offset = fb.ins().imul_imm_s(self.task, self.task_scratch_bytes as i64);
+        fb.ins().iadd(base, offset)
+    }
 }
 
 pub(super) fn flags() -> MachMemFlags {
@@ -94,12 +110,15 @@ fn pow_const(l: &mut Lanes, x: Value, y: Value, e: f32) -> Value {
 
 /// Emits the body of `kernel` into `fb`, whose function has the kernel
 /// signature (buffers, task, tasks). `gemm` is the fast path's plan for a
-/// Gemm kernel that has one.
+/// Gemm kernel that has one; `task_scratch_bytes` is the program's
+/// per-task scratch size (see [`Emitter::task_scratch`]).
+#[allow(clippy::too_many_arguments, reason = "the parts of one kernel's code, each used once")]
 pub fn kernel(
     fb: &mut FunctionBuilder,
     program: &Program,
     kernel: &Kernel,
     helpers: &Imported,
+    task_scratch_bytes: usize,
     gemm: Option<(&gemm::Plan, &gemm::Refs)>,
     window: Option<(&window::Plan, &[cranelift_codegen::ir::FuncRef])>,
 ) {
@@ -115,7 +134,7 @@ pub fn kernel(
         let base = fb.ins().load(types::I64, flags(), buffers, (id.0 as i32) * 8);
         bases.insert(id, base);
     }
-    let mut e = Emitter { program, helpers, bases, task, tasks };
+    let mut e = Emitter { program, helpers, bases, task, tasks, buffers, task_scratch_bytes };
     match kernel {
         Kernel::Map { domain, inputs, expr, out } => e.map(fb, domain, inputs, expr, out),
         Kernel::Reduce { domain, reduced, inputs, element, combine, finish, finish_inputs, out } => match window {
@@ -207,23 +226,46 @@ impl Emitter<'_> {
     /// A task visits only its own indices, so in a Map planned in place it
     /// reads only the elements of the shared memory that it writes.
     fn ranges(&self, fb: &mut FunctionBuilder, domain: &[usize], parallel: bool) -> Vec<(Value, Value)> {
+        self.ranges_aligned(fb, domain, parallel, None)
+    }
+
+    /// Like [`Emitter::ranges`]; with `align = Some((axis, g))`, a split
+    /// of `axis` falls on multiples of `g`, so that the same elements form
+    /// whole groups of `g` whatever the number of tasks.
+    pub(super) fn ranges_aligned(
+        &self,
+        fb: &mut FunctionBuilder,
+        domain: &[usize],
+        parallel: bool,
+        align: Option<(usize, usize)>,
+    ) -> Vec<(Value, Value)> {
         let split = parallel.then(|| domain.iter().position(|&d| d > 1).unwrap_or(0));
         domain
             .iter()
             .enumerate()
             .map(|(a, &d)| {
-                let d = fb.ins().iconst(types::I64, d as i64);
-                if Some(a) == split {
-                    // [task * d / tasks, (task + 1) * d / tasks)
-                    let lo = fb.ins().imul(self.task, d);
-                    let lo = fb.ins().udiv(lo, self.tasks);
-                    let t1 = fb.ins().iadd_imm_s(self.task, 1);
-                    let hi = fb.ins().imul(t1, d);
-                    let hi = fb.ins().udiv(hi, self.tasks);
-                    (lo, hi)
-                } else {
-                    (fb.ins().iconst(types::I64, 0), d)
+                if Some(a) != split {
+                    let d = fb.ins().iconst(types::I64, d as i64);
+                    return (fb.ins().iconst(types::I64, 0), d);
                 }
+                let g = align.filter(|&(axis, _)| axis == a).map_or(1, |(_, g)| g.max(1));
+                // [task * units / tasks, (task + 1) * units / tasks) units of
+                // g elements, the last unit cut at d.
+                let units = fb.ins().iconst(types::I64, d.div_ceil(g) as i64);
+                let bound = |fb: &mut FunctionBuilder, t: Value| {
+                    let x = fb.ins().imul(t, units);
+                    let x = fb.ins().udiv(x, self.tasks);
+                    if g == 1 {
+                        return x;
+                    }
+                    let x = fb.ins().imul_imm_s(x, g as i64);
+                    let d = fb.ins().iconst(types::I64, d as i64);
+                    fb.ins().umin(x, d)
+                };
+                let lo = bound(fb, self.task);
+                let t1 = fb.ins().iadd_imm_s(self.task, 1);
+                let hi = bound(fb, t1);
+                (lo, hi)
             })
             .collect()
     }

@@ -47,15 +47,18 @@
 //!   floats (`Npad` = N rounded up to NR), and its panel `q` at
 //!   `pc*Npad + q*kc*NR`; likewise for A with `Mpad`. One copy per batch
 //!   index if the operand varies with the batch, else one. The packed
-//!   floats live in a 64-byte aligned buffer the compiled program owns
-//!   ([`PackedData`]); the code loads its address from an 8-byte data
-//!   object of the module (listings pack nothing and show that load).
+//!   floats live in a 64-byte aligned buffer the JIT-compiled program owns
+//!   ([`PackedData`]), whose address the code loads from an 8-byte data
+//!   object of the module (listings pack nothing and show that load), or,
+//!   in an object file, in a 64-byte aligned read-only data object whose
+//!   address the code takes PC-relative ([`PackInto`]).
 //!
 //! # Scratch
-//! The packing buffers come from the runtime function `kiln_gemm_scratch`
-//! (see `runtime_fns`): a 64-byte aligned, per-thread buffer that grows on
-//! first use and is then reused, so dispatching allocates nothing once warm
-//! and concurrent tasks on different threads never share it.
+//! The packing buffers are the calling task's part of the per-task scratch
+//! (see the `cpu` module: the entry after the buffers in the buffer table,
+//! one region of `task_scratch_bytes` per task), laid out as
+//! [`Plan::scratch_layout`] says; concurrent tasks never share it and
+//! dispatching allocates nothing.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -69,7 +72,6 @@ use kiln_ir::DataType;
 
 use super::emit::{flags, for_step, Emitter};
 use super::microkernel::{self, Spec};
-use super::runtime_fns::Helper;
 use super::{cranelift, CodegenError};
 
 /// Depth of a k block: a 12x256 A panel is 12 KiB (L1).
@@ -111,6 +113,13 @@ struct Line([f32; 16]);
 /// through a pointer stored in an 8-byte data object.
 pub struct PackedData(Vec<Line>);
 
+impl Packed {
+    /// The constant buffer packed.
+    pub fn source(&self) -> BufferId {
+        self.source
+    }
+}
+
 impl PackedData {
     fn zeroed(floats: usize) -> Self {
         PackedData(vec![Line([0.0; 16]); floats.div_ceil(16)])
@@ -124,6 +133,11 @@ impl PackedData {
 
     fn address(&self) -> u64 {
         self.0.as_ptr() as u64
+    }
+
+    /// The packed floats as little-endian bytes.
+    fn bytes(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|line| line.0).flat_map(f32::to_le_bytes).collect()
     }
 }
 
@@ -156,6 +170,25 @@ pub struct Plan {
     /// 1) when the epilogue runs on F32X4 vectors.
     vector_inputs: Option<Vec<Strided>>,
     identity: bool,
+}
+
+impl Plan {
+    /// The per-task scratch this kernel uses, in bytes, each part a
+    /// multiple of 64: the B block being packed, the A panel being packed
+    /// (0 where the operand is packed at compile time) and the edge tile.
+    pub fn scratch_layout(&self) -> (usize, usize, usize) {
+        let round = |x: usize| x.div_ceil(64) * 64;
+        let (mr, nr) = (self.spec.mr, self.spec.nr);
+        let bpack = if self.packed_b.is_some() { 0 } else { round(self.kc * self.nc * 4) };
+        let apack = if self.packed_a.is_some() { 0 } else { round(self.kc * mr * 4) };
+        (bpack, apack, round(mr * nr * 4))
+    }
+
+    /// The sum of [`Plan::scratch_layout`].
+    pub fn scratch_bytes(&self) -> usize {
+        let (b, a, t) = self.scratch_layout();
+        b + a + t
+    }
 }
 
 fn overlaps(program: &Program, x: BufferId, y: BufferId) -> bool {
@@ -390,11 +423,29 @@ fn pack_const(program: &Program, plan: &Plan, p: &Packed) -> PackedData {
     out
 }
 
+/// Where the packed constants of the kernels being generated go.
+pub enum PackInto<'a> {
+    /// Into buffers the compiled program owns (the JIT): the code loads
+    /// each one's address from an 8-byte data object.
+    Memory(&'a mut Vec<PackedData>),
+    /// Into the module as read-only data objects (an object file): the
+    /// code takes their addresses directly.
+    Module,
+    /// Nowhere (listings): the code loads an address of 0, as for `Memory`.
+    Nowhere,
+}
+
 /// Module-level objects one fast Gemm kernel uses.
 pub struct Declared {
     micro: FuncId,
     packed_a: Option<DataId>,
     packed_b: Option<DataId>,
+    /// The data objects hold the addresses of the packed floats (else the
+    /// floats themselves).
+    indirect: bool,
+    /// References are PC-relative (one object file) rather than absolute:
+    /// the JIT may place data and code far apart.
+    colocated: bool,
 }
 
 /// The same, imported into the kernel's function.
@@ -402,20 +453,19 @@ pub struct Refs {
     micro: FuncRef,
     packed_a: Option<GlobalValue>,
     packed_b: Option<GlobalValue>,
+    indirect: bool,
 }
 
 /// Defines what kernel `index`'s plan needs in `module`: the micro-kernel
-/// (once per module and shape, cached in `micro`) and its packed constants.
-/// With `keep`, constants are packed and their storage is pushed there
-/// (the caller keeps it alive as long as the code); without, nothing is
-/// packed (listings).
+/// (once per module and shape, cached in `micro`) and its packed constants
+/// (see [`PackInto`]).
 pub fn declare<M: Module>(
     module: &mut M,
     program: &Program,
     index: usize,
     plan: &Plan,
     micro: &mut Vec<(Spec, FuncId)>,
-    mut keep: Option<&mut Vec<PackedData>>,
+    into: &mut PackInto,
 ) -> Result<Declared, CodegenError> {
     let micro_id = match micro.iter().find(|(spec, _)| *spec == plan.spec) {
         Some(&(_, id)) => id,
@@ -425,34 +475,37 @@ pub fn declare<M: Module>(
             id
         }
     };
-    // Each packed operand: an 8-byte object holding its address. Listings
-    // pack nothing (the address is 0); compiling packs into `keep`.
+    let indirect = !matches!(into, PackInto::Module);
     let mut data = |name: &str, p: &Option<Packed>| -> Result<Option<DataId>, CodegenError> {
         let Some(p) = p else { return Ok(None) };
-        let address = match keep.as_deref_mut() {
-            Some(keep) => {
-                let packed = pack_const(program, plan, p);
-                let address = packed.address();
-                keep.push(packed);
-                address
-            }
-            None => 0,
-        };
-        let id = module.declare_data(&format!("k{index}_packed_{name}"), Linkage::Local, false, false).map_err(cranelift)?;
         let mut desc = DataDescription::new();
-        desc.set_align(8);
-        desc.define(Box::new(address.to_le_bytes()));
+        match into {
+            PackInto::Memory(keep) => {
+                let packed = pack_const(program, plan, p);
+                desc.define(Box::new(packed.address().to_le_bytes()));
+                desc.set_align(8);
+                keep.push(packed);
+            }
+            PackInto::Nowhere => {
+                desc.define(Box::new(0u64.to_le_bytes()));
+                desc.set_align(8);
+            }
+            PackInto::Module => {
+                desc.define(pack_const(program, plan, p).bytes().into());
+                desc.set_align(64);
+            }
+        }
+        let id = module.declare_data(&format!("k{index}_packed_{name}"), Linkage::Local, false, false).map_err(cranelift)?;
         module.define_data(id, &desc).map_err(cranelift)?;
         Ok(Some(id))
     };
     let packed_a = data("a", &plan.packed_a)?;
     let packed_b = data("b", &plan.packed_b)?;
-    Ok(Declared { micro: micro_id, packed_a, packed_b })
+    Ok(Declared { micro: micro_id, packed_a, packed_b, indirect, colocated: !indirect })
 }
 
 impl Declared {
-    /// Imports into `func`. References are not colocated (absolute
-    /// addresses): the JIT may place data and code far apart.
+    /// Imports into `func`.
     pub fn import<M: Module>(&self, module: &M, func: &mut Function) -> Refs {
         let decl = module.declarations().get_function_decl(self.micro);
         let signature = func.import_signature(decl.signature.clone());
@@ -460,7 +513,7 @@ impl Declared {
         let micro = func.import_function(ExtFuncData {
             name: ExternalName::user(name),
             signature,
-            colocated: false,
+            colocated: self.colocated,
             patchable: false,
         });
         let mut data = |id: Option<DataId>| {
@@ -469,14 +522,14 @@ impl Declared {
                 func.create_global_value(GlobalValueData::Symbol {
                     name: ExternalName::user(name),
                     offset: 0.into(),
-                    colocated: false,
+                    colocated: self.colocated,
                     tls: false,
                 })
             })
         };
         let packed_a = data(self.packed_a);
         let packed_b = data(self.packed_b);
-        Refs { micro, packed_a, packed_b }
+        Refs { micro, packed_a, packed_b, indirect: self.indirect }
     }
 }
 
@@ -651,16 +704,11 @@ impl Emitter<'_> {
         let (mr, nr) = (mr as i64, nr as i64);
         let (m, n, k) = (plan.m as i64, plan.n as i64, plan.k as i64);
         let (kc_max, nc_max) = (plan.kc as i64, plan.nc as i64);
-        let round = |x: i64| (x + 63) & !63;
-        let bpack_bytes = if plan.packed_b.is_some() { 0 } else { round(kc_max * nc_max * 4) };
-        let apack_bytes = if plan.packed_a.is_some() { 0 } else { round(kc_max * mr * 4) };
-        let tile_bytes = round(mr * nr * 4);
-        let total = iconst(fb, bpack_bytes + apack_bytes + tile_bytes);
-        let call = fb.ins().call(self.helpers.get(Helper::GemmScratch), &[total]);
-        let scratch = fb.inst_results(call)[0];
+        let (bpack_bytes, apack_bytes, _) = plan.scratch_layout();
+        let scratch = self.task_scratch(fb);
         let bpack = scratch;
-        let apack = fb.ins().iadd_imm_s(scratch, bpack_bytes);
-        let tile = fb.ins().iadd_imm_s(apack, apack_bytes);
+        let apack = fb.ins().iadd_imm_s(scratch, bpack_bytes as i64);
+        let tile = fb.ins().iadd_imm_s(apack, apack_bytes as i64);
 
         let nbatch: i64 = plan.batch.iter().product::<usize>() as i64;
         let mt = (m + mr - 1) / mr;
@@ -681,8 +729,8 @@ impl Emitter<'_> {
         let b_base = self.bases[&plan.b_buf];
         let o_base = self.bases[&plan.out_buf];
         let packed_ptr = |fb: &mut FunctionBuilder, gv| {
-            let holder = fb.ins().symbol_value(types::I64, gv);
-            fb.ins().load(types::I64, super::emit::flags(), holder, 0)
+            let symbol = fb.ins().symbol_value(types::I64, gv);
+            if refs.indirect { fb.ins().load(types::I64, super::emit::flags(), symbol, 0) } else { symbol }
         };
         let packed_a = refs.packed_a.map(|gv| packed_ptr(fb, gv));
         let packed_b = refs.packed_b.map(|gv| packed_ptr(fb, gv));

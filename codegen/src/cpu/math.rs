@@ -15,7 +15,7 @@
 //! (1.04 / 2 ULP), `sin` and `cos` 9.4e-8 / 1.2e-7 absolute, `tan` 3.8 / 4
 //! ULP, `pow` 0.5 / 1 ULP (it works in `f64`); float16 rounding and
 //! conversions exact. sin, cos and tan call a scalar helper for lanes with
-//! |x| > 1e5 (a cold path); nothing else calls out.
+//! |x| > 1e5 (a cold path, libm's double `sin`/`cos`/`tan`); nothing else calls out.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, ConstantData, Endianness, FuncRef, InstBuilder, MachMemFlags, Type, Value};
@@ -390,6 +390,16 @@ pub(super) enum Trig {
 /// is exact for n < 2^16, that is |x| < 102943).
 const TRIG_INLINE_LIMIT: f64 = 1e5;
 
+/// `f(x)` for a scalar `x` (f32 or f64) and a function `f: f64 -> f64`;
+/// an f32 argument is widened and the result rounded back.
+fn call_f64(fb: &mut FunctionBuilder, f: FuncRef, x: Value) -> Value {
+    let narrow = fb.func.dfg.value_type(x) == types::F32;
+    let arg = if narrow { fb.ins().fpromote(types::F64, x) } else { x };
+    let call = fb.ins().call(f, &[arg]);
+    let r = fb.inst_results(call)[0];
+    if narrow { fb.ins().fdemote(types::F32, r) } else { r }
+}
+
 /// sin, cos and tan: `|x| = n π/2 + r` with π/2 in four pieces (exact
 /// products for n < 2^16, so |x| up to 1e5 reduces to within an ulp of r),
 /// then the Cephes polynomials on [-π/4, π/4] and the quadrant; inf and
@@ -411,14 +421,12 @@ pub(super) fn trig(l: &mut Lanes, x: Value, which: Trig, huge: FuncRef) -> Value
         let mut v = fast;
         for k in 0..ty.lane_count() as u8 {
             let xk = l.fb.ins().extractlane(x, k);
-            let call = l.fb.ins().call(huge, &[xk]);
-            let rk = l.fb.inst_results(call)[0];
+            let rk = call_f64(l.fb, huge, xk);
             v = l.fb.ins().insertlane(v, rk, k);
         }
         l.select(big, v, fast)
     } else {
-        let call = l.fb.ins().call(huge, &[x]);
-        l.fb.inst_results(call)[0]
+        call_f64(l.fb, huge, x)
     };
     l.fb.ins().jump(merge, &[BlockArg::Value(r)]);
     l.fb.switch_to_block(merge);

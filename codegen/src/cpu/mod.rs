@@ -1,10 +1,15 @@
 //! Native code through Cranelift.
 //!
-//! One Cranelift module per program; one function per kernel with the
+//! One Cranelift module per program (in executable memory, [`compile`], or
+//! an object file, [`object`]); one function per kernel with the
 //! signature `extern "C" fn(buffers: *const *mut u8, task: u64, tasks: u64)`:
 //! `buffers[i]` is the base address of buffer `i` of the [`Program`], and the
 //! kernel does its share `task` of `tasks` equal parts of its outermost
-//! parallel loop. Host kernels ([`Kernel::Host`]) get no function: the
+//! parallel loop. The table has one more entry, `buffers[n]` for `n`
+//! buffers: the base of the per-task scratch, 64-byte aligned, with
+//! [`JitProgram::task_scratch_bytes`] bytes for each task (task `i`'s
+//! region starts at `i` times that; GEMM packing buffers live there, so
+//! generated code has no global or thread-local state). Host kernels ([`Kernel::Host`]) get no function: the
 //! caller runs them itself, in program order between the generated ones
 //! (the listings say so). The program is validated before any code is generated, so
 //! every unguarded access is in bounds; guarded accesses branch around the
@@ -16,14 +21,14 @@
 //! encoded with iced-x86 and placed in the module with
 //! `define_function_bytes`, or a Cranelift F32X4 fallback). Constant
 //! operands are packed at compile time into buffers the [`JitProgram`] owns,
-//! reached through pointer data objects of the module. The kernel signature is unchanged: packing space comes from the
-//! runtime function `kiln_gemm_scratch` (a per-thread, 64-byte aligned,
-//! grow-once buffer, see `runtime_fns`), which a host that links generated
-//! code must provide like the other `kiln_*` helpers.
+//! reached through pointer data objects of the module (in an object file:
+//! read-only data objects). Generated code calls out only to the C
+//! library's `sin`, `cos` and `tan` (see `runtime_fns`).
 
 mod emit;
 pub mod gemm;
 pub mod microkernel;
+mod object;
 mod runtime_fns;
 mod target;
 
@@ -35,7 +40,8 @@ use cranelift_codegen::Context;
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use kiln_ir::kernel::{Kernel, KernelError, Program};
 
-pub use target::{Features, Target};
+pub use object::{object, ObjectCode, ObjectSignature};
+pub use target::{Arch, Features, Target};
 
 /// A generated kernel: see the module documentation for the contract.
 pub type KernelFn = unsafe extern "C" fn(buffers: *const *mut u8, task: u64, tasks: u64);
@@ -62,6 +68,7 @@ pub struct JitProgram {
     /// Weights packed at compile time; the code holds their addresses.
     _packed: Vec<gemm::PackedData>,
     kernels: Vec<Option<KernelFn>>,
+    task_scratch_bytes: usize,
 }
 
 // SAFETY: after `finalize_definitions` the module's memory is immutable
@@ -76,6 +83,38 @@ impl JitProgram {
     pub fn kernels(&self) -> &[Option<KernelFn>] {
         &self.kernels
     }
+
+    /// Bytes of scratch each task needs (a multiple of 64; see the module
+    /// documentation for the buffer table entry that points to it).
+    pub fn task_scratch_bytes(&self) -> usize {
+        self.task_scratch_bytes
+    }
+
+    /// Per-task scratch for running the kernels as up to `tasks` tasks.
+    pub fn task_scratch(&self, tasks: u64) -> TaskScratch {
+        TaskScratch(vec![Line([0; 64]); (self.task_scratch_bytes / 64).max(1) * tasks.max(1) as usize])
+    }
+}
+
+/// One cache line, the unit of [`TaskScratch`].
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// 64-byte aligned per-task scratch memory: pass [`TaskScratch::base`] as
+/// the buffer table's last entry.
+pub struct TaskScratch(Vec<Line>);
+
+impl TaskScratch {
+    pub fn base(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+/// The per-task scratch `program`'s kernels need on `target`, in bytes (a
+/// multiple of 64): the largest GEMM packing space.
+fn task_scratch_bytes(plans: &[Option<gemm::Plan>]) -> usize {
+    plans.iter().flatten().map(gemm::Plan::scratch_bytes).max().unwrap_or(0)
 }
 
 fn kernel_signature(module: &impl Module) -> Signature {
@@ -96,19 +135,29 @@ pub enum Listing {
     Asm,
 }
 
-/// Generates every kernel's function into `module`; returns their ids
-/// (`None` for host kernels, which get no function). With `listing`,
-/// appends each function's listing to the string.
+/// The functions [`define_kernels`] generated.
+struct Defined {
+    /// One per kernel, `None` for host kernels (which get no function).
+    ids: Vec<Option<FuncId>>,
+    /// See [`JitProgram::task_scratch_bytes`].
+    task_scratch_bytes: usize,
+}
+
+/// Generates every kernel's function into `module`, packing constant GEMM
+/// operands as `pack` says. With `listing`, appends each function's
+/// listing to the string.
 fn define_kernels<M: Module>(
     module: &mut M,
     program: &Program,
     target: &Target,
     mut listing: Option<(Listing, &mut String)>,
-    mut packed: Option<&mut Vec<gemm::PackedData>>,
-) -> Result<Vec<Option<FuncId>>, CodegenError> {
+    mut pack: gemm::PackInto,
+) -> Result<Defined, CodegenError> {
     program.validate()?;
     let helpers = runtime_fns::declare(module)?;
     let spec = microkernel::Spec::for_features(target.features);
+    let plans: Vec<_> = program.kernels.iter().map(|kernel| gemm::plan(program, kernel, spec)).collect();
+    let task_scratch_bytes = task_scratch_bytes(&plans);
     let mut micro = Vec::new();
     let mut ctx = module.make_context();
     let mut fb_ctx = FunctionBuilderContext::new();
@@ -132,9 +181,9 @@ fn define_kernels<M: Module>(
             .map_err(cranelift)?;
         ctx.func.signature = sig;
         let frontend_config = module.target_config();
-        let plan = gemm::plan(program, kernel, spec);
-        let declared = match &plan {
-            Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, packed.as_deref_mut())?),
+        let plan = &plans[k];
+        let declared = match plan {
+            Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, &mut pack)?),
             None => None,
         };
         // A window sum's micro-kernels are generated for that kernel.
@@ -158,7 +207,8 @@ fn define_kernels<M: Module>(
             let refs = declared.as_ref().map(|d| d.import(module, fb.func));
             let fast = plan.as_ref().zip(refs.as_ref());
             let window_refs: Vec<_> = window_ids.iter().map(|&id| module.declare_func_in_func(id, fb.func)).collect();
-            emit::kernel(&mut fb, program, kernel, &helper_refs, fast, window.as_ref().map(|w| (w, window_refs.as_slice())));
+            let window = window.as_ref().map(|w| (w, window_refs.as_slice()));
+            emit::kernel(&mut fb, program, kernel, &helper_refs, task_scratch_bytes, fast, window);
             fb.finalize(frontend_config);
         }
         if listing.is_none() {
@@ -186,7 +236,7 @@ fn define_kernels<M: Module>(
             }
         }
     }
-    Ok(ids)
+    Ok(Defined { ids, task_scratch_bytes })
 }
 
 /// Compiles the built functions `pending` on up to as many threads as the
@@ -250,9 +300,10 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
     runtime_fns::register(&mut builder);
     let mut module = JITModule::new(builder);
     let mut packed = Vec::new();
-    let ids = define_kernels(&mut module, program, target, None, Some(&mut packed))?;
+    let defined = define_kernels(&mut module, program, target, None, gemm::PackInto::Memory(&mut packed))?;
     module.finalize_definitions().map_err(cranelift)?;
-    let kernels = ids
+    let kernels = defined
+        .ids
         .into_iter()
         .map(|id| {
             id.map(|id| {
@@ -263,7 +314,7 @@ pub fn compile(program: &Program, target: &Target) -> Result<JitProgram, Codegen
             })
         })
         .collect();
-    Ok(JitProgram { _module: module, _packed: packed, kernels })
+    Ok(JitProgram { _module: module, _packed: packed, kernels, task_scratch_bytes: defined.task_scratch_bytes })
 }
 
 /// A listing of every kernel for `kiln emit --stage clif|asm`, for any
@@ -272,6 +323,6 @@ pub fn listing(program: &Program, target: &Target, which: Listing) -> Result<Str
     let isa = target.isa()?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut out = String::new();
-    define_kernels(&mut module, program, target, Some((which, &mut out)), None)?;
+    define_kernels(&mut module, program, target, Some((which, &mut out)), gemm::PackInto::Nowhere)?;
     Ok(out)
 }

@@ -1,32 +1,58 @@
-//! Code generation targets: an explicit x86-64 feature level, whatever the
-//! host, so that emitted code is reproducible; or the host's own level.
+//! Code generation targets: an architecture and an explicit feature level,
+//! whatever the host, so that emitted code is reproducible; or the host's
+//! own (`native`, detected by cranelift-native).
 
 use std::fmt;
 use std::str::FromStr;
 
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
+use target_lexicon::{Architecture, OperatingSystem, Triple};
 
 use super::CodegenError;
 
-/// An x86-64 feature level kiln generates code for.
+/// An instruction set kiln generates code for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Arch {
+    X86_64,
+    /// 64-bit Arm with NEON (Cranelift's 128-bit vectors).
+    Aarch64,
+}
+
+/// A feature level within an architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Features {
-    /// x86-64 with SSE4.2: Cranelift F32X4 code only.
+    /// x86-64 with SSE4.2, or aarch64 with NEON: Cranelift 128-bit code only.
     Baseline,
-    /// AVX2 and FMA.
+    /// x86-64 with AVX2 and FMA.
     Avx2,
-    /// AVX-512 F, VL, DQ and BW.
+    /// x86-64 with AVX-512 F, VL, DQ and BW.
     Avx512,
 }
 
-/// A target: the x86-64 feature level.
+/// A target: the architecture and its feature level, for Linux (ELF,
+/// System V calling convention on x86-64, AAPCS64 on aarch64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
+    pub arch: Arch,
     pub features: Features,
 }
 
+/// What `FromStr` accepts, for error messages.
+const KNOWN: &str = "native, x86_64, x86_64+avx2, x86_64+avx512, aarch64, \
+or a triple such as x86_64-unknown-linux-gnu+avx2 or aarch64-unknown-linux-gnu";
+
 impl Target {
+    /// An x86-64 target at `features`.
+    pub const fn x86_64(features: Features) -> Self {
+        Target { arch: Arch::X86_64, features }
+    }
+
+    /// The aarch64 (NEON) target.
+    pub const fn aarch64() -> Self {
+        Target { arch: Arch::Aarch64, features: Features::Baseline }
+    }
+
     /// Whether the code generator has direct convolution kernels for this
     /// level (see `kiln_passes::LowerOptions::direct_convolution`): the
     /// AVX-512 window sums.
@@ -34,25 +60,27 @@ impl Target {
         self.features == Features::Avx512
     }
 
-    /// The best level this machine runs.
+    /// The best level this machine runs, from the features cranelift-native
+    /// detects.
     pub fn host() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let features = if std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512dq")
-                && std::is_x86_feature_detected!("avx512bw")
-            {
-                Features::Avx512
-            } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                Features::Avx2
-            } else {
-                Features::Baseline
-            };
-            Target { features }
+        if cfg!(target_arch = "aarch64") {
+            return Target::aarch64();
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        Target { features: Features::Baseline }
+        let flags = cranelift_native::builder()
+            .ok()
+            .and_then(|b| b.finish(settings::Flags::new(settings::builder())).ok())
+            .map_or_else(Vec::new, |isa| isa.isa_flags());
+        let has = |name: &str| flags.iter().any(|v| v.name == name && v.as_bool() == Some(true));
+        let features = if ["has_avx512f", "has_avx512vl", "has_avx512dq"].iter().all(|f| has(f))
+            && is_avx512bw()
+        {
+            Features::Avx512
+        } else if has("has_avx2") && has("has_fma") {
+            Features::Avx2
+        } else {
+            Features::Baseline
+        };
+        Target::x86_64(features)
     }
 
     /// Every level this machine can run, lowest first (for tests).
@@ -60,18 +88,34 @@ impl Target {
         let host = Target::host();
         [Features::Baseline, Features::Avx2, Features::Avx512]
             .into_iter()
-            .filter(|f| *f <= host.features && cfg!(target_arch = "x86_64"))
-            .map(|features| Target { features })
+            .filter(|f| *f <= host.features)
+            .map(|features| Target { arch: host.arch, features })
             .collect()
     }
 
     /// Whether code for this target runs on this machine.
     pub fn is_host_compatible(&self) -> bool {
-        cfg!(target_arch = "x86_64") && self.features <= Target::host().features
+        let host = Target::host();
+        self.arch == host.arch && self.features <= host.features
     }
 
-    /// The Cranelift ISA with exactly this level's flags.
+    /// The target triple (Linux, GNU environment).
+    pub fn triple(&self) -> Triple {
+        let name = match self.arch {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => "aarch64-unknown-linux-gnu",
+        };
+        Triple::from_str(name).expect("a valid triple")
+    }
+
+    /// The Cranelift ISA with exactly this level's flags, for the JIT and
+    /// listings (absolute addresses).
     pub fn isa(&self) -> Result<OwnedTargetIsa, CodegenError> {
+        self.isa_with(false)
+    }
+
+    /// The ISA; `pic` for position-independent code (object files).
+    pub(super) fn isa_with(&self, pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
         let err = |e: &dyn fmt::Display| CodegenError::Target(e.to_string());
         let mut shared = settings::builder();
         shared.set("opt_level", "speed").map_err(|e| err(&e))?;
@@ -80,14 +124,17 @@ impl Target {
         // it (it took about a tenth of compile time).
         let verify = if cfg!(debug_assertions) { "true" } else { "false" };
         shared.set("enable_verifier", verify).map_err(|e| err(&e))?;
-        let triple = target_lexicon::Triple::from_str("x86_64-unknown-linux-gnu").map_err(|e| err(&e))?;
-        let mut b = isa::lookup(triple).map_err(|e| err(&e))?;
-        let mut flags = vec!["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"];
-        if self.features >= Features::Avx2 {
-            flags.extend(["has_avx", "has_avx2", "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt"]);
-        }
-        if self.features >= Features::Avx512 {
-            flags.extend(["has_avx512f", "has_avx512vl", "has_avx512dq"]);
+        shared.set("is_pic", if pic { "true" } else { "false" }).map_err(|e| err(&e))?;
+        let mut b = isa::lookup(self.triple()).map_err(|e| err(&e))?;
+        let mut flags = Vec::new();
+        if self.arch == Arch::X86_64 {
+            flags.extend(["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"]);
+            if self.features >= Features::Avx2 {
+                flags.extend(["has_avx", "has_avx2", "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt"]);
+            }
+            if self.features >= Features::Avx512 {
+                flags.extend(["has_avx512f", "has_avx512vl", "has_avx512dq"]);
+            }
         }
         for f in flags {
             b.enable(f).map_err(|e| err(&e))?;
@@ -96,12 +143,23 @@ impl Target {
     }
 }
 
+/// AVX-512 BW, which the micro-kernels use and Cranelift has no flag for.
+fn is_avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.features {
-            Features::Baseline => "x86_64",
-            Features::Avx2 => "x86_64+avx2",
-            Features::Avx512 => "x86_64+avx512",
+        f.write_str(match (self.arch, self.features) {
+            (Arch::Aarch64, _) => "aarch64",
+            (Arch::X86_64, Features::Baseline) => "x86_64",
+            (Arch::X86_64, Features::Avx2) => "x86_64+avx2",
+            (Arch::X86_64, Features::Avx512) => "x86_64+avx512",
         })
     }
 }
@@ -109,19 +167,37 @@ impl fmt::Display for Target {
 impl FromStr for Target {
     type Err = CodegenError;
 
-    /// `native`, `x86_64`, `x86_64+avx2` or `x86_64+avx512`.
+    /// `native`, or an architecture or Linux triple followed by `+feature`s:
+    /// `x86_64`, `x86_64+avx2`, `x86_64-unknown-linux-gnu+avx512`,
+    /// `aarch64`, `aarch64-unknown-linux-gnu`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let features = match s {
-            "native" => return Ok(Target::host()),
-            "x86_64" => Features::Baseline,
-            "x86_64+avx2" => Features::Avx2,
-            "x86_64+avx512" => Features::Avx512,
-            other => {
-                return Err(CodegenError::Target(format!(
-                    "unknown target `{other}` (native, x86_64, x86_64+avx2, x86_64+avx512)"
-                )))
-            }
+        if s == "native" {
+            return Ok(Target::host());
+        }
+        let unknown = |what: String| CodegenError::Target(format!("{what} (known targets: {KNOWN})"));
+        let mut parts = s.split('+');
+        let name = parts.next().unwrap_or("");
+        let triple = Triple::from_str(name).map_err(|e| unknown(format!("unknown target `{s}`: {e}")))?;
+        if !matches!(triple.operating_system, OperatingSystem::Linux | OperatingSystem::Unknown) {
+            return Err(unknown(format!("target `{s}`: only Linux (ELF) is supported")));
+        }
+        let mut target = match triple.architecture {
+            Architecture::X86_64 => Target::x86_64(Features::Baseline),
+            Architecture::Aarch64(_) => Target::aarch64(),
+            _ => return Err(unknown(format!("unknown target `{s}`: architecture {}", triple.architecture))),
         };
-        Ok(Target { features })
+        for feature in parts {
+            target.features = match (target.arch, feature) {
+                (Arch::X86_64, "avx2") => target.features.max(Features::Avx2),
+                (Arch::X86_64, "avx512") => Features::Avx512,
+                (Arch::X86_64, _) => {
+                    return Err(unknown(format!("unknown feature `{feature}` in `{s}` (x86_64 features: avx2, avx512)")));
+                }
+                (Arch::Aarch64, _) => {
+                    return Err(unknown(format!("unknown feature `{feature}` in `{s}` (aarch64 has none: NEON is always on)")));
+                }
+            };
+        }
+        Ok(target)
     }
 }

@@ -398,7 +398,10 @@ impl Emitter<'_> {
         let v = kept - 1;
         let x = &inputs[plan.window];
         let w = inputs.get(1 - plan.window);
-        let ranges = self.ranges(fb, &domain[..v], true);
+        // Output channels split between tasks in whole blocks: each channel
+        // is computed by the same micro-kernel whatever the task count.
+        let align = plan.outputs.map(|o| (o.axis, o.block));
+        let ranges = self.ranges_aligned(fb, &domain[..v], true, align);
         let zero = fb.ins().iconst(types::I64, 0);
         let all = fb.ins().iconst(types::I64, ((1u128 << plan.taps.len()) - 1) as i64);
         let oc_axis = plan.outputs.map(|o| o.axis);

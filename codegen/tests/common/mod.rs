@@ -10,7 +10,9 @@ use kiln_ir::kernel::Program;
 /// tasks one after another, on `buffers` (one per program buffer, in order).
 pub fn run(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Target, tasks: u64) -> Vec<Vec<u8>> {
     let jit = compile(program, target).unwrap();
-    let pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    let mut scratch = jit.task_scratch(tasks);
+    let mut pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    pointers.push(scratch.base());
     for k in jit.kernels().iter().copied().flatten() {
         for task in 0..tasks {
             // SAFETY: every buffer is as large as the program declares it.
@@ -38,7 +40,8 @@ pub fn run_in_arena(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Targe
     let jit = compile(program, target).unwrap();
     let mut arena = vec![0u8; program.arena_bytes];
     let base = arena.as_mut_ptr();
-    let pointers: Vec<*mut u8> = buffers
+    let mut scratch = jit.task_scratch(tasks);
+    let mut pointers: Vec<*mut u8> = buffers
         .iter_mut()
         .zip(&program.buffers)
         .map(|(b, buffer)| match buffer.kind {
@@ -50,6 +53,7 @@ pub fn run_in_arena(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Targe
             _ => b.as_mut_ptr(),
         })
         .collect();
+    pointers.push(scratch.base());
     for k in jit.kernels().iter().copied().flatten() {
         for t in 0..tasks {
             let task = if reverse { tasks - 1 - t } else { t };

@@ -1,0 +1,359 @@
+//! Ahead-of-time artifacts, linked by gcc with a C driver and run: on this
+//! machine for every x86-64 level it runs, and for aarch64 under
+//! qemu-user (gcc-aarch64-linux-gnu and qemu-user, which scripts/test
+//! installs when missing).
+//!
+//! The driver (written per artifact from its header) runs `NAME_run` and
+//! `NAME_run_parallel` with 3 tasks on pthreads, checks the error codes of
+//! null, misaligned and zero-task calls, and writes the outputs. Checks:
+//! the sequential and parallel results are bitwise equal; on the host's own
+//! level they are bitwise equal to the JIT's (the same code); every result
+//! is within tolerance of the reference interpreter (small graphs) or of
+//! ONNX Runtime's outputs (real models, |kiln - ORT| <= 1e-5 + 1e-3 |ORT|
+//! as in tests/onnx_models.rs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln::aot::{self, AotError, AotOptions, Artifact, Emit};
+use kiln::codegen::cpu::{Arch, Target};
+use kiln::{Backend, Context, ContextOptions, DataType, Graph, GraphBuilder, OperandDescriptor, Tensor};
+use kiln_harness::onnx_tests::{compare, read_tensors, Tolerance};
+
+/// A fresh folder under the target directory for one artifact.
+fn work_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aot").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    assert!(found, "`{tool}` is missing: scripts/test installs it (apt packages gcc-aarch64-linux-gnu, qemu-user)");
+}
+
+/// The C driver for `artifact` (named `model`).
+fn driver(artifact: &Artifact) -> String {
+    let list = |kind: &str, n: usize| {
+        let items: Vec<String> = (0..n).map(|i| format!("MODEL_{kind}_{i}_BYTES")).collect();
+        format!("{{{}0}}", items.iter().map(|s| format!("{s}, ")).collect::<String>())
+    };
+    format!(
+        r#"#include "model.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const size_t input_bytes[] = {inputs};
+static const size_t output_bytes[] = {outputs};
+
+struct job {{ kiln_task_fn fn; void *const *table; uint64_t task, tasks; }};
+static void *worker(void *p) {{
+    struct job *j = p;
+    j->fn(j->table, j->task, j->tasks);
+    return NULL;
+}}
+/* Runs the tasks on fresh threads, task 0 on the caller's. */
+static void parallel_for(void *ctx, kiln_task_fn fn, void *const *table, uint64_t tasks) {{
+    pthread_t threads[16];
+    struct job jobs[16];
+    ++*(int *)ctx;
+    if (tasks > 16) abort();
+    for (uint64_t i = 1; i < tasks; i++) {{
+        jobs[i] = (struct job){{fn, table, i, tasks}};
+        if (pthread_create(&threads[i], NULL, worker, &jobs[i])) abort();
+    }}
+    fn(table, 0, tasks);
+    for (uint64_t i = 1; i < tasks; i++) pthread_join(threads[i], NULL);
+}}
+
+static void *read_file(const char *path, size_t bytes) {{
+    FILE *f = fopen(path, "rb");
+    void *p = malloc(bytes ? bytes : 1);
+    if (!f || !p || fread(p, 1, bytes, f) != bytes) {{ fprintf(stderr, "cannot read %s\n", path); exit(2); }}
+    fclose(f);
+    return p;
+}}
+
+static void write_outputs(const char *prefix, void *const *outputs) {{
+    char path[64];
+    for (int i = 0; i < MODEL_OUTPUT_COUNT; i++) {{
+        snprintf(path, sizeof path, "%s%d.bin", prefix, i);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(outputs[i], 1, output_bytes[i], f) != output_bytes[i]) exit(3);
+        fclose(f);
+    }}
+}}
+
+int main(void) {{
+    const void *inputs[MODEL_INPUT_COUNT + 1];
+    void *outputs[MODEL_OUTPUT_COUNT + 1];
+    char path[64];
+    for (int i = 0; i < MODEL_INPUT_COUNT; i++) {{
+        snprintf(path, sizeof path, "in%d.bin", i);
+        inputs[i] = read_file(path, input_bytes[i]);
+    }}
+    for (int i = 0; i < MODEL_OUTPUT_COUNT; i++) outputs[i] = malloc(output_bytes[i]);
+    size_t bytes = (MODEL_SCRATCH_BYTES_FOR_TASKS(3) + 64 + 63) / 64 * 64;
+    char *scratch = aligned_alloc(MODEL_SCRATCH_ALIGNMENT, bytes);
+    int calls = 0;
+    if (MODEL_SCRATCH_BYTES > MODEL_SCRATCH_BYTES_FOR_TASKS(3)) return 19;
+    if (model_run(NULL, outputs, scratch) != KILN_ERROR_NULL) return 20;
+    if (model_run(inputs, outputs, NULL) != KILN_ERROR_NULL) return 21;
+    if (model_run(inputs, outputs, scratch + 8) != KILN_ERROR_ALIGNMENT) return 22;
+    if (model_run_parallel(inputs, outputs, scratch, 0, parallel_for, &calls) != KILN_ERROR_TASKS) return 23;
+    if (model_run_parallel(inputs, outputs, scratch, 3, NULL, &calls) != KILN_ERROR_NULL) return 24;
+    if (MODEL_INPUT_COUNT > 0) {{
+        const void *kept = inputs[0];
+        inputs[0] = NULL;
+        if (model_run(inputs, outputs, scratch) != KILN_ERROR_NULL) return 25;
+        inputs[0] = kept;
+    }}
+    int rc = model_run(inputs, outputs, scratch);
+    if (rc != KILN_OK) return 30 + rc;
+    write_outputs("seq", outputs);
+    for (int i = 0; i < MODEL_OUTPUT_COUNT; i++) memset(outputs[i], 0xff, output_bytes[i]);
+    rc = model_run_parallel(inputs, outputs, scratch, 3, parallel_for, &calls);
+    if (rc != KILN_OK) return 40 + rc;
+    if (calls == 0) return 50;
+    write_outputs("par", outputs);
+    return 0;
+}}
+"#,
+        inputs = list("INPUT", artifact.inputs.len()),
+        outputs = list("OUTPUT", artifact.outputs.len()),
+    )
+}
+
+/// Writes `artifact` and a driver into `dir`, links them with gcc (the
+/// cross compiler for aarch64), runs the driver (under qemu for aarch64)
+/// on `inputs` and returns the outputs of `NAME_run`, after checking that
+/// `NAME_run_parallel` gave the same bytes.
+fn run_linked(artifact: &Artifact, dir: &Path, inputs: &[Tensor]) -> Vec<Tensor> {
+    artifact.write(dir, &[Emit::Object, Emit::Header]).unwrap();
+    std::fs::write(dir.join("driver.c"), driver(artifact)).unwrap();
+    for (i, t) in inputs.iter().enumerate() {
+        std::fs::write(dir.join(format!("in{i}.bin")), t.bytes()).unwrap();
+    }
+    let cross = artifact.target.arch == Arch::Aarch64 && !cfg!(target_arch = "aarch64");
+    let cc = aot::c_compiler(artifact.target);
+    require(&cc);
+    let mut link = Command::new(&cc);
+    link.current_dir(dir).args(["-std=c11", "-O1", "-Wall", "-Werror", "-pthread", "-o", "driver", "driver.c", "model.o", "-lm"]);
+    if cross {
+        link.arg("-static");
+    }
+    let out = link.output().unwrap();
+    assert!(out.status.success(), "{cc} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = if cross {
+        require("qemu-aarch64");
+        Command::new("qemu-aarch64").arg("./driver").current_dir(dir).output().unwrap()
+    } else {
+        Command::new("./driver").current_dir(dir).output().unwrap()
+    };
+    assert!(out.status.success(), "{}: driver exited with {:?}: {}", dir.display(), out.status.code(), String::from_utf8_lossy(&out.stderr));
+    artifact
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let seq = std::fs::read(dir.join(format!("seq{i}.bin"))).unwrap();
+            let par = std::fs::read(dir.join(format!("par{i}.bin"))).unwrap();
+            assert!(seq == par, "{}: output {i}: NAME_run and NAME_run_parallel differ", dir.display());
+            Tensor::from_bytes(info.desc.clone(), seq).unwrap()
+        })
+        .collect()
+}
+
+/// The targets the tests link for: every x86-64 level this machine runs,
+/// and aarch64.
+fn targets() -> Vec<Target> {
+    let mut t = Target::host_levels();
+    t.push(Target::aarch64());
+    t
+}
+
+/// Seeded inputs in [-1, 1) (small integers for integer inputs).
+fn inputs_for(graph: &Graph, seed: u64) -> Vec<Tensor> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    graph
+        .inputs()
+        .iter()
+        .map(|&id| {
+            let desc = graph.desc(id).clone();
+            let n = desc.shape.element_count();
+            let values: Vec<f32> = (0..n).map(|_| next()).collect();
+            match desc.data_type {
+                DataType::Float32 => Tensor::from_f32(desc.shape.clone(), &values).unwrap(),
+                t => {
+                    let bytes = values
+                        .iter()
+                        .flat_map(|v| {
+                            let i = (v * 4.0) as i64;
+                            i.to_le_bytes()[..t.byte_size()].to_vec()
+                        })
+                        .collect();
+                    Tensor::from_bytes(desc, bytes).unwrap()
+                }
+            }
+        })
+        .collect()
+}
+
+fn feeds<'a>(graph: &'a Graph, inputs: &'a [Tensor]) -> Vec<(&'a str, &'a Tensor)> {
+    graph.inputs().iter().zip(inputs).map(|(&id, t)| (graph.input_name(id).unwrap(), t)).collect()
+}
+
+/// Compiles `graph` for every target, runs it linked, and compares with
+/// `reference` (and with the JIT, bitwise, on the host's own level).
+fn check_graph(name: &str, graph: &Graph, inputs: &[Tensor], reference: &[Tensor], tolerance: Tolerance) {
+    let cpu = Context::new(ContextOptions { backend: Backend::Cpu, ..Default::default() }).unwrap();
+    let jit = cpu.compute(&cpu.compile(graph.clone()).unwrap(), &feeds(graph, inputs)).unwrap();
+    for target in targets() {
+        let options = AotOptions { target, name: "model".into(), optimize: true };
+        let artifact = aot::compile(graph, &options).unwrap_or_else(|e| panic!("{name} for {target}: {e}"));
+        let dir = work_dir(&format!("{name}-{target}"));
+        let got = run_linked(&artifact, &dir, inputs);
+        assert_eq!(got.len(), reference.len());
+        for (i, (g, want)) in got.iter().zip(reference).enumerate() {
+            compare(g, want, tolerance).unwrap_or_else(|e| panic!("{name} on {target}: output {i}: {e}"));
+            if target == Target::host() {
+                assert!(g.bytes() == jit[i].1.bytes(), "{name}: output {i}: the AOT artifact and the JIT differ on {target}");
+            }
+        }
+        println!("{name}: {target}: {} outputs match", got.len());
+    }
+}
+
+/// A small graph checked against the interpreter.
+fn check_small(name: &str, graph: &Graph) {
+    let inputs = inputs_for(graph, 7);
+    let reference: Vec<Tensor> =
+        kiln::interp::run(graph, &feeds(graph, &inputs)).unwrap_or_else(|e| panic!("{name}: interpreter: {e}"));
+    check_graph(name, graph, &inputs, &reference, Tolerance { rtol: 1e-4, atol: 1e-5 });
+}
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn example_and_golden_graphs_match_the_interpreter() {
+    let mut files = vec![repo("examples/small_cnn.webnn")];
+    let mut golden: Vec<PathBuf> = std::fs::read_dir(repo("tests/golden"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "webnn"))
+        .collect();
+    golden.sort();
+    files.extend(golden);
+    for file in files {
+        let graph = kiln::load_graph(&file, &Default::default()).unwrap();
+        check_small(&file.file_stem().unwrap().to_string_lossy(), &graph);
+    }
+}
+
+/// sin and cos on arguments past the inline range call libm's `sin`/`cos`
+/// (the object imports them); tan and erf run inline.
+#[test]
+fn large_trigonometric_arguments_call_the_c_library() {
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Float32, [3, 17])).unwrap();
+    let scale = b.constant_f32([1], &[3.0e6]).unwrap();
+    let big = b.mul(x, scale).unwrap();
+    let y = b.add(b.sin(big).unwrap(), b.cos(big).unwrap()).unwrap();
+    let z = b.add(b.tan(x).unwrap(), b.erf(x).unwrap()).unwrap();
+    let graph = b.build(&[("y", y), ("z", z)]).unwrap();
+    check_small("trig", &graph);
+}
+
+/// Real models against ONNX Runtime's outputs (fetched by
+/// scripts/fetch_onnx_data.sh).
+fn check_model(name: &str) {
+    let dir = std::env::var_os("KILN_ONNX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("target/onnx-data"))
+        .join("models")
+        .join(name);
+    assert!(dir.is_dir(), "{} is missing: run scripts/fetch_onnx_data.sh", dir.display());
+    let set = dir.join("test_data_set_0");
+    let inputs = read_tensors(&set, "input").unwrap();
+    let expected: Vec<Tensor> = read_tensors(&set, "output").unwrap().into_iter().map(|(_, t)| t).collect();
+    let model = kiln::frontend::onnx::OnnxModel::open(dir.join("model.onnx")).unwrap();
+    let mut options = kiln::LoadOptions::default();
+    for ((_, t), name) in inputs.iter().zip(model.input_names()) {
+        options.shapes.insert(name.to_string(), t.shape().dims().to_vec());
+    }
+    let graph = kiln::load_graph(dir.join("model.onnx"), &options).unwrap();
+    let inputs: Vec<Tensor> = inputs.into_iter().map(|(_, t)| t).collect();
+    check_graph(name, &graph, &inputs, &expected, Tolerance::default());
+}
+
+#[test]
+fn mobilenetv2_links_and_matches_onnx_runtime() {
+    check_model("mobilenetv2");
+}
+
+#[test]
+fn squeezenet_links_and_matches_onnx_runtime() {
+    check_model("squeezenet1.1");
+}
+
+#[test]
+fn ppocr_models_link_and_match_onnx_runtime() {
+    for name in ["ppocr_cls", "ppocr_det", "ppocr_rec"] {
+        check_model(name);
+    }
+}
+
+#[test]
+fn same_model_same_bytes() {
+    let graph = kiln::load_graph(repo("tests/golden/conv_batchnorm.webnn"), &Default::default()).unwrap();
+    for target in targets() {
+        let options = AotOptions { target, name: "model".into(), optimize: true };
+        let a = aot::compile(&graph, &options).unwrap();
+        let b = aot::compile(&graph, &options).unwrap();
+        assert!(a.object() == b.object(), "{target}: two compilations differ");
+        assert_eq!(a.header(), b.header());
+    }
+}
+
+#[test]
+fn host_kernels_are_refused_with_their_operators() {
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Int32, [4])).unwrap();
+    let y = b.input("y", OperandDescriptor::new(DataType::Int32, [4])).unwrap();
+    let sum = b.add(x, y).unwrap();
+    let product = b.mul(sum, y).unwrap();
+    let graph = b.build(&[("sum", sum), ("product", product)]).unwrap();
+    let err = aot::compile(&graph, &AotOptions::default()).err().expect("refused");
+    let AotError::HostKernels(list) = &err else { panic!("{err}") };
+    assert_eq!(list.len(), 2, "{err}");
+    assert!(list[0].starts_with("add") && list[1].starts_with("mul"), "{err}");
+}
+
+#[test]
+fn bad_names_and_targets_are_clear_errors() {
+    let graph = kiln::load_graph(repo("examples/small_cnn.webnn"), &Default::default()).unwrap();
+    let err = aot::compile(&graph, &AotOptions { name: "9lives".into(), ..Default::default() }).err().expect("refused");
+    assert!(err.to_string().contains("not a C identifier"), "{err}");
+    for bad in ["riscv64", "x86_64+sve", "aarch64+avx2", "x86_64-pc-windows-msvc", "nonsense-target"] {
+        let err = bad.parse::<Target>().err().unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(err.to_string().contains("known targets"), "{bad}: {err}");
+    }
+    for (good, want) in [
+        ("x86_64-unknown-linux-gnu+avx2", "x86_64+avx2"),
+        ("aarch64-unknown-linux-gnu", "aarch64"),
+        ("x86_64+avx2+avx512", "x86_64+avx512"),
+    ] {
+        assert_eq!(good.parse::<Target>().unwrap().to_string(), want);
+    }
+}
