@@ -273,8 +273,12 @@ fn header(a: &Artifact) -> String {
          typedef void (*kiln_parallel_for)(void *ctx, kiln_task_fn task, void *const *table, uint64_t tasks);\n\
          #endif\n\n",
     );
+    let bytes = |list: &[TensorInfo]| list.iter().map(|t| t.desc.byte_length().to_string()).collect::<Vec<_>>().join(", ");
     let _ = writeln!(h, "#define {upper}_INPUT_COUNT {}", a.inputs.len());
-    let _ = writeln!(h, "#define {upper}_OUTPUT_COUNT {}\n", a.outputs.len());
+    let _ = writeln!(h, "#define {upper}_OUTPUT_COUNT {}", a.outputs.len());
+    h.push_str("/* Initializers for arrays of the tensors' sizes: size_t in[] = NAME_INPUT_BYTES_ARRAY; */\n");
+    let _ = writeln!(h, "#define {upper}_INPUT_BYTES_ARRAY {{{}}}", bytes(&a.inputs));
+    let _ = writeln!(h, "#define {upper}_OUTPUT_BYTES_ARRAY {{{}}}\n", bytes(&a.outputs));
     for (kind, list) in [("INPUT", &a.inputs), ("OUTPUT", &a.outputs)] {
         for (i, t) in list.iter().enumerate() {
             let shape = t.desc.shape.dims().iter().map(|d| d.to_string()).collect::<Vec<_>>();

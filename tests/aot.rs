@@ -33,99 +33,8 @@ fn require(tool: &str) {
     assert!(found, "`{tool}` is missing: scripts/test installs it (apt packages gcc-aarch64-linux-gnu, qemu-user)");
 }
 
-/// The C driver for `artifact` (named `model`).
-fn driver(artifact: &Artifact) -> String {
-    let list = |kind: &str, n: usize| {
-        let items: Vec<String> = (0..n).map(|i| format!("MODEL_{kind}_{i}_BYTES")).collect();
-        format!("{{{}0}}", items.iter().map(|s| format!("{s}, ")).collect::<String>())
-    };
-    format!(
-        r#"#include "model.h"
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static const size_t input_bytes[] = {inputs};
-static const size_t output_bytes[] = {outputs};
-
-struct job {{ kiln_task_fn fn; void *const *table; uint64_t task, tasks; }};
-static void *worker(void *p) {{
-    struct job *j = p;
-    j->fn(j->table, j->task, j->tasks);
-    return NULL;
-}}
-/* Runs the tasks on fresh threads, task 0 on the caller's. */
-static void parallel_for(void *ctx, kiln_task_fn fn, void *const *table, uint64_t tasks) {{
-    pthread_t threads[16];
-    struct job jobs[16];
-    ++*(int *)ctx;
-    if (tasks > 16) abort();
-    for (uint64_t i = 1; i < tasks; i++) {{
-        jobs[i] = (struct job){{fn, table, i, tasks}};
-        if (pthread_create(&threads[i], NULL, worker, &jobs[i])) abort();
-    }}
-    fn(table, 0, tasks);
-    for (uint64_t i = 1; i < tasks; i++) pthread_join(threads[i], NULL);
-}}
-
-static void *read_file(const char *path, size_t bytes) {{
-    FILE *f = fopen(path, "rb");
-    void *p = malloc(bytes ? bytes : 1);
-    if (!f || !p || fread(p, 1, bytes, f) != bytes) {{ fprintf(stderr, "cannot read %s\n", path); exit(2); }}
-    fclose(f);
-    return p;
-}}
-
-static void write_outputs(const char *prefix, void *const *outputs) {{
-    char path[64];
-    for (int i = 0; i < MODEL_OUTPUT_COUNT; i++) {{
-        snprintf(path, sizeof path, "%s%d.bin", prefix, i);
-        FILE *f = fopen(path, "wb");
-        if (!f || fwrite(outputs[i], 1, output_bytes[i], f) != output_bytes[i]) exit(3);
-        fclose(f);
-    }}
-}}
-
-int main(void) {{
-    const void *inputs[MODEL_INPUT_COUNT + 1];
-    void *outputs[MODEL_OUTPUT_COUNT + 1];
-    char path[64];
-    for (int i = 0; i < MODEL_INPUT_COUNT; i++) {{
-        snprintf(path, sizeof path, "in%d.bin", i);
-        inputs[i] = read_file(path, input_bytes[i]);
-    }}
-    for (int i = 0; i < MODEL_OUTPUT_COUNT; i++) outputs[i] = malloc(output_bytes[i]);
-    size_t bytes = (MODEL_SCRATCH_BYTES_FOR_TASKS(3) + 64 + 63) / 64 * 64;
-    char *scratch = aligned_alloc(MODEL_SCRATCH_ALIGNMENT, bytes);
-    int calls = 0;
-    if (MODEL_SCRATCH_BYTES > MODEL_SCRATCH_BYTES_FOR_TASKS(3)) return 19;
-    if (model_run(NULL, outputs, scratch) != KILN_ERROR_NULL) return 20;
-    if (model_run(inputs, outputs, NULL) != KILN_ERROR_NULL) return 21;
-    if (model_run(inputs, outputs, scratch + 8) != KILN_ERROR_ALIGNMENT) return 22;
-    if (model_run_parallel(inputs, outputs, scratch, 0, parallel_for, &calls) != KILN_ERROR_TASKS) return 23;
-    if (model_run_parallel(inputs, outputs, scratch, 3, NULL, &calls) != KILN_ERROR_NULL) return 24;
-    if (MODEL_INPUT_COUNT > 0) {{
-        const void *kept = inputs[0];
-        inputs[0] = NULL;
-        if (model_run(inputs, outputs, scratch) != KILN_ERROR_NULL) return 25;
-        inputs[0] = kept;
-    }}
-    int rc = model_run(inputs, outputs, scratch);
-    if (rc != KILN_OK) return 30 + rc;
-    write_outputs("seq", outputs);
-    for (int i = 0; i < MODEL_OUTPUT_COUNT; i++) memset(outputs[i], 0xff, output_bytes[i]);
-    rc = model_run_parallel(inputs, outputs, scratch, 3, parallel_for, &calls);
-    if (rc != KILN_OK) return 40 + rc;
-    if (calls == 0) return 50;
-    write_outputs("par", outputs);
-    return 0;
-}}
-"#,
-        inputs = list("INPUT", artifact.inputs.len()),
-        outputs = list("OUTPUT", artifact.outputs.len()),
-    )
-}
+/// The C driver for an artifact named `model`.
+const DRIVER: &str = include_str!("aot/driver.c");
 
 /// Writes `artifact` and a driver into `dir`, links them with gcc (the
 /// cross compiler for aarch64), runs the driver (under qemu for aarch64)
@@ -133,7 +42,7 @@ int main(void) {{
 /// `NAME_run_parallel` gave the same bytes.
 fn run_linked(artifact: &Artifact, dir: &Path, inputs: &[Tensor]) -> Vec<Tensor> {
     artifact.write(dir, &[Emit::Object, Emit::Header]).unwrap();
-    std::fs::write(dir.join("driver.c"), driver(artifact)).unwrap();
+    std::fs::write(dir.join("driver.c"), DRIVER).unwrap();
     for (i, t) in inputs.iter().enumerate() {
         std::fs::write(dir.join(format!("in{i}.bin")), t.bytes()).unwrap();
     }
@@ -295,6 +204,12 @@ fn check_model(name: &str) {
     let graph = kiln::load_graph(dir.join("model.onnx"), &options).unwrap();
     let inputs: Vec<Tensor> = inputs.into_iter().map(|(_, t)| t).collect();
     check_graph(name, &graph, &inputs, &expected, Tolerance::default());
+    // The interpreter agrees with ONNX Runtime's outputs too, so the
+    // artifacts match both references.
+    let interp = kiln::interp::run(&graph, &feeds(&graph, &inputs)).unwrap();
+    for (i, (got, want)) in interp.iter().zip(&expected).enumerate() {
+        compare(got, want, Tolerance::default()).unwrap_or_else(|e| panic!("{name}: interpreter output {i}: {e}"));
+    }
 }
 
 #[test]
@@ -311,6 +226,44 @@ fn squeezenet_links_and_matches_onnx_runtime() {
 fn ppocr_models_link_and_match_onnx_runtime() {
     for name in ["ppocr_cls", "ppocr_det", "ppocr_rec"] {
         check_model(name);
+    }
+}
+
+/// The README's C example, compiled by the `kiln compile` command and
+/// linked by the C compiler, against the interpreter.
+#[test]
+fn readme_c_example_runs_and_matches_the_interpreter() {
+    let source = std::fs::read_to_string(repo("examples/aot-c/main.c")).unwrap();
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(readme.contains(&source), "README.md shows examples/aot-c/main.c verbatim");
+    let dir = work_dir("readme-c");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["compile", repo("examples/small_cnn.webnn").to_str().unwrap(), "-o"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "kiln compile: {}", String::from_utf8_lossy(&out.stderr));
+    let exe = dir.join("small_cnn");
+    let out = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-I"])
+        .arg(&dir)
+        .arg(repo("examples/aot-c/main.c"))
+        .arg(dir.join("small_cnn.o"))
+        .args(["-lm", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&exe).output().unwrap();
+    assert!(out.status.success(), "the example exited with {:?}", out.status.code());
+    let got: Vec<f32> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let graph = kiln::load_graph(repo("examples/small_cnn.webnn"), &Default::default()).unwrap();
+    let x: Vec<f32> = (0..3 * 32 * 32).map(|i| (i * 37 % 101) as f32 / 101.0 - 0.5).collect();
+    let x = Tensor::from_f32([1, 3, 32, 32], &x).unwrap();
+    let want = kiln::interp::run(&graph, &[("x", &x)]).unwrap()[0].to_f32_vec();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{got:?} vs {want:?}");
     }
 }
 
