@@ -267,6 +267,47 @@ fn readme_c_example_runs_and_matches_the_interpreter() {
     }
 }
 
+/// WPT conformance cases of convolution, matmul and normalisation
+/// operators, linked and run on this machine's level and under qemu for
+/// aarch64, judged as WPT judges them.
+#[test]
+fn conformance_cases_pass_linked() {
+    use kiln_harness::conformance::{build_case, bundled_exclusions_file, bundled_vectors_dir, check_output, load_file, Exclusions};
+    let exclusions = Exclusions::load(&bundled_exclusions_file()).unwrap();
+    let mut passed = 0;
+    for op in ["conv2d", "convTranspose2d", "matmul", "softmax", "batchNormalization", "layerNormalization"] {
+        for case in load_file(&bundled_vectors_dir().join(format!("{op}.json"))).unwrap() {
+            if exclusions.reason(&case.name).is_some() {
+                continue;
+            }
+            let built = build_case(&case).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let graph = &built.graph;
+            let inputs: Vec<Tensor> = graph
+                .inputs()
+                .iter()
+                .map(|&id| {
+                    let name = graph.input_name(id).unwrap();
+                    built.feeds.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone()).unwrap()
+                })
+                .collect();
+            for target in [Target::host(), Target::aarch64()] {
+                let options = AotOptions { target, name: "model".into(), optimize: true };
+                let artifact = aot::compile(graph, &options).unwrap_or_else(|e| panic!("{} for {target}: {e}", case.name));
+                let dir = work_dir(&format!("wpt-{target}"));
+                let got = run_linked(&artifact, &dir, &inputs);
+                for (info, actual) in artifact.outputs.iter().zip(&got) {
+                    let expected = &case.expected[&info.name];
+                    check_output(&info.name, expected, actual, case.tolerance)
+                        .unwrap_or_else(|e| panic!("{} on {target}: {e:?}", case.name));
+                }
+                passed += 1;
+            }
+        }
+    }
+    println!("{passed} case x target runs passed");
+    assert!(passed >= 300, "only {passed} runs: cases went missing");
+}
+
 #[test]
 fn same_model_same_bytes() {
     let graph = kiln::load_graph(repo("tests/golden/conv_batchnorm.webnn"), &Default::default()).unwrap();
