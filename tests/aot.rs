@@ -230,7 +230,8 @@ fn ppocr_models_link_and_match_onnx_runtime() {
 }
 
 /// The README's C example, compiled by the `kiln compile` command and
-/// linked by the C compiler, against the interpreter.
+/// linked by the C compiler with the object and with the shared library,
+/// against the interpreter.
 #[test]
 fn readme_c_example_runs_and_matches_the_interpreter() {
     let source = std::fs::read_to_string(repo("examples/aot-c/main.c")).unwrap();
@@ -238,32 +239,34 @@ fn readme_c_example_runs_and_matches_the_interpreter() {
     assert!(readme.contains(&source), "README.md shows examples/aot-c/main.c verbatim");
     let dir = work_dir("readme-c");
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["compile", repo("examples/small_cnn.webnn").to_str().unwrap(), "-o"])
+        .args(["compile", repo("examples/small_cnn.webnn").to_str().unwrap(), "--emit", "obj,header,so", "-o"])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "kiln compile: {}", String::from_utf8_lossy(&out.stderr));
-    let exe = dir.join("small_cnn");
-    let out = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-I"])
-        .arg(&dir)
-        .arg(repo("examples/aot-c/main.c"))
-        .arg(dir.join("small_cnn.o"))
-        .args(["-lm", "-o"])
-        .arg(&exe)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(&exe).output().unwrap();
-    assert!(out.status.success(), "the example exited with {:?}", out.status.code());
-    let got: Vec<f32> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
     let graph = kiln::load_graph(repo("examples/small_cnn.webnn"), &Default::default()).unwrap();
     let x: Vec<f32> = (0..3 * 32 * 32).map(|i| (i * 37 % 101) as f32 / 101.0 - 0.5).collect();
     let x = Tensor::from_f32([1, 3, 32, 32], &x).unwrap();
     let want = kiln::interp::run(&graph, &[("x", &x)]).unwrap()[0].to_f32_vec();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{got:?} vs {want:?}");
+    // Linked with the object, and with the shared library.
+    let rpath = format!("-Wl,-rpath,{}", dir.display());
+    for (exe, link) in [("static", vec!["small_cnn.o", "-lm"]), ("shared", vec!["-L.", "-lsmall_cnn", rpath.as_str()])] {
+        let out = Command::new("cc")
+            .current_dir(&dir)
+            .args(["-O2", "-Wall", "-Werror", "-I."])
+            .arg(repo("examples/aot-c/main.c"))
+            .args(link)
+            .args(["-o", exe])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cc ({exe}): {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(dir.join(exe)).output().unwrap();
+        assert!(out.status.success(), "the {exe} example exited with {:?}", out.status.code());
+        let got: Vec<f32> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{exe}: {got:?} vs {want:?}");
+        }
     }
 }
 

@@ -115,10 +115,15 @@ pub fn disassemble(code: &[u8]) -> String {
 }
 
 /// The signature of a micro-kernel of `params` 64-bit integer (or
-/// pointer) parameters in `module`'s calling convention (the GEMM
-/// micro-kernels have 6).
+/// pointer) parameters (the GEMM micro-kernels have 6): on x86-64 the
+/// System V convention the assembled bytes assume (arguments in rdi, rsi,
+/// rdx, rcx, r8, r9), whatever the module's default; elsewhere (Cranelift
+/// code only) the module's.
 pub fn signature(module: &impl Module, params: usize) -> Signature {
     let mut sig = module.make_signature();
+    if module.isa().triple().architecture == target_lexicon::Architecture::X86_64 {
+        sig.call_conv = cranelift_codegen::isa::CallConv::SystemV;
+    }
     sig.params.extend(std::iter::repeat_n(AbiParam::new(types::I64), params));
     sig
 }
