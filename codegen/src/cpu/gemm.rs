@@ -62,7 +62,7 @@
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, ConstantData, ExtFuncData, ExternalName, FuncRef, Function, GlobalValue, GlobalValueData, InstBuilder,
+    types, Block, ConstantData, ExtFuncData, ExternalName, FuncRef, Function, GlobalValue, GlobalValueData, InstBuilder,
     Type, UserExternalName, Value,
 };
 use cranelift_frontend::FunctionBuilder;
@@ -144,6 +144,10 @@ impl PackedData {
 /// How one Gemm kernel is generated on the fast path.
 pub struct Plan {
     pub spec: Spec,
+    /// The column-edge micro-kernel for the last `n % nr` columns, run in
+    /// place in `out` (when `out` is contiguous along n and the family has
+    /// one); else edge tiles go through the temporary tile.
+    pub edge: Option<Spec>,
     batch: Vec<usize>,
     m: usize,
     n: usize,
@@ -293,8 +297,13 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     } else {
         None
     };
+    // Blocks and chunks are whole tiles, so only the last tile of a row can
+    // be partial, and it is `n % nr` wide.
+    debug_assert!(nc % nr == 0 && chunk % nr == 0);
+    let edge = if so.cols == 1 { spec.column_edge(n % nr) } else { None };
     Some(Plan {
         spec,
+        edge,
         batch,
         m,
         n,
@@ -438,6 +447,7 @@ pub enum PackInto<'a> {
 /// Module-level objects one fast Gemm kernel uses.
 pub struct Declared {
     micro: FuncId,
+    edge: Option<FuncId>,
     packed_a: Option<DataId>,
     packed_b: Option<DataId>,
     /// The data objects hold the addresses of the packed floats (else the
@@ -451,6 +461,7 @@ pub struct Declared {
 /// The same, imported into the kernel's function.
 pub struct Refs {
     micro: FuncRef,
+    edge: Option<FuncRef>,
     packed_a: Option<GlobalValue>,
     packed_b: Option<GlobalValue>,
     indirect: bool,
@@ -467,14 +478,18 @@ pub fn declare<M: Module>(
     micro: &mut Vec<(Spec, FuncId)>,
     into: &mut PackInto,
 ) -> Result<Declared, CodegenError> {
-    let micro_id = match micro.iter().find(|(spec, _)| *spec == plan.spec) {
-        Some(&(_, id)) => id,
-        None => {
-            let id = microkernel::define(module, plan.spec)?;
-            micro.push((plan.spec, id));
-            id
+    let mut micro_for = |module: &mut M, spec: Spec| -> Result<FuncId, CodegenError> {
+        match micro.iter().find(|(s, _)| *s == spec) {
+            Some(&(_, id)) => Ok(id),
+            None => {
+                let id = microkernel::define(module, spec)?;
+                micro.push((spec, id));
+                Ok(id)
+            }
         }
     };
+    let micro_id = micro_for(module, plan.spec)?;
+    let edge_id = plan.edge.map(|spec| micro_for(module, spec)).transpose()?;
     let indirect = !matches!(into, PackInto::Module);
     let mut data = |name: &str, p: &Option<Packed>| -> Result<Option<DataId>, CodegenError> {
         let Some(p) = p else { return Ok(None) };
@@ -501,21 +516,25 @@ pub fn declare<M: Module>(
     };
     let packed_a = data("a", &plan.packed_a)?;
     let packed_b = data("b", &plan.packed_b)?;
-    Ok(Declared { micro: micro_id, packed_a, packed_b, indirect, colocated: !indirect })
+    Ok(Declared { micro: micro_id, edge: edge_id, packed_a, packed_b, indirect, colocated: !indirect })
 }
 
 impl Declared {
     /// Imports into `func`.
     pub fn import<M: Module>(&self, module: &M, func: &mut Function) -> Refs {
-        let decl = module.declarations().get_function_decl(self.micro);
-        let signature = func.import_signature(decl.signature.clone());
-        let name = func.declare_imported_user_function(UserExternalName { namespace: 0, index: self.micro.as_u32() });
-        let micro = func.import_function(ExtFuncData {
-            name: ExternalName::user(name),
-            signature,
-            colocated: self.colocated,
-            patchable: false,
-        });
+        let mut function = |id: FuncId| {
+            let decl = module.declarations().get_function_decl(id);
+            let signature = func.import_signature(decl.signature.clone());
+            let name = func.declare_imported_user_function(UserExternalName { namespace: 0, index: id.as_u32() });
+            func.import_function(ExtFuncData {
+                name: ExternalName::user(name),
+                signature,
+                colocated: self.colocated,
+                patchable: false,
+            })
+        };
+        let micro = function(self.micro);
+        let edge = self.edge.map(&mut function);
         let mut data = |id: Option<DataId>| {
             id.map(|id| {
                 let name = func.declare_imported_user_function(UserExternalName { namespace: 1, index: id.as_u32() });
@@ -529,7 +548,7 @@ impl Declared {
         };
         let packed_a = data(self.packed_a);
         let packed_b = data(self.packed_b);
-        Refs { micro, packed_a, packed_b, indirect: self.indirect }
+        Refs { micro, edge, packed_a, packed_b, indirect: self.indirect }
     }
 }
 
@@ -859,28 +878,32 @@ impl Emitter<'_> {
             let full_m = fb.ins().icmp_imm_s(IntCC::Equal, t.mr, mr);
             let full_n = fb.ins().icmp_imm_s(IntCC::Equal, t.nr, nr);
             let full = fb.ins().band(full_m, full_n);
-            fb.ins().brif(full, direct, &[], edge, &[]);
+            match (plan.edge, refs.edge) {
+                (Some(spec), Some(micro)) => {
+                    // A full-height tile of the last `spec.cols` columns
+                    // runs in place too, through the column-edge kernel.
+                    let column_edge = fb.create_block();
+                    let not_full = fb.create_block();
+                    fb.ins().brif(full, direct, &[], not_full, &[]);
+                    fb.switch_to_block(not_full);
+                    let edge_n = fb.ins().icmp_imm_s(IntCC::Equal, t.nr, spec.cols as i64);
+                    let in_place = fb.ins().band(full_m, edge_n);
+                    fb.ins().brif(in_place, column_edge, &[], edge, &[]);
+                    fb.switch_to_block(column_edge);
+                    let cptr = ptr2(fb, t.out_ptr, t.ir, plan.out.rows, t.col, 1);
+                    let ldc = iconst(fb, plan.out.rows * 4);
+                    fb.ins().call(micro, &[apan, bpan, cptr, ldc, kc, accumulate]);
+                    self.epilogue_in_place(fb, plan, t, cptr, spec.cols, done);
+                }
+                _ => {
+                    fb.ins().brif(full, direct, &[], edge, &[]);
+                }
+            }
             fb.switch_to_block(direct);
             let cptr = ptr2(fb, t.out_ptr, t.ir, plan.out.rows, t.col, 1);
             let ldc = iconst(fb, plan.out.rows * 4);
             fb.ins().call(refs.micro, &[apan, bpan, cptr, ldc, kc, accumulate]);
-            if plan.identity {
-                fb.ins().jump(done, &[]);
-            } else {
-                let epi = fb.create_block();
-                fb.ins().brif(t.last, epi, &[], done, &[]);
-                fb.switch_to_block(epi);
-                match &plan.vector_inputs {
-                    Some(inputs) => self.vector_epilogue(fb, plan, inputs, t, cptr),
-                    None => {
-                        let mr_c = iconst(fb, mr);
-                        let nr_c = iconst(fb, nr);
-                        let tt = Tile { mr: mr_c, nr: nr_c, batch_idx: t.batch_idx.clone(), ..*t };
-                        self.copy_out(fb, plan, &tt, cptr, plan.out.rows * 4, true);
-                    }
-                }
-                fb.ins().jump(done, &[]);
-            }
+            self.epilogue_in_place(fb, plan, t, cptr, nr as usize, done);
         } else {
             fb.ins().jump(edge, &[]);
         }
@@ -927,6 +950,32 @@ impl Emitter<'_> {
         fb.switch_to_block(done);
     }
 
+    /// After a tile of `mr` rows and `cols` columns was computed in place at
+    /// `cptr`: on the last k block the epilogue on it, then a jump to `done`.
+    fn epilogue_in_place(&self, fb: &mut FunctionBuilder, plan: &Plan, t: &Tile, cptr: Value, cols: usize, done: Block) {
+        if plan.identity {
+            fb.ins().jump(done, &[]);
+            return;
+        }
+        let epi = fb.create_block();
+        fb.ins().brif(t.last, epi, &[], done, &[]);
+        fb.switch_to_block(epi);
+        let mr_c = iconst(fb, plan.spec.mr as i64);
+        // Columns [0, vector) on F32X4 vectors, the rest one by one.
+        let vector = if plan.vector_inputs.is_some() { cols / 4 * 4 } else { 0 };
+        if let Some(inputs) = &plan.vector_inputs {
+            self.vector_epilogue(fb, plan, inputs, t, cptr, vector);
+        }
+        if vector < cols {
+            let col = if vector == 0 { t.col } else { fb.ins().iadd_imm_s(t.col, vector as i64) };
+            let nr_c = iconst(fb, (cols - vector) as i64);
+            let rest = Tile { mr: mr_c, nr: nr_c, col, batch_idx: t.batch_idx.clone(), ..*t };
+            let src = if vector == 0 { cptr } else { fb.ins().iadd_imm_s(cptr, 4 * vector as i64) };
+            self.copy_out(fb, plan, &rest, src, plan.out.rows * 4, true);
+        }
+        fb.ins().jump(done, &[]);
+    }
+
     /// The kernel-order index `[batch.., m, n]` of tile element (row, col).
     fn epilogue_index(plan: &Plan, t: &Tile, row: Value, col: Value) -> Vec<Value> {
         let mut index = t.batch_idx.clone();
@@ -970,10 +1019,10 @@ impl Emitter<'_> {
         });
     }
 
-    /// The epilogue on a full tile in place in `out` (contiguous rows), on
-    /// F32X4 vectors.
-    fn vector_epilogue(&self, fb: &mut FunctionBuilder, plan: &Plan, inputs: &[Strided], t: &Tile, cptr: Value) {
-        let Spec { mr, nr, .. } = plan.spec;
+    /// The epilogue on the first `cols` columns (a multiple of 4) of a
+    /// full-height tile in place in `out` (contiguous rows), on F32X4 vectors.
+    fn vector_epilogue(&self, fb: &mut FunctionBuilder, plan: &Plan, inputs: &[Strided], t: &Tile, cptr: Value, cols: usize) {
+        let mr = plan.spec.mr;
         let zero = iconst(fb, 0);
         let mr_c = iconst(fb, mr as i64);
         for_step(fb, zero, mr_c, 1, &mut |fb, r| {
@@ -995,7 +1044,7 @@ impl Emitter<'_> {
                     (p, splat)
                 })
                 .collect();
-            for l in 0..(nr / 4) as i64 {
+            for l in 0..(cols / 4) as i64 {
                 let acc = load(fb, types::F32X4, c_row, 16 * l);
                 let loads: Vec<Value> = rows
                     .iter()

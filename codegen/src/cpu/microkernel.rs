@@ -16,8 +16,11 @@
 //! where `A_panel` is `kc` groups of `MR` floats (k-major: element `(r, k)` at
 //! `a[k * MR + r]`) and `B_panel` is `kc` rows of `NR` floats (element
 //! `(k, c)` at `b[k * NR + c]`). `kc >= 1`. Nothing needs to be aligned.
-//! Edge tiles are the caller's business (it runs the kernel on a temporary
-//! full tile and copies the valid part).
+//! A column-edge kernel (AVX-512, `Spec::cols < NR`) reads and writes only
+//! the first `cols` columns of each C row (masked loads and stores) and
+//! skips the FMAs of a wholly unused zmm; other edge tiles are the caller's
+//! business (it runs the kernel on a temporary full tile and copies the
+//! valid part).
 //!
 //! Three implementations:
 //! * [`Kind::Avx512`]: `avx512_gemm_f32_<MR>x32`, zmm accumulators, B rows
@@ -55,6 +58,9 @@ pub struct Spec {
     pub kind: Kind,
     pub mr: usize,
     pub nr: usize,
+    /// The columns of C it writes: `nr`, or fewer for a column-edge kernel
+    /// (AVX-512 only).
+    pub cols: usize,
 }
 
 /// Rows of the AVX-512 kernel. Measured on the development machine (AMD
@@ -70,10 +76,16 @@ impl Spec {
     /// The micro-kernel used for a feature level.
     pub fn for_features(features: Features) -> Spec {
         match features {
-            Features::Avx512 => Spec { kind: Kind::Avx512, mr: AVX512_MR, nr: 32 },
-            Features::Avx2 => Spec { kind: Kind::Avx2, mr: 6, nr: 16 },
-            Features::Baseline => Spec { kind: Kind::F32x4, mr: 4, nr: 8 },
+            Features::Avx512 => Spec { kind: Kind::Avx512, mr: AVX512_MR, nr: 32, cols: 32 },
+            Features::Avx2 => Spec { kind: Kind::Avx2, mr: 6, nr: 16, cols: 16 },
+            Features::Baseline => Spec { kind: Kind::F32x4, mr: 4, nr: 8, cols: 8 },
         }
+    }
+
+    /// The kernel for the last `cols` columns of C, if this family has
+    /// column-edge kernels (AVX-512) and `cols` is a partial tile.
+    pub fn column_edge(&self, cols: usize) -> Option<Spec> {
+        (self.kind == Kind::Avx512 && (1..self.nr).contains(&cols)).then_some(Spec { cols, ..*self })
     }
 
     /// The function's symbol, named for what it is.
@@ -83,7 +95,8 @@ impl Spec {
             Kind::Avx2 => "avx2",
             Kind::F32x4 => "f32x4",
         };
-        format!("{family}_gemm_f32_{}x{}", self.mr, self.nr)
+        let edge = if self.cols < self.nr { format!("_c{}", self.cols) } else { String::new() };
+        format!("{family}_gemm_f32_{}x{}{edge}", self.mr, self.nr)
     }
 }
 
@@ -92,7 +105,7 @@ impl Spec {
 /// code Cranelift lists itself.
 pub fn disassembly(spec: Spec) -> Result<Option<String>, CodegenError> {
     let code = match spec.kind {
-        Kind::Avx512 => avx512(spec.mr).map_err(cranelift)?,
+        Kind::Avx512 => avx512(spec.mr, spec.cols).map_err(cranelift)?,
         Kind::Avx2 => avx2(spec.mr).map_err(cranelift)?,
         Kind::F32x4 => return Ok(None),
     };
@@ -134,7 +147,7 @@ pub fn define<M: Module>(module: &mut M, spec: Spec) -> Result<FuncId, CodegenEr
     let id = module.declare_function(&spec.name(), Linkage::Local, &sig).map_err(cranelift)?;
     match spec.kind {
         Kind::Avx512 => {
-            let code = avx512(spec.mr).map_err(cranelift)?;
+            let code = avx512(spec.mr, spec.cols).map_err(cranelift)?;
             module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
         }
         Kind::Avx2 => {
@@ -210,23 +223,36 @@ fn k_loop(
     Ok(())
 }
 
-/// `avx512_gemm_f32_<mr>x32`: accumulators zmm0..zmm(2mr-1), B rows in
-/// zmm30/zmm31. `mr <= 14`.
-pub fn avx512(mr: usize) -> Result<Vec<u8>, IcedError> {
+/// `avx512_gemm_f32_<mr>x32` (`cols` = 32) or its column-edge variant
+/// `..._c<cols>`: accumulators zmm0..zmm(2mr-1), B rows in zmm30/zmm31.
+/// With `cols <= 16` only the first zmm of each row is computed; a partial
+/// last zmm is loaded and stored under the mask in k1. `mr <= 14`.
+pub fn avx512(mr: usize, cols: usize) -> Result<Vec<u8>, IcedError> {
     assert!((1..=14).contains(&mr), "avx512 micro-kernel rows: {mr}");
+    assert!((1..=32).contains(&cols), "avx512 micro-kernel columns: {cols}");
+    let halves = cols.div_ceil(16);
+    // The lanes of the last zmm of a row, when it is partial.
+    let tail = cols % 16;
+    let masked = |h: usize| tail != 0 && h == halves - 1;
     let mut asm = CodeAssembler::new(64)?;
     let acc = |r: usize, h: usize| ZMM[2 * r + h];
     let (b0, b1) = (zmm30, zmm31);
     for r in 0..mr {
-        for h in 0..2 {
+        for h in 0..halves {
             asm.vpxord(acc(r, h), acc(r, h), acc(r, h))?;
         }
+    }
+    if tail != 0 {
+        asm.mov(eax, ((1u32 << tail) - 1) as i32)?;
+        asm.kmovw(k1, eax)?;
     }
     // Bring the C tile toward L1 while the k loop runs.
     asm.mov(rax, rdx)?;
     for _ in 0..mr {
         asm.prefetcht0(byte_ptr(rax))?;
-        asm.prefetcht0(byte_ptr(rax + 64))?;
+        if halves == 2 {
+            asm.prefetcht0(byte_ptr(rax + 64))?;
+        }
         asm.add(rax, rcx)?;
     }
     // A's elements are broadcast once into a register each (rotating over
@@ -238,13 +264,17 @@ pub fn avx512(mr: usize) -> Result<Vec<u8>, IcedError> {
     k_loop(&mut asm, 4 * mr, 128, &mut |asm, u| {
         let b = (u * 128) as i32;
         asm.vmovups(b0, zmmword_ptr(rsi + b))?;
-        asm.vmovups(b1, zmmword_ptr(rsi + b + 64))?;
+        if halves == 2 {
+            asm.vmovups(b1, zmmword_ptr(rsi + b + 64))?;
+        }
         for r in 0..mr {
             let a = ((u * mr + r) * 4) as i32;
             let x = spare[(u * mr + r) % spare.len()];
             asm.vbroadcastss(x, dword_ptr(rdi + a))?;
             asm.vfmadd231ps(acc(r, 0), b0, x)?;
-            asm.vfmadd231ps(acc(r, 1), b1, x)?;
+            if halves == 2 {
+                asm.vfmadd231ps(acc(r, 1), b1, x)?;
+            }
         }
         Ok(())
     })?;
@@ -253,14 +283,28 @@ pub fn avx512(mr: usize) -> Result<Vec<u8>, IcedError> {
     asm.jz(store)?;
     asm.mov(rax, rdx)?;
     for r in 0..mr {
-        asm.vaddps(acc(r, 0), acc(r, 0), zmmword_ptr(rax))?;
-        asm.vaddps(acc(r, 1), acc(r, 1), zmmword_ptr(rax + 64))?;
+        for h in 0..halves {
+            let at = zmmword_ptr(rax + 64 * h as i32);
+            if masked(h) {
+                // Masked-out lanes are neither read nor faulted on.
+                asm.vmovups(b0.k1().z(), at)?;
+                asm.vaddps(acc(r, h), acc(r, h), b0)?;
+            } else {
+                asm.vaddps(acc(r, h), acc(r, h), at)?;
+            }
+        }
         asm.add(rax, rcx)?;
     }
     asm.set_label(&mut store)?;
     for r in 0..mr {
-        asm.vmovups(zmmword_ptr(rdx), acc(r, 0))?;
-        asm.vmovups(zmmword_ptr(rdx + 64), acc(r, 1))?;
+        for h in 0..halves {
+            let at = zmmword_ptr(rdx + 64 * h as i32);
+            if masked(h) {
+                asm.vmovups(at.k1(), acc(r, h))?;
+            } else {
+                asm.vmovups(at, acc(r, h))?;
+            }
+        }
         asm.add(rdx, rcx)?;
     }
     asm.vzeroupper()?;
@@ -403,7 +447,7 @@ mod tests {
 
     #[test]
     fn kernels_assemble_and_end_with_vzeroupper_ret() {
-        for code in [avx512(8).unwrap(), avx512(14).unwrap(), avx2(6).unwrap()] {
+        for code in [avx512(8, 32).unwrap(), avx512(14, 32).unwrap(), avx512(8, 17).unwrap(), avx512(8, 16).unwrap(), avx512(8, 5).unwrap(), avx2(6).unwrap()] {
             // vzeroupper = c5 f8 77, ret = c3
             assert_eq!(&code[code.len() - 4..], &[0xc5, 0xf8, 0x77, 0xc3]);
         }
