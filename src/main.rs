@@ -285,14 +285,11 @@ fn compile(
 }
 
 /// A C identifier from a model file's name: `mobilenet-v2.onnx` ->
-/// `mobilenet_v2`.
+/// `mobilenet_v2`, `2stage.onnx` -> `model_2stage`.
 fn identifier(model: &Path) -> String {
     let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut id: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    if !id.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-        id.insert(0, '_');
-    }
-    id
+    let id: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    if id.starts_with(|c: char| c.is_ascii_alphabetic()) { id } else { format!("model_{id}") }
 }
 
 /// Loads a model with the `--shape` bindings.

@@ -340,9 +340,19 @@ fn host_kernels_are_refused_with_their_operators() {
 #[test]
 fn bad_names_and_targets_are_clear_errors() {
     let graph = kiln::load_graph(repo("examples/small_cnn.webnn"), &Default::default()).unwrap();
-    let err = aot::compile(&graph, &AotOptions { name: "9lives".into(), ..Default::default() }).err().expect("refused");
-    assert!(err.to_string().contains("not a C identifier"), "{err}");
-    for bad in ["riscv64", "x86_64+sve", "aarch64+avx2", "x86_64-pc-windows-msvc", "nonsense-target"] {
+    for name in ["9lives", "_stdint", "with space", ""] {
+        let err = aot::compile(&graph, &AotOptions { name: name.into(), ..Default::default() }).err().expect("refused");
+        assert!(err.to_string().contains("not a C identifier"), "{name}: {err}");
+    }
+    for bad in [
+        "riscv64",
+        "x86_64+sve",
+        "aarch64+avx2",
+        "x86_64-pc-windows-msvc",
+        "nonsense-target",
+        "aarch64_be-unknown-linux-gnu",
+        "x86_64-unknown-linux-gnux32",
+    ] {
         let err = bad.parse::<Target>().err().unwrap_or_else(|| panic!("{bad} accepted"));
         assert!(err.to_string().contains("known targets"), "{bad}: {err}");
     }

@@ -49,7 +49,7 @@ static void write_outputs(const char *prefix, void *const *outputs) {
 }
 
 int main(void) {
-    const void *inputs[MODEL_INPUT_COUNT + 1];
+    const void *inputs[MODEL_INPUT_COUNT + 1] = {0};
     void *outputs[MODEL_OUTPUT_COUNT + 1];
     char path[64];
     for (int i = 0; i < MODEL_INPUT_COUNT; i++) {
@@ -61,7 +61,9 @@ int main(void) {
     char *scratch = aligned_alloc(MODEL_SCRATCH_ALIGNMENT, bytes);
     int calls = 0;
     if (MODEL_SCRATCH_BYTES > MODEL_SCRATCH_BYTES_FOR_TASKS(3)) return 19;
-    if (model_run(NULL, outputs, scratch) != KILN_ERROR_NULL) return 20;
+    /* A graph without inputs takes a null inputs array. */
+    if (MODEL_INPUT_COUNT > 0 && model_run(NULL, outputs, scratch) != KILN_ERROR_NULL) return 20;
+    if (model_run(inputs, NULL, scratch) != KILN_ERROR_NULL) return 26;
     if (model_run(inputs, outputs, NULL) != KILN_ERROR_NULL) return 21;
     if (model_run(inputs, outputs, scratch + 8) != KILN_ERROR_ALIGNMENT) return 22;
     if (model_run_parallel(inputs, outputs, scratch, 0, parallel_for, &calls) != KILN_ERROR_TASKS) return 23;

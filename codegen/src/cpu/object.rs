@@ -21,7 +21,8 @@
 //! `NAME_run_parallel` calls `parallel_for(ctx, kernel, table, tasks)` once
 //! per kernel, in order, and the host runs `kernel(table, i, tasks)` for
 //! every `i < tasks` (on any threads, in any order) before returning.
-//! Results: 0, or [`ERROR_NULL`] (a null array, pointer or callback),
+//! Results: 0, or [`ERROR_NULL`] (a null array, tensor pointer or
+//! callback; an empty array may be null),
 //! [`ERROR_ALIGNMENT`] (`scratch` not 64-byte aligned), [`ERROR_TASKS`]
 //! (`tasks` is 0).
 
@@ -98,12 +99,11 @@ pub fn object(program: &Program, target: &Target, signature: &ObjectSignature) -
         )));
     }
     let valid_identifier = |s: &str| {
-        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
     if !valid_identifier(&signature.name) {
         return Err(CodegenError::Target(format!(
-            "artifact name `{}` is not a C identifier (letters, digits and _, not starting with a digit)",
+            "artifact name `{}` is not a C identifier kiln accepts (ASCII letters, digits and _, starting with a letter)",
             signature.name
         )));
     }
@@ -220,7 +220,9 @@ impl Entry<'_> {
             fb.ins().brif(condition, to, &[], next, &[]);
             fb.switch_to_block(next);
         };
-        for p in [inputs, outputs, scratch] {
+        // The arrays (an empty one may be null) and scratch.
+        let arrays = [(inputs, self.signature.inputs.len()), (outputs, self.signature.outputs.len()), (scratch, 1)];
+        for (p, _) in arrays.into_iter().filter(|&(_, len)| len > 0) {
             let is_null = fb.ins().icmp_imm_u(IntCC::Equal, p, 0);
             check(fb, is_null, null);
         }

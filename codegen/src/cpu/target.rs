@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use cranelift_codegen::isa::{self, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
-use target_lexicon::{Architecture, OperatingSystem, Triple};
+use target_lexicon::{Aarch64Architecture, Architecture, Environment, OperatingSystem, Triple};
 
 use super::CodegenError;
 
@@ -60,10 +60,23 @@ impl Target {
         self.features == Features::Avx512
     }
 
+    /// The architecture of this machine, if kiln generates code for it.
+    fn host_arch() -> Option<Arch> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Arch::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
+
     /// The best level this machine runs, from the features cranelift-native
-    /// detects.
+    /// detects. On a machine of another architecture: x86-64 SSE4.2, which
+    /// listings and object files can target but [`Target::is_host_compatible`]
+    /// says it cannot run.
     pub fn host() -> Self {
-        if cfg!(target_arch = "aarch64") {
+        if Target::host_arch() == Some(Arch::Aarch64) {
             return Target::aarch64();
         }
         let flags = cranelift_native::builder()
@@ -88,15 +101,15 @@ impl Target {
         let host = Target::host();
         [Features::Baseline, Features::Avx2, Features::Avx512]
             .into_iter()
-            .filter(|f| *f <= host.features)
             .map(|features| Target { arch: host.arch, features })
+            .filter(Target::is_host_compatible)
             .collect()
     }
 
     /// Whether code for this target runs on this machine.
     pub fn is_host_compatible(&self) -> bool {
         let host = Target::host();
-        self.arch == host.arch && self.features <= host.features
+        Target::host_arch() == Some(self.arch) && self.features <= host.features
     }
 
     /// The target triple (Linux, GNU environment).
@@ -183,9 +196,13 @@ impl FromStr for Target {
         }
         let mut target = match triple.architecture {
             Architecture::X86_64 => Target::x86_64(Features::Baseline),
-            Architecture::Aarch64(_) => Target::aarch64(),
+            Architecture::Aarch64(Aarch64Architecture::Aarch64) => Target::aarch64(),
             _ => return Err(unknown(format!("unknown target `{s}`: architecture {}", triple.architecture))),
         };
+        // The code is little-endian LP64 for the GNU C library's ABI.
+        if !matches!(triple.environment, Environment::Gnu | Environment::Unknown) {
+            return Err(unknown(format!("target `{s}`: environment {} (kiln generates LP64 code for gnu)", triple.environment)));
+        }
         for feature in parts {
             target.features = match (target.arch, feature) {
                 (Arch::X86_64, "avx2") => target.features.max(Features::Avx2),
