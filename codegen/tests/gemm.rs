@@ -9,6 +9,9 @@
 //! where `extra` is what the epilogue adds: relative 1e-5, widened by the
 //! worst-case rounding of a K-term f32 sum (K * 2^-24), plus the epilogue's.
 
+mod common;
+
+use common::{f32s, to_f32s, Guarded};
 use kiln_codegen::cpu::gemm::plan;
 use kiln_codegen::cpu::microkernel::Spec;
 use kiln_codegen::cpu::{compile, Target};
@@ -260,18 +263,21 @@ fn reference(built: &Built) -> Vec<(f64, f64)> {
     result
 }
 
+/// Runs the kernels as `tasks` tasks with every buffer between guard pages:
+/// ending at one with 1 task, starting after one with more (an access past
+/// either end faults).
 fn run(built: &Built, target: &Target, tasks: u64) -> Vec<f32> {
     let jit = compile(&built.program, target).unwrap();
-    let mut buffers = built.data.clone();
+    let buffers: Vec<Guarded> = built.data.iter().map(|b| Guarded::new(&f32s(b), tasks > 1)).collect();
     let mut scratch = jit.task_scratch(tasks);
-    let mut pointers: Vec<*mut u8> = buffers.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+    let mut pointers: Vec<*mut u8> = buffers.iter().map(Guarded::ptr).collect();
     pointers.push(scratch.base());
     for kernel in jit.kernels().iter().copied().flatten() {
         for task in 0..tasks {
             unsafe { kernel(pointers.as_ptr(), task, tasks) };
         }
     }
-    buffers.swap_remove(built.out.0 as usize)
+    to_f32s(&buffers[built.out.0 as usize].bytes())
 }
 
 fn check(case: &Case, seed: u64, fast: bool) {

@@ -17,7 +17,8 @@
 //! for (batch, column chunk) groups, row tiles [m0, m1) of this task
 //!   for jc in chunk step NC                     B block: KC x NC floats <= 512 KiB (L2)
 //!     for pc in 0..K step KC                    KC <= 256 (shallower so NC covers N)
-//!       B block = packed constant, or pack B[pc.., jc..] into scratch
+//!       B block = packed constant, or pack B[pc.., jc..] into scratch,
+//!                 or (few rows of A, AVX-512) B itself, read in place
 //!       for ir in m0..m1 step MR
 //!         A panel = packed constant, or pack A[ir.., pc..] (MR x KC, L1)
 //!         for jr in 0..nc step NR
@@ -144,9 +145,10 @@ impl PackedData {
 /// How one Gemm kernel is generated on the fast path.
 pub struct Plan {
     pub spec: Spec,
-    /// The column-edge micro-kernel for the last `n % nr` columns, run in
-    /// place in `out` (when `out` is contiguous along n and the family has
-    /// one); else edge tiles go through the temporary tile.
+    /// The column-edge micro-kernel for the last `n % nr` columns (when the
+    /// family has one), run in place in `out` when `out` is contiguous along
+    /// n and into the temporary tile when B is read in place; else edge
+    /// tiles go through the temporary tile with the full kernel.
     pub edge: Option<Spec>,
     batch: Vec<usize>,
     m: usize,
@@ -183,7 +185,7 @@ impl Plan {
     pub fn scratch_layout(&self) -> (usize, usize, usize) {
         let round = |x: usize| x.div_ceil(64) * 64;
         let (mr, nr) = (self.spec.mr, self.spec.nr);
-        let bpack = if self.packed_b.is_some() { 0 } else { round(self.kc * self.nc * 4) };
+        let bpack = if self.packed_b.is_some() || !self.spec.packed_b() { 0 } else { round(self.kc * self.nc * 4) };
         let apack = if self.packed_a.is_some() { 0 } else { round(self.kc * mr * 4) };
         (bpack, apack, round(mr * nr * 4))
     }
@@ -276,6 +278,13 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     };
     let packed_b = packed(b_buf, &sb, n, nr, true);
     let packed_a = packed(a_buf, &sa, m, mr, false);
+    // Few rows of A: each packed B panel would serve few micro-kernel
+    // calls, so B is read in place (rows contiguous, not overlapping).
+    let b_in_place = packed_b.is_none() && m <= B_IN_PLACE_MAX_M && n >= nr && sb.cols == 1 && sb.rows >= n as i64;
+    let spec = match b_in_place.then(|| spec.b_in_place(sb.rows as usize * 4)).flatten() {
+        Some(in_place) => in_place,
+        None => spec,
+    };
     let identity = matches!(epilogue.nodes.as_slice(), [ExprNode::Acc]);
     let vector_inputs = if so.cols == 1 {
         epilogue_inputs
@@ -300,7 +309,9 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     // Blocks and chunks are whole tiles, so only the last tile of a row can
     // be partial, and it is `n % nr` wide.
     debug_assert!(nc % nr == 0 && chunk % nr == 0);
-    let edge = if so.cols == 1 { spec.column_edge(n % nr) } else { None };
+    // In place in `out`, or into the temporary tile when B is read in place
+    // (the full kernel would read past B's columns).
+    let edge = if so.cols == 1 || !spec.packed_b() { spec.column_edge(n % nr) } else { None };
     Some(Plan {
         spec,
         edge,
@@ -347,6 +358,13 @@ fn blocking(k: usize, n: usize, nr: usize) -> (usize, usize) {
         (kc, (budget / kc / nr).max(1) * nr)
     }
 }
+
+/// The most rows of A (after orientation) for which B is read in place
+/// instead of packed (AVX-512). Measured (gemm_bench, N = 3136, one
+/// thread, K = 32 / 144): in place wins clearly up to 16 rows (8 rows: 78
+/// -> 150 and 70 -> 121 GFLOP/s), is even around 32 and loses from 48
+/// (96 rows: 154 -> 132 and 154 -> 116).
+const B_IN_PLACE_MAX_M: usize = 32;
 
 /// Parallel work units wanted per Gemm: tasks split `batch x row tiles x
 /// column chunks`; columns are chunked only when there are fewer row tiles
@@ -817,6 +835,8 @@ impl Emitter<'_> {
                     let end = fb.ins().iadd_imm_s(pc, kc_max);
                     let last = fb.ins().icmp(IntCC::SignedGreaterThanOrEqual, end, k_v);
                     let bblk = match pre_b {
+                        // B in place: the block starts at B[pc, jc].
+                        None if !plan.spec.packed_b() => ptr2(fb, b_ptr, pc, plan.b.rows, jc, 1),
                         Some(p) => {
                             // p + (pc*npad + jc*kc) * 4
                             let x = fb.ins().imul_imm_s(pc, npad * 4);
@@ -852,8 +872,12 @@ impl Emitter<'_> {
                             let left = fb.ins().isub(nc, jr);
                             let nr_c = iconst(fb, nr);
                             let nrr = fb.ins().smin(left, nr_c);
-                            let off = fb.ins().imul(jr, kc);
-                            let off = fb.ins().ishl_imm_u(off, 2);
+                            let off = if plan.spec.packed_b() {
+                                let off = fb.ins().imul(jr, kc);
+                                fb.ins().ishl_imm_u(off, 2)
+                            } else {
+                                fb.ins().ishl_imm_u(jr, 2)
+                            };
                             let bpan = fb.ins().iadd(bblk, off);
                             let col = fb.ins().iadd(jc, jr);
                             let t = Tile { out_ptr, batch_idx: batch_idx.clone(), ir, col, mr: mrr, nr: nrr, last };
@@ -932,7 +956,25 @@ impl Emitter<'_> {
         fb.ins().jump(compute, &[]);
         fb.switch_to_block(compute);
         let ldt = iconst(fb, nr * 4);
-        fb.ins().call(refs.micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+        match refs.edge.filter(|_| !plan.spec.packed_b()) {
+            // B read in place: a partial tile takes the column-edge kernel,
+            // which reads no column of B past the last.
+            Some(edge_micro) => {
+                let (full_n, part_n, merge) = (fb.create_block(), fb.create_block(), fb.create_block());
+                let is_full = fb.ins().icmp_imm_s(IntCC::Equal, t.nr, nr);
+                fb.ins().brif(is_full, full_n, &[], part_n, &[]);
+                fb.switch_to_block(full_n);
+                fb.ins().call(refs.micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+                fb.ins().jump(merge, &[]);
+                fb.switch_to_block(part_n);
+                fb.ins().call(edge_micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+                fb.ins().jump(merge, &[]);
+                fb.switch_to_block(merge);
+            }
+            None => {
+                fb.ins().call(refs.micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+            }
+        }
         if plan.identity {
             self.copy_out(fb, plan, t, tmp, nr * 4, false);
             fb.ins().jump(done, &[]);

@@ -61,6 +61,10 @@ pub struct Spec {
     /// The columns of C it writes: `nr`, or fewer for a column-edge kernel
     /// (AVX-512 only).
     pub cols: usize,
+    /// Bytes from one row of B to the next: `4 nr` for a packed panel, or
+    /// the row stride of a B read in place (AVX-512 only; then a partial
+    /// zmm of B is loaded under the column mask, never past `cols`).
+    pub ldb: usize,
 }
 
 /// Rows of the AVX-512 kernel. Measured on the development machine (AMD
@@ -76,9 +80,9 @@ impl Spec {
     /// The micro-kernel used for a feature level.
     pub fn for_features(features: Features) -> Spec {
         match features {
-            Features::Avx512 => Spec { kind: Kind::Avx512, mr: AVX512_MR, nr: 32, cols: 32 },
-            Features::Avx2 => Spec { kind: Kind::Avx2, mr: 6, nr: 16, cols: 16 },
-            Features::Baseline => Spec { kind: Kind::F32x4, mr: 4, nr: 8, cols: 8 },
+            Features::Avx512 => Spec { kind: Kind::Avx512, mr: AVX512_MR, nr: 32, cols: 32, ldb: 128 },
+            Features::Avx2 => Spec { kind: Kind::Avx2, mr: 6, nr: 16, cols: 16, ldb: 64 },
+            Features::Baseline => Spec { kind: Kind::F32x4, mr: 4, nr: 8, cols: 8, ldb: 32 },
         }
     }
 
@@ -86,6 +90,17 @@ impl Spec {
     /// column-edge kernels (AVX-512) and `cols` is a partial tile.
     pub fn column_edge(&self, cols: usize) -> Option<Spec> {
         (self.kind == Kind::Avx512 && (1..self.nr).contains(&cols)).then_some(Spec { cols, ..*self })
+    }
+
+    /// The kernel reading B in place, rows `ldb` bytes apart, if this
+    /// family has such kernels (AVX-512).
+    pub fn b_in_place(&self, ldb: usize) -> Option<Spec> {
+        (self.kind == Kind::Avx512).then_some(Spec { ldb, ..*self })
+    }
+
+    /// Whether B is a packed panel (else it is read in place).
+    pub fn packed_b(&self) -> bool {
+        self.ldb == 4 * self.nr
     }
 
     /// The function's symbol, named for what it is.
@@ -96,7 +111,8 @@ impl Spec {
             Kind::F32x4 => "f32x4",
         };
         let edge = if self.cols < self.nr { format!("_c{}", self.cols) } else { String::new() };
-        format!("{family}_gemm_f32_{}x{}{edge}", self.mr, self.nr)
+        let ldb = if self.packed_b() { String::new() } else { format!("_ldb{}", self.ldb) };
+        format!("{family}_gemm_f32_{}x{}{edge}{ldb}", self.mr, self.nr)
     }
 }
 
@@ -105,7 +121,7 @@ impl Spec {
 /// code Cranelift lists itself.
 pub fn disassembly(spec: Spec) -> Result<Option<String>, CodegenError> {
     let code = match spec.kind {
-        Kind::Avx512 => avx512(spec.mr, spec.cols).map_err(cranelift)?,
+        Kind::Avx512 => avx512(spec.mr, spec.cols, spec.ldb).map_err(cranelift)?,
         Kind::Avx2 => avx2(spec.mr).map_err(cranelift)?,
         Kind::F32x4 => return Ok(None),
     };
@@ -147,7 +163,7 @@ pub fn define<M: Module>(module: &mut M, spec: Spec) -> Result<FuncId, CodegenEr
     let id = module.declare_function(&spec.name(), Linkage::Local, &sig).map_err(cranelift)?;
     match spec.kind {
         Kind::Avx512 => {
-            let code = avx512(spec.mr, spec.cols).map_err(cranelift)?;
+            let code = avx512(spec.mr, spec.cols, spec.ldb).map_err(cranelift)?;
             module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
         }
         Kind::Avx2 => {
@@ -223,13 +239,18 @@ fn k_loop(
     Ok(())
 }
 
-/// `avx512_gemm_f32_<mr>x32` (`cols` = 32) or its column-edge variant
-/// `..._c<cols>`: accumulators zmm0..zmm(2mr-1), B rows in zmm30/zmm31.
-/// With `cols <= 16` only the first zmm of each row is computed; a partial
-/// last zmm is loaded and stored under the mask in k1. `mr <= 14`.
-pub fn avx512(mr: usize, cols: usize) -> Result<Vec<u8>, IcedError> {
+/// `avx512_gemm_f32_<mr>x32` (`cols` = 32, `ldb` = 128), its column-edge
+/// variant `..._c<cols>` and its B-in-place variant `..._ldb<ldb>`:
+/// accumulators zmm0..zmm(2mr-1), B rows in zmm30/zmm31. With
+/// `cols <= 16` only the first zmm of each row is computed; a partial last
+/// zmm of C (and of B read in place) is loaded and stored under the mask in
+/// k1. `mr <= 14`.
+pub fn avx512(mr: usize, cols: usize, ldb: usize) -> Result<Vec<u8>, IcedError> {
     assert!((1..=14).contains(&mr), "avx512 micro-kernel rows: {mr}");
     assert!((1..=32).contains(&cols), "avx512 micro-kernel columns: {cols}");
+    assert!(ldb >= 4 * cols && ldb * UNROLL <= i32::MAX as usize, "avx512 micro-kernel B stride: {ldb}");
+    // A packed panel is NR = 32 floats wide whatever `cols` is.
+    let b_masked = ldb != 128;
     let halves = cols.div_ceil(16);
     // The lanes of the last zmm of a row, when it is partial.
     let tail = cols % 16;
@@ -261,11 +282,15 @@ pub fn avx512(mr: usize, cols: usize) -> Result<Vec<u8>, IcedError> {
     // with embedded broadcasts, which left cores with two FMA pipes
     // waiting on their two load ports.
     let spare: Vec<AsmRegisterZmm> = (2 * mr..30).map(|i| ZMM[i]).collect();
-    k_loop(&mut asm, 4 * mr, 128, &mut |asm, u| {
-        let b = (u * 128) as i32;
-        asm.vmovups(b0, zmmword_ptr(rsi + b))?;
-        if halves == 2 {
-            asm.vmovups(b1, zmmword_ptr(rsi + b + 64))?;
+    k_loop(&mut asm, 4 * mr, ldb, &mut |asm, u| {
+        let b = (u * ldb) as i32;
+        for (h, reg) in [b0, b1].into_iter().enumerate().take(halves) {
+            let at = zmmword_ptr(rsi + b + 64 * h as i32);
+            if b_masked && masked(h) {
+                asm.vmovups(reg.k1().z(), at)?;
+            } else {
+                asm.vmovups(reg, at)?;
+            }
         }
         for r in 0..mr {
             let a = ((u * mr + r) * 4) as i32;
@@ -447,7 +472,16 @@ mod tests {
 
     #[test]
     fn kernels_assemble_and_end_with_vzeroupper_ret() {
-        for code in [avx512(8, 32).unwrap(), avx512(14, 32).unwrap(), avx512(8, 17).unwrap(), avx512(8, 16).unwrap(), avx512(8, 5).unwrap(), avx2(6).unwrap()] {
+        for code in [
+            avx512(8, 32, 128).unwrap(),
+            avx512(14, 32, 128).unwrap(),
+            avx512(8, 17, 128).unwrap(),
+            avx512(8, 16, 128).unwrap(),
+            avx512(8, 5, 128).unwrap(),
+            avx512(8, 5, 4 * 49).unwrap(),
+            avx512(8, 32, 4 * 12544).unwrap(),
+            avx2(6).unwrap(),
+        ] {
             // vzeroupper = c5 f8 77, ret = c3
             assert_eq!(&code[code.len() - 4..], &[0xc5, 0xf8, 0x77, 0xc3]);
         }

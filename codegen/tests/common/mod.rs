@@ -68,3 +68,62 @@ pub fn run_in_arena(program: &Program, mut buffers: Vec<Vec<u8>>, target: &Targe
     }
     buffers
 }
+
+/// A copy of some bytes in fresh pages with an inaccessible page on each
+/// side, placed to end exactly at the upper one (or, `at_start`, to begin
+/// exactly after the lower one): generated code that reads or writes a
+/// byte past either end of its buffer faults instead of passing unnoticed.
+pub struct Guarded {
+    map: *mut u8,
+    map_len: usize,
+    data: *mut u8,
+    len: usize,
+}
+
+mod sys {
+    use std::ffi::c_void;
+    unsafe extern "C" {
+        pub fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, offset: i64) -> *mut c_void;
+        pub fn mprotect(addr: *mut c_void, len: usize, prot: i32) -> i32;
+        pub fn munmap(addr: *mut c_void, len: usize) -> i32;
+    }
+    pub const PROT_NONE: i32 = 0;
+    pub const PROT_READ_WRITE: i32 = 3;
+    pub const MAP_PRIVATE_ANONYMOUS: i32 = 0x02 | 0x20;
+    pub const PAGE: usize = 4096;
+}
+
+impl Guarded {
+    pub fn new(bytes: &[u8], at_start: bool) -> Self {
+        let pages = bytes.len().div_ceil(sys::PAGE).max(1);
+        let map_len = (pages + 2) * sys::PAGE;
+        // SAFETY: a fresh private anonymous mapping; the pages on each side
+        // are then made inaccessible.
+        unsafe {
+            let map = sys::mmap(std::ptr::null_mut(), map_len, sys::PROT_READ_WRITE, sys::MAP_PRIVATE_ANONYMOUS, -1, 0);
+            assert!(!map.is_null() && map as isize != -1, "mmap failed");
+            let map = map.cast::<u8>();
+            assert_eq!(sys::mprotect(map.cast(), sys::PAGE, sys::PROT_NONE), 0);
+            assert_eq!(sys::mprotect(map.add(map_len - sys::PAGE).cast(), sys::PAGE, sys::PROT_NONE), 0);
+            let data = if at_start { map.add(sys::PAGE) } else { map.add(map_len - sys::PAGE - bytes.len()) };
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+            Guarded { map, map_len, data, len: bytes.len() }
+        }
+    }
+
+    pub fn ptr(&self) -> *mut u8 {
+        self.data
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        // SAFETY: `len` bytes at `data` are inside the readable pages.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }.to_vec()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe { sys::munmap(self.map.cast(), self.map_len) };
+    }
+}
