@@ -26,7 +26,7 @@ fn main() {
         for (mr, nr) in shapes {
             let builder = JITBuilder::with_isa(target.isa().unwrap(), default_libcall_names());
             let mut module = JITModule::new(builder);
-            let id = microkernel::define(&mut module, Spec { kind, mr, nr, cols: nr, ldb: 4 * nr }).unwrap();
+            let id = microkernel::define(&mut module, Spec { kind, mr, nr, cols: nr, ldb: 4 * nr, epilogue: None }).unwrap();
             module.finalize_definitions().unwrap();
             // SAFETY: defined with the micro-kernel signature.
             let f: Micro = unsafe { std::mem::transmute(module.get_finalized_function(id)) };
@@ -43,7 +43,7 @@ fn main() {
                 }
                 best = best.max((iters * mr * nr * kc * 2) as f64 / t.elapsed().as_secs_f64() / 1e9);
             }
-            println!("{}: {best:.1} GFLOP/s", Spec { kind, mr, nr, cols: nr, ldb: 4 * nr }.name());
+            println!("{}: {best:.1} GFLOP/s", Spec { kind, mr, nr, cols: nr, ldb: 4 * nr, epilogue: None }.name());
         }
     }
 }

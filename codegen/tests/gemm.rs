@@ -50,6 +50,10 @@ enum Epilogue {
     ResidualTanh,
     /// `acc * 0.5 + in[m - 1, n]`, guarded (zero outside): the scalar epilogue
     GuardedShift,
+    /// `clamp(acc + bias[m], 0, 6)` as the lowering writes relu6 (selects on
+    /// compares): the AVX-512 kernels' register epilogue, a bias per row
+    /// (per column with the output transposed)
+    RowBiasRelu6,
 }
 
 #[derive(Clone, Debug)]
@@ -159,6 +163,19 @@ fn build(case: &Case, rng: &mut Rng) -> Built {
                 epilogue.push(ExprNode::Binary(BinaryFn::Max, s, z));
             }
         }
+        Epilogue::RowBiasRelu6 => {
+            let bias = add(&mut program, false, rng.values(m), "bias");
+            let mut coef = vec![0; rank - 1];
+            coef[nb] = 1;
+            inputs.push(Access { buffer: bias, shape: vec![m], base: vec![0], coef: vec![coef], guard: None });
+            let x = epilogue.push(ExprNode::Load(0));
+            let mut v = epilogue.push(ExprNode::Binary(BinaryFn::Add, acc, x));
+            for (bound, cmp) in [(0.0, BinaryFn::Lesser), (6.0, BinaryFn::Greater)] {
+                let c = epilogue.push(ExprNode::Const(bound));
+                let p = epilogue.push(ExprNode::Binary(cmp, v, c));
+                v = epilogue.push(ExprNode::Select(p, c, v));
+            }
+        }
         Epilogue::ResidualTanh => {
             let r = add(&mut program, false, rng.values(nbatch * m * n), "residual");
             let mut shape = case.batch.clone();
@@ -247,6 +264,11 @@ fn reference(built: &Built) -> Vec<(f64, f64)> {
                         ExprNode::Binary(BinaryFn::Add, x, y) => values[x.0 as usize] + values[y.0 as usize],
                         ExprNode::Binary(BinaryFn::Mul, x, y) => values[x.0 as usize] * values[y.0 as usize],
                         ExprNode::Binary(BinaryFn::Max, x, y) => f64::max(values[x.0 as usize], values[y.0 as usize]),
+                        ExprNode::Binary(BinaryFn::Lesser, x, y) => f64::from(values[x.0 as usize] < values[y.0 as usize]),
+                        ExprNode::Binary(BinaryFn::Greater, x, y) => f64::from(values[x.0 as usize] > values[y.0 as usize]),
+                        ExprNode::Select(p, t, e) => {
+                            if values[p.0 as usize] != 0.0 { values[t.0 as usize] } else { values[e.0 as usize] }
+                        }
                         ExprNode::Unary(UnaryFn::Tanh, x) => f64::tanh(values[x.0 as usize]),
                         other => unreachable!("{other:?}"),
                     };
@@ -373,10 +395,14 @@ fn batch_broadcasting() {
 
 #[test]
 fn epilogues() {
-    for epilogue in [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::ResidualTanh, Epilogue::GuardedShift] {
-        for out_trans in [false, true] {
-            let case = Case { epilogue, out_trans, batch: if epilogue == Epilogue::GuardedShift { vec![] } else { vec![2] }, ..Case::plain(30, 70, 300) };
-            check(&case, 8, true);
+    for epilogue in [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::ResidualTanh, Epilogue::GuardedShift, Epilogue::RowBiasRelu6] {
+        // B read in place (30 rows) and packed (64 rows); edge tiles both ways.
+        for (m, n, k) in [(30, 70, 300), (64, 45, 40)] {
+            for out_trans in [false, true] {
+                let batch = if epilogue == Epilogue::GuardedShift { vec![] } else { vec![2] };
+                let case = Case { epilogue, out_trans, batch, ..Case::plain(m, n, k) };
+                check(&case, 8, true);
+            }
         }
     }
 }

@@ -72,7 +72,8 @@ use kiln_ir::kernel::{Access, BufferId, BufferKind, Expr, ExprNode, Kernel, Prog
 use kiln_ir::DataType;
 
 use super::emit::{flags, for_step, Emitter};
-use super::microkernel::{self, Spec};
+use super::bias_clamp::{bias_clamp, BiasClamp};
+use super::microkernel::{self, Bias, Registers, Spec};
 use super::{cranelift, CodegenError};
 
 /// Depth of a k block: a 12x256 A panel is 12 KiB (L1).
@@ -145,6 +146,9 @@ impl PackedData {
 /// How one Gemm kernel is generated on the fast path.
 pub struct Plan {
     pub spec: Spec,
+    /// The epilogue input a register epilogue (`spec.epilogue`) reads as
+    /// its bias.
+    bias_input: Option<usize>,
     /// The column-edge micro-kernel for the last `n % nr` columns (when the
     /// family has one), run in place in `out` when `out` is contiguous along
     /// n and into the temporary tile when B is read in place; else edge
@@ -306,6 +310,13 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     } else {
         None
     };
+    // A bias-and-clamp epilogue runs in the micro-kernel's registers on
+    // tiles computed in place.
+    let registers = vector_inputs.as_deref().and_then(|inputs| register_epilogue(&epilogue, inputs));
+    let (spec, bias_input) = match registers.and_then(|(r, input)| Some((spec.with_epilogue(r)?, input))) {
+        Some((with, input)) => (with, input),
+        None => (spec, None),
+    };
     // Blocks and chunks are whole tiles, so only the last tile of a row can
     // be partial, and it is `n % nr` wide.
     debug_assert!(nc % nr == 0 && chunk % nr == 0);
@@ -314,6 +325,7 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     let edge = if so.cols == 1 || !spec.packed_b() { spec.column_edge(n % nr) } else { None };
     Some(Plan {
         spec,
+        bias_input,
         edge,
         batch,
         m,
@@ -357,6 +369,25 @@ fn blocking(k: usize, n: usize, nr: usize) -> (usize, usize) {
         let kc = k.min(kc_max);
         (kc, (budget / kc / nr).max(1) * nr)
     }
+}
+
+/// The register form of `epilogue` (see [`bias_clamp`]) given its inputs'
+/// strides, and the input read as the bias: a bias must be one value per
+/// row (column stride 0) or per column (contiguous, row stride 0).
+fn register_epilogue(epilogue: &Expr, inputs: &[Strided]) -> Option<(Registers, Option<usize>)> {
+    let BiasClamp { bias, lo, hi } = bias_clamp(epilogue)?;
+    let kind = match bias {
+        Some(n) => match inputs[n] {
+            Strided { cols: 0, rows, .. } => Some(Bias::Row { step: rows }),
+            Strided { rows: 0, cols: 1, .. } => Some(Bias::Column),
+            _ => return None,
+        },
+        None => None,
+    };
+    if kind.is_none() && lo.is_none() && hi.is_none() {
+        return None;
+    }
+    Some((Registers { bias: kind, lo: lo.map(f32::to_bits), hi: hi.map(f32::to_bits) }, bias))
 }
 
 /// The most rows of A (after orientation) for which B is read in place
@@ -916,7 +947,8 @@ impl Emitter<'_> {
                     fb.switch_to_block(column_edge);
                     let cptr = ptr2(fb, t.out_ptr, t.ir, plan.out.rows, t.col, 1);
                     let ldc = iconst(fb, plan.out.rows * 4);
-                    fb.ins().call(micro, &[apan, bpan, cptr, ldc, kc, accumulate]);
+                    let args = self.micro_args(fb, plan, t, [apan, bpan, cptr, ldc, kc, accumulate], true);
+                    fb.ins().call(micro, &args);
                     self.epilogue_in_place(fb, plan, t, cptr, spec.cols, done);
                 }
                 _ => {
@@ -926,7 +958,8 @@ impl Emitter<'_> {
             fb.switch_to_block(direct);
             let cptr = ptr2(fb, t.out_ptr, t.ir, plan.out.rows, t.col, 1);
             let ldc = iconst(fb, plan.out.rows * 4);
-            fb.ins().call(refs.micro, &[apan, bpan, cptr, ldc, kc, accumulate]);
+            let args = self.micro_args(fb, plan, t, [apan, bpan, cptr, ldc, kc, accumulate], true);
+            fb.ins().call(refs.micro, &args);
             self.epilogue_in_place(fb, plan, t, cptr, nr as usize, done);
         } else {
             fb.ins().jump(edge, &[]);
@@ -964,15 +997,18 @@ impl Emitter<'_> {
                 let is_full = fb.ins().icmp_imm_s(IntCC::Equal, t.nr, nr);
                 fb.ins().brif(is_full, full_n, &[], part_n, &[]);
                 fb.switch_to_block(full_n);
-                fb.ins().call(refs.micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+                let args = self.micro_args(fb, plan, t, [apan, bpan, tmp, ldt, kc, accumulate], false);
+                fb.ins().call(refs.micro, &args);
                 fb.ins().jump(merge, &[]);
                 fb.switch_to_block(part_n);
-                fb.ins().call(edge_micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+                let args = self.micro_args(fb, plan, t, [apan, bpan, tmp, ldt, kc, accumulate], false);
+                fb.ins().call(edge_micro, &args);
                 fb.ins().jump(merge, &[]);
                 fb.switch_to_block(merge);
             }
             None => {
-                fb.ins().call(refs.micro, &[apan, bpan, tmp, ldt, kc, accumulate]);
+                let args = self.micro_args(fb, plan, t, [apan, bpan, tmp, ldt, kc, accumulate], false);
+                fb.ins().call(refs.micro, &args);
             }
         }
         if plan.identity {
@@ -992,10 +1028,38 @@ impl Emitter<'_> {
         fb.switch_to_block(done);
     }
 
+    /// The micro-kernel's arguments: `base` (a, b, c, ldc, kc, accumulate),
+    /// and for a kernel with a register epilogue the flags in place of
+    /// `accumulate` (the epilogue bit on the last k block when `in_place`)
+    /// and the bias at the tile's first row or column (0 without a bias or
+    /// when the epilogue is not applied).
+    fn micro_args(&self, fb: &mut FunctionBuilder, plan: &Plan, t: &Tile, base: [Value; 6], in_place: bool) -> Vec<Value> {
+        let Some(registers) = plan.spec.epilogue else { return base.to_vec() };
+        let mut args = base.to_vec();
+        if !in_place {
+            args.push(iconst(fb, 0));
+            return args;
+        }
+        let last = fb.ins().uextend(types::I64, t.last);
+        let bit = fb.ins().ishl_imm_u(last, 1);
+        args[5] = fb.ins().bor(base[5], bit);
+        let bias = match (registers.bias, plan.bias_input, &plan.vector_inputs) {
+            (Some(_), Some(n), Some(inputs)) => {
+                let s = &inputs[n];
+                let p = element_ptr(fb, self.bases[&plan.epilogue_inputs[n].buffer], &t.batch_idx, &s.batch, s.off);
+                ptr2(fb, p, t.ir, s.rows, t.col, s.cols)
+            }
+            _ => iconst(fb, 0),
+        };
+        args.push(bias);
+        args
+    }
+
     /// After a tile of `mr` rows and `cols` columns was computed in place at
-    /// `cptr`: on the last k block the epilogue on it, then a jump to `done`.
+    /// `cptr`: on the last k block the epilogue on it (unless the
+    /// micro-kernel applied it in registers), then a jump to `done`.
     fn epilogue_in_place(&self, fb: &mut FunctionBuilder, plan: &Plan, t: &Tile, cptr: Value, cols: usize, done: Block) {
-        if plan.identity {
+        if plan.identity || plan.spec.epilogue.is_some() {
             fb.ins().jump(done, &[]);
             return;
         }

@@ -65,6 +65,31 @@ pub struct Spec {
     /// the row stride of a B read in place (AVX-512 only; then a partial
     /// zmm of B is loaded under the column mask, never past `cols`).
     pub ldb: usize,
+    /// An epilogue applied in registers (AVX-512 only); then the kernel
+    /// takes `flags` (bit 0: accumulate, bit 1: apply the epilogue) for
+    /// `accumulate` and a seventh argument, the bias at the tile's first
+    /// row (or column).
+    pub epilogue: Option<Registers>,
+}
+
+/// `clamp(acc + bias, lo, hi)` in a micro-kernel's registers before the
+/// store (each part optional; the clamp passes NaN through like the
+/// lowering's `select(x < lo, lo, x)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registers {
+    pub bias: Option<Bias>,
+    /// The bounds' f32 bits.
+    pub lo: Option<u32>,
+    pub hi: Option<u32>,
+}
+
+/// Where a register epilogue's bias varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias {
+    /// One value per row of C, `step` elements apart.
+    Row { step: i64 },
+    /// One value per column of C, contiguous.
+    Column,
 }
 
 /// Rows of the AVX-512 kernel. Measured on the development machine (AMD
@@ -80,9 +105,9 @@ impl Spec {
     /// The micro-kernel used for a feature level.
     pub fn for_features(features: Features) -> Spec {
         match features {
-            Features::Avx512 => Spec { kind: Kind::Avx512, mr: AVX512_MR, nr: 32, cols: 32, ldb: 128 },
-            Features::Avx2 => Spec { kind: Kind::Avx2, mr: 6, nr: 16, cols: 16, ldb: 64 },
-            Features::Baseline => Spec { kind: Kind::F32x4, mr: 4, nr: 8, cols: 8, ldb: 32 },
+            Features::Avx512 => Spec { kind: Kind::Avx512, mr: AVX512_MR, nr: 32, cols: 32, ldb: 128, epilogue: None },
+            Features::Avx2 => Spec { kind: Kind::Avx2, mr: 6, nr: 16, cols: 16, ldb: 64, epilogue: None },
+            Features::Baseline => Spec { kind: Kind::F32x4, mr: 4, nr: 8, cols: 8, ldb: 32, epilogue: None },
         }
     }
 
@@ -96,6 +121,17 @@ impl Spec {
     /// family has such kernels (AVX-512).
     pub fn b_in_place(&self, ldb: usize) -> Option<Spec> {
         (self.kind == Kind::Avx512).then_some(Spec { ldb, ..*self })
+    }
+
+    /// The kernel applying `epilogue` in registers, if this family can
+    /// (AVX-512).
+    pub fn with_epilogue(&self, epilogue: Registers) -> Option<Spec> {
+        (self.kind == Kind::Avx512).then_some(Spec { epilogue: Some(epilogue), ..*self })
+    }
+
+    /// The number of arguments of this kernel.
+    pub fn params(&self) -> usize {
+        if self.epilogue.is_some() { 7 } else { 6 }
     }
 
     /// Whether B is a packed panel (else it is read in place).
@@ -112,7 +148,21 @@ impl Spec {
         };
         let edge = if self.cols < self.nr { format!("_c{}", self.cols) } else { String::new() };
         let ldb = if self.packed_b() { String::new() } else { format!("_ldb{}", self.ldb) };
-        format!("{family}_gemm_f32_{}x{}{edge}{ldb}", self.mr, self.nr)
+        let mut epilogue = String::new();
+        if let Some(e) = self.epilogue {
+            match e.bias {
+                Some(Bias::Row { step }) => epilogue.push_str(&format!("_brow{step}")),
+                Some(Bias::Column) => epilogue.push_str("_bcol"),
+                None => {}
+            }
+            if let Some(lo) = e.lo {
+                epilogue.push_str(&format!("_lo{lo:08x}"));
+            }
+            if let Some(hi) = e.hi {
+                epilogue.push_str(&format!("_hi{hi:08x}"));
+            }
+        }
+        format!("{family}_gemm_f32_{}x{}{edge}{ldb}{epilogue}", self.mr, self.nr)
     }
 }
 
@@ -121,7 +171,7 @@ impl Spec {
 /// code Cranelift lists itself.
 pub fn disassembly(spec: Spec) -> Result<Option<String>, CodegenError> {
     let code = match spec.kind {
-        Kind::Avx512 => avx512(spec.mr, spec.cols, spec.ldb).map_err(cranelift)?,
+        Kind::Avx512 => avx512(spec).map_err(cranelift)?,
         Kind::Avx2 => avx2(spec.mr).map_err(cranelift)?,
         Kind::F32x4 => return Ok(None),
     };
@@ -159,11 +209,11 @@ pub fn signature(module: &impl Module, params: usize) -> Signature {
 
 /// Declares and defines the micro-kernel `spec` in `module`.
 pub fn define<M: Module>(module: &mut M, spec: Spec) -> Result<FuncId, CodegenError> {
-    let sig = signature(module, 6);
+    let sig = signature(module, spec.params());
     let id = module.declare_function(&spec.name(), Linkage::Local, &sig).map_err(cranelift)?;
     match spec.kind {
         Kind::Avx512 => {
-            let code = avx512(spec.mr, spec.cols, spec.ldb).map_err(cranelift)?;
+            let code = avx512(spec).map_err(cranelift)?;
             module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
         }
         Kind::Avx2 => {
@@ -240,12 +290,14 @@ fn k_loop(
 }
 
 /// `avx512_gemm_f32_<mr>x32` (`cols` = 32, `ldb` = 128), its column-edge
-/// variant `..._c<cols>` and its B-in-place variant `..._ldb<ldb>`:
-/// accumulators zmm0..zmm(2mr-1), B rows in zmm30/zmm31. With
-/// `cols <= 16` only the first zmm of each row is computed; a partial last
-/// zmm of C (and of B read in place) is loaded and stored under the mask in
-/// k1. `mr <= 14`.
-pub fn avx512(mr: usize, cols: usize, ldb: usize) -> Result<Vec<u8>, IcedError> {
+/// variant `..._c<cols>`, its B-in-place variant `..._ldb<ldb>` and its
+/// register-epilogue variants: accumulators zmm0..zmm(2mr-1), B rows in
+/// zmm30/zmm31. With `cols <= 16` only the first zmm of each row is
+/// computed; a partial last zmm of C (and of B read in place, and of a
+/// column bias) is loaded and stored under the mask in k1. The epilogue's
+/// bounds live in zmm28/zmm29 (free once the k loop is done). `mr <= 14`.
+pub fn avx512(spec: Spec) -> Result<Vec<u8>, IcedError> {
+    let Spec { mr, cols, ldb, epilogue, .. } = spec;
     assert!((1..=14).contains(&mr), "avx512 micro-kernel rows: {mr}");
     assert!((1..=32).contains(&cols), "avx512 micro-kernel columns: {cols}");
     assert!(ldb >= 4 * cols && ldb * UNROLL <= i32::MAX as usize, "avx512 micro-kernel B stride: {ldb}");
@@ -304,8 +356,15 @@ pub fn avx512(mr: usize, cols: usize, ldb: usize) -> Result<Vec<u8>, IcedError> 
         Ok(())
     })?;
     let mut store = asm.create_label();
-    asm.test(r9, r9)?;
-    asm.jz(store)?;
+    let mut finish = asm.create_label();
+    let (mut lo_bound, mut hi_bound) = (asm.create_label(), asm.create_label());
+    if epilogue.is_some() {
+        asm.test(r9, 1)?;
+        asm.jz(finish)?;
+    } else {
+        asm.test(r9, r9)?;
+        asm.jz(store)?;
+    }
     asm.mov(rax, rdx)?;
     for r in 0..mr {
         for h in 0..halves {
@@ -319,6 +378,48 @@ pub fn avx512(mr: usize, cols: usize, ldb: usize) -> Result<Vec<u8>, IcedError> 
             }
         }
         asm.add(rax, rcx)?;
+    }
+    if let Some(e) = epilogue {
+        asm.set_label(&mut finish)?;
+        asm.test(r9, 2)?;
+        asm.jz(store)?;
+        // The seventh argument, on the stack above the return address.
+        asm.mov(r11, qword_ptr(rsp + 8))?;
+        if e.lo.is_some() {
+            asm.vbroadcastss(zmm28, dword_ptr(lo_bound))?;
+        }
+        if e.hi.is_some() {
+            asm.vbroadcastss(zmm29, dword_ptr(hi_bound))?;
+        }
+        if e.bias == Some(Bias::Column) {
+            for (h, reg) in [b0, b1].into_iter().enumerate().take(halves) {
+                let at = zmmword_ptr(r11 + 64 * h as i32);
+                if masked(h) {
+                    asm.vmovups(reg.k1().z(), at)?;
+                } else {
+                    asm.vmovups(reg, at)?;
+                }
+            }
+        }
+        for r in 0..mr {
+            for h in 0..halves {
+                match e.bias {
+                    Some(Bias::Row { step }) => {
+                        asm.vaddps(acc(r, h), acc(r, h), dword_bcst(r11 + (4 * step * r as i64) as i32))?
+                    }
+                    Some(Bias::Column) => asm.vaddps(acc(r, h), acc(r, h), [b0, b1][h])?,
+                    None => {}
+                }
+                // max(x, lo) and min(x, hi) with x second: NaN passes
+                // through, as `select(x < lo, lo, x)` does.
+                if e.lo.is_some() {
+                    asm.vmaxps(acc(r, h), zmm28, acc(r, h))?;
+                }
+                if e.hi.is_some() {
+                    asm.vminps(acc(r, h), zmm29, acc(r, h))?;
+                }
+            }
+        }
     }
     asm.set_label(&mut store)?;
     for r in 0..mr {
@@ -334,6 +435,16 @@ pub fn avx512(mr: usize, cols: usize, ldb: usize) -> Result<Vec<u8>, IcedError> 
     }
     asm.vzeroupper()?;
     asm.ret()?;
+    if let Some(e) = epilogue {
+        if let Some(lo) = e.lo {
+            asm.set_label(&mut lo_bound)?;
+            asm.dd(&[lo])?;
+        }
+        if let Some(hi) = e.hi {
+            asm.set_label(&mut hi_bound)?;
+            asm.dd(&[hi])?;
+        }
+    }
     asm.assemble(0)
 }
 
@@ -472,18 +583,24 @@ mod tests {
 
     #[test]
     fn kernels_assemble_and_end_with_vzeroupper_ret() {
+        let full = Spec::for_features(Features::Avx512);
+        let clamp = Registers { bias: Some(Bias::Row { step: 1 }), lo: Some(0), hi: Some(6f32.to_bits()) };
         for code in [
-            avx512(8, 32, 128).unwrap(),
-            avx512(14, 32, 128).unwrap(),
-            avx512(8, 17, 128).unwrap(),
-            avx512(8, 16, 128).unwrap(),
-            avx512(8, 5, 128).unwrap(),
-            avx512(8, 5, 4 * 49).unwrap(),
-            avx512(8, 32, 4 * 12544).unwrap(),
+            avx512(full).unwrap(),
+            avx512(Spec { mr: 14, ..full }).unwrap(),
+            avx512(Spec { cols: 17, ..full }).unwrap(),
+            avx512(Spec { cols: 16, ..full }).unwrap(),
+            avx512(Spec { cols: 5, ..full }).unwrap(),
+            avx512(Spec { cols: 5, ldb: 4 * 49, ..full }).unwrap(),
+            avx512(Spec { ldb: 4 * 12544, ..full }).unwrap(),
             avx2(6).unwrap(),
         ] {
             // vzeroupper = c5 f8 77, ret = c3
             assert_eq!(&code[code.len() - 4..], &[0xc5, 0xf8, 0x77, 0xc3]);
         }
+        // With a register epilogue, the bounds follow the code.
+        let code = avx512(Spec { epilogue: Some(clamp), ..full }).unwrap();
+        assert_eq!(&code[code.len() - 12..code.len() - 8], &[0xc5, 0xf8, 0x77, 0xc3]);
+        assert_eq!(&code[code.len() - 4..], &6f32.to_le_bytes());
     }
 }

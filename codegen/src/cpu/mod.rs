@@ -25,6 +25,7 @@
 //! read-only data objects). Generated code calls out only to the C
 //! library's `sin`, `cos` and `tan` (see `runtime_fns`).
 
+mod bias_clamp;
 mod emit;
 pub mod gemm;
 pub mod microkernel;

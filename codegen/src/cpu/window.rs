@@ -73,6 +73,7 @@ use kiln_ir::DataType;
 use super::vector::{finish_lins, has_uniform_guard, span, Lin};
 use super::{flags, nest, Emitter, Finish};
 use crate::cpu::target::Features;
+use crate::cpu::bias_clamp::{bias_clamp, BiasClamp};
 
 /// Lanes per group.
 const LANES: usize = 16;
@@ -124,9 +125,8 @@ pub enum Epilogue {
     Rows,
 }
 
-/// The [`Epilogue::Registers`] form of `finish`, if it has one: the sum,
-/// plus a float32 bias input that stays put along `v`, then `max(x, lo)` and
-/// `min(x, hi)` as the lowering writes a clamp.
+/// The [`Epilogue::Registers`] form of `finish`, if it has one (see
+/// [`bias_clamp`]), with a float32 bias input that stays put along `v`.
 fn register_epilogue(
     finish: &Expr,
     inputs: &[Access],
@@ -134,47 +134,19 @@ fn register_epilogue(
     oc_axis: Option<usize>,
     f32_input: &dyn Fn(usize) -> bool,
 ) -> Option<Epilogue> {
-    use ExprNode::*;
-    let nodes = &finish.nodes;
-    let mut bias = None;
-    let mut i = 1;
-    if !matches!(nodes.first(), Some(Acc)) {
-        return None;
-    }
-    let mut current = 0u32;
-    if let (Some(Load(n)), Some(Binary(BinaryFn::Add, a, b))) = (nodes.get(1), nodes.get(2)) {
-        // The driver passes the bias's address for each row; it must stay
-        // put along the row.
-        let (_, strides) = inputs[*n as usize].linear(v + 1);
-        if !((a.0, b.0) == (0, 1) || (a.0, b.0) == (1, 0)) || strides[v] != 0 || !f32_input(*n as usize) {
-            return None;
+    let BiasClamp { bias, lo, hi } = bias_clamp(finish)?;
+    let bias = match bias {
+        Some(n) => {
+            // The driver passes the bias's address for each row; it must
+            // stay put along the row.
+            let (_, strides) = inputs[n].linear(v + 1);
+            if strides[v] != 0 || !f32_input(n) {
+                return None;
+            }
+            Some((n, oc_axis.map_or(0, |a| strides[a] as i64)))
         }
-        bias = Some((*n as usize, oc_axis.map_or(0, |a| strides[a] as i64)));
-        current = 2;
-        i = 3;
-    }
-    let (mut lo, mut hi) = (None, None);
-    // Each bound: `c; cmp(x, c); select(cmp, c, x)`, the selected constant
-    // possibly a second node of the same value.
-    while i < nodes.len() {
-        let [Const(c), Binary(cmp, x, k), ..] = nodes.get(i..)? else { return None };
-        let (k_at, cmp_at) = (i as u32, i as u32 + 1);
-        let (width, t_ok): (usize, &dyn Fn(u32) -> bool) = match nodes.get(i + 2) {
-            Some(Const(c2)) if c2.to_bits() == c.to_bits() => (4, &|t| t == k_at || t == k_at + 2),
-            _ => (3, &|t| t == k_at),
-        };
-        let Some(Select(p, t, e)) = nodes.get(i + width - 1) else { return None };
-        if x.0 != current || k.0 != k_at || p.0 != cmp_at || !t_ok(t.0) || e.0 != current || c.is_nan() {
-            return None;
-        }
-        match cmp {
-            BinaryFn::Lesser if lo.is_none() && hi.is_none() => lo = Some(*c),
-            BinaryFn::Greater if hi.is_none() => hi = Some(*c),
-            _ => return None,
-        }
-        current = (i + width - 1) as u32;
-        i += width;
-    }
+        None => None,
+    };
     Some(Epilogue::Registers { bias, lo, hi })
 }
 
