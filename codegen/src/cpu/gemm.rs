@@ -312,7 +312,7 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     };
     // A bias-and-clamp epilogue runs in the micro-kernel's registers on
     // tiles computed in place.
-    let registers = vector_inputs.as_deref().and_then(|inputs| register_epilogue(&epilogue, inputs));
+    let registers = vector_inputs.as_deref().and_then(|inputs| register_epilogue(epilogue, inputs));
     let (spec, bias_input) = match registers.and_then(|(r, input)| Some((spec.with_epilogue(r)?, input))) {
         Some((with, input)) => (with, input),
         None => (spec, None),
