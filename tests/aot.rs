@@ -270,6 +270,32 @@ fn readme_c_example_runs_and_matches_the_interpreter() {
     }
 }
 
+/// The README's Rust excerpt is what `examples/aot-link` runs: each code
+/// line of the block appears, in order, in the file its comment names
+/// (the crate itself is built and tested by the workspace's tests).
+#[test]
+fn readme_rust_example_is_the_aot_link_crate() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let start = readme.find("```rust\n// build.rs").expect("README.md has the aot-link excerpt");
+    let block = &readme[start + "```rust\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let mut source = String::new();
+    let mut rest = "";
+    let mut checked = 0;
+    for line in block.lines() {
+        if let Some(comment) = line.strip_prefix("// ") {
+            let file = comment.split(':').next().unwrap();
+            source = std::fs::read_to_string(repo(&format!("examples/aot-link/{file}"))).unwrap();
+            rest = &source;
+            continue;
+        }
+        let at = rest.find(line).unwrap_or_else(|| panic!("README's `{line}` is not (in this order) in the aot-link crate"));
+        rest = &rest[at + line.len()..];
+        checked += 1;
+    }
+    assert!(checked >= 6, "{checked} lines checked");
+}
+
 /// WPT conformance cases of convolution, matmul and normalisation
 /// operators, linked and run on this machine's level and under qemu for
 /// aarch64, judged as WPT judges them.
