@@ -8,8 +8,9 @@
 //! GFLOP/s, as a fraction of 227 GFLOP/s (the nominal one-core AVX-512 peak
 //! of the development machine) and of this machine's FMA throughput
 //! measured here (a register-only FMA loop).
-//! Two variants: B an input (packed while running) and B a constant
-//! (packed at compile time).
+//! Three variants: both operands inputs (packed while running), B a
+//! constant (packed at compile time), and A a constant (a convolution's
+//! weights times its activations).
 
 use std::time::Instant;
 
@@ -19,16 +20,26 @@ use kiln_ir::{DataType, Tensor};
 
 const NOMINAL_PEAK: f64 = 227.0;
 
+/// Which operand is a constant.
+#[derive(Clone, Copy, PartialEq)]
+enum Constant {
+    Neither,
+    A,
+    B,
+}
+
 /// `out[m, n] = Σ_k a[m, k] * b[k, n]`, all row-major.
-fn program((m, n, k): (usize, usize, usize), b_const: bool, b_values: &[f32]) -> Program {
+fn program((m, n, k): (usize, usize, usize), constant: Constant, a_values: &[f32], b_values: &[f32]) -> Program {
     let mut p = Program::default();
-    let a = p.add_buffer(BufferKind::Input("a".into()), DataType::Float32, m * k);
-    let b_kind = if b_const {
-        BufferKind::Constant(Tensor::from_f32(vec![k as u32, n as u32], b_values).unwrap())
-    } else {
-        BufferKind::Input("b".into())
+    let kind = |name: &str, is_const: bool, rows: usize, cols: usize, values: &[f32]| {
+        if is_const {
+            BufferKind::Constant(Tensor::from_f32(vec![rows as u32, cols as u32], values).unwrap())
+        } else {
+            BufferKind::Input(name.into())
+        }
     };
-    let b = p.add_buffer(b_kind, DataType::Float32, k * n);
+    let a = p.add_buffer(kind("a", constant == Constant::A, m, k, a_values), DataType::Float32, m * k);
+    let b = p.add_buffer(kind("b", constant == Constant::B, k, n, b_values), DataType::Float32, k * n);
     let o = p.add_buffer(BufferKind::Output("o".into()), DataType::Float32, m * n);
     let access = |buffer, shape: [usize; 2], rows: [isize; 3], cols: [isize; 3]| Access {
         buffer,
@@ -120,8 +131,8 @@ fn main() {
     println!("f32 GEMM m={m} n={n} k={k}, one thread, best of {reps}");
     for target in Target::host_levels() {
         let peak = measured_peak(target.features);
-        for b_const in [false, true] {
-            let p = program(shape, b_const, &b);
+        for (constant, label) in [(Constant::Neither, "inputs"), (Constant::B, "B const"), (Constant::A, "A const")] {
+            let p = program(shape, constant, &a, &b);
             let t = Instant::now();
             let jit = compile(&p, &target).expect("compiles");
             let compile_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -146,8 +157,7 @@ fn main() {
             let gflops = flops / best / 1e9;
             let of_measured = peak.map(|p| format!(", {:.0}% of the measured {p:.0}", 100.0 * gflops / p)).unwrap_or_default();
             println!(
-                "{target:<14} B {:<8} {gflops:7.1} GFLOP/s  {:5.1}% of {NOMINAL_PEAK}{of_measured}  (compile {compile_ms:.0} ms)",
-                if b_const { "constant" } else { "input" },
+                "{target:<14} {label:<8} {gflops:7.1} GFLOP/s  {:5.1}% of {NOMINAL_PEAK}{of_measured}  (compile {compile_ms:.0} ms)",
                 100.0 * gflops / NOMINAL_PEAK,
             );
         }
