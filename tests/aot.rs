@@ -276,21 +276,22 @@ fn readme_c_example_runs_and_matches_the_interpreter() {
 #[test]
 fn readme_rust_example_is_the_aot_link_crate() {
     let readme = std::fs::read_to_string(repo("README.md")).unwrap();
-    let start = readme.find("```rust\n// build.rs").expect("README.md has the aot-link excerpt");
-    let block = &readme[start + "```rust\n".len()..];
+    let start = readme.find("```rs\n// build.rs").expect("README.md has the aot-link excerpt");
+    let block = &readme[start + "```rs\n".len()..];
     let block = &block[..block.find("```").unwrap()];
-    let mut source = String::new();
-    let mut rest = "";
+    // The file a `// FILE: ...` line names, and how far into it the
+    // excerpt has been found.
+    let mut current: Option<(String, usize)> = None;
     let mut checked = 0;
     for line in block.lines() {
         if let Some(comment) = line.strip_prefix("// ") {
             let file = comment.split(':').next().unwrap();
-            source = std::fs::read_to_string(repo(&format!("examples/aot-link/{file}"))).unwrap();
-            rest = &source;
+            current = Some((std::fs::read_to_string(repo(&format!("examples/aot-link/{file}"))).unwrap(), 0));
             continue;
         }
-        let at = rest.find(line).unwrap_or_else(|| panic!("README's `{line}` is not (in this order) in the aot-link crate"));
-        rest = &rest[at + line.len()..];
+        let (source, at) = current.as_mut().expect("the excerpt starts with a `// FILE: ...` line");
+        let found = source[*at..].find(line).unwrap_or_else(|| panic!("README's `{line}` is not (in this order) in the aot-link crate"));
+        *at += found + line.len();
         checked += 1;
     }
     assert!(checked >= 6, "{checked} lines checked");

@@ -11,10 +11,10 @@
 
 mod common;
 
-use common::{f32s, to_f32s, Guarded};
+use common::{f32s, sigmoid_nodes, silu_nodes, to_f32s, Guarded};
 use kiln_codegen::cpu::gemm::plan;
 use kiln_codegen::cpu::microkernel::Spec;
-use kiln_codegen::cpu::{compile, Target};
+use kiln_codegen::cpu::{compile, Features, Target};
 use kiln_ir::kernel::*;
 use kiln_ir::{DataType, Tensor};
 
@@ -54,6 +54,11 @@ enum Epilogue {
     /// compares): the AVX-512 kernels' register epilogue, a bias per row
     /// (per column with the output transposed)
     RowBiasRelu6,
+    /// `silu(acc + bias[n])` (`x * sigmoid(x)`, the sigmoid as the
+    /// lowering writes it): the AVX-512 kernels' register activation
+    ColumnBiasSilu,
+    /// `sigmoid(acc + bias[m])`
+    RowBiasSigmoid,
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +181,21 @@ fn build(case: &Case, rng: &mut Rng) -> Built {
                 v = epilogue.push(ExprNode::Select(p, c, v));
             }
         }
+        Epilogue::ColumnBiasSilu | Epilogue::RowBiasSigmoid => {
+            let per_row = case.epilogue == Epilogue::RowBiasSigmoid;
+            let len = if per_row { m } else { n };
+            let bias = add(&mut program, false, rng.values(len), "bias");
+            let mut coef = vec![0; rank - 1];
+            coef[if per_row { nb } else { nb + 1 }] = 1;
+            inputs.push(Access { buffer: bias, shape: vec![len], base: vec![0], coef: vec![coef], guard: None });
+            let x = epilogue.push(ExprNode::Load(0));
+            let v = epilogue.push(ExprNode::Binary(BinaryFn::Add, acc, x));
+            if per_row {
+                sigmoid_nodes(&mut epilogue, v);
+            } else {
+                silu_nodes(&mut epilogue, v, false);
+            }
+        }
         Epilogue::ResidualTanh => {
             let r = add(&mut program, false, rng.values(nbatch * m * n), "residual");
             let mut shape = case.batch.clone();
@@ -269,7 +289,11 @@ fn reference(built: &Built) -> Vec<(f64, f64)> {
                         ExprNode::Select(p, t, e) => {
                             if values[p.0 as usize] != 0.0 { values[t.0 as usize] } else { values[e.0 as usize] }
                         }
+                        ExprNode::Binary(BinaryFn::Div, x, y) => values[x.0 as usize] / values[y.0 as usize],
                         ExprNode::Unary(UnaryFn::Tanh, x) => f64::tanh(values[x.0 as usize]),
+                        ExprNode::Unary(UnaryFn::Abs, x) => values[x.0 as usize].abs(),
+                        ExprNode::Unary(UnaryFn::Neg, x) => -values[x.0 as usize],
+                        ExprNode::Unary(UnaryFn::Exp, x) => values[x.0 as usize].exp(),
                         other => unreachable!("{other:?}"),
                     };
                     values.push(v);
@@ -395,13 +419,28 @@ fn batch_broadcasting() {
 
 #[test]
 fn epilogues() {
-    for epilogue in [Epilogue::Bias, Epilogue::BiasRelu, Epilogue::ResidualTanh, Epilogue::GuardedShift, Epilogue::RowBiasRelu6] {
+    let all = [
+        Epilogue::Bias,
+        Epilogue::BiasRelu,
+        Epilogue::ResidualTanh,
+        Epilogue::GuardedShift,
+        Epilogue::RowBiasRelu6,
+        Epilogue::ColumnBiasSilu,
+        Epilogue::RowBiasSigmoid,
+    ];
+    for epilogue in all {
         // B read in place (30 rows) and packed (64 rows); edge tiles both ways.
         for (m, n, k) in [(30, 70, 300), (64, 45, 40)] {
             for out_trans in [false, true] {
                 let batch = if epilogue == Epilogue::GuardedShift { vec![] } else { vec![2] };
                 let case = Case { epilogue, out_trans, batch, ..Case::plain(m, n, k) };
                 check(&case, 8, true);
+                // The activations run in the AVX-512 kernel's registers.
+                if matches!(epilogue, Epilogue::ColumnBiasSilu | Epilogue::RowBiasSigmoid) {
+                    let built = build(&case, &mut Rng(1));
+                    let spec = plan(&built.program, &built.program.kernels[0], Spec::for_features(Features::Avx512)).unwrap().spec;
+                    assert!(spec.epilogue.is_some_and(|e| e.activation.is_some()), "{case:?}: {spec:?}");
+                }
             }
         }
     }

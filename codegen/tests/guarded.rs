@@ -10,7 +10,7 @@
 use kiln_codegen::cpu::{listing, Listing, Target};
 mod common;
 
-use common::{f32s, run, to_f32s};
+use common::{f32s, run, sigmoid_nodes, silu_nodes, to_f32s};
 use kiln_ir::kernel::*;
 use kiln_ir::{DataType, Tensor};
 
@@ -253,13 +253,13 @@ fn clamp_nodes(e: &mut Expr, x: ValueId, lo: f32, hi: f32) -> ValueId {
     e.push(ExprNode::Select(above, h, x))
 }
 
-/// Window sums with fused epilogues: bias + clamp in the micro-kernel's
-/// registers (vmaxps/vminps), anything else (here a sigmoid-weighted sum,
-/// SiLU) applied to the rows afterwards; equal to the reference within
-/// the window sums' tolerance.
+/// Window sums with fused epilogues: bias + clamp (vmaxps/vminps), sigmoid
+/// or SiLU (vdivps) in the micro-kernel's registers, anything else (here
+/// SiLU written as `x / (1 + exp(-x))`) applied to the rows afterwards;
+/// equal to the reference within the window sums' tolerance.
 #[test]
 fn window_sums_with_epilogues() {
-    let silu = |e: &mut Expr, x: ValueId| {
+    let silu_div = |e: &mut Expr, x: ValueId| {
         let n = e.push(ExprNode::Unary(UnaryFn::Neg, x));
         let ex = e.push(ExprNode::Unary(UnaryFn::Exp, n));
         let one = e.push(ExprNode::Const(1.0));
@@ -267,8 +267,16 @@ fn window_sums_with_epilogues() {
         e.push(ExprNode::Binary(BinaryFn::Div, x, d))
     };
     let relu6 = |e: &mut Expr, x: ValueId| clamp_nodes(e, x, 0.0, 6.0);
+    let silu = |e: &mut Expr, x: ValueId| silu_nodes(e, x, false);
+    let silu_swapped = |e: &mut Expr, x: ValueId| silu_nodes(e, x, true);
     type Epilogue<'a> = (&'a str, &'a dyn Fn(&mut Expr, ValueId) -> ValueId);
-    let epilogues: [Epilogue; 2] = [("relu6", &relu6), ("silu", &silu)];
+    let epilogues: [Epilogue; 5] = [
+        ("relu6", &relu6),
+        ("silu-div", &silu_div),
+        ("sigmoid", &sigmoid_nodes),
+        ("silu", &silu),
+        ("silu-swapped", &silu_swapped),
+    ];
     for (name, finish) in epilogues {
         for (w, s) in [(5, 1), (24, 1), (40, 2)] {
             let bias = values(10, w as u64);
@@ -280,9 +288,62 @@ fn window_sums_with_epilogues() {
             let dw = with_bias_epilogue(depthwise(4, 6, w, 3, s, 1, 1, &filter).unwrap(), 1, &bias[..4], finish);
             let x = values(4 * 6 * w, 9);
             check_within_levels(&dw, &x, &format!("depthwise + bias + {name}, width {w}, stride {s}"), 1e-5, 1e-6);
-            let asm = listing(&dw, &"x86_64+avx512".parse().unwrap(), Listing::Asm).unwrap();
-            let in_registers = asm.contains("vmaxps") && asm.contains("vminps");
-            assert_eq!(in_registers, name == "relu6", "{name}: the clamp in registers, else not:\n{asm}");
+            for program in [&dw, &direct] {
+                let asm = listing(program, &"x86_64+avx512".parse().unwrap(), Listing::Asm).unwrap();
+                let clamp = asm.contains("vmaxps") && asm.contains("vminps");
+                assert_eq!(clamp, name == "relu6", "{name}: the clamp in registers, else not:\n{asm}");
+                let activation = asm.contains("vdivps zmm");
+                assert_eq!(activation, ["sigmoid", "silu", "silu-swapped"].contains(&name), "{name}: in registers?\n{asm}");
+            }
+        }
+    }
+}
+
+/// A sigmoid or SiLU in the window micro-kernel's registers gives the bits
+/// the F32X4 code of the AVX2 level gives for the same expression (same
+/// operations, constants and fused multiply-adds): with a zero filter the
+/// sums are exactly 0 and every output is the activation of its channel's
+/// bias, here values across exp's whole range, its clamps, zeros of both
+/// signs, subnormals, infinities and NaN.
+#[test]
+fn register_activations_match_the_vector_code_bit_for_bit() {
+    let levels = Target::host_levels();
+    let (Some(avx512), Some(avx2)) = (
+        levels.iter().find(|t| t.to_string().contains("avx512")),
+        levels.iter().find(|t| t.to_string().contains("avx2")),
+    ) else {
+        eprintln!("this machine runs no AVX-512 code: nothing to compare");
+        return;
+    };
+    let mut bias = vec![
+        0.0, -0.0, 1e-40, -1e-40, 1e-30, -1e-7, 0.5, -0.5, 1.0, -1.0, 3.7, -3.7, 15.9, -15.9, 87.0, -87.0, 88.7, -88.7,
+        89.5, -89.5, 103.9, -103.9, 104.0, -104.0, 150.0, -150.0, 3e38, -3e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
+        f32::MIN_POSITIVE, -f32::MIN_POSITIVE,
+    ];
+    bias.extend(values(31, 11).iter().map(|v| v * 40.0));
+    let oc = bias.len();
+    for (name, sigmoid_only) in [("sigmoid", true), ("silu", false)] {
+        let finish = |e: &mut Expr, x: ValueId| if sigmoid_only { sigmoid_nodes(e, x) } else { silu_nodes(e, x, false) };
+        let filter = vec![0.0; oc * 2 * 9];
+        let program = with_bias_epilogue(direct_conv(2, oc, 4, 20, (3, 3), 1, 1, 1, &filter).unwrap(), 2, &bias, &finish);
+        let asm = listing(&program, avx512, Listing::Asm).unwrap();
+        assert!(asm.contains("vdivps zmm"), "{name}: the activation in registers:\n{asm}");
+        let x = values(2 * 4 * 20, 13);
+        let out_len = program.buffers[1].len;
+        let run_on = |target: &Target| {
+            let buffers = vec![f32s(&x), vec![0u8; out_len * 4], f32s(&filter), f32s(&bias)];
+            to_f32s(&run(&program, buffers, target, 1)[1])
+        };
+        let (got, want) = (run_on(avx512), run_on(avx2));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{name}: channel {} (bias {}): avx512 {g:e} ({:#x}), avx2 {w:e} ({:#x})",
+                i / 80,
+                bias[i / 80],
+                g.to_bits(),
+                w.to_bits()
+            );
         }
     }
 }

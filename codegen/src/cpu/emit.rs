@@ -53,7 +53,7 @@ pub(super) fn flags() -> MachMemFlags {
 }
 
 #[path = "math.rs"]
-mod math;
+pub(super) mod math;
 #[path = "vector.rs"]
 mod vector;
 #[path = "window.rs"]

@@ -375,7 +375,7 @@ fn blocking(k: usize, n: usize, nr: usize) -> (usize, usize) {
 /// strides, and the input read as the bias: a bias must be one value per
 /// row (column stride 0) or per column (contiguous, row stride 0).
 fn register_epilogue(epilogue: &Expr, inputs: &[Strided]) -> Option<(Registers, Option<usize>)> {
-    let BiasClamp { bias, lo, hi } = bias_clamp(epilogue)?;
+    let BiasClamp { bias, lo, hi, activation } = bias_clamp(epilogue)?;
     let kind = match bias {
         Some(n) => match inputs[n] {
             Strided { cols: 0, rows, .. } => Some(Bias::Row { step: rows }),
@@ -384,10 +384,10 @@ fn register_epilogue(epilogue: &Expr, inputs: &[Strided]) -> Option<(Registers, 
         },
         None => None,
     };
-    if kind.is_none() && lo.is_none() && hi.is_none() {
+    if kind.is_none() && lo.is_none() && hi.is_none() && activation.is_none() {
         return None;
     }
-    Some((Registers { bias: kind, lo: lo.map(f32::to_bits), hi: hi.map(f32::to_bits) }, bias))
+    Some((Registers { bias: kind, lo: lo.map(f32::to_bits), hi: hi.map(f32::to_bits), activation }, bias))
 }
 
 /// The most rows of A (after orientation) for which B is read in place

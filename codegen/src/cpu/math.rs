@@ -204,9 +204,19 @@ impl<'a, 'f> Lanes<'a, 'f> {
 
 // ---------------------------------------------------------------- f32 ----
 
-const MAGIC_ROUND: f64 = 12582912.0; // 1.5 * 2^23: adding it rounds to an integer
-const LN2_HI: f64 = 0.693359375;
-const LN2_LO: f64 = -2.12194440e-4;
+pub(crate) const MAGIC_ROUND: f64 = 12582912.0; // 1.5 * 2^23: adding it rounds to an integer
+pub(crate) const LN2_HI: f64 = 0.693359375;
+pub(crate) const LN2_LO: f64 = -2.12194440e-4;
+/// `exp`'s argument is clamped to `[EXP_MIN, EXP_MAX]`.
+pub(crate) const EXP_MIN: f64 = -104.0;
+pub(crate) const EXP_MAX: f64 = 89.0;
+/// `exp`'s polynomial in Estrin's scheme: `e^r ≈ ((a r4 + b) r2 + r) + 1`
+/// with `a = A[0] r + A[1]`, `b = (B[0] r + B[1]) r2 + (C[0] r + C[1])`
+/// (`r2 = r r`, `r4 = r2 r2`). The AVX-512 epilogues (`zmm_math`) evaluate
+/// the same operations.
+pub(crate) const EXP_A: [f64; 2] = [1.9875691500E-4, 1.3981999507E-3];
+pub(crate) const EXP_B: [f64; 2] = [8.3334519073E-3, 4.1665795894E-2];
+pub(crate) const EXP_C: [f64; 2] = [1.6666665459E-1, 5.0000001201E-1];
 
 /// `e^x`: range reduction `x = n ln2 + r`, |r| ≤ ln2/2, and a degree-7
 /// polynomial for `e^r` (Cephes coefficients); `2^n` is applied as two
@@ -214,10 +224,10 @@ const LN2_LO: f64 = -2.12194440e-4;
 /// above 88.72, underflows to 0 below -103.9, NaN stays NaN.
 pub(super) fn exp(l: &mut Lanes, x: Value) -> Value {
     // Clamp by compare and select (cheaper than fmin/fmax; NaN stays).
-    let below = l.fcmpc(FloatCC::LessThan, x, -104.0);
-    let x = l.selectc(below, -104.0, x);
-    let above = l.fcmpc(FloatCC::GreaterThan, x, 89.0);
-    let x = l.selectc(above, 89.0, x);
+    let below = l.fcmpc(FloatCC::LessThan, x, EXP_MIN);
+    let x = l.selectc(below, EXP_MIN, x);
+    let above = l.fcmpc(FloatCC::GreaterThan, x, EXP_MAX);
+    let x = l.selectc(above, EXP_MAX, x);
     let magic = l.f(MAGIC_ROUND);
     let t = l.maddc(x, std::f64::consts::LOG2_E, magic);
     let n = l.addc(t, -MAGIC_ROUND);
@@ -226,9 +236,9 @@ pub(super) fn exp(l: &mut Lanes, x: Value) -> Value {
     // Estrin's scheme: a shorter dependency chain than Horner's rule.
     let r2 = l.mul(r, r);
     let r4 = l.mul(r2, r2);
-    let a = l.poly(r, &[1.9875691500E-4, 1.3981999507E-3]);
-    let b = l.poly(r, &[8.3334519073E-3, 4.1665795894E-2]);
-    let c = l.poly(r, &[1.6666665459E-1, 5.0000001201E-1]);
+    let a = l.poly(r, &EXP_A);
+    let b = l.poly(r, &EXP_B);
+    let c = l.poly(r, &EXP_C);
     let b = l.madd(b, r2, c);
     let p = l.madd(a, r4, b);
     let p = l.madd(p, r2, r);

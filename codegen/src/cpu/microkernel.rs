@@ -42,6 +42,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 use iced_x86::code_asm::*;
 
 use super::target::Features;
+use super::zmm_math;
 use super::{cranelift, CodegenError};
 
 /// Which micro-kernel family.
@@ -74,14 +75,31 @@ pub struct Spec {
 
 /// `clamp(acc + bias, lo, hi)` in a micro-kernel's registers before the
 /// store (each part optional; the clamp passes NaN through like the
-/// lowering's `select(x < lo, lo, x)`).
+/// lowering's `select(x < lo, lo, x)`), or `activation(acc + bias)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Registers {
     pub bias: Option<Bias>,
     /// The bounds' f32 bits.
     pub lo: Option<u32>,
     pub hi: Option<u32>,
+    /// Never with bounds.
+    pub activation: Option<Activation>,
 }
+
+/// A smooth activation of `x = acc + bias`, computed in zmm registers
+/// with the operations of the lowering's expression (`zmm_math`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `sigmoid(x)`.
+    Sigmoid,
+    /// `x * sigmoid(x)`.
+    Silu,
+}
+
+/// The most rows of an AVX-512 micro-kernel with an activation: its
+/// `2 mr` accumulators leave the activation's seven temporaries below
+/// zmm29 (zmm30/31 hold a column bias).
+const ACTIVATION_MAX_MR: usize = 11;
 
 /// Where a register epilogue's bias varies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +144,8 @@ impl Spec {
     /// The kernel applying `epilogue` in registers, if this family can
     /// (AVX-512).
     pub fn with_epilogue(&self, epilogue: Registers) -> Option<Spec> {
-        (self.kind == Kind::Avx512).then_some(Spec { epilogue: Some(epilogue), ..*self })
+        let fits = epilogue.activation.is_none() || self.mr <= ACTIVATION_MAX_MR;
+        (self.kind == Kind::Avx512 && fits).then_some(Spec { epilogue: Some(epilogue), ..*self })
     }
 
     /// The number of arguments of this kernel.
@@ -160,6 +179,11 @@ impl Spec {
             }
             if let Some(hi) = e.hi {
                 epilogue.push_str(&format!("_hi{hi:08x}"));
+            }
+            match e.activation {
+                Some(Activation::Sigmoid) => epilogue.push_str("_sigmoid"),
+                Some(Activation::Silu) => epilogue.push_str("_silu"),
+                None => {}
             }
         }
         format!("{family}_gemm_f32_{}x{}{edge}{ldb}{epilogue}", self.mr, self.nr)
@@ -295,7 +319,9 @@ fn k_loop(
 /// zmm30/zmm31. With `cols <= 16` only the first zmm of each row is
 /// computed; a partial last zmm of C (and of B read in place, and of a
 /// column bias) is loaded and stored under the mask in k1. The epilogue's
-/// bounds live in zmm28/zmm29 (free once the k loop is done). `mr <= 14`.
+/// bounds live in zmm28/zmm29 (free once the k loop is done), an
+/// activation's temporaries in the seven registers after the accumulators
+/// (`mr <= 11`). `mr <= 14`.
 pub fn avx512(spec: Spec) -> Result<Vec<u8>, IcedError> {
     let Spec { mr, cols, ldb, epilogue, .. } = spec;
     assert!((1..=14).contains(&mr), "avx512 micro-kernel rows: {mr}");
@@ -358,6 +384,7 @@ pub fn avx512(spec: Spec) -> Result<Vec<u8>, IcedError> {
     let mut store = asm.create_label();
     let mut finish = asm.create_label();
     let (mut lo_bound, mut hi_bound) = (asm.create_label(), asm.create_label());
+    let constants = epilogue.and_then(|e| e.activation).map(|_| zmm_math::Constants::new(&mut asm));
     if epilogue.is_some() {
         asm.test(r9, 1)?;
         asm.jz(finish)?;
@@ -418,6 +445,11 @@ pub fn avx512(spec: Spec) -> Result<Vec<u8>, IcedError> {
                 if e.hi.is_some() {
                     asm.vminps(acc(r, h), zmm29, acc(r, h))?;
                 }
+                if let (Some(activation), Some(constants)) = (e.activation, &constants) {
+                    assert!(mr <= ACTIVATION_MAX_MR, "avx512 micro-kernel rows with an activation: {mr}");
+                    let temps: [AsmRegisterZmm; 7] = std::array::from_fn(|i| ZMM[2 * mr + i]);
+                    zmm_math::activation(&mut asm, constants, activation, acc(r, h), &temps)?;
+                }
             }
         }
     }
@@ -444,6 +476,9 @@ pub fn avx512(spec: Spec) -> Result<Vec<u8>, IcedError> {
             asm.set_label(&mut hi_bound)?;
             asm.dd(&[hi])?;
         }
+    }
+    if let Some(constants) = constants {
+        constants.emit(&mut asm)?;
     }
     asm.assemble(0)
 }
@@ -584,7 +619,7 @@ mod tests {
     #[test]
     fn kernels_assemble_and_end_with_vzeroupper_ret() {
         let full = Spec::for_features(Features::Avx512);
-        let clamp = Registers { bias: Some(Bias::Row { step: 1 }), lo: Some(0), hi: Some(6f32.to_bits()) };
+        let clamp = Registers { bias: Some(Bias::Row { step: 1 }), lo: Some(0), hi: Some(6f32.to_bits()), activation: None };
         for code in [
             avx512(full).unwrap(),
             avx512(Spec { mr: 14, ..full }).unwrap(),

@@ -32,6 +32,7 @@ pub mod microkernel;
 mod object;
 mod runtime_fns;
 mod target;
+mod zmm_math;
 
 use cranelift_codegen::ir::{types, AbiParam, Signature};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};

@@ -46,9 +46,9 @@
 //! adds `0 * w`: the same for every finite weight. The last group's store
 //! is masked to the row.
 //!
-//! A fused finish (see [`Epilogue`]): a bias plus relu or clamp is applied
-//! in the micro-kernel's registers before the store; any other finish
-//! (SiLU, a residual add) by the driver, in place, to every row the task
+//! A fused finish (see [`Epilogue`]): a bias plus relu or clamp, sigmoid or
+//! SiLU (`x * sigmoid(x)`) is applied in the micro-kernel's registers
+//! before the store; any other finish (a residual add, say) by the driver, in place, to every row the task
 //! wrote, once they are all written (F32X4, then scalar).
 //!
 //! Each lane sums in order of input channel and tap, with fused
@@ -72,8 +72,10 @@ use kiln_ir::DataType;
 
 use super::vector::{finish_lins, has_uniform_guard, span, Lin};
 use super::{flags, nest, Emitter, Finish};
+use crate::cpu::zmm_math;
 use crate::cpu::target::Features;
 use crate::cpu::bias_clamp::{bias_clamp, BiasClamp};
+use crate::cpu::microkernel::Activation;
 
 /// Lanes per group.
 const LANES: usize = 16;
@@ -114,12 +116,14 @@ pub struct Plan {
 pub enum Epilogue {
     /// The finish is the sum.
     None,
-    /// `clamp(sum + bias, lo, hi)` (each part optional), in the
-    /// micro-kernel's registers before the store: the bias is finish input
-    /// `input`, read at the output channel (its element step per output
-    /// channel `step`), `lo`/`hi` compare like the lowering's clamp
-    /// (`select(x < lo, lo, x)`, NaN passes through).
-    Registers { bias: Option<(usize, i64)>, lo: Option<f32>, hi: Option<f32> },
+    /// `clamp(sum + bias, lo, hi)` (each part optional), or a sigmoid or
+    /// SiLU of `sum + bias`, in the micro-kernel's registers before the
+    /// store: the bias is finish input `input`, read at the output channel
+    /// (its element step per output channel `step`), `lo`/`hi` compare like
+    /// the lowering's clamp (`select(x < lo, lo, x)`, NaN passes through),
+    /// the activation computes what the lowering's expression does, bit for
+    /// bit (`zmm_math`).
+    Registers { bias: Option<(usize, i64)>, lo: Option<f32>, hi: Option<f32>, activation: Option<Activation> },
     /// Any other finish: the driver applies it in place to each row the
     /// task wrote, once they are all written.
     Rows,
@@ -134,7 +138,7 @@ fn register_epilogue(
     oc_axis: Option<usize>,
     f32_input: &dyn Fn(usize) -> bool,
 ) -> Option<Epilogue> {
-    let BiasClamp { bias, lo, hi } = bias_clamp(finish)?;
+    let BiasClamp { bias, lo, hi, activation } = bias_clamp(finish)?;
     let bias = match bias {
         Some(n) => {
             // The driver passes the bias's address for each row; it must
@@ -147,7 +151,7 @@ fn register_epilogue(
         }
         None => None,
     };
-    Some(Epilogue::Registers { bias, lo, hi })
+    Some(Epilogue::Registers { bias, lo, hi, activation })
 }
 
 /// One tap of a [`Plan`].
@@ -580,13 +584,6 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     let max = plan.combine == Combine::Max;
     // r11: the bias row (the fifth argument; r8 is reused below).
     asm.mov(r11, r8)?;
-    if stride == 2 {
-        asm.vmovups(zmm31, zmmword_ptr(evens))?;
-    }
-    // zmm30: -inf, a maximum's identity and its padding.
-    if max {
-        asm.vbroadcastss(zmm30, dword_ptr(negative_infinity))?;
-    }
     // IEEE maximum (NaN propagates, +0 above -0) of `a` and `x` into `a`.
     // VRANGEPS with imm8[1:0] = 01 (max) and imm8[3:2] = 01 (the sign of the
     // compared result) orders the zeros, but returns the other operand for
@@ -600,16 +597,25 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
         asm.vcmpps(k2, x, x, UNORDERED)?;
         asm.vmovaps(a.k2(), x)
     };
-    let (bias, lo, hi) = match plan.epilogue {
-        Epilogue::Registers { bias, lo, hi } => (bias, lo, hi),
-        _ => (None, None, None),
+    let (bias, lo, hi, activation) = match plan.epilogue {
+        Epilogue::Registers { bias, lo, hi, activation } => (bias, lo, hi, activation),
+        _ => (None, None, None, None),
     };
+    let constants = activation.map(|_| zmm_math::Constants::new(&mut asm));
     // `plan` checked that every displacement fits 32 bits.
     let disp = |elements: i64| (4 * elements) as i32;
     for first in (0..groups).step_by(per_pass) {
         let pass: Vec<usize> = (first..groups.min(first + per_pass)).collect();
         let split = split_for(pass.len());
         let acc = |b: usize, p: usize, s: usize| ZMM[(b * pass.len() + p) * split + s];
+        // Loaded per pass: an activation in the epilogue takes zmm24..30.
+        if stride == 2 {
+            asm.vmovups(zmm31, zmmword_ptr(evens))?;
+        }
+        // zmm30: -inf, a maximum's identity and its padding.
+        if max {
+            asm.vbroadcastss(zmm30, dword_ptr(negative_infinity))?;
+        }
         for b in 0..channels {
             for p in 0..pass.len() {
                 for s in 0..split {
@@ -726,6 +732,10 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                 if hi.is_some() {
                     asm.vminps(acc(b, p, 0), zmm25, acc(b, p, 0))?;
                 }
+                if let (Some(activation), Some(constants)) = (activation, &constants) {
+                    let temps = [zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30];
+                    zmm_math::activation(&mut asm, constants, activation, acc(b, p, 0), &temps)?;
+                }
                 let at = disp((LANES * g) as i64 + b as i64 * out_oc_step);
                 let valid = plan.row - g * LANES;
                 if valid >= LANES {
@@ -740,6 +750,9 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     }
     asm.vzeroupper()?;
     asm.ret()?;
+    if let Some(constants) = constants {
+        constants.emit(&mut asm)?;
+    }
     asm.set_label(&mut negative_infinity)?;
     asm.dd(&[f32::NEG_INFINITY.to_bits()])?;
     asm.set_label(&mut lo_bound)?;

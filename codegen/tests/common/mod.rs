@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use kiln_codegen::cpu::{compile, Target};
-use kiln_ir::kernel::Program;
+use kiln_ir::kernel::{BinaryFn, Expr, ExprNode, Program, UnaryFn, ValueId};
 
 /// Compiles `program` for `target` and runs every kernel, each as `tasks`
 /// tasks one after another, on `buffers` (one per program buffer, in order).
@@ -126,4 +126,26 @@ impl Drop for Guarded {
         // SAFETY: the mapping made in `new`.
         unsafe { sys::munmap(self.map.cast(), self.map_len) };
     }
+}
+
+/// The lowering's sigmoid of `x`: `t = exp(-|x|)`,
+/// `select(x < 0, t, 1) / (1 + t)`.
+pub fn sigmoid_nodes(e: &mut Expr, x: ValueId) -> ValueId {
+    let one = e.push(ExprNode::Const(1.0));
+    let a = e.push(ExprNode::Unary(UnaryFn::Abs, x));
+    let na = e.push(ExprNode::Unary(UnaryFn::Neg, a));
+    let t = e.push(ExprNode::Unary(UnaryFn::Exp, na));
+    let d = e.push(ExprNode::Binary(BinaryFn::Add, one, t));
+    let zero = e.push(ExprNode::Const(0.0));
+    let neg = e.push(ExprNode::Binary(BinaryFn::Lesser, x, zero));
+    let num = e.push(ExprNode::Select(neg, t, one));
+    e.push(ExprNode::Binary(BinaryFn::Div, num, d))
+}
+
+/// `x * sigmoid(x)` as the fuse pass builds it from a Mul of a value and
+/// its sigmoid (either order).
+pub fn silu_nodes(e: &mut Expr, x: ValueId, sigmoid_first: bool) -> ValueId {
+    let s = sigmoid_nodes(e, x);
+    let (a, b) = if sigmoid_first { (s, x) } else { (x, s) };
+    e.push(ExprNode::Binary(BinaryFn::Mul, a, b))
 }
