@@ -41,7 +41,8 @@
 //! weight and adds `x * w` into that channel's accumulator for the group.
 //! Lanes whose column falls outside the input or past the row are masked
 //! off (`{k}{z}` loads never touch their memory), with masks fixed at
-//! compile time per tap and group; a group no lane of which a tap reaches
+//! compile time per tap and group (the five most used of a pass set once
+//! in k3..k7 before its loops, any others in k1 at the load); a group no lane of which a tap reaches
 //! skips that tap. A skipped tap or lane adds nothing, where the reference
 //! adds `0 * w`: the same for every finite weight. The last group's store
 //! is masked to the row.
@@ -558,6 +559,23 @@ impl Emitter<'_> {
     }
 }
 
+/// The mask registers by number (k0 means no mask and is never used).
+const MASKS: [AsmRegisterK; 8] = [k0, k1, k2, k3, k4, k5, k6, k7];
+
+/// `zmm{k<k>}`: `zmm` written under mask register `k` (1 to 7).
+fn under(zmm: AsmRegisterZmm, k: u8) -> AsmRegisterZmm {
+    match k {
+        1 => zmm.k1(),
+        2 => zmm.k2(),
+        3 => zmm.k3(),
+        4 => zmm.k4(),
+        5 => zmm.k5(),
+        6 => zmm.k6(),
+        7 => zmm.k7(),
+        _ => unreachable!("mask register k{k}"),
+    }
+}
+
 /// The micro-kernel of `plan` computing `channels` output channels per
 /// call: see the module documentation.
 pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
@@ -627,6 +645,33 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                 }
             }
         }
+        // The pass's load masks, most used first, in k3..k7 for the whole
+        // pass (kmovw would take a cycle of an FMA port at every load);
+        // any others are set in k1 at their load.
+        let mut uses: Vec<(u32, usize)> = Vec::new();
+        for tap in &plan.taps {
+            for &g in &pass {
+                let mask = tap.masks[g];
+                let halves = if stride == 2 && mask >> 16 != 0 { 2 } else { 1 };
+                for half in 0..halves {
+                    let bits = (mask >> (16 * half)) & 0xFFFF;
+                    let all = (full >> (16 * half)) & 0xFFFF;
+                    if mask == 0 || (bits == all && stride == 1) {
+                        continue;
+                    }
+                    match uses.iter_mut().find(|u| u.0 == bits) {
+                        Some(u) => u.1 += 1,
+                        None => uses.push((bits, 1)),
+                    }
+                }
+            }
+        }
+        uses.sort_by_key(|&(bits, n)| (std::cmp::Reverse(n), bits));
+        let hoisted: Vec<(u32, u8)> = uses.iter().zip(3u8..=7).map(|(&(bits, _), k)| (bits, k)).collect();
+        for &(bits, k) in &hoisted {
+            asm.mov(eax, bits)?;
+            asm.kmovw(MASKS[k as usize], eax)?;
+        }
         // r8, r9: the window input and the weights at the current input channel.
         asm.mov(r8, rdi)?;
         asm.mov(r9, rsi)?;
@@ -655,17 +700,22 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                     let bits = (mask >> (16 * half)) & 0xFFFF;
                     let all = (full >> (16 * half)) & 0xFFFF;
                     if bits == all && stride == 1 {
-                        asm.vmovups(into, zmmword_ptr(r8 + at))
-                    } else if max {
+                        return asm.vmovups(into, zmmword_ptr(r8 + at));
+                    }
+                    let k = match hoisted.iter().find(|h| h.0 == bits) {
+                        Some(&(_, k)) => k,
+                        None => {
+                            asm.mov(eax, bits)?;
+                            asm.kmovw(k1, eax)?;
+                            1
+                        }
+                    };
+                    if max {
                         // Lanes outside read -inf (merge into it).
                         asm.vmovaps(into, zmm30)?;
-                        asm.mov(eax, bits)?;
-                        asm.kmovw(k1, eax)?;
-                        asm.vmovups(into.k1(), zmmword_ptr(r8 + at))
+                        asm.vmovups(under(into, k), zmmword_ptr(r8 + at))
                     } else {
-                        asm.mov(eax, bits)?;
-                        asm.kmovw(k1, eax)?;
-                        asm.vmovups(into.k1().z(), zmmword_ptr(r8 + at))
+                        asm.vmovups(under(into, k).z(), zmmword_ptr(r8 + at))
                     }
                 };
                 masked_load(&mut asm, temps[p], 0, at)?;
