@@ -94,6 +94,8 @@ pub fn to_json(original: &Graph, compiled: &Compiled) -> Value {
         "kernels_lowered": report.kernels_lowered,
         "kernels": kernels,
         "fusions": fusions,
+        "views": report.views.len(),
+        "copies_removed": report.views.iter().map(|v| v.kernels.len()).sum::<usize>(),
         "passes_ms": report.timings.iter().map(|(p, t)| (p.name(), t.as_secs_f64() * 1e3)).collect::<BTreeMap<_, _>>(),
         "total_ms": report.total().as_secs_f64() * 1e3,
     })
@@ -153,6 +155,10 @@ pub fn to_text(original: &Graph, compiled: &Compiled) -> String {
                 }
                 None => String::new(),
             },
+            kiln_passes::Pass::Views => {
+                let copies: usize = report.views.iter().map(|v| v.kernels.len()).sum();
+                format!("{copies} copies removed, {} buffers became views", report.views.len())
+            }
             _ => String::new(),
         };
         let _ = writeln!(s, "  {:<8} {:>9.3} ms  {detail}", pass.name(), time.as_secs_f64() * 1e3);

@@ -110,7 +110,7 @@ enum Command {
         #[arg(long, default_value = "native")]
         target: String,
         /// Print the graph or the kernel program right after this pass instead
-        /// of a stage (the passes, in order: fold, rewrite, lower, fuse, plan).
+        /// of a stage (the passes, in order: fold, rewrite, lower, fuse, views, plan).
         #[arg(long, value_name = "PASS", conflicts_with = "stage")]
         dump_after: Option<String>,
     },

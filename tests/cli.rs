@@ -237,7 +237,7 @@ fn emit_prints_the_graph_after_any_pass() {
     let lowered = stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "lower"]));
     let count = |text: &str| text.lines().filter(|l| l.starts_with('k') && l.contains(": ")).count();
     assert!(count(&lowered) > count(&kernels), "fusion removes kernels:\n{lowered}");
-    assert_error(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "inline"]), "the passes are: fold, rewrite, lower, fuse, plan");
+    assert_error(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "inline"]), "the passes are: fold, rewrite, lower, fuse, views, plan");
 }
 
 #[test]

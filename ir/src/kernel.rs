@@ -341,6 +341,36 @@ impl Kernel {
         }
     }
 
+    /// Every access of the kernel with the extents of the domain it is
+    /// indexed by (a Reduce's output and finish inputs, a Gemm's output and
+    /// epilogue inputs: the domain without the reduced axes) and whether
+    /// the kernel writes through it; `None` for kernels that name buffers
+    /// without accesses (Gather, Host).
+    pub fn accesses_mut(&mut self) -> Option<Vec<(&mut Access, Vec<usize>, bool)>> {
+        Some(match self {
+            Kernel::Map { domain, inputs, out, .. } => {
+                let mut v: Vec<_> = inputs.iter_mut().map(|a| (a, domain.clone(), false)).collect();
+                v.push((out, domain.clone(), true));
+                v
+            }
+            Kernel::Reduce { domain, reduced, inputs, finish_inputs, out, .. } => {
+                let kept = domain[..domain.len() - *reduced].to_vec();
+                let mut v: Vec<_> = inputs.iter_mut().map(|a| (a, domain.clone(), false)).collect();
+                v.extend(finish_inputs.iter_mut().map(|a| (a, kept.clone(), false)));
+                v.push((out, kept, true));
+                v
+            }
+            Kernel::Gemm { domain, a, b, epilogue_inputs, out, .. } => {
+                let outer = domain[..domain.len() - 1].to_vec();
+                let mut v = vec![(a, domain.clone(), false), (b, domain.clone(), false)];
+                v.extend(epilogue_inputs.iter_mut().map(|e| (e, outer.clone(), false)));
+                v.push((out, outer, true));
+                v
+            }
+            Kernel::Gather { .. } | Kernel::Host(_) => return None,
+        })
+    }
+
     /// Applies `f` to every buffer id the kernel names (to renumber them).
     pub fn for_each_buffer_mut(&mut self, f: &mut dyn FnMut(&mut BufferId)) {
         match self {

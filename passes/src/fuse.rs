@@ -380,7 +380,7 @@ pub(crate) fn injective(form: &(isize, Vec<isize>), domain: &[usize]) -> bool {
 
 /// Removes the given buffers (no kernel may touch them) and renumbers the
 /// rest.
-fn remove_buffers(program: &mut Program, removed: &BTreeSet<BufferId>) {
+pub(crate) fn remove_buffers(program: &mut Program, removed: &BTreeSet<BufferId>) {
     if removed.is_empty() {
         return;
     }

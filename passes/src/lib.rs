@@ -45,6 +45,7 @@ pub mod lower;
 pub mod pipeline;
 pub mod plan;
 pub mod rewrite;
+pub mod views;
 
 pub use fold::{FoldError, Folded, fold};
 pub use fuse::{Fusion, FusionKind, fuse};
@@ -54,3 +55,4 @@ pub use lower::{
     CastRule, LowerError, LowerOptions, Support, Unsupported, cast_rule, lower, lower_unplanned, lower_with, op_support,
 };
 pub use plan::{ALIGNMENT, check_plan, live_ranges, plan, writes_in_place};
+pub use views::{View, elide_copies};

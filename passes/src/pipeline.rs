@@ -2,7 +2,7 @@
 //! on a graph, times each one and keeps what each decided (a [`Report`]).
 //!
 //! ```text
-//! graph ─fold─> graph ─rewrite─> graph ─lower─> kernels ─fuse─> kernels ─plan─> program
+//! graph ─fold─> graph ─rewrite─> graph ─lower─> kernels ─fuse─> kernels ─views─> kernels ─plan─> program
 //! ```
 //!
 //! * `fold` ([`crate::fold()`]): nodes whose operands are all constants are
@@ -12,6 +12,9 @@
 //! * `lower` ([`crate::lower`]): every node becomes kernels.
 //! * `fuse` ([`crate::fuse()`]): elementwise Maps fold into the kernels
 //!   that produce their inputs.
+//! * `views` ([`crate::elide_copies`]): copies into or out of a contiguous
+//!   part of a buffer (concat inputs, split outputs) disappear, the copied
+//!   buffer becoming a view of that part.
 //! * `plan` ([`crate::plan()`]): scratch buffers get arena offsets; the
 //!   program is validated.
 //!
@@ -29,6 +32,7 @@ use kiln_ir::{Graph, GraphError};
 
 use crate::fold::{FoldError, Folded};
 use crate::fuse::Fusion;
+use crate::views::View;
 use crate::lower::{LowerError, LowerOptions};
 use crate::rewrite::{RewriteOptions, Rewritten};
 
@@ -39,12 +43,13 @@ pub enum Pass {
     Rewrite,
     Lower,
     Fuse,
+    Views,
     Plan,
 }
 
 impl Pass {
     /// Every pass, in the order a pipeline runs them.
-    pub const ALL: &'static [Pass] = &[Pass::Fold, Pass::Rewrite, Pass::Lower, Pass::Fuse, Pass::Plan];
+    pub const ALL: &'static [Pass] = &[Pass::Fold, Pass::Rewrite, Pass::Lower, Pass::Fuse, Pass::Views, Pass::Plan];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -52,6 +57,7 @@ impl Pass {
             Pass::Rewrite => "rewrite",
             Pass::Lower => "lower",
             Pass::Fuse => "fuse",
+            Pass::Views => "views",
             Pass::Plan => "plan",
         }
     }
@@ -120,6 +126,9 @@ pub struct Report {
     /// Fusion decisions, in the kernel numbering of the lowered program at
     /// the time each was made.
     pub fusions: Vec<Fusion>,
+    /// Copies that became views, in the kernel numbering after fusion at
+    /// the time each was made.
+    pub views: Vec<View>,
 }
 
 impl Report {
@@ -218,6 +227,16 @@ impl Pipeline {
                         report.kernel_nodes[at].append(&mut nodes);
                         report.kernel_nodes[at].sort_unstable();
                         report.kernel_nodes[at].dedup();
+                    }
+                }
+                Pass::Views => {
+                    let p = program.as_mut().expect("lower runs before views");
+                    report.views = crate::views::elide_copies(p);
+                    // The copies' nodes are computed by no kernel now.
+                    for v in &report.views {
+                        for &k in v.kernels.iter().rev() {
+                            report.kernel_nodes.remove(k);
+                        }
                     }
                 }
                 Pass::Plan => {

@@ -74,6 +74,7 @@ use kiln_ir::DataType;
 use super::emit::{flags, for_step, Emitter};
 use super::bias_clamp::{bias_clamp, BiasClamp};
 use super::microkernel::{self, Bias, Registers, Spec};
+use super::overlap::may_overlap;
 use super::{cranelift, CodegenError};
 
 /// Depth of a k block: a 12x256 A panel is 12 KiB (L1).
@@ -201,19 +202,6 @@ impl Plan {
     }
 }
 
-fn overlaps(program: &Program, x: BufferId, y: BufferId) -> bool {
-    if x == y {
-        return true;
-    }
-    let (bx, by) = (program.buffer(x), program.buffer(y));
-    match (&bx.kind, &by.kind) {
-        (BufferKind::Scratch { offset: ox }, BufferKind::Scratch { offset: oy }) => {
-            ox < &(oy + by.byte_len()) && oy < &(ox + bx.byte_len())
-        }
-        _ => false,
-    }
-}
-
 fn i64s(v: &[isize]) -> Vec<i64> {
     v.iter().map(|&x| x as i64).collect()
 }
@@ -238,8 +226,9 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
     if asd[nb + 1] != 0 || bsd[nb] != 0 {
         return None;
     }
-    let reads = [a.buffer, b.buffer].into_iter().chain(epilogue_inputs.iter().map(|e| e.buffer));
-    if reads.into_iter().any(|x| overlaps(program, x, out.buffer)) {
+    let outer = &domain[..rank - 1];
+    let mut reads = [(a, &domain[..]), (b, &domain[..])].into_iter().chain(epilogue_inputs.iter().map(|e| (e, outer)));
+    if reads.any(|(x, d)| may_overlap(program, x, d, out, outer)) {
         return None;
     }
     let mut sa = Strided { off: ao as i64, batch: i64s(&asd[..nb]), rows: asd[nb] as i64, cols: asd[nb + 2] as i64 };

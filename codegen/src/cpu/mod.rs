@@ -30,6 +30,7 @@ mod emit;
 pub mod gemm;
 pub mod microkernel;
 mod object;
+mod overlap;
 mod runtime_fns;
 mod target;
 mod zmm_math;

@@ -68,6 +68,7 @@ use kiln_ir::DataType;
 
 use super::math::{self, Lanes};
 use super::{flags, nest, Emitter, Finish};
+use crate::cpu::overlap::may_overlap;
 
 /// An unguarded access as a flat element offset `offset + Σ strides[a] i[a]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,18 +208,10 @@ enum ReducePlan {
 }
 
 impl Emitter<'_> {
-    /// Whether buffers `a` and `b` may share memory.
-    fn overlaps(&self, a: BufferId, b: BufferId) -> bool {
-        if a == b {
-            return true;
-        }
-        let (x, y) = (self.program.buffer(a), self.program.buffer(b));
-        match (&x.kind, &y.kind) {
-            (BufferKind::Scratch { offset: p }, BufferKind::Scratch { offset: q }) => {
-                *p < q + y.byte_len() && *q < p + x.byte_len()
-            }
-            _ => false,
-        }
+    /// Whether `a` (over `a_domain`) and `b` (over `b_domain`) may touch
+    /// the same bytes.
+    fn overlaps(&self, a: &Access, a_domain: &[usize], b: &Access, b_domain: &[usize]) -> bool {
+        may_overlap(self.program, a, a_domain, b, b_domain)
     }
 
     /// Whether `a` and `b` start at the same address.
@@ -255,7 +248,7 @@ impl Emitter<'_> {
                 }
                 let (offset, strides) = a.linear(rank);
                 let mut pure = true;
-                if self.overlaps(a.buffer, out.buffer) {
+                if self.overlaps(a, domain, out, &domain[..out_rank]) {
                     let in_place = rank == out_rank
                         && self.same_start(a.buffer, out.buffer)
                         && self.elem_size(a.buffer) == self.elem_size(out.buffer)
@@ -826,7 +819,7 @@ impl Emitter<'_> {
         }
         let kept = rank - reduced;
         let v = kept - 1;
-        if domain[v] < 4 || inputs.iter().any(|a| self.overlaps(a.buffer, out.buffer)) {
+        if domain[v] < 4 || inputs.iter().any(|a| self.overlaps(a, domain, out, &domain[..kept])) {
             return false;
         }
         // Without guards, only stride-2 windows (which the plain paths refuse).
@@ -1026,7 +1019,7 @@ impl Emitter<'_> {
             || !matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
             || self.program.buffer(a.buffer).data_type != DataType::Float32
             || self.program.buffer(out.buffer).data_type != DataType::Float32
-            || self.overlaps(a.buffer, out.buffer)
+            || self.overlaps(a, domain, out, domain)
         {
             return false;
         }

@@ -68,11 +68,12 @@
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::code_asm::*;
-use kiln_ir::kernel::{Access, BinaryFn, BufferKind, Combine, Expr, ExprNode, Kernel, Program};
+use kiln_ir::kernel::{Access, BinaryFn, Combine, Expr, ExprNode, Kernel, Program};
 use kiln_ir::DataType;
 
 use super::vector::{finish_lins, has_uniform_guard, span, Lin};
 use super::{flags, nest, Emitter, Finish};
+use crate::cpu::overlap::may_overlap;
 use crate::cpu::zmm_math;
 use crate::cpu::target::Features;
 use crate::cpu::bias_clamp::{bias_clamp, BiasClamp};
@@ -220,7 +221,10 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
     if features != Features::Avx512
         || !matches!(combine, Combine::Sum | Combine::Max)
         || finish.nodes.contains(&ExprNode::Count)
-        || finish_inputs.iter().any(|a| a.guard.is_some() || shares_memory(program, a, out))
+        || finish_inputs.iter().any(|a| {
+            let kept = &domain[..domain.len() - reduced];
+            a.guard.is_some() || may_overlap(program, a, kept, out, kept)
+        })
         || *reduced == 0
         || *reduced >= rank
         || domain.contains(&0)
@@ -255,7 +259,7 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         return None;
     }
     let (_, out_strides) = out.linear(kept);
-    if out_strides[v] != 1 || inputs.iter().any(|a| shares_memory(program, a, out)) {
+    if out_strides[v] != 1 || inputs.iter().any(|a| may_overlap(program, a, domain, out, &domain[..kept])) {
         return None;
     }
     let moving = |a: &Access, axis: usize| a.coef.iter().any(|row| row[axis] != 0);
@@ -348,19 +352,6 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
 }
 
 /// Whether input `a` may share memory with `out`.
-fn shares_memory(program: &Program, a: &Access, out: &Access) -> bool {
-    if a.buffer == out.buffer {
-        return true;
-    }
-    let (x, y) = (program.buffer(a.buffer), program.buffer(out.buffer));
-    match (&x.kind, &y.kind) {
-        (BufferKind::Scratch { offset: p }, BufferKind::Scratch { offset: q }) => {
-            *p < q + y.byte_len() && *q < p + x.byte_len()
-        }
-        _ => false,
-    }
-}
-
 impl Emitter<'_> {
     /// A window-sum kernel by `plan` (see the module documentation), calling
     /// `micro[i]` (computing `plan.blocks()[i]` output channels) once per
