@@ -10,7 +10,9 @@
 //! measured here (a register-only FMA loop).
 //! Three variants: both operands inputs (packed while running), B a
 //! constant (packed at compile time), and A a constant (a convolution's
-//! weights times its activations).
+//! weights times its activations). `FLUSH=1` writes 256 MiB between runs,
+//! so that every run starts with cold caches (a model's weights are read
+//! from memory once per inference).
 
 use std::time::Instant;
 
@@ -144,7 +146,12 @@ fn main() {
             // SAFETY: buffers sized as the program declares.
             unsafe { kernel(ptrs.as_ptr(), 0, 1) };
             let mut best = f64::INFINITY;
-            for _ in 0..reps {
+            let mut flush = vec![0u8; if std::env::var_os("FLUSH").is_some() { 256 << 20 } else { 0 }];
+            for r in 0..reps {
+                for (i, b) in flush.iter_mut().enumerate().step_by(64) {
+                    *b = b.wrapping_add((i + r) as u8);
+                }
+                std::hint::black_box(&flush);
                 let t = Instant::now();
                 unsafe { kernel(ptrs.as_ptr(), 0, 1) };
                 best = best.min(t.elapsed().as_secs_f64());

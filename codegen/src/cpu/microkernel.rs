@@ -360,7 +360,19 @@ pub fn avx512(spec: Spec) -> Result<Vec<u8>, IcedError> {
     // with embedded broadcasts, which left cores with two FMA pipes
     // waiting on their two load ports.
     let spare: Vec<AsmRegisterZmm> = (2 * mr..30).map(|i| ZMM[i]).collect();
+    // r11: the bytes of one A panel (kc * mr floats). A's next panel (the
+    // next row tile of a packed constant, or the next k block's first)
+    // follows this one: each k step prefetches it about one cache line
+    // ahead of where this one reads, so that weights streamed from memory
+    // once per run (a 7x7 layer's 1x1 convolutions: each panel serves a
+    // few tiles only) arrive before the next call needs them. A prefetch
+    // never faults, so past a panel packed at run time it is harmless.
+    asm.imul_3(r11, r8, (4 * mr) as i32)?;
     k_loop(&mut asm, 4 * mr, ldb, &mut |asm, u| {
+        let a_at = 4 * mr * u;
+        if a_at % 64 < 4 * mr {
+            asm.prefetcht0(byte_ptr(rdi + r11 + a_at as i32))?;
+        }
         let b = (u * ldb) as i32;
         for (h, reg) in [b0, b1].into_iter().enumerate().take(halves) {
             let at = zmmword_ptr(rsi + b + 64 * h as i32);
