@@ -219,6 +219,57 @@ fn direct_convolutions() {
     }
 }
 
+/// Rows of one group (at most 16 outputs) go several per call through the
+/// multi-row micro-kernels where every tap of those rows is inside (the
+/// padded first and last rows one at a time): results equal the reference
+/// within tolerance, and are the same bits whatever rows a task starts at
+/// (1, 2, 3 or 5 tasks group the rows differently), since a multi-row call
+/// sums every output as a one-row call does.
+#[test]
+fn multi_row_kernels_match_single_rows() {
+    let levels = Target::host_levels();
+    let avx512 = levels.iter().find(|t| t.to_string().contains("avx512"));
+    // (direct?, channels, output channels or 0, height, width, kernel, stride, padding)
+    let cases = [
+        (true, 3, 16, 13, 9, 3, 1, 1),
+        (true, 2, 11, 12, 14, 3, 1, 1),
+        (true, 4, 8, 9, 16, 5, 1, 2),
+        (true, 3, 8, 11, 7, 3, 1, 0),
+        (false, 4, 0, 13, 7, 3, 1, 1),
+        (false, 2, 0, 14, 12, 5, 1, 2),
+        (false, 3, 0, 11, 16, 3, 2, 1),
+    ];
+    for (direct, c, oc, h, w, k, s, p) in cases {
+        let what = format!("{} c{c} oc{oc} h{h} w{w} k{k} s{s} p{p}", if direct { "direct" } else { "depthwise" });
+        let prog = if direct {
+            direct_conv(c, oc, h, w, (k, k), s, p, 1, &values(oc * c * k * k, 5))
+        } else {
+            depthwise(c, h, w, k, s, p, 1, &values(c * k * k, 6))
+        }
+        .unwrap();
+        let x = values(prog.buffers[0].len, 7);
+        check_within(&prog, &x, &what, 1e-4);
+        let Some(avx512) = avx512 else { continue };
+        let asm = listing(&prog, avx512, Listing::Asm).unwrap();
+        assert!(asm.contains("_r2\n") || asm.contains("_r3\n") || asm.contains("_r4\n"), "{what}: no multi-row kernel in\n{asm}");
+        let out_len = prog.buffers[1].len;
+        let run_with = |tasks: u64| {
+            let mut buffers = vec![f32s(&x), vec![0u8; out_len * 4]];
+            for b in &prog.buffers[2..] {
+                match &b.kind {
+                    BufferKind::Constant(t) => buffers.push(t.bytes().to_vec()),
+                    _ => buffers.push(vec![0u8; b.byte_len()]),
+                }
+            }
+            run(&prog, buffers, avx512, tasks)[1].clone()
+        };
+        let one = run_with(1);
+        for tasks in [2, 3, 5] {
+            assert!(run_with(tasks) == one, "{what}: {tasks} tasks differ from one");
+        }
+    }
+}
+
 /// `prog`'s single reduction with a fused epilogue, as the fuse pass makes
 /// it: a bias (buffer 3, one value per channel of kept axis `channel`)
 /// added to the sum, then `finish` applied to that.

@@ -193,10 +193,10 @@ fn define_kernels<M: Module>(
         let window = emit::window::plan(program, kernel, target.features);
         let mut window_ids = Vec::new();
         if let Some(w) = &window {
-            for channels in w.blocks() {
-                let name = w.name(k, channels);
+            for (channels, rows) in w.variants() {
+                let name = w.name(k, channels, rows);
                 let id = module.declare_function(&name, Linkage::Local, &microkernel::signature(module, 5)).map_err(cranelift)?;
-                let code = emit::window::avx512(w, channels).map_err(cranelift)?;
+                let code = emit::window::avx512(w, channels, rows).map_err(cranelift)?;
                 module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
                 if let Some((Listing::Asm, out)) = &mut listing {
                     out.push_str(&format!("; micro-kernel {name}\n{}\n", microkernel::disassemble(&code)));

@@ -52,6 +52,17 @@
 //! before the store; any other finish (a residual add, say) by the driver, in place, to every row the task
 //! wrote, once they are all written (F32X4, then scalar).
 //!
+//! Rows of one group (at most 16 outputs: a 14x14 or 7x7 feature map)
+//! fill few accumulators and broadcast every weight for 16 outputs only, so
+//! such kernels also get *multi-row* micro-kernels (`_r<rows>`): `rows`
+//! consecutive output rows (along the kept axis before `v`; as many as the
+//! accumulators allow, at most 4) per call, each loaded group feeding from
+//! the same broadcast weight. The driver calls them for groups of rows all
+//! of whose taps are inside the input (every row of an unpadded kernel,
+//! the interior rows of a padded one) and the one-row kernels for the rest;
+//! a multi-row call sums every output exactly as a one-row call does (the
+//! same partial sums), so results do not depend on how rows are grouped.
+//!
 //! Each lane sums in order of input channel and tap, with fused
 //! multiply-adds; with a single output channel the taps alternate between
 //! two accumulators (four when a pass has one group) that are added at the
@@ -60,11 +71,13 @@
 //! # Micro-kernel
 //! `fn(x: *const f32, w: *const f32, out: *mut f32, taps: u64, bias: *const f32)`, named
 //! `k<kernel>_avx512_window_{sum,max}_f32_s<stride>` (`_oc<n>` when it computes
-//! `n` output channels): `x`, `w` and `out` as above, bit `t` of `taps` set
-//! when tap `t` is inside, `bias` the row's bias for an epilogue in
-//! registers (else unused). Caller-saved registers only, no stack,
+//! `n` output channels, `_r<rows>` for a multi-row kernel): `x`, `w` and
+//! `out` as above (of the first row), bit `t` of `taps` set when tap `t` is
+//! inside (a multi-row kernel reads every tap), `bias` the row's bias for
+//! an epilogue in registers (else unused). Caller-saved registers only, no stack,
 //! `vzeroupper` at the end.
 
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use cranelift_frontend::FunctionBuilder;
 use iced_x86::code_asm::*;
@@ -87,6 +100,8 @@ const MAX_TAPS: usize = 64;
 const OC_BLOCK: usize = 8;
 /// Accumulator registers (zmm0..zmm23).
 const ACCUMULATORS: usize = 24;
+/// The most output rows a multi-row micro-kernel computes per call.
+const MAX_ROWS: usize = 4;
 
 /// A window-sum kernel as the micro-kernel generator sees it: everything
 /// about a row that is fixed at compile time.
@@ -109,6 +124,14 @@ pub struct Plan {
     pub channels: Option<Channels>,
     /// The output-channel axis blocked by the driver, if any.
     pub outputs: Option<Outputs>,
+    /// Output rows per call of the multi-row micro-kernels, 1 for none:
+    /// rows of one group (at most 16 outputs) computed together, so that
+    /// each broadcast weight feeds `rows` groups (see the module
+    /// documentation).
+    pub rows: usize,
+    /// Element steps of the window input and of the output from one row to
+    /// the next (kept axis `v - 1`).
+    pub row_steps: (i64, i64),
     /// What happens to the sums before they are stored.
     pub epilogue: Epilogue,
 }
@@ -189,13 +212,26 @@ pub struct Outputs {
 
 impl Plan {
     /// The symbol of the micro-kernel of kernel `k` computing `channels`
-    /// output channels per call.
-    pub fn name(&self, k: usize, channels: usize) -> String {
+    /// output channels over `rows` rows per call.
+    pub fn name(&self, k: usize, channels: usize, rows: usize) -> String {
         let what = if self.combine == Combine::Max { "max" } else { "sum" };
+        let rows = if rows > 1 { format!("_r{rows}") } else { String::new() };
         match self.outputs {
-            Some(_) => format!("k{k}_avx512_window_{what}_f32_s{}_oc{channels}", self.stride),
-            None => format!("k{k}_avx512_window_{what}_f32_s{}", self.stride),
+            Some(_) => format!("k{k}_avx512_window_{what}_f32_s{}_oc{channels}{rows}", self.stride),
+            None => format!("k{k}_avx512_window_{what}_f32_s{}{rows}", self.stride),
         }
+    }
+
+    /// The micro-kernels the kernel uses, as (output channels, rows) per
+    /// call: [`Plan::blocks`] on one row, then, with multi-row kernels, the
+    /// same on [`Plan::rows`] rows.
+    pub fn variants(&self) -> Vec<(usize, usize)> {
+        let blocks = self.blocks();
+        let mut v: Vec<(usize, usize)> = blocks.iter().map(|&b| (b, 1)).collect();
+        if self.rows > 1 {
+            v.extend(blocks.iter().map(|&b| (b, self.rows)));
+        }
+        v
     }
 
     /// The output channels per call of each micro-kernel the kernel uses:
@@ -348,10 +384,54 @@ pub fn plan(program: &Program, kernel: &Kernel, features: Features) -> Option<Pl
         let f32_input = |n: usize| program.buffer(finish_inputs[n].buffer).data_type == DataType::Float32;
         register_epilogue(finish, finish_inputs, v, outputs.map(|o| o.axis), &f32_input).unwrap_or(Epilogue::Rows)
     };
-    Some(Plan { combine: *combine, window, stride: stride as usize, row, taps, guarded_rows, channels, outputs, epilogue })
+    // Rows of one group go several per call, along the kept axis before v
+    // (not the output channels; a register bias the same on every row),
+    // as many as the accumulators allow (at most MAX_ROWS).
+    let row_axis = v - 1;
+    let per_row = outputs.map_or(1, |o| o.block) * split_for(1, outputs.map_or(1, |o| o.block));
+    let bias_moves = match epilogue {
+        Epilogue::Registers { bias: Some((n, _)), .. } => finish_inputs[n].linear(kept).1[row_axis] != 0,
+        _ => false,
+    };
+    let row_steps = (xs[row_axis] as i64, out_strides[row_axis] as i64);
+    let rows_fit = |rows: usize| {
+        let r = rows as i64 - 1;
+        taps.iter().all(|t| fits(t.x_offset.abs() + reach + (r * row_steps.0).abs())) && fits(out_reach + (r * row_steps.1).abs())
+    };
+    let rows = if groups == 1 && Some(row_axis) != outputs.map(|o| o.axis) && !bias_moves {
+        (ACCUMULATORS / per_row).min(MAX_ROWS).min(domain[row_axis]).max(1)
+    } else {
+        1
+    };
+    let rows = if rows_fit(rows) { rows } else { 1 };
+    Some(Plan {
+        combine: *combine,
+        window,
+        stride: stride as usize,
+        row,
+        taps,
+        guarded_rows,
+        channels,
+        outputs,
+        rows,
+        row_steps,
+        epilogue,
+    })
 }
 
-/// Whether input `a` may share memory with `out`.
+/// Partial sums per output channel and group in a pass of `groups` groups
+/// computing `channels` output channels: a single channel's taps alternate
+/// between 2 (4 with one group) accumulators, to overlap the adds' latency.
+fn split_for(groups: usize, channels: usize) -> usize {
+    if channels > 1 {
+        1
+    } else if groups == 1 {
+        4
+    } else {
+        2
+    }
+}
+
 impl Emitter<'_> {
     /// A window-sum kernel by `plan` (see the module documentation), calling
     /// `micro[i]` (computing `plan.blocks()[i]` output channels) once per
@@ -377,37 +457,48 @@ impl Emitter<'_> {
         let outer: Vec<(Value, Value)> =
             ranges.iter().enumerate().filter(|(a, _)| Some(*a) != oc_axis).map(|(_, r)| *r).collect();
         let first_tap_axis = kept + usize::from(plan.channels.is_some());
-        nest(fb, &outer, &mut Vec::new(), &mut |fb, index| {
-            // The full index at v = 0, tap 0, channel 0 (output channel 0).
+        // The full index at v = 0, tap 0, channel 0 (output channel 0) of
+        // the row at `index` (the outer axes).
+        let full_index = |index: &[Value]| -> Vec<Value> {
             let mut at: Vec<Value> = Vec::with_capacity(rank);
             let mut rest = index.iter();
             for a in 0..v {
                 at.push(if Some(a) == oc_axis { zero } else { *rest.next().expect("one index per outer axis") });
             }
             at.resize(rank, zero);
-            let x_row = Self::offset(fb, x, &at);
-            let x_row = self.address(fb, x.buffer, x_row);
-            let taps = if plan.guarded_rows {
-                let rdims = &domain[first_tap_axis..];
-                let mut bits = zero;
-                for t in 0..plan.taps.len() {
-                    let mut full = at.clone();
-                    let mut left = t;
-                    for (a, &d) in rdims.iter().enumerate().rev() {
-                        full[first_tap_axis + a] = fb.ins().iconst(types::I64, (left % d) as i64);
-                        left /= d;
-                    }
-                    let inside = Self::in_range_uniform(fb, x, domain, &full, v);
-                    let inside = fb.ins().uextend(types::I64, inside);
-                    let bit = fb.ins().ishl_imm_u(inside, t as i64);
-                    bits = fb.ins().bor(bits, bit);
+            at
+        };
+        // Bit t set when tap t's row is inside the input.
+        let taps_of = |fb: &mut FunctionBuilder, at: &[Value]| -> Value {
+            if !plan.guarded_rows {
+                return all;
+            }
+            let rdims = &domain[first_tap_axis..];
+            let mut bits = zero;
+            for t in 0..plan.taps.len() {
+                let mut full = at.to_vec();
+                let mut left = t;
+                for (a, &d) in rdims.iter().enumerate().rev() {
+                    full[first_tap_axis + a] = fb.ins().iconst(types::I64, (left % d) as i64);
+                    left /= d;
                 }
-                bits
-            } else {
-                all
-            };
+                let inside = Self::in_range_uniform(fb, x, domain, &full, v);
+                let inside = fb.ins().uextend(types::I64, inside);
+                let bit = fb.ins().ishl_imm_u(inside, t as i64);
+                bits = fb.ins().bor(bits, bit);
+            }
+            bits
+        };
+        // The micro-kernels' calls for the row at `at` (and the `rows - 1`
+        // after it, through the multi-row kernels), every block of output
+        // channels.
+        let blocks = plan.blocks();
+        let row_calls = |fb: &mut FunctionBuilder, at: &[Value], rows: usize, taps: Value| {
+            let x_row = Self::offset(fb, x, at);
+            let x_row = self.address(fb, x.buffer, x_row);
+            let variant = if rows > 1 { blocks.len() } else { 0 };
             let call = |fb: &mut FunctionBuilder, oc: Value, which: usize| {
-                let mut here = at.clone();
+                let mut here = at.to_vec();
                 if let Some(axis) = oc_axis {
                     here[axis] = oc;
                 }
@@ -429,9 +520,9 @@ impl Emitter<'_> {
                     }
                     _ => zero,
                 };
-                fb.ins().call(micro[which], &[x_row, w_row, out_row, taps, bias_row]);
+                fb.ins().call(micro[variant + which], &[x_row, w_row, out_row, taps, bias_row]);
             };
-            match (oc_axis, plan.blocks().as_slice()) {
+            match (oc_axis, blocks.as_slice()) {
                 (Some(axis), &[block, 1]) => {
                     // Whole blocks, then one channel at a time.
                     let (lo, hi) = ranges[axis];
@@ -449,7 +540,63 @@ impl Emitter<'_> {
                 }
                 (None, _) => call(fb, zero, 0),
             }
-        });
+        };
+        let single = |fb: &mut FunctionBuilder, index: &[Value]| {
+            let at = full_index(index);
+            let taps = taps_of(fb, &at);
+            row_calls(fb, &at, 1, taps);
+        };
+        if plan.rows > 1 {
+            // Rows `plan.rows` at a time (the last axis of `outer`), each
+            // group through the multi-row kernels when all its taps are
+            // inside, else row by row; the rows left over one by one.
+            let rows = plan.rows as i64;
+            let (&(lo, hi), upper) = outer.split_last().expect("the row axis is an outer axis");
+            nest(fb, upper, &mut Vec::new(), &mut |fb, index| {
+                let span = fb.ins().isub(hi, lo);
+                let whole = fb.ins().udiv_imm_u(span, rows);
+                let whole = fb.ins().imul_imm_s(whole, rows);
+                let end = fb.ins().iadd(lo, whole);
+                let at_row = |fb: &mut FunctionBuilder, y: Value, r: i64| {
+                    let mut i = index.to_vec();
+                    i.push(if r == 0 { y } else { fb.ins().iadd_imm_s(y, r) });
+                    i
+                };
+                super::for_step(fb, lo, end, rows, &mut |fb, y| {
+                    let first = at_row(fb, y, 0);
+                    let at = full_index(&first);
+                    if !plan.guarded_rows {
+                        row_calls(fb, &at, plan.rows, all);
+                        return;
+                    }
+                    let mut inside = fb.ins().iconst(types::I8, 1);
+                    for r in 0..rows {
+                        let i = at_row(fb, y, r);
+                        let bits = taps_of(fb, &full_index(&i));
+                        let every = fb.ins().icmp(IntCC::Equal, bits, all);
+                        inside = fb.ins().band(inside, every);
+                    }
+                    let (together, apart, merge) = (fb.create_block(), fb.create_block(), fb.create_block());
+                    fb.ins().brif(inside, together, &[], apart, &[]);
+                    fb.switch_to_block(together);
+                    row_calls(fb, &at, plan.rows, all);
+                    fb.ins().jump(merge, &[]);
+                    fb.switch_to_block(apart);
+                    for r in 0..rows {
+                        let i = at_row(fb, y, r);
+                        single(fb, &i);
+                    }
+                    fb.ins().jump(merge, &[]);
+                    fb.switch_to_block(merge);
+                });
+                super::for_range(fb, end, hi, &mut |fb, y| {
+                    let i = at_row(fb, y, 0);
+                    single(fb, &i);
+                });
+            });
+        } else {
+            nest(fb, &outer, &mut Vec::new(), &mut |fb, index| single(fb, index));
+        }
         if plan.epilogue == Epilogue::Rows {
             // The finish, in place, on every row this task wrote, after
             // them all (so that no load waits for a store just made).
@@ -568,8 +715,10 @@ fn under(zmm: AsmRegisterZmm, k: u8) -> AsmRegisterZmm {
 }
 
 /// The micro-kernel of `plan` computing `channels` output channels per
-/// call: see the module documentation.
-pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
+/// call over `rows` output rows (1, or the plan's multi-row count, whose
+/// every tap the caller has checked to be inside): see the module
+/// documentation.
+pub fn avx512(plan: &Plan, channels: usize, rows: usize) -> Result<Vec<u8>, IcedError> {
     const ZMM: [AsmRegisterZmm; 32] = [
         zmm0, zmm1, zmm2, zmm3, zmm4, zmm5, zmm6, zmm7, zmm8, zmm9, zmm10, zmm11, zmm12, zmm13, zmm14, zmm15, zmm16,
         zmm17, zmm18, zmm19, zmm20, zmm21, zmm22, zmm23, zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30, zmm31,
@@ -581,9 +730,18 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     let group_bytes = (4 * LANES * stride) as i64;
     let groups = plan.groups();
     let full: u32 = if stride == 1 { 0xFFFF } else { 0x5555_5555 };
-    // Groups per pass, and partial sums per output channel and group.
-    let per_pass = (ACCUMULATORS / channels).clamp(1, 4).min(groups);
-    let split_for = |pass: usize| if channels > 1 { 1 } else if pass == 1 { 4 } else { 2 };
+    // Passes of (row, group) units: groups per pass on one row, or one
+    // pass of the rows' single groups; partial sums per output channel and
+    // unit as the pass's groups per row make them (so a multi-row call
+    // sums each output as a one-row call does).
+    let passes: Vec<Vec<(usize, usize)>> = if rows > 1 {
+        debug_assert!(groups == 1 && rows <= plan.rows);
+        vec![(0..rows).map(|r| (r, 0)).collect()]
+    } else {
+        let per_pass = (ACCUMULATORS / channels).clamp(1, 4).min(groups);
+        (0..groups).step_by(per_pass).map(|first| (first..groups.min(first + per_pass)).map(|g| (0, g)).collect()).collect()
+    };
+    let (row_x, row_out) = plan.row_steps;
     let (w_oc_step, out_oc_step) = plan.outputs.map_or((0, 0), |o| (o.w_step, o.out_step));
     let mut asm = CodeAssembler::new(64)?;
     let mut evens = asm.create_label();
@@ -613,9 +771,8 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
     let constants = activation.map(|_| zmm_math::Constants::new(&mut asm));
     // `plan` checked that every displacement fits 32 bits.
     let disp = |elements: i64| (4 * elements) as i32;
-    for first in (0..groups).step_by(per_pass) {
-        let pass: Vec<usize> = (first..groups.min(first + per_pass)).collect();
-        let split = split_for(pass.len());
+    for pass in &passes {
+        let split = split_for(pass.len() / rows, channels);
         let acc = |b: usize, p: usize, s: usize| ZMM[(b * pass.len() + p) * split + s];
         // Loaded per pass: an activation in the epilogue takes zmm24..30.
         if stride == 2 {
@@ -641,7 +798,7 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
         // any others are set in k1 at their load.
         let mut uses: Vec<(u32, usize)> = Vec::new();
         for tap in &plan.taps {
-            for &g in &pass {
+            for &(_, g) in pass {
                 let mask = tap.masks[g];
                 let halves = if stride == 2 && mask >> 16 != 0 { 2 } else { 1 };
                 for half in 0..halves {
@@ -672,20 +829,20 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
         }
         asm.set_label(&mut channel)?;
         for (t, tap) in plan.taps.iter().enumerate() {
-            if pass.iter().all(|&g| tap.masks[g] == 0) {
+            if pass.iter().all(|&(_, g)| tap.masks[g] == 0) {
                 continue;
             }
             let mut skip = asm.create_label();
-            if plan.guarded_rows {
+            if plan.guarded_rows && rows == 1 {
                 asm.bt(rcx, t as u32)?;
                 asm.jnc(skip)?;
             }
-            for (p, &g) in pass.iter().enumerate() {
+            for (p, &(r, g)) in pass.iter().enumerate() {
                 let mask = tap.masks[g];
                 if mask == 0 {
                     continue;
                 }
-                let at = disp(tap.x_offset + g as i64 * group_bytes / 4);
+                let at = disp(tap.x_offset + g as i64 * group_bytes / 4 + r as i64 * row_x);
                 // Loads 16 elements at byte `at` under part `half` of the mask.
                 let masked_load = |asm: &mut CodeAssembler, into: AsmRegisterZmm, half: u32, at: i32| {
                     let bits = (mask >> (16 * half)) & 0xFFFF;
@@ -726,7 +883,7 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                 if !max {
                     asm.vbroadcastss(weight, dword_ptr(r9 + disp(tap.w_offset + b as i64 * w_oc_step)))?;
                 }
-                for (p, &g) in pass.iter().enumerate() {
+                for (p, &(_, g)) in pass.iter().enumerate() {
                     if tap.masks[g] == 0 {
                         continue;
                     }
@@ -754,7 +911,7 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
             asm.vbroadcastss(zmm25, dword_ptr(hi_bound))?;
         }
         for b in 0..channels {
-            for (p, &g) in pass.iter().enumerate() {
+            for (p, &(r, g)) in pass.iter().enumerate() {
                 for s in 1..split {
                     if max {
                         maximum(&mut asm, acc(b, p, 0), acc(b, p, s))?;
@@ -777,7 +934,7 @@ pub fn avx512(plan: &Plan, channels: usize) -> Result<Vec<u8>, IcedError> {
                     let temps = [zmm24, zmm25, zmm26, zmm27, zmm28, zmm29, zmm30];
                     zmm_math::activation(&mut asm, constants, activation, acc(b, p, 0), &temps)?;
                 }
-                let at = disp((LANES * g) as i64 + b as i64 * out_oc_step);
+                let at = disp((LANES * g) as i64 + b as i64 * out_oc_step + r as i64 * row_out);
                 let valid = plan.row - g * LANES;
                 if valid >= LANES {
                     asm.vmovups(zmmword_ptr(rdx + at), acc(b, p, 0))?;
