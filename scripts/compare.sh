@@ -10,8 +10,10 @@
 # if it is absent; build kiln (release); read each model's input shapes from its
 # test_data_set_0/input_N.pb (graph inputs that are not initializers, in order);
 # then for every model and thread count run `kiln bench MODEL.onnx --shape NAME=DIMS...
-# --json` and `scripts/bench_ort.py MODEL.onnx --shape NAME=DIMS... --json` back to
-# back (at the first thread count also `kiln bench --no-optimize`, the graph as
+# --json` and `scripts/bench_ort.py MODEL.onnx --shape NAME=DIMS... --json` in
+# alternation, ROUNDS times each (a shared machine's slow spells then hit both; each
+# side's figure is the median of its rounds' medians), and (at the first thread
+# count) `kiln bench --no-optimize` once (the graph as
 # given), and print two markdown tables on stdout: kiln vs ORT, and the optimizer
 # (operators before and after the graph passes, kernels, rewrite time, latency
 # with the graph passes off and on). Progress goes to stderr; the raw JSON
@@ -20,7 +22,8 @@
 # its error is listed under the table and kept in results.jsonl, and the script
 # exits 1 after printing the table.
 #
-# Environment: RUNS (timed runs per measurement, default 20), THREADS (default "1 2"),
+# Environment: RUNS (timed runs per round, default 20), ROUNDS (alternations of kiln and
+# ORT per measurement, default 3), THREADS (default "1 2"),
 # MODELS (default "mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n
 # byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec"; an entry
 # NAME@INPUT=DIMS[,INPUT=DIMS...] measures model NAME at those input shapes instead
@@ -29,6 +32,7 @@
 set -euo pipefail
 
 RUNS="${RUNS:-20}"
+ROUNDS="${ROUNDS:-3}"
 THREADS="${THREADS:-1 2}"
 MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec}"
 PYTHON="${PYTHON:-python3}"
@@ -126,14 +130,16 @@ for entry in $MODELS; do
     say "$model: $shapes"
     for t in $THREADS; do
         raw="$out_dir/raw/$model.$t"
-        say "$model, $t thread(s), $RUNS runs: kiln"
-        "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
-            >"$raw.kiln.json" 2>"$raw.kiln.err" \
-            || say "$model: kiln failed: $(tail -n 3 "$raw.kiln.err")"
-        say "$model, $t thread(s), $RUNS runs: onnxruntime"
-        "$py" scripts/bench_ort.py "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
-            >"$raw.ort.json" 2>"$raw.ort.err" \
-            || say "$model: onnxruntime failed: $(tail -n 3 "$raw.ort.err")"
+        for round in $(seq 1 "$ROUNDS"); do
+            say "$model, $t thread(s), round $round of $ROUNDS, $RUNS runs: kiln"
+            "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
+                >"$raw.kiln.$round.json" 2>"$raw.kiln.$round.err" \
+                || say "$model: kiln failed: $(tail -n 3 "$raw.kiln.$round.err")"
+            say "$model, $t thread(s), round $round of $ROUNDS, $RUNS runs: onnxruntime"
+            "$py" scripts/bench_ort.py "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
+                >"$raw.ort.$round.json" 2>"$raw.ort.$round.err" \
+                || say "$model: onnxruntime failed: $(tail -n 3 "$raw.ort.$round.err")"
+        done
         if [[ "$t" == "$first_threads" ]]; then
             say "$model, $t thread(s), $RUNS runs: kiln --no-optimize"
             "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json --no-optimize \
@@ -147,21 +153,38 @@ done
 load_after="$(load)"
 say "load average after: $load_after"
 
-"$py" - "$runs_list" "$out_dir/results.jsonl" "$RUNS" "$load_before" "$load_after" "$(nproc)" <<'PY'
-import json, os, sys
+"$py" - "$runs_list" "$out_dir/results.jsonl" "$RUNS" "$load_before" "$load_after" "$(nproc)" "$ROUNDS" <<'PY'
+import json, os, statistics, sys
 import onnxruntime
 
-runs_list, results, runs, before, after, cores = sys.argv[1:]
+runs_list, results, runs, before, after, cores, rounds = sys.argv[1:]
+
+
+def one(path):
+    """(result, None) or (None, error text) for one run of a bench command."""
+    try:
+        with open(f"{path}.json") as f:
+            return json.loads(f.read().strip().splitlines()[-1]), None
+    except (OSError, ValueError, IndexError):
+        with open(f"{path}.err") as f:
+            return None, f.read().strip() or "no output"
 
 
 def measurement(raw, who):
-    """(result, None) or (None, error text) for one kiln / ORT measurement."""
-    try:
-        with open(f"{raw}.{who}.json") as f:
-            return json.loads(f.read().strip().splitlines()[-1]), None
-    except (OSError, ValueError, IndexError):
-        with open(f"{raw}.{who}.err") as f:
-            return None, f.read().strip() or "no output"
+    """One kiln / ORT measurement over its rounds: the last round's record with
+    median_ms and compile_ms the medians of the rounds' (and every round's figures
+    under "rounds"), or (None, error text) if a round failed."""
+    records = []
+    for r in range(1, int(rounds) + 1):
+        rec, err = one(f"{raw}.{who}.{r}")
+        if err:
+            return None, err
+        records.append(rec)
+    result = dict(records[-1])
+    result["rounds"] = [{"median_ms": r["median_ms"], "compile_ms": r["compile_ms"]} for r in records]
+    result["median_ms"] = statistics.median(r["median_ms"] for r in records)
+    result["compile_ms"] = statistics.median(r["compile_ms"] for r in records)
+    return result, None
 
 
 rows, failures, shapes_of = [], [], {}
@@ -178,14 +201,15 @@ with open(results, "w") as out:
         if o_err:
             record["ort_error"] = o_err
             failures.append((model, threads, "onnxruntime", o_err))
-        p, _ = measurement(raw, "plain") if os.path.exists(f"{raw}.plain.json") else (None, None)
+        p, _ = one(f"{raw}.plain") if os.path.exists(f"{raw}.plain.json") else (None, None)
         if p:
             record["kiln_no_optimize"] = p
         out.write(json.dumps(record) + "\n")
         rows.append((model, threads, k, o, p))
 
 print(f"kiln (cpu backend) vs onnxruntime {onnxruntime.__version__} CPUExecutionProvider on the same "
-      f".onnx files, f32, {runs} timed runs after 1 warm-up; median ms")
+      f".onnx files, f32, {rounds} alternating rounds of {runs} timed runs after 1 warm-up each; "
+      f"median of the rounds' medians, ms")
 print(f"load average before {before}, after {after} ({cores} cores)")
 print()
 print("| model | threads | kiln median ms | ORT median ms | kiln/ORT | kiln compile ms | ORT session ms |")
