@@ -547,52 +547,54 @@ impl Emitter<'_> {
             row_calls(fb, &at, 1, taps);
         };
         if plan.rows > 1 {
-            // Rows `plan.rows` at a time (the last axis of `outer`), each
-            // group through the multi-row kernels when all its taps are
-            // inside, else row by row; the rows left over one by one.
+            // Along the row axis (the last of `outer`): `plan.rows` rows
+            // through the multi-row kernels where they all exist and all
+            // their taps are inside, else one row; so each call sequence
+            // is emitted once. A tap's row is affine in the output row, so
+            // the group's first and last rows being inside covers the rows
+            // between.
             let rows = plan.rows as i64;
             let (&(lo, hi), upper) = outer.split_last().expect("the row axis is an outer axis");
             nest(fb, upper, &mut Vec::new(), &mut |fb, index| {
-                let span = fb.ins().isub(hi, lo);
-                let whole = fb.ins().udiv_imm_u(span, rows);
-                let whole = fb.ins().imul_imm_s(whole, rows);
-                let end = fb.ins().iadd(lo, whole);
                 let at_row = |fb: &mut FunctionBuilder, y: Value, r: i64| {
                     let mut i = index.to_vec();
                     i.push(if r == 0 { y } else { fb.ins().iadd_imm_s(y, r) });
-                    i
+                    full_index(&i)
                 };
-                super::for_step(fb, lo, end, rows, &mut |fb, y| {
-                    let first = at_row(fb, y, 0);
-                    let at = full_index(&first);
-                    if !plan.guarded_rows {
-                        row_calls(fb, &at, plan.rows, all);
-                        return;
-                    }
-                    let mut inside = fb.ins().iconst(types::I8, 1);
-                    for r in 0..rows {
-                        let i = at_row(fb, y, r);
-                        let bits = taps_of(fb, &full_index(&i));
+                let row = fb.declare_var(types::I64);
+                fb.def_var(row, lo);
+                let (header, body, together, apart, exit) =
+                    (fb.create_block(), fb.create_block(), fb.create_block(), fb.create_block(), fb.create_block());
+                fb.ins().jump(header, &[]);
+                fb.switch_to_block(header);
+                let y = fb.use_var(row);
+                let more = fb.ins().icmp(IntCC::SignedLessThan, y, hi);
+                fb.ins().brif(more, body, &[], exit, &[]);
+                fb.switch_to_block(body);
+                let first = at_row(fb, y, 0);
+                let last_row = fb.ins().iadd_imm_s(y, rows - 1);
+                let mut group = fb.ins().icmp(IntCC::SignedLessThan, last_row, hi);
+                if plan.guarded_rows {
+                    let last = at_row(fb, y, rows - 1);
+                    for at in [&first, &last] {
+                        let bits = taps_of(fb, at);
                         let every = fb.ins().icmp(IntCC::Equal, bits, all);
-                        inside = fb.ins().band(inside, every);
+                        group = fb.ins().band(group, every);
                     }
-                    let (together, apart, merge) = (fb.create_block(), fb.create_block(), fb.create_block());
-                    fb.ins().brif(inside, together, &[], apart, &[]);
-                    fb.switch_to_block(together);
-                    row_calls(fb, &at, plan.rows, all);
-                    fb.ins().jump(merge, &[]);
-                    fb.switch_to_block(apart);
-                    for r in 0..rows {
-                        let i = at_row(fb, y, r);
-                        single(fb, &i);
-                    }
-                    fb.ins().jump(merge, &[]);
-                    fb.switch_to_block(merge);
-                });
-                super::for_range(fb, end, hi, &mut |fb, y| {
-                    let i = at_row(fb, y, 0);
-                    single(fb, &i);
-                });
+                }
+                fb.ins().brif(group, together, &[], apart, &[]);
+                fb.switch_to_block(together);
+                row_calls(fb, &first, plan.rows, all);
+                let next = fb.ins().iadd_imm_s(y, rows);
+                fb.def_var(row, next);
+                fb.ins().jump(header, &[]);
+                fb.switch_to_block(apart);
+                let taps = taps_of(fb, &first);
+                row_calls(fb, &first, 1, taps);
+                let next = fb.ins().iadd_imm_s(y, 1);
+                fb.def_var(row, next);
+                fb.ins().jump(header, &[]);
+                fb.switch_to_block(exit);
             });
         } else {
             nest(fb, &outer, &mut Vec::new(), &mut |fb, index| single(fb, index));
