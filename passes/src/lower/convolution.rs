@@ -50,7 +50,7 @@ impl Lowerer<'_> {
             && (kh > 1 || kw > 1)
             && kh * kw <= 64
             && (sw == 1 || sw == 2)
-            && ow >= 12
+            && ow >= 8
             && [x.dtype, w.dtype, y.dtype].iter().all(|&t| t == DataType::Float32);
 
         if groups == 1 && !window_reduce {

@@ -138,7 +138,7 @@ pub struct LowerOptions {
     pub host_kernels: bool,
     /// Whether a float32 nchw `conv2d` with one group, a window larger than
     /// one pixel but of at most 64, a column stride of 1 or 2 and output
-    /// rows at least 12 long becomes a window Reduce (read in place by a
+    /// rows at least 8 long becomes a window Reduce (read in place by a
     /// code generator with direct convolution kernels: AVX-512 on the cpu
     /// backend) instead of an im2col Map and a Gemm. Off by default.
     pub direct_convolution: bool,
