@@ -25,7 +25,8 @@
 //! A producer P (Gemm, Reduce or Map) and a consumer Map C fuse when all hold:
 //! * P's output buffer S is scratch (not a graph output), and P and C are
 //!   the only kernels that touch S; P writes it, C only reads it.
-//! * S is float32, so storing and reloading it is exact (or P and C are
+//! * S is float32, so storing and reloading it is exact (or P is a Map
+//!   whose result is a comparison, 0 or 1 in any type, or P and C are
 //!   both plain copies of one data type: the fused copy moves the same
 //!   bytes), and a copy through S does not become a byte copy that skips
 //!   S's rounding.
@@ -135,7 +136,7 @@ fn try_fuse(program: &mut Program, p: usize) -> Option<Fusion> {
     }
     // Exact round trip through S.
     let s_type = program.buffer(s).data_type;
-    if s_type != DataType::Float32 {
+    if s_type != DataType::Float32 && !truth_values(&program.kernels[p]) {
         let Kernel::Map { inputs: pinputs, expr: pexpr, .. } = &program.kernels[p] else { return None };
         let copy_of = |e: &Expr, ins: &[Access]| match e.nodes[..] {
             [ExprNode::Load(n)] => Some(ins[n as usize].buffer),
@@ -354,6 +355,16 @@ pub(crate) fn flat_form(a: &Access, domain: &[usize]) -> (isize, Vec<isize>) {
         }
     }
     (off, s)
+}
+
+/// Whether Map `kernel` computes only 0 and 1 (its result is a
+/// comparison): values every data type holds exactly, so storing them in
+/// any type and loading them back changes nothing (a one-hot `equal`
+/// stored as bool and cast to float32).
+fn truth_values(kernel: &Kernel) -> bool {
+    use kiln_ir::kernel::BinaryFn::{Equal, Greater, GreaterOrEqual, Lesser, LesserOrEqual};
+    let Kernel::Map { expr, .. } = kernel else { return false };
+    matches!(expr.nodes.last(), Some(ExprNode::Binary(Equal | Greater | GreaterOrEqual | Lesser | LesserOrEqual, _, _)))
 }
 
 /// Whether distinct indices of `domain` reach distinct offsets (a

@@ -206,6 +206,21 @@ fn elementwise_chains_become_one_map() {
     assert_eq!(decision_kinds(&d), [FusionKind::MapMap; 3]);
 }
 
+/// A comparison's result, 0 or 1, survives any data type: the one-hot
+/// `equal` stored as uint8 and its cast to float32 become one Map writing
+/// float32 (bit for bit the two-pass program, checked by `lowered`).
+#[test]
+fn a_comparison_fuses_through_its_cast() {
+    let mut g = G::new();
+    let x = g.input("x", &[6, 1]);
+    let classes = g.input("classes", &[5]);
+    let hot = g.op(Op::Compare { kind: CompareOp::Greater, a: x, b: classes });
+    let y = g.op(Op::Cast { input: hot, data_type: DataType::Float32 });
+    let (p, d) = lowered(g, &[y]);
+    assert_eq!(kinds(&p), ["map"], "\n{p}");
+    assert_eq!(decision_kinds(&d), [FusionKind::MapMap]);
+}
+
 #[test]
 fn a_transpose_feeding_an_elementwise_map_fuses() {
     let mut g = G::new();
