@@ -574,10 +574,12 @@ impl Emitter<'_> {
                 let first = at_row(fb, y, 0);
                 let last_row = fb.ins().iadd_imm_s(y, rows - 1);
                 let mut group = fb.ins().icmp(IntCC::SignedLessThan, last_row, hi);
+                // The first row's taps, also for its one-row call.
+                let first_taps = taps_of(fb, &first);
                 if plan.guarded_rows {
                     let last = at_row(fb, y, rows - 1);
-                    for at in [&first, &last] {
-                        let bits = taps_of(fb, at);
+                    let last_taps = taps_of(fb, &last);
+                    for bits in [first_taps, last_taps] {
                         let every = fb.ins().icmp(IntCC::Equal, bits, all);
                         group = fb.ins().band(group, every);
                     }
@@ -589,8 +591,7 @@ impl Emitter<'_> {
                 fb.def_var(row, next);
                 fb.ins().jump(header, &[]);
                 fb.switch_to_block(apart);
-                let taps = taps_of(fb, &first);
-                row_calls(fb, &first, 1, taps);
+                row_calls(fb, &first, 1, first_taps);
                 let next = fb.ins().iadd_imm_s(y, 1);
                 fb.def_var(row, next);
                 fb.ins().jump(header, &[]);
