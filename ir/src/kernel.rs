@@ -128,6 +128,34 @@ impl Access {
         s
     }
 
+    /// The smallest and largest value coordinate `j` takes over a domain of
+    /// extents `domain` (before any guard).
+    pub fn coordinate_range(&self, j: usize, domain: &[usize]) -> (isize, isize) {
+        let (mut lo, mut hi) = (self.base[j], self.base[j]);
+        for (&c, &d) in self.coef[j].iter().zip(domain) {
+            let reach = c * (d.max(1) as isize - 1);
+            lo += reach.min(0);
+            hi += reach.max(0);
+        }
+        (lo, hi)
+    }
+
+    /// The smallest and largest flat element offsets the access touches
+    /// over a domain of extents `domain`: each coordinate's range clamped to
+    /// the shape (a guarded access never touches memory outside it, an
+    /// unguarded one stays inside), at the row-major strides.
+    pub fn element_range(&self, domain: &[usize]) -> (isize, isize) {
+        let strides = self.strides();
+        let (mut lo, mut hi) = (0isize, 0isize);
+        for (j, &extent) in self.shape.iter().enumerate() {
+            let (from, to) = self.coordinate_range(j, domain);
+            let last = (extent as isize - 1).max(0);
+            lo += from.clamp(0, last) * strides[j];
+            hi += to.clamp(0, last) * strides[j];
+        }
+        (lo, hi)
+    }
+
     /// The flat element offset's affine form over the domain: `(offset, per-axis stride)`.
     /// Only meaningful for unguarded accesses (for guarded ones it is the
     /// offset the coordinates would have, before the guard).

@@ -95,23 +95,12 @@ fn copy_at(program: &Program, k: usize) -> Option<Copy> {
     if read.1 != written.1 || !injective(&written, domain) || n == 0 {
         return None;
     }
-    let range = flat_range(&read, domain);
+    let range = src.element_range(domain);
     // Injective over n indices within n consecutive elements: contiguous.
     if range.1 - range.0 + 1 != n as isize {
         return None;
     }
     Some(Copy { kernel: k, from: src.buffer, to: out.buffer, shift: written.0 - read.0, range })
-}
-
-/// The smallest and largest flat offsets of a flat form over `domain`.
-fn flat_range(form: &(isize, Vec<isize>), domain: &[usize]) -> (isize, isize) {
-    let (mut lo, mut hi) = (form.0, form.0);
-    for (&s, &d) in form.1.iter().zip(domain) {
-        let reach = s * (d as isize - 1);
-        lo += reach.min(0);
-        hi += reach.max(0);
-    }
-    (lo, hi)
 }
 
 fn is_scratch(program: &Program, b: BufferId) -> bool {
@@ -129,7 +118,7 @@ fn written_by_others(program: &Program, buffer: BufferId, (lo, hi): (isize, isiz
         let Some(accesses) = kernel.accesses_mut() else { return true };
         accesses.iter().any(|(a, domain, writes)| {
             *writes && a.buffer == buffer && {
-                let r = flat_range(&a.linear(domain.len()), domain);
+                let r = a.element_range(domain);
                 r.0 <= hi && lo <= r.1
             }
         })
@@ -219,7 +208,9 @@ fn remap(a: &Access, domain: &[usize], of: BufferId, len: usize, offset: isize) 
         let axis = a.shape.iter().position(|&d| d > 1).unwrap_or(rank - 1);
         let inner: usize = a.shape[axis + 1..].iter().product();
         let whole_rows = inner > 0 && offset % inner as isize == 0 && len.is_multiple_of(inner);
-        if whole_rows && (a.guard.is_none() || stays_inside(a, axis, domain)) {
+        let (lo, hi) = a.coordinate_range(axis, domain);
+        let stays_inside = lo >= 0 && hi < a.shape[axis] as isize;
+        if whole_rows && (a.guard.is_none() || stays_inside) {
             let mut b = a.clone();
             b.buffer = of;
             b.shape[axis] = len / inner;
@@ -234,14 +225,3 @@ fn remap(a: &Access, domain: &[usize], of: BufferId, len: usize, offset: isize) 
     Some(Access { buffer: of, shape: vec![len], base: vec![base + offset], coef: vec![strides], guard: None })
 }
 
-/// Whether coordinate `axis` of `a` stays inside `[0, shape[axis])` over
-/// `domain`.
-fn stays_inside(a: &Access, axis: usize, domain: &[usize]) -> bool {
-    let (mut lo, mut hi) = (a.base[axis], a.base[axis]);
-    for (&c, &d) in a.coef[axis].iter().zip(domain) {
-        let reach = c * (d as isize - 1);
-        lo += reach.min(0);
-        hi += reach.max(0);
-    }
-    lo >= 0 && hi < a.shape[axis] as isize
-}

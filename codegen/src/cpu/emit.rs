@@ -180,6 +180,20 @@ pub(super) fn for_step(
     step: i64,
     body: &mut dyn FnMut(&mut FunctionBuilder, Value),
 ) {
+    for_next(fb, start, end, &mut |fb, i| {
+        body(fb, i);
+        fb.ins().iadd_imm_s(i, step)
+    });
+}
+
+/// `for (i = start; i < end; i = body(i))`: the body returns the next
+/// index (a variable step), in the block it ends in.
+pub(super) fn for_next(
+    fb: &mut FunctionBuilder,
+    start: Value,
+    end: Value,
+    body: &mut dyn FnMut(&mut FunctionBuilder, Value) -> Value,
+) {
     let var = fb.declare_var(types::I64);
     fb.def_var(var, start);
     let header = fb.create_block();
@@ -191,8 +205,7 @@ pub(super) fn for_step(
     let more = fb.ins().icmp(IntCC::SignedLessThan, i, end);
     fb.ins().brif(more, body_block, &[], exit, &[]);
     fb.switch_to_block(body_block);
-    body(fb, i);
-    let next = fb.ins().iadd_imm_s(i, step);
+    let next = body(fb, i);
     fb.def_var(var, next);
     fb.ins().jump(header, &[]);
     fb.switch_to_block(exit);

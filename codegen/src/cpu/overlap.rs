@@ -20,28 +20,7 @@ pub(crate) fn may_overlap(program: &Program, a: &Access, a_domain: &[usize], b: 
             _ => false,
         };
     }
-    let (lo_a, hi_a) = element_range(a, a_domain);
-    let (lo_b, hi_b) = element_range(b, b_domain);
+    let (lo_a, hi_a) = a.element_range(a_domain);
+    let (lo_b, hi_b) = b.element_range(b_domain);
     lo_a <= hi_b && lo_b <= hi_a
-}
-
-/// The smallest and largest element offsets `a` reaches over `domain`:
-/// each coordinate's range, clamped to the shape (a guarded access never
-/// touches memory outside it; an unguarded one stays inside), at the
-/// row-major strides.
-fn element_range(a: &Access, domain: &[usize]) -> (isize, isize) {
-    let strides = a.strides();
-    let (mut lo, mut hi) = (0isize, 0isize);
-    for (j, &extent) in a.shape.iter().enumerate() {
-        let (mut from, mut to) = (a.base[j], a.base[j]);
-        for (&c, &d) in a.coef[j].iter().zip(domain) {
-            let reach = c * (d.max(1) as isize - 1);
-            from += reach.min(0);
-            to += reach.max(0);
-        }
-        let last = extent as isize - 1;
-        lo += from.clamp(0, last.max(0)) * strides[j];
-        hi += to.clamp(0, last.max(0)) * strides[j];
-    }
-    (lo, hi)
 }

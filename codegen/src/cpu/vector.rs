@@ -208,12 +208,6 @@ enum ReducePlan {
 }
 
 impl Emitter<'_> {
-    /// Whether `a` (over `a_domain`) and `b` (over `b_domain`) may touch
-    /// the same bytes.
-    fn overlaps(&self, a: &Access, a_domain: &[usize], b: &Access, b_domain: &[usize]) -> bool {
-        may_overlap(self.program, a, a_domain, b, b_domain)
-    }
-
     /// Whether `a` and `b` start at the same address.
     fn same_start(&self, a: BufferId, b: BufferId) -> bool {
         if a == b {
@@ -248,7 +242,7 @@ impl Emitter<'_> {
                 }
                 let (offset, strides) = a.linear(rank);
                 let mut pure = true;
-                if self.overlaps(a, domain, out, &domain[..out_rank]) {
+                if may_overlap(self.program, a, domain, out, &domain[..out_rank]) {
                     let in_place = rank == out_rank
                         && self.same_start(a.buffer, out.buffer)
                         && self.elem_size(a.buffer) == self.elem_size(out.buffer)
@@ -819,7 +813,7 @@ impl Emitter<'_> {
         }
         let kept = rank - reduced;
         let v = kept - 1;
-        if domain[v] < 4 || inputs.iter().any(|a| self.overlaps(a, domain, out, &domain[..kept])) {
+        if domain[v] < 4 || inputs.iter().any(|a| may_overlap(self.program, a, domain, out, &domain[..kept])) {
             return false;
         }
         // Without guards, only stride-2 windows (which the plain paths refuse).
@@ -1019,7 +1013,7 @@ impl Emitter<'_> {
             || !matches!(expr.nodes.as_slice(), [ExprNode::Load(0)])
             || self.program.buffer(a.buffer).data_type != DataType::Float32
             || self.program.buffer(out.buffer).data_type != DataType::Float32
-            || self.overlaps(a, domain, out, domain)
+            || may_overlap(self.program, a, domain, out, domain)
         {
             return false;
         }

@@ -541,11 +541,6 @@ impl Emitter<'_> {
                 (None, _) => call(fb, zero, 0),
             }
         };
-        let single = |fb: &mut FunctionBuilder, index: &[Value]| {
-            let at = full_index(index);
-            let taps = taps_of(fb, &at);
-            row_calls(fb, &at, 1, taps);
-        };
         if plan.rows > 1 {
             // Along the row axis (the last of `outer`): `plan.rows` rows
             // through the multi-row kernels where they all exist and all
@@ -561,44 +556,41 @@ impl Emitter<'_> {
                     i.push(if r == 0 { y } else { fb.ins().iadd_imm_s(y, r) });
                     full_index(&i)
                 };
-                let row = fb.declare_var(types::I64);
-                fb.def_var(row, lo);
-                let (header, body, together, apart, exit) =
-                    (fb.create_block(), fb.create_block(), fb.create_block(), fb.create_block(), fb.create_block());
-                fb.ins().jump(header, &[]);
-                fb.switch_to_block(header);
-                let y = fb.use_var(row);
-                let more = fb.ins().icmp(IntCC::SignedLessThan, y, hi);
-                fb.ins().brif(more, body, &[], exit, &[]);
-                fb.switch_to_block(body);
-                let first = at_row(fb, y, 0);
-                let last_row = fb.ins().iadd_imm_s(y, rows - 1);
-                let mut group = fb.ins().icmp(IntCC::SignedLessThan, last_row, hi);
-                // The first row's taps, also for its one-row call.
-                let first_taps = taps_of(fb, &first);
-                if plan.guarded_rows {
-                    let last = at_row(fb, y, rows - 1);
-                    let last_taps = taps_of(fb, &last);
-                    for bits in [first_taps, last_taps] {
-                        let every = fb.ins().icmp(IntCC::Equal, bits, all);
-                        group = fb.ins().band(group, every);
+                super::for_next(fb, lo, hi, &mut |fb, y| {
+                    let first = at_row(fb, y, 0);
+                    let last_row = fb.ins().iadd_imm_s(y, rows - 1);
+                    let mut group = fb.ins().icmp(IntCC::SignedLessThan, last_row, hi);
+                    // The first row's taps, also for its one-row call.
+                    let first_taps = taps_of(fb, &first);
+                    if plan.guarded_rows {
+                        let last = at_row(fb, y, rows - 1);
+                        let last_taps = taps_of(fb, &last);
+                        for bits in [first_taps, last_taps] {
+                            let every = fb.ins().icmp(IntCC::Equal, bits, all);
+                            group = fb.ins().band(group, every);
+                        }
                     }
-                }
-                fb.ins().brif(group, together, &[], apart, &[]);
-                fb.switch_to_block(together);
-                row_calls(fb, &first, plan.rows, all);
-                let next = fb.ins().iadd_imm_s(y, rows);
-                fb.def_var(row, next);
-                fb.ins().jump(header, &[]);
-                fb.switch_to_block(apart);
-                row_calls(fb, &first, 1, first_taps);
-                let next = fb.ins().iadd_imm_s(y, 1);
-                fb.def_var(row, next);
-                fb.ins().jump(header, &[]);
-                fb.switch_to_block(exit);
+                    let (together, apart, merge) = (fb.create_block(), fb.create_block(), fb.create_block());
+                    let next = fb.append_block_param(merge, types::I64);
+                    fb.ins().brif(group, together, &[], apart, &[]);
+                    fb.switch_to_block(together);
+                    row_calls(fb, &first, plan.rows, all);
+                    let after_group = fb.ins().iadd_imm_s(y, rows);
+                    fb.ins().jump(merge, &[after_group.into()]);
+                    fb.switch_to_block(apart);
+                    row_calls(fb, &first, 1, first_taps);
+                    let after_row = fb.ins().iadd_imm_s(y, 1);
+                    fb.ins().jump(merge, &[after_row.into()]);
+                    fb.switch_to_block(merge);
+                    next
+                });
             });
         } else {
-            nest(fb, &outer, &mut Vec::new(), &mut |fb, index| single(fb, index));
+            nest(fb, &outer, &mut Vec::new(), &mut |fb, index| {
+                let at = full_index(index);
+                let taps = taps_of(fb, &at);
+                row_calls(fb, &at, 1, taps);
+            });
         }
         if plan.epilogue == Epilogue::Rows {
             // The finish, in place, on every row this task wrote, after
