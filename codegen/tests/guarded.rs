@@ -249,6 +249,8 @@ fn multi_row_kernels_match_single_rows() {
         .unwrap();
         let x = values(prog.buffers[0].len, 7);
         check_within(&prog, &x, &what, 1e-4);
+        // The grouping check needs AVX-512 code (the only level with
+        // multi-row kernels); other hosts still check the reference above.
         let Some(avx512) = avx512 else { continue };
         let asm = listing(&prog, avx512, Listing::Asm).unwrap();
         assert!(asm.contains("_r2\n") || asm.contains("_r3\n") || asm.contains("_r4\n"), "{what}: no multi-row kernel in\n{asm}");
