@@ -586,6 +586,13 @@ fn ops() {
                     }
                     None => "no",
                 },
+                // WGSL shaders of the same lowered program; cases the
+                // lowering gives to host kernels have no shader.
+                Backend::Gpu => match kiln::passes::op_support(name) {
+                    Some(kiln::passes::Support::Full) => "yes",
+                    Some(kiln::passes::Support::Host(_)) => "partial",
+                    None => "no",
+                },
             };
             print!(" {support:<8}");
         }
@@ -598,6 +605,7 @@ fn ops() {
         for (name, note) in host_notes {
             println!("  {name:<22} {note}");
         }
+        println!("partial (gpu): the cases above that run as host kernels are refused on the gpu backend.");
     }
 }
 

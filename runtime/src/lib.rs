@@ -4,16 +4,19 @@
 //! the passes of a `kiln_passes::Pipeline` and JIT-compiled by
 //! `kiln_codegen::cpu`); `interp`, the reference interpreter; and
 //! `kernels`, the compiled program run by the kernel-IR reference evaluator
-//! (`kiln_ir::kernel::eval`). Every backend
+//! (`kiln_ir::kernel::eval`); and `gpu`, the program as WGSL compute
+//! shaders (`kiln_codegen::wgsl`) run through wgpu. Every backend
 //! checks the caller's tensors against the graph's inputs before running.
 //!
-//! The lowered backends run every graph: nodes f32 kernels cannot compute
+//! The lowered cpu and kernels backends run every graph: nodes f32 kernels cannot compute
 //! exactly (32/64-bit integer arithmetic, ...) are host kernels, the
 //! interpreter's operator run on the calling thread between the other
-//! kernels (see `kiln_passes::lower`).
+//! kernels (see `kiln_passes::lower`). The gpu backend refuses graphs with
+//! host kernels, naming their operators.
 
 mod cpu;
 mod dispatch;
+mod gpu;
 mod pool;
 
 use std::fmt;
@@ -40,16 +43,20 @@ pub enum Backend {
     /// (`kiln_ir::kernel::eval`): f32 arithmetic (and host kernels where
     /// it would not be exact), slow, the oracle of the code generators.
     Kernels,
+    /// WGSL compute shaders run through wgpu on the system's GPU adapter
+    /// (Vulkan, Metal, DX12; Mesa's lavapipe where there is no GPU).
+    Gpu,
 }
 
 impl Backend {
-    pub const ALL: &'static [Backend] = &[Backend::Cpu, Backend::Interp, Backend::Kernels];
+    pub const ALL: &'static [Backend] = &[Backend::Cpu, Backend::Interp, Backend::Kernels, Backend::Gpu];
 
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
             Backend::Interp => "interp",
             Backend::Kernels => "kernels",
+            Backend::Gpu => "gpu",
         }
     }
 }
@@ -75,7 +82,7 @@ impl FromStr for Backend {
 /// An error from compiling or running a graph.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("unknown backend `{0}` (available: cpu, interp, kernels)")]
+    #[error("unknown backend `{0}` (available: cpu, interp, kernels, gpu)")]
     UnknownBackend(String),
     /// The model file could not be read or imported.
     #[error(transparent)]
@@ -93,6 +100,9 @@ pub enum RuntimeError {
     /// Native code generation failed.
     #[error("code generation: {0}")]
     Codegen(String),
+    /// The GPU adapter, device or a run on it failed.
+    #[error("gpu: {0}")]
+    Gpu(String),
     #[error("{what} needs the cpu backend, not {backend}")]
     NotOnBackend { what: &'static str, backend: Backend },
     #[error("internal: the program has no buffer for `{0}`")]
@@ -127,6 +137,8 @@ pub struct Context {
     backend: Backend,
     optimize: bool,
     pool: Arc<pool::Pool>,
+    /// The device of the gpu backend.
+    gpu: Option<Arc<gpu::GpuDevice>>,
 }
 
 impl fmt::Debug for Context {
@@ -154,6 +166,7 @@ enum Executable {
     Interp,
     Kernels(Program),
     Cpu(Box<cpu::CpuExecutable>),
+    Gpu(Box<gpu::GpuExecutable>),
 }
 
 impl fmt::Debug for CompiledGraph {
@@ -179,6 +192,15 @@ impl CompiledGraph {
             Executable::Interp => None,
             Executable::Kernels(p) => Some(p),
             Executable::Cpu(c) => Some(c.program()),
+            Executable::Gpu(g) => Some(g.program()),
+        }
+    }
+
+    /// The WGSL shaders, on the gpu backend.
+    pub fn wgsl(&self) -> Option<&kiln_codegen::wgsl::WgslProgram> {
+        match &self.inner.executable {
+            Executable::Gpu(g) => Some(g.shaders()),
+            _ => None,
         }
     }
 }
@@ -191,7 +213,17 @@ impl Context {
         };
         // Only native code runs in parallel; the reference backends need no workers.
         let threads = if options.backend == Backend::Cpu { threads } else { 1 };
-        Ok(Context { backend: options.backend, optimize: options.optimize, pool: Arc::new(pool::Pool::new(threads)) })
+        let gpu = match options.backend {
+            Backend::Gpu => Some(Arc::new(gpu::GpuDevice::new()?)),
+            _ => None,
+        };
+        Ok(Context { backend: options.backend, optimize: options.optimize, pool: Arc::new(pool::Pool::new(threads)), gpu })
+    }
+
+    /// The GPU adapter this context runs on (gpu backend), for people:
+    /// its name, graphics API and kind.
+    pub fn gpu_adapter(&self) -> Option<String> {
+        self.gpu.as_ref().map(|g| g.describe())
     }
 
     /// The number of threads a computation uses.
@@ -225,6 +257,13 @@ impl Context {
                 let executable = cpu::CpuExecutable::new(compiled.program, &target, outputs)?;
                 (Executable::Cpu(Box::new(executable)), Some(compiled.report))
             }
+            Backend::Gpu => {
+                let device = self.gpu.clone().ok_or_else(|| RuntimeError::Gpu("the context has no device".into()))?;
+                let compiled = self.pipeline(Pipeline::default()).run(&graph)?;
+                let outputs = graph.outputs().iter().map(|(n, id)| (n.clone(), graph.desc(*id).clone())).collect();
+                let executable = gpu::GpuExecutable::new(compiled.program, device, outputs)?;
+                (Executable::Gpu(Box::new(executable)), Some(compiled.report))
+            }
         };
         Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable, report }) })
     }
@@ -250,6 +289,7 @@ impl Context {
             }
             Executable::Kernels(program) => shape_outputs(g, kiln_ir::kernel::eval(program, inputs)?),
             Executable::Cpu(exe) => exe.run(inputs, &self.pool),
+            Executable::Gpu(exe) => exe.run(inputs),
         }
     }
 

@@ -1,0 +1,409 @@
+//! The WGSL functions generated shaders call: the kernel IR's scalar
+//! functions where WGSL's built-ins do not meet their definition
+//! ([`kiln_ir::kernel::UnaryFn::apply`], [`kiln_ir::kernel::BinaryFn::apply`]),
+//! and the conversions between f32 and each buffer data type
+//! ([`kiln_ir::kernel::load_f32`], [`kiln_ir::kernel::store_f32`]).
+//!
+//! WGSL leaves the accuracy of `exp`, `log`, `tanh`, ... to the device
+//! (a few ULP on the best, far more on some), has no `erf`, and lets an
+//! implementation assume that no value is NaN. So the elementary functions
+//! are the polynomials of the cpu backend (`cpu::math`, same coefficients
+//! and range reductions, hence the same accuracy wherever the device
+//! rounds f32 operations correctly), NaN is tested on the bits, and every
+//! conversion is written out bit by bit (float16 included, so no shader
+//! needs the `f16` extension: kernels compute in f32 and float16 is only a
+//! storage format).
+//!
+//! Each function is emitted only into the shaders that use it, after the
+//! functions it calls ([`Helper::requires`]).
+
+use std::collections::BTreeSet;
+
+/// A function of the library.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Helper {
+    IsNan,
+    Maximum,
+    Minimum,
+    Exp,
+    Log,
+    Tanh,
+    Erf,
+    Trig,
+    Pow,
+    F16ToF32,
+    F32ToF16,
+    I64ToF32,
+    U64ToF32,
+    F32ToI32,
+    F32ToU32,
+    F32ToI64,
+    F32ToU64,
+}
+
+impl Helper {
+    /// The helpers this one calls.
+    fn requires(self) -> &'static [Helper] {
+        match self {
+            Helper::Maximum | Helper::Minimum | Helper::F32ToI32 | Helper::F32ToI64 => &[Helper::IsNan],
+            Helper::Tanh | Helper::Erf => &[Helper::Exp],
+            Helper::Pow => &[Helper::IsNan, Helper::Exp, Helper::Log],
+            Helper::F32ToF16 => &[],
+            _ => &[],
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Helper::IsNan => IS_NAN,
+            Helper::Maximum => MAXIMUM,
+            Helper::Minimum => MINIMUM,
+            Helper::Exp => EXP,
+            Helper::Log => LOG,
+            Helper::Tanh => TANH,
+            Helper::Erf => ERF,
+            Helper::Trig => TRIG,
+            Helper::Pow => POW,
+            Helper::F16ToF32 => F16_TO_F32,
+            Helper::F32ToF16 => F32_TO_F16,
+            Helper::I64ToF32 => I64_TO_F32,
+            Helper::U64ToF32 => U64_TO_F32,
+            Helper::F32ToI32 => F32_TO_I32,
+            Helper::F32ToU32 => F32_TO_U32,
+            Helper::F32ToI64 => F32_TO_I64,
+            Helper::F32ToU64 => F32_TO_U64,
+        }
+    }
+}
+
+/// The source of `used` and of everything they call, in a fixed order.
+pub(super) fn sources(used: &BTreeSet<Helper>) -> String {
+    let mut all = BTreeSet::new();
+    let mut stack: Vec<Helper> = used.iter().copied().collect();
+    while let Some(h) = stack.pop() {
+        if all.insert(h) {
+            stack.extend(h.requires());
+        }
+    }
+    // The enum order puts every helper after those it calls.
+    all.iter().map(|h| h.source()).collect::<Vec<_>>().join("\n")
+}
+
+const IS_NAN: &str = "\
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+";
+
+/// IEEE 754-2019 maximum: NaN if either is NaN, -0 < +0.
+const MAXIMUM: &str = "\
+fn maximum(a: f32, b: f32) -> f32 {
+    if (is_nan(a)) { return a; }
+    if (is_nan(b)) { return b; }
+    if (a == b) { return select(b, a, (bitcast<u32>(a) & 0x80000000u) == 0u); }
+    return select(b, a, a > b);
+}
+";
+
+const MINIMUM: &str = "\
+fn minimum(a: f32, b: f32) -> f32 {
+    if (is_nan(a)) { return a; }
+    if (is_nan(b)) { return b; }
+    if (a == b) { return select(b, a, (bitcast<u32>(a) & 0x80000000u) != 0u); }
+    return select(b, a, a < b);
+}
+";
+
+/// `cpu::math::exp`: x = n ln2 + r, Cephes polynomial in Estrin's scheme,
+/// 2^n applied as two factors. n comes from `round`, not from adding and
+/// subtracting 1.5 * 2^23 as on the cpu: shader compilers may fold that
+/// pair away.
+const EXP: &str = "\
+fn k_exp(x0: f32) -> f32 {
+    var x = x0;
+    if (x < -104.0) { x = -104.0; }
+    if (x > 89.0) { x = 89.0; }
+    let n = round(x * 1.4426950408889634);
+    var r = fma(n, -0.693359375, x);
+    r = fma(n, 2.12194440e-4, r);
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let a = fma(1.9875691500e-4, r, 1.3981999507e-3);
+    let b = fma(fma(8.3334519073e-3, r, 4.1665795894e-2), r2, fma(1.6666665459e-1, r, 5.0000001201e-1));
+    var p = fma(a, r4, b);
+    p = fma(p, r2, r);
+    p = p + 1.0;
+    let ni = i32(n);
+    let n1 = ni >> 1u;
+    let n2 = ni - n1;
+    return p * bitcast<f32>((n1 + 127) << 23u) * bitcast<f32>((n2 + 127) << 23u);
+}
+";
+
+/// `cpu::math::log`: x = m 2^e with m in [sqrt(1/2), sqrt(2)), Cephes
+/// polynomial for ln(1 + f).
+const LOG: &str = "\
+fn k_log(x: f32) -> f32 {
+    let sub = x < 1.17549435e-38;
+    let xs = select(x, x * 8388608.0, sub);
+    let ix = bitcast<u32>(xs);
+    let e = i32(ix >> 23u) + select(0, -23, sub);
+    var m = bitcast<f32>((ix & 0x007fffffu) | 0x3f000000u);
+    let small = m < 0.70710678118654752;
+    let ef = f32(e) - 126.0 - select(0.0, 1.0, small);
+    m = select(m, m + m, small);
+    let f = m - 1.0;
+    let z = f * f;
+    var p = 7.0376836292e-2;
+    p = fma(p, f, -1.1514610310e-1);
+    p = fma(p, f, 1.1676998740e-1);
+    p = fma(p, f, -1.2420140846e-1);
+    p = fma(p, f, 1.4249322787e-1);
+    p = fma(p, f, -1.6668057665e-1);
+    p = fma(p, f, 2.0000714765e-1);
+    p = fma(p, f, -2.4999993993e-1);
+    p = fma(p, f, 3.3333331174e-1);
+    var y = p * f;
+    y = fma(y, z, ef * -2.12194440e-4);
+    y = fma(z, -0.5, y);
+    var r = f + y;
+    r = fma(ef, 0.693359375, r);
+    if (x == bitcast<f32>(0x7f800000u)) { r = x; }
+    if (x == 0.0) { r = bitcast<f32>(0xff800000u); }
+    if (x < 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { r = bitcast<f32>(0x7fc00000u); }
+    return r;
+}
+";
+
+/// `cpu::math::tanh`: an odd polynomial below |x| = 0.625, 1 - 2/(e^2|x| + 1)
+/// above.
+const TANH: &str = "\
+fn k_tanh(x: f32) -> f32 {
+    let ax = abs(x);
+    let z = x * x;
+    var p = -0.006096714165908197;
+    p = fma(p, z, 0.020997178999074752);
+    p = fma(p, z, -0.05385090957851358);
+    p = fma(p, z, 0.13332769736976327);
+    p = fma(p, z, -0.33333328944134255);
+    p = p * z;
+    let small = fma(p, x, x);
+    let q = 1.0 - 2.0 / (k_exp(ax + ax) + 1.0);
+    let large = bitcast<f32>(bitcast<u32>(q) ^ (bitcast<u32>(x) & 0x80000000u));
+    return select(large, small, ax < 0.625);
+}
+";
+
+/// `cpu::math::erf`: x P(x^2) below |x| = 1, 1 - e^(-x^2) R(|x|) above.
+const ERF: &str = "\
+fn k_erf(x: f32) -> f32 {
+    let ax = abs(x);
+    let z = x * x;
+    var p = 7.875875062685488e-05;
+    p = fma(p, z, -0.000801686428716587);
+    p = fma(p, z, 0.005189087423433974);
+    p = fma(p, z, -0.026854212010626412);
+    p = fma(p, z, 0.11283594715160218);
+    p = fma(p, z, -0.37612626666720334);
+    p = fma(p, z, 0.1283791658483509);
+    let small = fma(x, p, x);
+    let a = min(ax, 4.0);
+    let e = k_exp(-(a * a));
+    let s = a - 2.5;
+    var r = -4.123142820307557e-07;
+    r = fma(r, s, 1.6698367593278667e-06);
+    r = fma(r, s, -3.834632179188718e-06);
+    r = fma(r, s, 1.4364682373340648e-05);
+    r = fma(r, s, -5.932730341120816e-05);
+    r = fma(r, s, 0.00021295046917599458);
+    r = fma(r, s, -0.0007333448751368135);
+    r = fma(r, s, 0.0024659996342782436);
+    r = fma(r, s, -0.008001617248247285);
+    r = fma(r, s, 0.024938198914209786);
+    r = fma(r, s, -0.07434734529148741);
+    r = fma(r, s, 0.21080635774313639);
+    let q = fma(-e, r, 1.0);
+    let large = bitcast<f32>(bitcast<u32>(q) ^ (bitcast<u32>(x) & 0x80000000u));
+    return select(large, small, ax < 1.0);
+}
+";
+
+/// `cpu::math::trig`: |x| = n pi/2 + r with pi/2 in four pieces (exact for
+/// |x| < 1e5), Cephes polynomials and the quadrant. `which`: 0 sin, 1 cos,
+/// 2 tan. Beyond |x| = 1e5 the device's built-ins (no f64 for a longer
+/// reduction in WGSL).
+const TRIG: &str = "\
+fn k_trig(x: f32, which: u32) -> f32 {
+    let ax = abs(x);
+    if (ax > 1e5) {
+        if (which == 0u) { return sin(x); }
+        if (which == 1u) { return cos(x); }
+        return tan(x);
+    }
+    let n = round(ax * 0.6366197723675814);
+    var r = fma(n, -1.5703125, ax);
+    r = fma(n, -0.000484466552734375, r);
+    r = fma(n, 6.407499313354492e-07, r);
+    r = fma(n, -9.92093629470503e-10, r);
+    var q = i32(n);
+    let z = r * r;
+    var s = -1.9515295891e-4;
+    s = fma(s, z, 8.3321608736e-3);
+    s = fma(s, z, -1.6666654611e-1);
+    let sin_r = fma(s * z, r, r);
+    var c = 2.443315711809948e-5;
+    c = fma(c, z, -1.388731625493765e-3);
+    c = fma(c, z, 4.166664568298827e-2);
+    let cos_r = fma(c, z * z, z * -0.5) + 1.0;
+    if (which == 1u) { q = q + 1; }
+    let odd = (q & 1) != 0;
+    var v: f32;
+    if (which == 2u) {
+        v = select(sin_r, -cos_r, odd) / select(cos_r, sin_r, odd);
+    } else {
+        v = select(sin_r, cos_r, odd);
+        v = bitcast<f32>(bitcast<u32>(v) ^ (u32(q & 2) << 30u));
+    }
+    if (which != 1u) { v = bitcast<f32>(bitcast<u32>(v) ^ (bitcast<u32>(x) & 0x80000000u)); }
+    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) { v = bitcast<f32>(0x7fc00000u); }
+    return v;
+}
+";
+
+/// `x^y` with the special cases of C's `pow`. Integer exponents up to 4 in
+/// magnitude multiply (at most two roundings); others take
+/// e^(y ln|x|) with the product split into a high and a low part.
+const POW: &str = "\
+fn k_pow(x: f32, y: f32) -> f32 {
+    let nan = bitcast<f32>(0x7fc00000u);
+    let inf = bitcast<f32>(0x7f800000u);
+    if (y == 0.0 || x == 1.0) { return 1.0; }
+    if (is_nan(x) || is_nan(y)) { return nan; }
+    let ay = abs(y);
+    let ax = abs(x);
+    let y_int = ay >= 16777216.0 || (ay < inf && trunc(y) == y);
+    let y_odd = ay < 16777216.0 && y_int && (i32(ay) & 1) == 1;
+    let neg = x < 0.0 || (x == 0.0 && (bitcast<u32>(x) & 0x80000000u) != 0u);
+    var r: f32;
+    if (ay == inf) {
+        if (x == -1.0) { return 1.0; }
+        r = select(0.0, inf, (ax > 1.0) == (y > 0.0));
+        return r;
+    }
+    if (ax == 0.0 || ax == inf) {
+        r = select(0.0, inf, (ax == 0.0) == (y < 0.0));
+    } else if (x < 0.0 && !y_int) {
+        return nan;
+    } else if (y_int && ay <= 4.0) {
+        let a2 = ax * ax;
+        if (ay == 1.0) { r = ax; } else if (ay == 2.0) { r = a2; } else if (ay == 3.0) { r = a2 * ax; } else { r = a2 * a2; }
+        if (y < 0.0) { r = 1.0 / r; }
+    } else {
+        let l = k_log(ax);
+        let hi = y * l;
+        let lo = fma(y, l, -hi);
+        let e = k_exp(hi);
+        r = fma(e, lo, e);
+    }
+    if (neg && y_odd) { r = -r; }
+    return r;
+}
+";
+
+/// float16 bits (low 16 bits) to f32, exactly.
+const F16_TO_F32: &str = "\
+fn f16_to_f32(h: u32) -> f32 {
+    let s = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) { return bitcast<f32>(s | bitcast<u32>(f32(m) * 5.9604644775390625e-8)); }
+    if (e == 31u) { return bitcast<f32>(s | 0x7f800000u | (m << 13u)); }
+    return bitcast<f32>(s | ((e + 112u) << 23u) | (m << 13u));
+}
+";
+
+/// f32 to float16 bits, rounded to nearest, ties to even (the `half`
+/// crate's conversion, NaN kept quiet with its top payload bits).
+const F32_TO_F16: &str = "\
+fn f32_to_f16(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let s = (b >> 16u) & 0x8000u;
+    let a = b & 0x7fffffffu;
+    if (a > 0x7f800000u) { return s | 0x7e00u | ((a >> 13u) & 0x3ffu); }
+    if (a >= 0x47800000u) { return s | 0x7c00u; }
+    let e = a >> 23u;
+    let man = (a & 0x7fffffu) | 0x800000u;
+    if (e >= 113u) {
+        let h = ((e - 112u) << 10u) | ((a >> 13u) & 0x3ffu);
+        let round = (a & 0x1000u) != 0u && (a & 0x2fffu) != 0u;
+        return s | (h + select(0u, 1u, round));
+    }
+    if (e < 102u) { return s; }
+    var hm = man >> (126u - e);
+    let rb = 1u << (125u - e);
+    if ((man & rb) != 0u && (man & (3u * rb - 1u)) != 0u) { hm = hm + 1u; }
+    return s | hm;
+}
+";
+
+/// int64 (two words, low first) to f32: exact below 2^24.
+const I64_TO_F32: &str = "\
+fn i64_to_f32(lo: u32, hi: u32) -> f32 {
+    let h = bitcast<i32>(hi);
+    if ((h == 0 && lo < 0x80000000u) || (h == -1 && lo >= 0x80000000u)) { return f32(bitcast<i32>(lo)); }
+    return fma(f32(h), 4294967296.0, f32(lo));
+}
+";
+
+const U64_TO_F32: &str = "\
+fn u64_to_f32(lo: u32, hi: u32) -> f32 {
+    if (hi == 0u) { return f32(lo); }
+    return fma(f32(hi), 4294967296.0, f32(lo));
+}
+";
+
+/// Truncation toward zero, saturating, NaN giving 0 (Rust's `as`).
+const F32_TO_I32: &str = "\
+fn f32_to_i32(x: f32) -> i32 {
+    if (is_nan(x)) { return 0; }
+    if (x >= 2147483648.0) { return 2147483647; }
+    if (x <= -2147483648.0) { return -2147483647 - 1; }
+    return i32(x);
+}
+";
+
+const F32_TO_U32: &str = "\
+fn f32_to_u32(x: f32) -> u32 {
+    if (!(x >= 1.0)) { return 0u; }
+    if (x >= 4294967296.0) { return 0xffffffffu; }
+    return u32(x);
+}
+";
+
+/// To int64 as (low word, high word).
+const F32_TO_I64: &str = "\
+fn f32_to_i64(x: f32) -> vec2<u32> {
+    if (is_nan(x)) { return vec2<u32>(0u, 0u); }
+    if (x >= 9223372036854775808.0) { return vec2<u32>(0xffffffffu, 0x7fffffffu); }
+    if (x <= -9223372036854775808.0) { return vec2<u32>(0u, 0x80000000u); }
+    let m = abs(trunc(x));
+    let hi = floor(m * 2.3283064365386963e-10);
+    var l = u32(m - hi * 4294967296.0);
+    var h = u32(hi);
+    if (x < 0.0) {
+        l = ~l + 1u;
+        h = ~h + select(0u, 1u, l == 0u);
+    }
+    return vec2<u32>(l, h);
+}
+";
+
+const F32_TO_U64: &str = "\
+fn f32_to_u64(x: f32) -> vec2<u32> {
+    if (!(x >= 1.0)) { return vec2<u32>(0u, 0u); }
+    if (x >= 18446744073709551616.0) { return vec2<u32>(0xffffffffu, 0xffffffffu); }
+    let m = trunc(x);
+    let hi = floor(m * 2.3283064365386963e-10);
+    return vec2<u32>(u32(m - hi * 4294967296.0), u32(hi));
+}
+";

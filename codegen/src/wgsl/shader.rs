@@ -1,0 +1,651 @@
+//! One kernel to WGSL text (the module documentation of `wgsl` states the
+//! memory and work contracts).
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kernel, Program, UnaryFn};
+use kiln_ir::DataType;
+
+use super::library::{self, Helper};
+use super::{bindings_of, Layout, Limits, Memory, Placement, WgslError, WORKGROUP_SIZE};
+
+/// A kernel's shader before validation.
+pub(super) struct Generated {
+    pub source: String,
+    pub bindings: Vec<Memory>,
+    pub workgroups: [u32; 3],
+}
+
+/// The shader of kernel `k`, or `None` when its domain is empty.
+pub(super) fn generate(
+    program: &Program,
+    layout: &Layout,
+    k: usize,
+    kernel: &Kernel,
+    limits: &Limits,
+) -> Result<Option<Generated>, WgslError> {
+    let (read, written) = kernel.reads_writes();
+    let out_type = program.buffer(written[0]).data_type;
+    let mut w = Writer {
+        program,
+        layout,
+        body: String::new(),
+        indent: 1,
+        helpers: BTreeSet::new(),
+        atomic: out_type.byte_size() < 4,
+        fresh: 0,
+    };
+    let invocations: u64 = match kernel {
+        Kernel::Map { domain, inputs, expr, out } => {
+            let n = count(domain);
+            if n > 0 {
+                w.map(domain, inputs, expr, out);
+            }
+            n
+        }
+        Kernel::Reduce { domain, reduced, inputs, element, combine, finish, finish_inputs, out } => {
+            let kept = &domain[..domain.len() - reduced];
+            let n = count(kept);
+            if n > 0 {
+                w.reduce(domain, *reduced, inputs, element, *combine, finish, finish_inputs, out);
+            }
+            n
+        }
+        Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } => {
+            let n = count(&domain[..domain.len() - 1]);
+            if n > 0 {
+                w.gemm(domain, a, b, epilogue_inputs, epilogue, out);
+            }
+            n
+        }
+        &Kernel::Gather { outer, axis_len, inner, input, indices, index_count, out } => {
+            let n = (outer * index_count * inner) as u64;
+            if n > 0 {
+                w.gather(outer, axis_len, inner, input, indices, index_count, out);
+            }
+            n
+        }
+        Kernel::Host(_) => unreachable!("compile refuses host kernels"),
+    };
+    if invocations == 0 {
+        return Ok(None);
+    }
+    let groups = invocations.div_ceil(u64::from(WORKGROUP_SIZE));
+    let max = u64::from(limits.max_compute_workgroups_per_dimension);
+    let x = groups.min(max);
+    let y = groups.div_ceil(x);
+    if y > max || invocations > u64::from(u32::MAX) {
+        return Err(WgslError::Limit(format!("kernel {k} has {invocations} invocations, more than one dispatch holds")));
+    }
+    let bindings = bindings_of(layout, read.into_iter().chain(written));
+    let mut source = String::new();
+    let _ = writeln!(source, "// kernel {k}: {}", kernel.kind());
+    for (n, m) in bindings.iter().enumerate() {
+        let ty = if *m == Memory::Arena && w.atomic { "array<atomic<u32>>" } else { "array<u32>" };
+        let access = if *m == Memory::Arena { "read_write" } else { "read" };
+        let _ = writeln!(source, "@group(0) @binding({n}) var<storage, {access}> {}: {ty};", m.name());
+    }
+    let helpers = library::sources(&w.helpers);
+    if !helpers.is_empty() {
+        source.push('\n');
+        source.push_str(&helpers);
+    }
+    let _ = writeln!(source, "\n@compute @workgroup_size({WORKGROUP_SIZE})");
+    let _ = writeln!(
+        source,
+        "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {{"
+    );
+    let _ = writeln!(source, "    let flat = (wg.y * {x}u + wg.x) * {WORKGROUP_SIZE}u + li;");
+    let _ = writeln!(source, "    if (flat >= {invocations}u) {{ return; }}");
+    source.push_str(&w.body);
+    source.push_str("}\n");
+    Ok(Some(Generated { source, bindings, workgroups: [x as u32, y as u32, 1] }))
+}
+
+fn count(extents: &[usize]) -> u64 {
+    extents.iter().map(|&d| d as u64).product()
+}
+
+/// An f32 literal that reads back as exactly `x`.
+fn lit(x: f32) -> String {
+    if x.is_finite() && (x == 0.0 || x.is_normal()) {
+        let s = format!("{x:?}f");
+        if x.is_sign_negative() { format!("({s})") } else { s }
+    } else {
+        format!("bitcast<f32>({:#010x}u)", x.to_bits())
+    }
+}
+
+/// `c + Σ coef * name` as an i32 expression.
+fn affine(constant: i64, terms: &[(i64, &str)]) -> String {
+    let mut s = String::new();
+    for &(c, name) in terms {
+        if c == 0 || name == "0" {
+            continue;
+        }
+        let sep = if s.is_empty() { "" } else { " + " };
+        let _ = match c {
+            1 => write!(s, "{sep}{name}"),
+            -1 => write!(s, "{sep}-{name}"),
+            _ => write!(s, "{sep}{name} * {c}"),
+        };
+    }
+    match (s.is_empty(), constant) {
+        (true, c) => c.to_string(),
+        (false, 0) => format!("({s})"),
+        (false, c) => format!("({s} + {c})"),
+    }
+}
+
+/// Raw element bits: one word, two words (low, high), or a narrow value in
+/// the low bits of a word.
+enum Bits {
+    Word(String),
+    Pair(String, String),
+    Narrow(String),
+}
+
+struct Writer<'a> {
+    program: &'a Program,
+    layout: &'a Layout,
+    body: String,
+    indent: usize,
+    helpers: BTreeSet<Helper>,
+    /// The arena is `array<atomic<u32>>` (the kernel writes narrow elements).
+    atomic: bool,
+    fresh: usize,
+}
+
+impl Writer<'_> {
+    fn line(&mut self, s: impl AsRef<str>) {
+        for _ in 0..self.indent {
+            self.body.push_str("    ");
+        }
+        self.body.push_str(s.as_ref());
+        self.body.push('\n');
+    }
+
+    fn name(&mut self, prefix: &str) -> String {
+        self.fresh += 1;
+        format!("{prefix}{}", self.fresh)
+    }
+
+    fn use_helper(&mut self, h: Helper) {
+        self.helpers.insert(h);
+    }
+
+    fn placement(&self, b: BufferId) -> Placement {
+        self.layout.buffers[b.0 as usize]
+    }
+
+    fn data_type(&self, b: BufferId) -> DataType {
+        self.program.buffer(b).data_type
+    }
+
+    /// Index variables `i{a}` for the axes `axes` of `domain` from `flat`
+    /// over `domain[..outer]` (the leading axes); axes of extent 1 are "0".
+    fn decompose(&mut self, domain: &[usize]) -> Vec<String> {
+        let mut names = vec!["0".to_string(); domain.len()];
+        let mut stride = 1u64;
+        let outermost = domain.iter().position(|&d| d > 1);
+        for a in (0..domain.len()).rev() {
+            let d = domain[a] as u64;
+            if d > 1 {
+                let q = if stride == 1 { "flat".to_string() } else { format!("(flat / {stride}u)") };
+                let v = if Some(a) == outermost { q } else { format!("{q} % {d}u") };
+                self.line(format!("let i{a} = i32({v});"));
+                names[a] = format!("i{a}");
+            }
+            stride *= d;
+        }
+        names
+    }
+
+    /// Where `access` points at index `idx` of `domain`: the condition under
+    /// which it reads memory (`None`: always) and the element offset.
+    fn locate(&mut self, a: &Access, domain: &[usize], idx: &[String]) -> (Option<String>, String) {
+        let terms = |coef: &[isize]| -> Vec<(i64, &str)> {
+            coef.iter().zip(idx).map(|(&c, n)| (c as i64, n.as_str())).collect()
+        };
+        if a.guard.is_none() {
+            let (offset, per_axis) = a.linear(domain.len());
+            return (None, affine(offset as i64, &terms(&per_axis)));
+        }
+        let strides = a.strides();
+        let mut conditions = Vec::new();
+        let mut offset_terms: Vec<(i64, String)> = Vec::new();
+        for (j, &stride) in strides.iter().enumerate() {
+            let (lo, hi) = a.coordinate_range(j, domain);
+            let value = affine(a.base[j] as i64, &terms(&a.coef[j]));
+            let name = if value.parse::<i64>().is_ok() {
+                value
+            } else {
+                let n = self.name("co");
+                self.line(format!("let {n} = {value};"));
+                n
+            };
+            if lo < 0 {
+                conditions.push(format!("{name} >= 0"));
+            }
+            if hi >= a.shape[j] as isize {
+                conditions.push(format!("{name} < {}", a.shape[j]));
+            }
+            offset_terms.push((stride as i64, name));
+        }
+        let borrowed: Vec<(i64, &str)> = offset_terms.iter().map(|(c, n)| (*c, n.as_str())).collect();
+        let constant: i64 = borrowed.iter().filter_map(|(c, n)| n.parse::<i64>().ok().map(|v| c * v)).sum();
+        let variable: Vec<(i64, &str)> = borrowed.into_iter().filter(|(_, n)| n.parse::<i64>().is_err()).collect();
+        let cond = (!conditions.is_empty()).then(|| conditions.join(" && "));
+        (cond, affine(constant, &variable))
+    }
+
+    fn read_word(&self, memory: Memory, word: &str) -> String {
+        if memory == Memory::Arena && self.atomic {
+            format!("atomicLoad(&arena[{word}])")
+        } else {
+            format!("{}[{word}]", memory.name())
+        }
+    }
+
+    /// The raw bits of element `elem` of buffer `b`.
+    fn read_bits(&mut self, b: BufferId, elem: &str) -> Bits {
+        let p = self.placement(b);
+        let size = self.data_type(b).byte_size();
+        match size {
+            4 => Bits::Word(self.read_word(p.memory, &format!("{} + {elem}", p.offset / 4))),
+            8 => {
+                let w = self.name("w");
+                self.line(format!("let {w} = {} + 2 * {elem};", p.offset / 4));
+                Bits::Pair(self.read_word(p.memory, &w), self.read_word(p.memory, &format!("{w} + 1")))
+            }
+            _ => {
+                let byte = self.name("b");
+                self.line(format!("let {byte} = {} + {size} * {elem};", p.offset));
+                let word = self.read_word(p.memory, &format!("{byte} >> 2u"));
+                Bits::Narrow(format!("extractBits({word}, u32({byte} & 3) * 8u, {}u)", size * 8))
+            }
+        }
+    }
+
+    /// Element `elem` of buffer `b` converted to f32 (`load_f32`).
+    fn load(&mut self, b: BufferId, elem: &str) -> String {
+        let t = self.data_type(b);
+        let bits = self.read_bits(b, elem);
+        match (t, bits) {
+            (DataType::Float32, Bits::Word(w)) => format!("bitcast<f32>({w})"),
+            (DataType::Int32, Bits::Word(w)) => format!("f32(bitcast<i32>({w}))"),
+            (DataType::Uint32, Bits::Word(w)) => format!("f32({w})"),
+            (DataType::Int64, Bits::Pair(lo, hi)) => {
+                self.use_helper(Helper::I64ToF32);
+                format!("i64_to_f32({lo}, {hi})")
+            }
+            (DataType::Uint64, Bits::Pair(lo, hi)) => {
+                self.use_helper(Helper::U64ToF32);
+                format!("u64_to_f32({lo}, {hi})")
+            }
+            (DataType::Float16, Bits::Narrow(v)) => {
+                self.use_helper(Helper::F16ToF32);
+                format!("f16_to_f32({v})")
+            }
+            (DataType::Int8, Bits::Narrow(v)) => format!("f32(i32({v} << 24u) >> 24u)"),
+            (DataType::Uint8, Bits::Narrow(v)) => format!("f32({v})"),
+            _ => unreachable!("element sizes match their types"),
+        }
+    }
+
+    /// Emits the load of input `a` at `idx` into a new f32 variable (its
+    /// fill where the guard fails) and returns the variable and whether the
+    /// guard passed (`None`: always).
+    fn load_input(&mut self, a: &Access, domain: &[usize], idx: &[String]) -> (String, Option<String>) {
+        let (cond, elem) = self.locate(a, domain, idx);
+        let v = self.name("x");
+        match &cond {
+            None => {
+                let value = self.load(a.buffer, &elem);
+                self.line(format!("let {v} = {value};"));
+            }
+            Some(c) => {
+                let fill = lit(a.guard.unwrap_or(0.0));
+                self.line(format!("var {v} = {fill};"));
+                self.line(format!("if ({c}) {{"));
+                self.indent += 1;
+                let value = self.load(a.buffer, &elem);
+                self.line(format!("{v} = {value};"));
+                self.indent -= 1;
+                self.line("}");
+            }
+        }
+        (v, cond)
+    }
+
+    fn write_word(&mut self, word: &str, value: &str) {
+        if self.atomic {
+            self.line(format!("atomicStore(&arena[{word}], {value});"));
+        } else {
+            self.line(format!("arena[{word}] = {value};"));
+        }
+    }
+
+    /// Stores raw bits as element `elem` of output buffer `b`.
+    fn write_bits(&mut self, b: BufferId, elem: &str, bits: Bits) {
+        let p = self.placement(b);
+        debug_assert_eq!(p.memory, Memory::Arena, "outputs live in the arena");
+        let size = self.data_type(b).byte_size();
+        match bits {
+            Bits::Word(v) => self.write_word(&format!("{} + {elem}", p.offset / 4), &v),
+            Bits::Pair(lo, hi) => {
+                let w = self.name("w");
+                self.line(format!("let {w} = {} + 2 * {elem};", p.offset / 4));
+                self.write_word(&w, &lo);
+                self.write_word(&format!("{w} + 1"), &hi);
+            }
+            Bits::Narrow(v) => {
+                let byte = self.name("b");
+                self.line(format!("let {byte} = {} + {size} * {elem};", p.offset));
+                let shift = self.name("s");
+                self.line(format!("let {shift} = u32({byte} & 3) * 8u;"));
+                let mask = format!("({:#x}u << {shift})", (1u64 << (size * 8)) - 1);
+                self.line(format!("atomicAnd(&arena[{byte} >> 2u], ~{mask});"));
+                self.line(format!("atomicOr(&arena[{byte} >> 2u], ({v} << {shift}) & {mask});"));
+            }
+        }
+    }
+
+    /// Stores f32 `value` as element `elem` of buffer `b` (`store_f32`).
+    fn store(&mut self, b: BufferId, elem: &str, value: &str) {
+        let bits = match self.data_type(b) {
+            DataType::Float32 => Bits::Word(format!("bitcast<u32>({value})")),
+            DataType::Int32 => {
+                self.use_helper(Helper::F32ToI32);
+                Bits::Word(format!("bitcast<u32>(f32_to_i32({value}))"))
+            }
+            DataType::Uint32 => {
+                self.use_helper(Helper::F32ToU32);
+                Bits::Word(format!("f32_to_u32({value})"))
+            }
+            t @ (DataType::Int64 | DataType::Uint64) => {
+                let (h, f) = if t == DataType::Int64 {
+                    (Helper::F32ToI64, "f32_to_i64")
+                } else {
+                    (Helper::F32ToU64, "f32_to_u64")
+                };
+                self.use_helper(h);
+                let pair = self.name("p");
+                self.line(format!("let {pair} = {f}({value});"));
+                Bits::Pair(format!("{pair}.x"), format!("{pair}.y"))
+            }
+            DataType::Float16 => {
+                self.use_helper(Helper::F32ToF16);
+                Bits::Narrow(format!("f32_to_f16({value})"))
+            }
+            DataType::Int8 => {
+                self.use_helper(Helper::F32ToI32);
+                Bits::Narrow(format!("bitcast<u32>(clamp(f32_to_i32({value}), -128, 127))"))
+            }
+            DataType::Uint8 => {
+                self.use_helper(Helper::F32ToU32);
+                Bits::Narrow(format!("min(f32_to_u32({value}), 255u)"))
+            }
+        };
+        self.write_bits(b, elem, bits);
+    }
+
+    /// Emits `expr` (node `i` as `{prefix}{i}`) and returns the result's
+    /// name; `load(self, n)` emits input `n`'s load and names its value.
+    fn expr(
+        &mut self,
+        e: &Expr,
+        prefix: &str,
+        acc: &str,
+        count: &str,
+        load: &mut dyn FnMut(&mut Self, u32) -> String,
+    ) -> String {
+        let v = |id: kiln_ir::kernel::ValueId| format!("{prefix}{}", id.0);
+        for (i, node) in e.nodes.iter().enumerate() {
+            let rhs = match *node {
+                ExprNode::Load(n) => load(self, n),
+                ExprNode::Const(c) => lit(c),
+                ExprNode::Acc => acc.to_string(),
+                ExprNode::Count => count.to_string(),
+                ExprNode::Unary(f, a) => self.unary(f, &v(a)),
+                ExprNode::Binary(f, a, b) => self.binary(f, &v(a), &v(b)),
+                ExprNode::Select(c, a, b) => {
+                    format!("select({}, {}, (bitcast<u32>({}) & 0x7fffffffu) != 0u)", v(b), v(a), v(c))
+                }
+            };
+            self.line(format!("let {prefix}{i}: f32 = {rhs};"));
+        }
+        format!("{prefix}{}", e.nodes.len() - 1)
+    }
+
+    fn unary(&mut self, f: UnaryFn, x: &str) -> String {
+        let call = |w: &mut Self, h: Helper, name: &str| {
+            w.use_helper(h);
+            format!("{name}({x})")
+        };
+        match f {
+            UnaryFn::Abs => format!("abs({x})"),
+            UnaryFn::Neg => format!("-{x}"),
+            UnaryFn::Ceil => format!("ceil({x})"),
+            UnaryFn::Floor => format!("floor({x})"),
+            UnaryFn::Sqrt => format!("sqrt({x})"),
+            UnaryFn::Trunc => format!("trunc({x})"),
+            UnaryFn::Exp => call(self, Helper::Exp, "k_exp"),
+            UnaryFn::Log => call(self, Helper::Log, "k_log"),
+            UnaryFn::Erf => call(self, Helper::Erf, "k_erf"),
+            UnaryFn::Tanh => call(self, Helper::Tanh, "k_tanh"),
+            UnaryFn::Sin | UnaryFn::Cos | UnaryFn::Tan => {
+                self.use_helper(Helper::Trig);
+                let which = match f {
+                    UnaryFn::Sin => 0,
+                    UnaryFn::Cos => 1,
+                    _ => 2,
+                };
+                format!("k_trig({x}, {which}u)")
+            }
+            UnaryFn::RoundF16 => {
+                self.use_helper(Helper::F16ToF32);
+                self.use_helper(Helper::F32ToF16);
+                format!("f16_to_f32(f32_to_f16({x}))")
+            }
+        }
+    }
+
+    fn binary(&mut self, f: BinaryFn, a: &str, b: &str) -> String {
+        let compare = |op: &str| format!("select(0.0, 1.0, {a} {op} {b})");
+        match f {
+            BinaryFn::Add => format!("{a} + {b}"),
+            BinaryFn::Sub => format!("{a} - {b}"),
+            BinaryFn::Mul => format!("{a} * {b}"),
+            BinaryFn::Div => format!("{a} / {b}"),
+            BinaryFn::Max => {
+                self.use_helper(Helper::Maximum);
+                format!("maximum({a}, {b})")
+            }
+            BinaryFn::Min => {
+                self.use_helper(Helper::Minimum);
+                format!("minimum({a}, {b})")
+            }
+            BinaryFn::Pow => {
+                self.use_helper(Helper::Pow);
+                format!("k_pow({a}, {b})")
+            }
+            BinaryFn::Equal => compare("=="),
+            BinaryFn::Greater => compare(">"),
+            BinaryFn::GreaterOrEqual => compare(">="),
+            BinaryFn::Lesser => compare("<"),
+            BinaryFn::LesserOrEqual => compare("<="),
+        }
+    }
+
+    fn map(&mut self, domain: &[usize], inputs: &[Access], expr: &Expr, out: &Access) {
+        let idx = self.decompose(domain);
+        let (_, target) = self.locate(out, domain, &idx);
+        let out_type = self.data_type(out.buffer);
+        // A single load of the output's data type copies element bytes.
+        if let [ExprNode::Load(n)] = expr.nodes.as_slice()
+            && let Some(a) = inputs.get(*n as usize).filter(|a| self.data_type(a.buffer) == out_type)
+        {
+            let (cond, elem) = self.locate(a, domain, &idx);
+            let Some(cond) = cond else {
+                let bits = self.read_bits(a.buffer, &elem);
+                self.write_bits(out.buffer, &target, bits);
+                return;
+            };
+            self.line(format!("if ({cond}) {{"));
+            self.indent += 1;
+            let bits = self.read_bits(a.buffer, &elem);
+            self.write_bits(out.buffer, &target, bits);
+            self.indent -= 1;
+            self.line("} else {");
+            self.indent += 1;
+            self.store(out.buffer, &target, &lit(a.guard.unwrap_or(0.0)));
+            self.indent -= 1;
+            self.line("}");
+            return;
+        }
+        let result = self.expr(expr, "v", "0.0", "0.0", &mut |w, n| w.load_input(&inputs[n as usize], domain, &idx).0);
+        self.store(out.buffer, &target, &result);
+    }
+
+    /// Opens `for` loops over `axes` of `domain` (names `i{a}`), returns the
+    /// index names with the loop variables in place.
+    fn open_loops(&mut self, domain: &[usize], axes: std::ops::Range<usize>, mut idx: Vec<String>) -> Vec<String> {
+        for a in axes {
+            if domain[a] > 1 {
+                self.line(format!("for (var i{a}: i32 = 0; i{a} < {}; i{a} = i{a} + 1) {{", domain[a]));
+                self.indent += 1;
+                idx.push(format!("i{a}"));
+            } else {
+                idx.push("0".into());
+            }
+        }
+        idx
+    }
+
+    fn close_loops(&mut self, domain: &[usize], axes: std::ops::Range<usize>) {
+        for a in axes {
+            if domain[a] > 1 {
+                self.indent -= 1;
+                self.line("}");
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reduce(
+        &mut self,
+        domain: &[usize],
+        reduced: usize,
+        inputs: &[Access],
+        element: &Expr,
+        combine: Combine,
+        finish: &Expr,
+        finish_inputs: &[Access],
+        out: &Access,
+    ) {
+        let split = domain.len() - reduced;
+        let kept = &domain[..split];
+        let kept_idx = self.decompose(kept);
+        self.line(format!("var acc: f32 = {};", lit(combine.identity())));
+        let counts = finish.nodes.iter().any(|n| matches!(n, ExprNode::Count));
+        let guarded = inputs.first().is_some_and(|a| a.guard.is_some());
+        let count = if counts && guarded {
+            self.line("var count: f32 = 0.0;");
+            "count".to_string()
+        } else {
+            lit(count(&domain[split..]) as f32)
+        };
+        let idx = self.open_loops(domain, split..domain.len(), kept_idx.clone());
+        let mut first_cond: Option<Option<String>> = None;
+        let value = self.expr(element, "e", "0.0", "0.0", &mut |w, n| {
+            let (v, cond) = w.load_input(&inputs[n as usize], domain, &idx);
+            if n == 0 {
+                first_cond = Some(cond);
+            }
+            v
+        });
+        if counts && guarded {
+            let cond = match first_cond {
+                Some(c) => c,
+                // Input 0 is not read by the element expression: locate it for the count.
+                None => self.locate(&inputs[0], domain, &idx).0,
+            };
+            match cond {
+                Some(c) => self.line(format!("if ({c}) {{ count = count + 1.0; }}")),
+                None => self.line("count = count + 1.0;"),
+            }
+        }
+        let step = match combine {
+            Combine::Sum => format!("acc + {value}"),
+            Combine::Product => format!("acc * {value}"),
+            Combine::Max => {
+                self.use_helper(Helper::Maximum);
+                format!("maximum(acc, {value})")
+            }
+            Combine::Min => {
+                self.use_helper(Helper::Minimum);
+                format!("minimum(acc, {value})")
+            }
+        };
+        self.line(format!("acc = {step};"));
+        self.close_loops(domain, split..domain.len());
+        let result =
+            self.expr(finish, "f", "acc", &count, &mut |w, n| w.load_input(&finish_inputs[n as usize], kept, &kept_idx).0);
+        let (_, target) = self.locate(out, kept, &kept_idx);
+        self.store(out.buffer, &target, &result);
+    }
+
+    fn gemm(&mut self, domain: &[usize], a: &Access, b: &Access, epilogue_inputs: &[Access], epilogue: &Expr, out: &Access) {
+        let split = domain.len() - 1;
+        let outer = &domain[..split];
+        let outer_idx = self.decompose(outer);
+        self.line("var acc: f32 = 0.0;");
+        let idx = self.open_loops(domain, split..domain.len(), outer_idx.clone());
+        let (x, _) = self.load_input(a, domain, &idx);
+        let (y, _) = self.load_input(b, domain, &idx);
+        self.line(format!("acc = acc + {x} * {y};"));
+        self.close_loops(domain, split..domain.len());
+        let k = lit(domain[split] as f32);
+        let result =
+            self.expr(epilogue, "f", "acc", &k, &mut |w, n| w.load_input(&epilogue_inputs[n as usize], outer, &outer_idx).0);
+        let (_, target) = self.locate(out, outer, &outer_idx);
+        self.store(out.buffer, &target, &result);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &mut self,
+        outer: usize,
+        axis_len: usize,
+        inner: usize,
+        input: BufferId,
+        indices: BufferId,
+        index_count: usize,
+        out: BufferId,
+    ) {
+        let idx = self.decompose(&[outer, index_count, inner]);
+        let j = idx[1].clone();
+        let raw = match (self.data_type(indices), self.read_bits(indices, &j)) {
+            (DataType::Int32, Bits::Word(w)) => format!("bitcast<i32>({w})"),
+            (DataType::Uint32, Bits::Word(w)) => {
+                self.line(format!("let u = {w};"));
+                "select(i32(u), 2147483647, u > 0x7fffffffu)".to_string()
+            }
+            (DataType::Int64, Bits::Pair(lo, hi)) => {
+                self.line(format!("let lo = {lo};"));
+                self.line(format!("let hi = bitcast<i32>({hi});"));
+                self.line("var wide = select(2147483647, -2147483647 - 1, hi < 0);");
+                self.line("if ((hi == 0 && lo < 0x80000000u) || (hi == -1 && lo >= 0x80000000u)) { wide = bitcast<i32>(lo); }");
+                "wide".to_string()
+            }
+            (t, _) => unreachable!("the validator allows int32, uint32 and int64 indices, not {t}"),
+        };
+        self.line(format!("let raw = {raw};"));
+        self.line(format!("let pick = clamp(select(raw, raw + {axis_len}, raw < 0), 0, {});", axis_len - 1));
+        let src = affine(0, &[(axis_len as i64 * inner as i64, idx[0].as_str()), (inner as i64, "pick"), (1, idx[2].as_str())]);
+        let bits = self.read_bits(input, &src);
+        self.write_bits(out, "i32(flat)", bits);
+    }
+}

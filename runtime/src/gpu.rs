@@ -1,0 +1,326 @@
+//! The GPU executor: a lowered [`Program`] as WGSL compute shaders
+//! (`kiln_codegen::wgsl`) run through wgpu on whatever adapter the system
+//! has (Vulkan, Metal, DX12; in CI, Mesa's lavapipe, a Vulkan device on the
+//! CPU).
+//!
+//! Compiling creates everything once: the arena buffer (scratch, inputs
+//! and outputs, see `kiln_codegen::wgsl::Layout`), one buffer per constant
+//! chunk filled with the weights, one pipeline and bind group per kernel,
+//! and a staging buffer for the outputs. A run writes the inputs into the
+//! arena, records every dispatch into one compute pass of one command
+//! encoder (WebGPU orders the dispatches' memory effects), copies the
+//! outputs to the staging buffer, submits, and maps it. Runs of one
+//! compiled graph share its arena, so they take turns (a mutex); different
+//! graphs run concurrently.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use kiln_codegen::wgsl::{self, Limits, Memory, WgslProgram};
+use kiln_ir::kernel::{BufferKind, Program};
+use kiln_ir::{OperandDescriptor, Tensor};
+
+use crate::dispatch::block_on;
+use crate::RuntimeError;
+
+fn gpu_error(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Gpu(message.into())
+}
+
+/// A wgpu device and what the code generator needs to know about it.
+pub(crate) struct GpuDevice {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: wgpu::AdapterInfo,
+    limits: Limits,
+    /// Errors wgpu reported outside any call that returns one.
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuDevice {
+    /// The system's preferred adapter (high performance first), with its
+    /// full limits. Adapters that report themselves non-conformant (such as
+    /// lavapipe) are accepted.
+    pub(crate) fn new() -> Result<Self, RuntimeError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.flags |= wgpu::InstanceFlags::ALLOW_UNDERLYING_NONCOMPLIANT_ADAPTER;
+        let instance = wgpu::Instance::new(desc);
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            ..Default::default()
+        };
+        let adapter = block_on(instance.request_adapter(&options))
+            .map_err(|e| gpu_error(format!("no GPU adapter: {e} (on Linux without a GPU, install Mesa's lavapipe: mesa-vulkan-drivers)")))?;
+        let device_desc = wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            block_on(adapter.request_device(&device_desc)).map_err(|e| gpu_error(format!("requesting a device: {e}")))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&errors);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let l = device.limits();
+        // Offsets in the shaders are i32: keep every binding below 2 GiB.
+        let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size).min((1 << 31) - 16);
+        let limits = Limits {
+            max_storage_buffer_binding_size: binding,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+        };
+        Ok(GpuDevice { device, queue, adapter: adapter.get_info(), limits, errors })
+    }
+
+    /// The adapter's name and backend, for people.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} ({:?}, {:?})", self.adapter.name, self.adapter.backend, self.adapter.device_type)
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Fails with the errors wgpu reported since the last check.
+    fn check(&self, what: &str) -> Result<(), RuntimeError> {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let all = std::mem::take(&mut *errors).join("; ");
+        Err(gpu_error(format!("{what}: {all}")))
+    }
+}
+
+/// One kernel's dispatch.
+struct Step {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+/// A region of the arena the caller's tensors pass through.
+struct Io {
+    name: String,
+    offset: u64,
+    bytes: u64,
+}
+
+/// A program compiled to shaders and the GPU objects that run them.
+pub(crate) struct GpuExecutable {
+    program: Program,
+    shaders: WgslProgram,
+    device: Arc<GpuDevice>,
+    arena: wgpu::Buffer,
+    _constants: Vec<wgpu::Buffer>,
+    steps: Vec<Step>,
+    inputs: Vec<Io>,
+    outputs: Vec<(Io, OperandDescriptor)>,
+    staging: wgpu::Buffer,
+    turn: Mutex<()>,
+}
+
+/// Byte counts the copy commands need: multiples of 4.
+fn padded(n: u64) -> u64 {
+    n.div_ceil(4) * 4
+}
+
+impl GpuExecutable {
+    pub(crate) fn new(
+        program: Program,
+        device: Arc<GpuDevice>,
+        outputs: Vec<(String, OperandDescriptor)>,
+    ) -> Result<Self, RuntimeError> {
+        let shaders = wgsl::compile(&program, device.limits()).map_err(|e| match e {
+            wgsl::WgslError::Invalid(k) => RuntimeError::Kernel(k),
+            other => RuntimeError::Codegen(other.to_string()),
+        })?;
+        let d = &device.device;
+        let layout = &shaders.layout;
+        let arena = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln arena"),
+            size: layout.arena_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut constants = Vec::with_capacity(layout.constants.len());
+        for (n, bytes) in layout.constants.iter().enumerate() {
+            let buffer = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("kiln constants {n}")),
+                size: bytes.len() as u64,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: true,
+            });
+            buffer
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| gpu_error(format!("filling constant chunk {n}: {e}")))?
+                .copy_from_slice(bytes);
+            buffer.unmap();
+            constants.push(buffer);
+        }
+        let mut steps = Vec::with_capacity(shaders.shaders.len());
+        for s in &shaders.shaders {
+            let label = format!("kiln k{}", s.kernel);
+            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Naga(Cow::Owned(s.module.clone())),
+            });
+            let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let entries: Vec<wgpu::BindGroupEntry> = s
+                .bindings
+                .iter()
+                .enumerate()
+                .map(|(n, m)| wgpu::BindGroupEntry {
+                    binding: n as u32,
+                    resource: match m {
+                        Memory::Arena => arena.as_entire_binding(),
+                        Memory::Constants(c) => constants[*c].as_entire_binding(),
+                    },
+                })
+                .collect();
+            let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&label),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            steps.push(Step { pipeline, bind_group, workgroups: s.workgroups });
+        }
+        let io = |kind: fn(&BufferKind) -> Option<&String>| -> Vec<Io> {
+            program
+                .buffers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    kind(&b.kind).map(|name| Io {
+                        name: name.clone(),
+                        offset: layout.buffers[i].offset,
+                        bytes: b.byte_len() as u64,
+                    })
+                })
+                .collect()
+        };
+        let inputs = io(|k| if let BufferKind::Input(n) = k { Some(n) } else { None });
+        let mut output_io = io(|k| if let BufferKind::Output(n) = k { Some(n) } else { None });
+        let outputs = outputs
+            .into_iter()
+            .map(|(name, desc)| {
+                let at = output_io
+                    .iter()
+                    .position(|o| o.name == name)
+                    .ok_or_else(|| RuntimeError::MissingBuffer(name.clone()))?;
+                Ok((output_io.swap_remove(at), desc))
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        let staging_bytes: u64 = outputs.iter().map(|(o, _)| padded(o.bytes)).sum();
+        let staging = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln outputs"),
+            size: staging_bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        device.check("creating the shaders and buffers")?;
+        Ok(GpuExecutable {
+            program,
+            shaders,
+            device,
+            arena,
+            _constants: constants,
+            steps,
+            inputs,
+            outputs,
+            staging,
+            turn: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The shaders, in program order.
+    pub(crate) fn shaders(&self) -> &WgslProgram {
+        &self.shaders
+    }
+
+    /// Runs the program on `inputs` (already checked against the graph).
+    pub(crate) fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let _turn = self.turn.lock().map_err(|_| RuntimeError::Poisoned)?;
+        let (device, queue) = (&self.device.device, &self.device.queue);
+        for io in &self.inputs {
+            let (_, t) = inputs
+                .iter()
+                .find(|(n, _)| *n == io.name)
+                .ok_or_else(|| RuntimeError::MissingBuffer(io.name.clone()))?;
+            let bytes = t.bytes();
+            if bytes.len() as u64 != io.bytes {
+                return Err(RuntimeError::MissingBuffer(io.name.clone()));
+            }
+            if bytes.is_empty() {
+                continue;
+            }
+            if bytes.len() % 4 == 0 {
+                queue.write_buffer(&self.arena, io.offset, bytes);
+            } else {
+                let mut word_aligned = bytes.to_vec();
+                word_aligned.resize(padded(io.bytes) as usize, 0);
+                queue.write_buffer(&self.arena, io.offset, &word_aligned);
+            }
+        }
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            for s in &self.steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                let [x, y, z] = s.workgroups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+        let mut at = 0;
+        for (o, _) in &self.outputs {
+            if o.bytes > 0 {
+                encoder.copy_buffer_to_buffer(&self.arena, o.offset, &self.staging, at, padded(o.bytes));
+            }
+            at += padded(o.bytes);
+        }
+        queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu_error(format!("waiting for the device: {e}")))?;
+        rx.recv()
+            .map_err(|_| gpu_error("the device dropped the read-back"))?
+            .map_err(|e| gpu_error(format!("reading the outputs back: {e}")))?;
+        self.device.check("running the shaders")?;
+        let mut results = Vec::with_capacity(self.outputs.len());
+        {
+            let view = self
+                .staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| gpu_error(format!("reading the outputs back: {e}")))?;
+            let mut at = 0usize;
+            for (o, desc) in &self.outputs {
+                let bytes = view[at..at + o.bytes as usize].to_vec();
+                at += padded(o.bytes) as usize;
+                let t = Tensor::from_bytes(desc.clone(), bytes).map_err(|e| gpu_error(format!("output `{}`: {e}", o.name)))?;
+                results.push((o.name.clone(), t));
+            }
+        }
+        self.staging.unmap();
+        Ok(results)
+    }
+}
