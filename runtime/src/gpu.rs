@@ -12,12 +12,18 @@
 //! outputs to the staging buffer, submits, and maps it. Runs of one
 //! compiled graph share its arena, so they take turns (a mutex); different
 //! graphs run concurrently.
+//!
+//! Host kernels (`Kernel::Host`: exact integer arithmetic and casts the f32
+//! kernels cannot do) run on the calling thread, as on the cpu backend:
+//! the shaders before one are submitted, its inputs read back, the
+//! reference interpreter's operator run, and its results written into the
+//! arena before the next shaders. Slow, and exact.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use kiln_codegen::wgsl::{self, Limits, Memory, WgslProgram};
-use kiln_ir::kernel::{BufferKind, Program};
+use kiln_codegen::wgsl::{self, HostKernels, Limits, Memory, WgslProgram};
+use kiln_ir::kernel::{BufferKind, Kernel, KernelError, Program};
 use kiln_ir::{OperandDescriptor, Tensor};
 
 use crate::dispatch::block_on;
@@ -66,12 +72,12 @@ impl GpuDevice {
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
         }));
         let l = device.limits();
-        // Offsets in the shaders are i32: keep every binding below 2 GiB.
-        let binding = l.max_storage_buffer_binding_size.min(l.max_buffer_size).min((1 << 31) - 16);
         let limits = Limits {
-            max_storage_buffer_binding_size: binding,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size.min(l.max_buffer_size),
             max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_buffer_size: l.max_buffer_size,
+            min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
         };
         Ok(GpuDevice { device, queue, adapter: adapter.get_info(), limits, errors })
     }
@@ -103,6 +109,15 @@ struct Step {
     workgroups: [u32; 3],
 }
 
+/// A part of a run.
+enum Segment {
+    /// Consecutive shaders, one compute pass.
+    Shaders(Vec<Step>),
+    /// The host kernel at this index of the program, and the staging
+    /// buffer its arena inputs are read back through.
+    Host { kernel: usize, staging: wgpu::Buffer },
+}
+
 /// A region of the arena the caller's tensors pass through.
 struct Io {
     name: String,
@@ -117,7 +132,7 @@ pub(crate) struct GpuExecutable {
     device: Arc<GpuDevice>,
     arena: wgpu::Buffer,
     _constants: Vec<wgpu::Buffer>,
-    steps: Vec<Step>,
+    segments: Vec<Segment>,
     inputs: Vec<Io>,
     outputs: Vec<(Io, OperandDescriptor)>,
     staging: wgpu::Buffer,
@@ -135,7 +150,7 @@ impl GpuExecutable {
         device: Arc<GpuDevice>,
         outputs: Vec<(String, OperandDescriptor)>,
     ) -> Result<Self, RuntimeError> {
-        let shaders = wgsl::compile(&program, device.limits()).map_err(|e| match e {
+        let shaders = wgsl::compile(&program, device.limits(), HostKernels::CallerRuns).map_err(|e| match e {
             wgsl::WgslError::Invalid(k) => RuntimeError::Kernel(k),
             other => RuntimeError::Codegen(other.to_string()),
         })?;
@@ -182,12 +197,16 @@ impl GpuExecutable {
                 .bindings
                 .iter()
                 .enumerate()
-                .map(|(n, m)| wgpu::BindGroupEntry {
+                .map(|(n, b)| wgpu::BindGroupEntry {
                     binding: n as u32,
-                    resource: match m {
-                        Memory::Arena => arena.as_entire_binding(),
-                        Memory::Constants(c) => constants[*c].as_entire_binding(),
-                    },
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: match b.memory {
+                            Memory::Arena => &arena,
+                            Memory::Constants(c) => &constants[c],
+                        },
+                        offset: b.offset,
+                        size: std::num::NonZeroU64::new(b.size),
+                    }),
                 })
                 .collect();
             let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -195,7 +214,29 @@ impl GpuExecutable {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-            steps.push(Step { pipeline, bind_group, workgroups: s.workgroups });
+            steps.push((s.kernel, Step { pipeline, bind_group, workgroups: s.workgroups }));
+        }
+        // Program order: shaders grouped between host kernels.
+        let mut segments = Vec::new();
+        let mut steps = steps.into_iter().peekable();
+        for (k, kernel) in program.kernels.iter().enumerate() {
+            if let Kernel::Host(h) = kernel {
+                let bytes: u64 = h.inputs.iter().map(|i| padded(program.buffer(i.buffer).byte_len() as u64)).sum();
+                let staging = d.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("kiln k{k} host inputs")),
+                    size: bytes.max(4),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                segments.push(Segment::Host { kernel: k, staging });
+                continue;
+            }
+            if let Some(step) = steps.next_if(|(s, _)| *s == k).map(|(_, s)| s) {
+                match segments.last_mut() {
+                    Some(Segment::Shaders(run)) => run.push(step),
+                    _ => segments.push(Segment::Shaders(vec![step])),
+                }
+            }
         }
         let io = |kind: fn(&BufferKind) -> Option<&String>| -> Vec<Io> {
             program
@@ -237,7 +278,7 @@ impl GpuExecutable {
             device,
             arena,
             _constants: constants,
-            steps,
+            segments,
             inputs,
             outputs,
             staging,
@@ -278,49 +319,118 @@ impl GpuExecutable {
                 queue.write_buffer(&self.arena, io.offset, &word_aligned);
             }
         }
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            for s in &self.steps {
-                pass.set_pipeline(&s.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                let [x, y, z] = s.workgroups;
-                pass.dispatch_workgroups(x, y, z);
+        for segment in &self.segments {
+            match segment {
+                Segment::Shaders(steps) => {
+                    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
+                    {
+                        let mut pass =
+                            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                        for s in steps {
+                            pass.set_pipeline(&s.pipeline);
+                            pass.set_bind_group(0, &s.bind_group, &[]);
+                            let [x, y, z] = s.workgroups;
+                            pass.dispatch_workgroups(x, y, z);
+                        }
+                    }
+                    queue.submit([encoder.finish()]);
+                }
+                Segment::Host { kernel, staging } => self.run_host(*kernel, staging)?,
             }
         }
+        let copies: Vec<(u64, u64)> = self.outputs.iter().map(|(o, _)| (o.offset, o.bytes)).collect();
+        let bytes = self.read_back(&self.staging, &copies)?;
+        let mut results = Vec::with_capacity(self.outputs.len());
+        for ((o, desc), bytes) in self.outputs.iter().zip(bytes) {
+            let t = Tensor::from_bytes(desc.clone(), bytes).map_err(|e| gpu_error(format!("output `{}`: {e}", o.name)))?;
+            results.push((o.name.clone(), t));
+        }
+        Ok(results)
+    }
+
+    /// Copies `(arena offset, bytes)` ranges to `staging` after everything
+    /// submitted so far, waits, and returns their bytes.
+    fn read_back(&self, staging: &wgpu::Buffer, ranges: &[(u64, u64)]) -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let (device, queue) = (&self.device.device, &self.device.queue);
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln read-back") });
         let mut at = 0;
-        for (o, _) in &self.outputs {
-            if o.bytes > 0 {
-                encoder.copy_buffer_to_buffer(&self.arena, o.offset, &self.staging, at, padded(o.bytes));
+        for &(offset, bytes) in ranges {
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(&self.arena, offset, staging, at, padded(bytes));
             }
-            at += padded(o.bytes);
+            at += padded(bytes);
         }
         queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        self.staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu_error(format!("waiting for the device: {e}")))?;
         rx.recv()
             .map_err(|_| gpu_error("the device dropped the read-back"))?
-            .map_err(|e| gpu_error(format!("reading the outputs back: {e}")))?;
+            .map_err(|e| gpu_error(format!("reading back: {e}")))?;
         self.device.check("running the shaders")?;
-        let mut results = Vec::with_capacity(self.outputs.len());
-        {
-            let view = self
-                .staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| gpu_error(format!("reading the outputs back: {e}")))?;
+        let out = {
+            let view =
+                staging.slice(..).get_mapped_range().map_err(|e| gpu_error(format!("reading back: {e}")))?;
             let mut at = 0usize;
-            for (o, desc) in &self.outputs {
-                let bytes = view[at..at + o.bytes as usize].to_vec();
-                at += padded(o.bytes) as usize;
-                let t = Tensor::from_bytes(desc.clone(), bytes).map_err(|e| gpu_error(format!("output `{}`: {e}", o.name)))?;
-                results.push((o.name.clone(), t));
+            ranges
+                .iter()
+                .map(|&(_, bytes)| {
+                    let v = view[at..at + bytes as usize].to_vec();
+                    at += padded(bytes) as usize;
+                    v
+                })
+                .collect()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Runs host kernel `k`: reads its arena inputs back through
+    /// `staging`, runs the operator, writes its results into the arena.
+    fn run_host(&self, k: usize, staging: &wgpu::Buffer) -> Result<(), RuntimeError> {
+        let Some(Kernel::Host(h)) = self.program.kernels.get(k) else {
+            return Err(RuntimeError::Codegen(format!("kernel {k} is not a host kernel")));
+        };
+        let fail = |message: String| RuntimeError::Kernel(KernelError { kernel: k, kind: "host", message });
+        let layout = &self.shaders.layout;
+        // Constants come from the program; the others from the arena.
+        let ranges: Vec<(u64, u64)> = h
+            .inputs
+            .iter()
+            .map(|i| match layout.buffers[i.buffer.0 as usize] {
+                p if p.memory == Memory::Arena => (p.offset, self.program.buffer(i.buffer).byte_len() as u64),
+                _ => (0, 0),
+            })
+            .collect();
+        let mut read = self.read_back(staging, &ranges)?.into_iter();
+        let mut tensors = Vec::with_capacity(h.inputs.len());
+        for i in &h.inputs {
+            let bytes = read.next().unwrap_or_default();
+            let t = match &self.program.buffer(i.buffer).kind {
+                BufferKind::Constant(t) => Tensor::new(i.desc.clone(), t.shared_bytes().clone()),
+                _ => Tensor::from_bytes(i.desc.clone(), bytes),
+            };
+            tensors.push(t.map_err(|e| fail(e.to_string()))?);
+        }
+        let results = h.run(&tensors).map_err(fail)?;
+        if results.len() != h.outputs.len() {
+            return Err(fail(format!("{} results for {} outputs", results.len(), h.outputs.len())));
+        }
+        for (o, t) in h.outputs.iter().zip(&results) {
+            let offset = layout.buffers[o.buffer.0 as usize].offset;
+            let bytes = t.bytes();
+            if bytes.len() != self.program.buffer(o.buffer).byte_len() {
+                return Err(fail(format!("a result of {} bytes for {}", bytes.len(), o.buffer)));
+            }
+            if !bytes.is_empty() {
+                // Buffers start word-aligned and end before the next word-aligned one.
+                let mut word_aligned = bytes.to_vec();
+                word_aligned.resize(padded(bytes.len() as u64) as usize, 0);
+                self.device.queue.write_buffer(&self.arena, offset, &word_aligned);
             }
         }
-        self.staging.unmap();
-        Ok(results)
+        Ok(())
     }
 }

@@ -3,18 +3,22 @@
 //!
 //! ## Memory
 //!
-//! A shader sees the program's buffers through at most a few storage
-//! bindings of `array<u32>`, whatever the program's buffer count (WebGPU
-//! allows 8 storage buffers per stage by default, a fused kernel can read
-//! more tensors than that):
+//! A shader sees the program's buffers through a few storage bindings of
+//! `array<u32>`, whatever the program's buffer count (WebGPU allows 8
+//! storage buffers per stage by default, a fused kernel can read more
+//! tensors than that). They view a few *memories* (GPU buffers):
 //!
-//! - binding 0, `arena`, read-write: the scratch buffers at their planned
-//!   offsets, then the graph inputs and outputs ([`Layout`]). The caller
-//!   writes the inputs there before a run and copies the outputs out after.
-//! - bindings 1.., `c0`, `c1`, ..., read-only: the constants, packed into
-//!   chunks of at most the binding-size limit (a tensor is never split), so
-//!   models with more weights than one binding may hold still run; a shader
-//!   binds only the chunks it reads.
+//! - `arena`, read-write: the scratch buffers at their planned offsets,
+//!   then the graph inputs and outputs ([`Layout`]). The caller writes the
+//!   inputs there before a run and copies the outputs out after.
+//! - `c0`, `c1`, ..., read-only: the constants, packed into chunks of at
+//!   most the buffer-size limit (a tensor is never split); a shader binds
+//!   only the chunks it reads.
+//!
+//! A memory larger than one binding may be (128 MiB by WebGPU's default)
+//! is bound as consecutive *pages* (`arena_p0`, `arena_p1`, ...) and read
+//! and written through functions that pick the page, so a tensor of any
+//! size up to the buffer-size limit is split, never refused.
 //!
 //! Elements of every data type are read from and written to those words
 //! with the conversions of [`kiln_ir::kernel::load_f32`] and
@@ -31,7 +35,9 @@
 //! one per output element. Workgroups of [`WORKGROUP_SIZE`] invocations,
 //! counted in x and, past the per-dimension limit, y. All offsets, extents
 //! and constants are literals of the shader. Host kernels have no shader:
-//! [`compile`] refuses programs with them, naming their operators.
+//! [`compile`] refuses programs with them, naming their operators, unless
+//! the caller runs them itself ([`HostKernels::CallerRuns`], as the native
+//! gpu runtime does between its dispatches).
 
 mod library;
 mod shader;
@@ -53,6 +59,10 @@ pub struct Limits {
     pub max_storage_buffers_per_shader_stage: u32,
     /// Workgroups per dimension of one dispatch.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Largest buffer, in bytes.
+    pub max_buffer_size: u64,
+    /// Alignment of a storage binding's offset in its buffer.
+    pub min_storage_buffer_offset_alignment: u32,
 }
 
 impl Default for Limits {
@@ -61,6 +71,8 @@ impl Default for Limits {
             max_storage_buffer_binding_size: 128 << 20,
             max_storage_buffers_per_shader_stage: 8,
             max_compute_workgroups_per_dimension: 65_535,
+            max_buffer_size: 256 << 20,
+            min_storage_buffer_offset_alignment: 256,
         }
     }
 }
@@ -101,6 +113,45 @@ pub struct Layout {
     pub arena_bytes: u64,
     /// Each constant chunk's bytes (length a multiple of 4, at least 4).
     pub constants: Vec<Vec<u8>>,
+    /// Bytes of one page: a memory is bound in pages of this size (the
+    /// last one shorter), a multiple of the offset alignment.
+    pub page_bytes: u64,
+}
+
+impl Layout {
+    /// The size of memory `m` in bytes.
+    pub fn memory_bytes(&self, m: Memory) -> u64 {
+        match m {
+            Memory::Arena => self.arena_bytes,
+            Memory::Constants(n) => self.constants[n].len() as u64,
+        }
+    }
+
+    /// The number of pages memory `m` is bound as.
+    pub fn pages(&self, m: Memory) -> u64 {
+        self.memory_bytes(m).div_ceil(self.page_bytes).max(1)
+    }
+
+    /// The bindings of `memories`, in order, page by page.
+    fn bindings(&self, memories: &[Memory]) -> Vec<Binding> {
+        let mut out = Vec::new();
+        for &memory in memories {
+            let total = self.memory_bytes(memory);
+            for page in 0..self.pages(memory) {
+                let offset = page * self.page_bytes;
+                out.push(Binding { memory, offset, size: (total - offset).min(self.page_bytes) });
+            }
+        }
+        out
+    }
+}
+
+/// One storage binding of a shader: `size` bytes of `memory` from `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub memory: Memory,
+    pub offset: u64,
+    pub size: u64,
 }
 
 /// One kernel's compute shader.
@@ -112,14 +163,14 @@ pub struct Shader {
     pub source: String,
     /// The parsed and validated module.
     pub module: naga::Module,
-    /// The memory behind binding `n` of group 0.
-    pub bindings: Vec<Memory>,
+    /// What binding `n` of group 0 views.
+    pub bindings: Vec<Binding>,
     /// Workgroups to dispatch in x, y, z.
     pub workgroups: [u32; 3],
 }
 
 /// A program as WGSL shaders, in program order (kernels with an empty
-/// domain have none).
+/// domain and host kernels have none).
 #[derive(Clone, Debug)]
 pub struct WgslProgram {
     pub layout: Layout,
@@ -146,8 +197,17 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
+/// What [`compile`] does with host kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKernels {
+    /// Refuse the program, naming them (a web page has no host interpreter).
+    Refuse,
+    /// Leave them out: the caller runs them between the shaders.
+    CallerRuns,
+}
+
 /// Generates and validates a shader for every kernel of `program`.
-pub fn compile(program: &Program, limits: &Limits) -> Result<WgslProgram, WgslError> {
+pub fn compile(program: &Program, limits: &Limits, host_kernels: HostKernels) -> Result<WgslProgram, WgslError> {
     program.validate()?;
     let host: Vec<String> = program
         .kernels
@@ -158,22 +218,26 @@ pub fn compile(program: &Program, limits: &Limits) -> Result<WgslProgram, WgslEr
             _ => None,
         })
         .collect();
-    if !host.is_empty() {
+    if !host.is_empty() && host_kernels == HostKernels::Refuse {
         return Err(WgslError::HostKernels(host));
     }
     let layout = layout(program, limits)?;
     let mut shaders = Vec::new();
     for (k, kernel) in program.kernels.iter().enumerate() {
+        if kernel.is_host() {
+            continue;
+        }
         let Some(generated) = shader::generate(program, &layout, k, kernel, limits)? else { continue };
         let module = validate(&generated.source).map_err(|message| WgslError::Naga {
             kernel: k,
             message,
             wgsl: generated.source.clone(),
         })?;
-        if generated.bindings.len() > limits.max_storage_buffers_per_shader_stage as usize {
+        let bindings = layout.bindings(&generated.memories);
+        if bindings.len() > limits.max_storage_buffers_per_shader_stage as usize {
             return Err(WgslError::Limit(format!(
                 "kernel {k} reads {} storage bindings, the device allows {}",
-                generated.bindings.len(),
+                bindings.len(),
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
@@ -181,7 +245,7 @@ pub fn compile(program: &Program, limits: &Limits) -> Result<WgslProgram, WgslEr
             kernel: k,
             source: generated.source,
             module,
-            bindings: generated.bindings,
+            bindings,
             workgroups: generated.workgroups,
         });
     }
@@ -199,7 +263,7 @@ pub fn validate(source: &str) -> Result<naga::Module, String> {
 
 /// Every kernel's WGSL, for people and snapshots.
 pub fn listing(program: &Program, limits: &Limits) -> Result<String, WgslError> {
-    let compiled = compile(program, limits)?;
+    let compiled = compile(program, limits, HostKernels::Refuse)?;
     let mut out = String::new();
     for (n, chunk) in compiled.layout.constants.iter().enumerate() {
         out.push_str(&format!("// c{n}: {} bytes of constants\n", chunk.len()));
@@ -217,10 +281,16 @@ pub fn listing(program: &Program, limits: &Limits) -> Result<String, WgslError> 
 /// follow, 16-byte aligned; constants fill chunks in buffer order.
 fn layout(program: &Program, limits: &Limits) -> Result<Layout, WgslError> {
     let align = |n: u64, to: u64| n.div_ceil(to) * to;
+    // Shaders address a memory's bytes with i32.
+    let max = limits.max_buffer_size.min((1 << 31) - 256);
+    let alignment = u64::from(limits.min_storage_buffer_offset_alignment.max(4));
+    let page_bytes = limits.max_storage_buffer_binding_size / alignment * alignment;
+    if page_bytes == 0 {
+        return Err(WgslError::Limit("the device's storage bindings are smaller than their offset alignment".into()));
+    }
     let mut arena = align(program.arena_bytes as u64, 16);
     let mut constants: Vec<Vec<u8>> = Vec::new();
     let mut buffers = Vec::with_capacity(program.buffers.len());
-    let max = limits.max_storage_buffer_binding_size;
     for (i, b) in program.buffers.iter().enumerate() {
         let bytes = b.byte_len() as u64;
         let placement = match &b.kind {
@@ -238,7 +308,7 @@ fn layout(program: &Program, limits: &Limits) -> Result<Layout, WgslError> {
             BufferKind::Constant(t) => {
                 if bytes > max {
                     return Err(WgslError::Limit(format!(
-                        "constant b{i} has {bytes} bytes, more than one storage binding may hold ({max})"
+                        "constant b{i} has {bytes} bytes, more than one buffer may hold ({max})"
                     )));
                 }
                 let fits = constants.last().is_some_and(|c| align(c.len() as u64, 16) + bytes <= max);
@@ -260,14 +330,14 @@ fn layout(program: &Program, limits: &Limits) -> Result<Layout, WgslError> {
     let arena_bytes = align(arena.max(4), 4);
     if arena_bytes > max {
         return Err(WgslError::Limit(format!(
-            "the arena (scratch, inputs and outputs) needs {arena_bytes} bytes, more than one storage binding may hold ({max})"
+            "the arena (scratch, inputs and outputs) needs {arena_bytes} bytes, more than one buffer may hold ({max})"
         )));
     }
-    Ok(Layout { buffers, arena_bytes, constants })
+    Ok(Layout { buffers, arena_bytes, constants, page_bytes })
 }
 
 /// The memories a set of buffers lives in, arena first.
-fn bindings_of(layout: &Layout, buffers: impl IntoIterator<Item = kiln_ir::kernel::BufferId>) -> Vec<Memory> {
+fn memories_of(layout: &Layout, buffers: impl IntoIterator<Item = kiln_ir::kernel::BufferId>) -> Vec<Memory> {
     let mut set: BTreeSet<Memory> = buffers.into_iter().map(|b| layout.buffers[b.0 as usize].memory).collect();
     set.insert(Memory::Arena);
     set.into_iter().collect()

@@ -8,12 +8,13 @@ use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kerne
 use kiln_ir::DataType;
 
 use super::library::{self, Helper};
-use super::{bindings_of, Layout, Limits, Memory, Placement, WgslError, WORKGROUP_SIZE};
+use super::{memories_of, Layout, Limits, Memory, Placement, WgslError, WORKGROUP_SIZE};
 
 /// A kernel's shader before validation.
 pub(super) struct Generated {
     pub source: String,
-    pub bindings: Vec<Memory>,
+    /// The memories it binds, in binding order (each page by page).
+    pub memories: Vec<Memory>,
     pub workgroups: [u32; 3],
 }
 
@@ -66,7 +67,7 @@ pub(super) fn generate(
             }
             n
         }
-        Kernel::Host(_) => unreachable!("compile refuses host kernels"),
+        Kernel::Host(_) => unreachable!("compile gives host kernels no shader"),
     };
     if invocations == 0 {
         return Ok(None);
@@ -78,13 +79,27 @@ pub(super) fn generate(
     if y > max || invocations > u64::from(u32::MAX) {
         return Err(WgslError::Limit(format!("kernel {k} has {invocations} invocations, more than one dispatch holds")));
     }
-    let bindings = bindings_of(layout, read.into_iter().chain(written));
+    let memories = memories_of(layout, read.into_iter().chain(written));
     let mut source = String::new();
     let _ = writeln!(source, "// kernel {k}: {}", kernel.kind());
-    for (n, m) in bindings.iter().enumerate() {
-        let ty = if *m == Memory::Arena && w.atomic { "array<atomic<u32>>" } else { "array<u32>" };
-        let access = if *m == Memory::Arena { "read_write" } else { "read" };
-        let _ = writeln!(source, "@group(0) @binding({n}) var<storage, {access}> {}: {ty};", m.name());
+    let mut binding = 0;
+    let mut accessors = String::new();
+    for &m in &memories {
+        let ty = if m == Memory::Arena && w.atomic { "array<atomic<u32>>" } else { "array<u32>" };
+        let access = if m == Memory::Arena { "read_write" } else { "read" };
+        let pages = layout.pages(m);
+        for page in 0..pages {
+            let name = if pages == 1 { m.name() } else { format!("{}_p{page}", m.name()) };
+            let _ = writeln!(source, "@group(0) @binding({binding}) var<storage, {access}> {name}: {ty};");
+            binding += 1;
+        }
+        if pages > 1 {
+            accessors.push_str(&paged_accessors(m, pages, layout.page_bytes / 4, m == Memory::Arena, w.atomic));
+        }
+    }
+    if !accessors.is_empty() {
+        source.push('\n');
+        source.push_str(&accessors);
     }
     let helpers = library::sources(&w.helpers);
     if !helpers.is_empty() {
@@ -100,7 +115,40 @@ pub(super) fn generate(
     let _ = writeln!(source, "    if (flat >= {invocations}u) {{ return; }}");
     source.push_str(&w.body);
     source.push_str("}\n");
-    Ok(Some(Generated { source, bindings, workgroups: [x as u32, y as u32, 1] }))
+    Ok(Some(Generated { source, memories, workgroups: [x as u32, y as u32, 1] }))
+}
+
+/// The functions through which a memory bound as `pages` pages of
+/// `page_words` words is read (`rd_<name>`) and, for the arena, written
+/// (`wr_arena`; with atomics also `and_arena`, `or_arena`), by word index.
+fn paged_accessors(m: Memory, pages: u64, page_words: u64, writable: bool, atomic: bool) -> String {
+    let name = m.name();
+    let mut s = String::new();
+    let dispatch = |s: &mut String, signature: &str, body: &dyn Fn(&str) -> String| {
+        let _ = writeln!(s, "fn {signature} {{");
+        for page in 0..pages {
+            let local = if page == 0 { "w".to_string() } else { format!("w - {}", page * page_words) };
+            let target = format!("{name}_p{page}[{local}]");
+            if page + 1 < pages {
+                let _ = writeln!(s, "    if (w < {}) {{ {} }}", (page + 1) * page_words, body(&target));
+            } else {
+                let _ = writeln!(s, "    {}", body(&target));
+            }
+        }
+        s.push_str("}\n");
+    };
+    let load = |t: &str| if atomic && writable { format!("return atomicLoad(&{t});") } else { format!("return {t};") };
+    dispatch(&mut s, &format!("rd_{name}(w: i32) -> u32"), &load);
+    if writable {
+        if atomic {
+            dispatch(&mut s, &format!("wr_{name}(w: i32, v: u32)"), &|t| format!("atomicStore(&{t}, v); return;"));
+            dispatch(&mut s, &format!("and_{name}(w: i32, v: u32)"), &|t| format!("atomicAnd(&{t}, v); return;"));
+            dispatch(&mut s, &format!("or_{name}(w: i32, v: u32)"), &|t| format!("atomicOr(&{t}, v); return;"));
+        } else {
+            dispatch(&mut s, &format!("wr_{name}(w: i32, v: u32)"), &|t| format!("{t} = v; return;"));
+        }
+    }
+    s
 }
 
 fn count(extents: &[usize]) -> u64 {
@@ -240,8 +288,14 @@ impl Writer<'_> {
         (cond, affine(constant, &variable))
     }
 
+    fn paged(&self, memory: Memory) -> bool {
+        self.layout.pages(memory) > 1
+    }
+
     fn read_word(&self, memory: Memory, word: &str) -> String {
-        if memory == Memory::Arena && self.atomic {
+        if self.paged(memory) {
+            format!("rd_{}({word})", memory.name())
+        } else if memory == Memory::Arena && self.atomic {
             format!("atomicLoad(&arena[{word}])")
         } else {
             format!("{}[{word}]", memory.name())
@@ -320,7 +374,9 @@ impl Writer<'_> {
     }
 
     fn write_word(&mut self, word: &str, value: &str) {
-        if self.atomic {
+        if self.paged(Memory::Arena) {
+            self.line(format!("wr_arena({word}, {value});"));
+        } else if self.atomic {
             self.line(format!("atomicStore(&arena[{word}], {value});"));
         } else {
             self.line(format!("arena[{word}] = {value};"));
@@ -346,8 +402,13 @@ impl Writer<'_> {
                 let shift = self.name("s");
                 self.line(format!("let {shift} = u32({byte} & 3) * 8u;"));
                 let mask = format!("({:#x}u << {shift})", (1u64 << (size * 8)) - 1);
-                self.line(format!("atomicAnd(&arena[{byte} >> 2u], ~{mask});"));
-                self.line(format!("atomicOr(&arena[{byte} >> 2u], ({v} << {shift}) & {mask});"));
+                if self.paged(Memory::Arena) {
+                    self.line(format!("and_arena({byte} >> 2u, ~{mask});"));
+                    self.line(format!("or_arena({byte} >> 2u, ({v} << {shift}) & {mask});"));
+                } else {
+                    self.line(format!("atomicAnd(&arena[{byte} >> 2u], ~{mask});"));
+                    self.line(format!("atomicOr(&arena[{byte} >> 2u], ({v} << {shift}) & {mask});"));
+                }
             }
         }
     }
