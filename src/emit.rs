@@ -6,6 +6,7 @@
 //! whatever the machine; nothing is executed).
 
 use kiln_codegen::cpu::{listing, CodegenError, Listing, Target};
+use kiln_codegen::wgsl::{self, WgslError};
 use kiln_ir::Graph;
 use kiln_passes::CompileError;
 
@@ -23,6 +24,9 @@ pub enum Stage {
     Clif,
     /// Machine code of every kernel (and of the micro-kernels they call).
     Asm,
+    /// WGSL compute shaders of the gpu backend's program (lowered for the
+    /// gpu, for WebGPU's default limits; the target is not used).
+    Wgsl,
 }
 
 /// Why a stage could not be printed.
@@ -32,6 +36,8 @@ pub enum EmitError {
     Compile(#[from] CompileError),
     #[error("code generation: {0}")]
     Codegen(#[from] CodegenError),
+    #[error("WGSL: {0}")]
+    Wgsl(#[from] WgslError),
 }
 
 /// `graph` at `stage`, compiled as the cpu backend compiles it for `target`
@@ -41,9 +47,13 @@ pub fn emit(graph: &Graph, stage: Stage, target: &Target) -> Result<String, Emit
     if stage == Stage::Graph {
         return Ok(text(graph));
     }
+    if stage == Stage::Wgsl {
+        let compiled = kiln_passes::Pipeline::default().run(graph)?;
+        return Ok(wgsl::listing(&compiled.program, &wgsl::Limits::default())?);
+    }
     let compiled = kiln_runtime::pipeline_for(target).run(graph)?;
     Ok(match stage {
-        Stage::Graph => unreachable!("returned above"),
+        Stage::Graph | Stage::Wgsl => unreachable!("returned above"),
         Stage::Opt => text(&compiled.graph),
         Stage::Kernels => compiled.program.to_string(),
         Stage::Clif => listing(&compiled.program, target, Listing::Clif)?,

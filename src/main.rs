@@ -30,7 +30,7 @@ enum Command {
         /// Where to write `<output name>.npy` files.
         #[arg(long, value_name = "DIR", default_value = ".")]
         output_dir: PathBuf,
-        /// The backend that runs the graph: cpu, interp or kernels.
+        /// The backend that runs the graph: cpu, interp, kernels or gpu.
         #[arg(long, default_value = "cpu")]
         backend: String,
     },
@@ -53,7 +53,7 @@ enum Command {
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
         #[arg(long = "shape", value_name = "NAME=DIMS")]
         shapes: Vec<String>,
-        /// The backend to measure.
+        /// The backend to measure: cpu, interp, kernels or gpu.
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// Worker threads (default: all cores).
@@ -192,6 +192,8 @@ enum Stage {
     Clif,
     /// Machine code of every kernel.
     Asm,
+    /// WGSL compute shaders (the gpu backend; WebGPU's default limits).
+    Wgsl,
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -410,7 +412,8 @@ fn bench(model: &Path, shapes: &[String], backend: &str, options: &BenchOptions)
             "{}",
             serde_json::json!({
                 "model": model.display().to_string(), "backend": backend.name(), "compile_ms": compile_ms,
-                "median_ms": median_ms, "min_ms": min_ms, "gflops": gflops, "threads": threads, "runs": times.len(),
+                "median_ms": median_ms, "min_ms": min_ms, "gflops": gflops, "threads": ctx.threads(), "runs": times.len(),
+                "adapter": ctx.gpu_adapter(),
                 "arena_bytes": compiled.program().map(|p| p.arena_bytes),
                 "optimize": optimize,
                 "operators_before": report.map(|r| r.operators_before),
@@ -420,7 +423,11 @@ fn bench(model: &Path, shapes: &[String], backend: &str, options: &BenchOptions)
             })
         );
     } else {
-        println!("{} on {} ({threads} threads, {} runs)", model.display(), backend.name(), times.len());
+        let on = match ctx.gpu_adapter() {
+            Some(adapter) => format!("gpu: {adapter}"),
+            None => format!("{} ({} threads)", backend.name(), ctx.threads()),
+        };
+        println!("{} on {on}, {} runs", model.display(), times.len());
         println!("  compile  {compile_ms:10.2} ms");
         if let (Some(r), Some(p)) = (report, compiled.program()) {
             println!("  operators {} -> {} (graph passes), {} kernels", r.operators_before, r.operators_after, p.kernels.len());
@@ -617,6 +624,7 @@ fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResul
         Stage::Kernels => kiln::Stage::Kernels,
         Stage::Clif => kiln::Stage::Clif,
         Stage::Asm => kiln::Stage::Asm,
+        Stage::Wgsl => kiln::Stage::Wgsl,
     };
     print!("{}", kiln::emit(&load(model, shapes)?, stage, &target)?);
     Ok(())

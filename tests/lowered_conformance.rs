@@ -1,5 +1,6 @@
 //! WebNN conformance on the backends that run the lowered graph: `kernels`
-//! (the kernel-IR evaluator) and `cpu` (native code from Cranelift). Both
+//! (the kernel-IR evaluator), `cpu` (native code from Cranelift) and `gpu`
+//! (WGSL through wgpu). All
 //! see every WPT vector lowered to the kernel IR (`kiln_passes::lower`),
 //! with host kernels for the nodes f32 kernels cannot compute exactly.
 //!
@@ -24,6 +25,13 @@ fn wpt_cases_pass_on_the_kernels_backend() {
 #[test]
 fn wpt_cases_pass_on_the_cpu_backend() {
     check_backend(Backend::Cpu);
+}
+
+/// WGSL shaders on the system's GPU adapter (lavapipe in CI, see
+/// tests/gpu.rs), host kernels between them.
+#[test]
+fn wpt_cases_pass_on_the_gpu_backend() {
+    check_backend(Backend::Gpu);
 }
 
 fn check_backend(backend: Backend) {

@@ -4,8 +4,9 @@
 //! program as `kiln::passes::lower` gives it (`kernels`) and, for every
 //! x86-64 feature level whatever the host, the program the cpu backend
 //! compiles where it differs (`<target>.kernels`), its Cranelift IR
-//! (`<target>.clif`) and its machine code (`<target>.asm`) are compared
-//! with the snapshots in `tests/snapshots/`. Add a case by adding a
+//! (`<target>.clif`) and its machine code (`<target>.asm`), and the gpu
+//! backend's WGSL shaders (`wgsl`), are compared with the snapshots in
+//! `tests/snapshots/`. Add a case by adding a
 //! `.webnn` file; review changes with `cargo insta review` (or
 //! `INSTA_UPDATE=always` and `git diff`), reading every changed line.
 //!
@@ -26,6 +27,9 @@ fn snapshot_all(name: &str, path: &Path) {
     insta::assert_snapshot!(format!("{name}.opt"), emit(&graph, Stage::Opt, &any).unwrap());
     let default = kiln::passes::lower(&graph).unwrap().to_string();
     insta::assert_snapshot!(format!("{name}.kernels"), default);
+    let wgsl = emit(&graph, Stage::Wgsl, &any).unwrap();
+    assert_eq!(wgsl, emit(&graph, Stage::Wgsl, &any).unwrap());
+    insta::assert_snapshot!(format!("{name}.wgsl"), wgsl);
     for t in TARGETS {
         let target: Target = t.parse().unwrap();
         let program = emit(&graph, Stage::Kernels, &target).unwrap();

@@ -261,18 +261,25 @@ pub fn validate(source: &str) -> Result<naga::Module, String> {
     Ok(module)
 }
 
-/// Every kernel's WGSL, for people and snapshots.
+/// Every kernel's WGSL in program order, for people and snapshots (host
+/// kernels, which the native runtime runs itself, as a comment line).
 pub fn listing(program: &Program, limits: &Limits) -> Result<String, WgslError> {
-    let compiled = compile(program, limits, HostKernels::Refuse)?;
+    let compiled = compile(program, limits, HostKernels::CallerRuns)?;
     let mut out = String::new();
     for (n, chunk) in compiled.layout.constants.iter().enumerate() {
         out.push_str(&format!("// c{n}: {} bytes of constants\n", chunk.len()));
     }
     out.push_str(&format!("// arena: {} bytes\n", compiled.layout.arena_bytes));
-    for s in &compiled.shaders {
-        let [x, y, z] = s.workgroups;
-        out.push_str(&format!("\n// ---- kernel {}: {x}x{y}x{z} workgroups\n", s.kernel));
-        out.push_str(&s.source);
+    let mut shaders = compiled.shaders.iter().peekable();
+    for (k, kernel) in program.kernels.iter().enumerate() {
+        if let Kernel::Host(h) = kernel {
+            out.push_str(&format!("\n// ---- kernel {k}: host {h} (no shader: the runtime runs it)\n"));
+        }
+        if let Some(s) = shaders.next_if(|s| s.kernel == k) {
+            let [x, y, z] = s.workgroups;
+            out.push_str(&format!("\n// ---- kernel {k}: {x}x{y}x{z} workgroups\n"));
+            out.push_str(&s.source);
+        }
     }
     Ok(out)
 }

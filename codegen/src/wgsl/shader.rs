@@ -165,25 +165,36 @@ fn lit(x: f32) -> String {
     }
 }
 
-/// `c + Σ coef * name` as an i32 expression.
+/// `c + Σ coef * name` as an i32 expression (a bare name or literal when
+/// that is all it is).
 fn affine(constant: i64, terms: &[(i64, &str)]) -> String {
     let mut s = String::new();
+    let mut count = 0;
     for &(c, name) in terms {
         if c == 0 || name == "0" {
             continue;
         }
-        let sep = if s.is_empty() { "" } else { " + " };
-        let _ = match c {
-            1 => write!(s, "{sep}{name}"),
-            -1 => write!(s, "{sep}-{name}"),
-            _ => write!(s, "{sep}{name} * {c}"),
+        count += 1;
+        let (sign, magnitude) = if c < 0 { ("-", -c) } else { ("+", c) };
+        let _ = match (s.is_empty(), magnitude) {
+            (true, 1) => write!(s, "{}{name}", if c < 0 { "-" } else { "" }),
+            (true, m) => write!(s, "{name} * {}", if c < 0 { -m } else { m }),
+            (false, 1) => write!(s, " {sign} {name}"),
+            (false, m) => write!(s, " {sign} {name} * {m}"),
         };
     }
     match (s.is_empty(), constant) {
         (true, c) => c.to_string(),
+        (false, 0) if count == 1 && !s.starts_with('-') && !s.contains(' ') => s,
         (false, 0) => format!("({s})"),
+        (false, c) if c < 0 => format!("({s} - {})", -c),
         (false, c) => format!("({s} + {c})"),
     }
+}
+
+/// `base + elem`, without a zero base.
+fn plus(base: u64, elem: &str) -> String {
+    if base == 0 { elem.to_string() } else { format!("{base} + {elem}") }
 }
 
 /// Raw element bits: one word, two words (low, high), or a narrow value in
@@ -266,7 +277,8 @@ impl Writer<'_> {
         for (j, &stride) in strides.iter().enumerate() {
             let (lo, hi) = a.coordinate_range(j, domain);
             let value = affine(a.base[j] as i64, &terms(&a.coef[j]));
-            let name = if value.parse::<i64>().is_ok() {
+            let simple = value.parse::<i64>().is_ok() || value.chars().all(|c| c.is_ascii_alphanumeric());
+            let name = if simple {
                 value
             } else {
                 let n = self.name("co");
@@ -307,15 +319,15 @@ impl Writer<'_> {
         let p = self.placement(b);
         let size = self.data_type(b).byte_size();
         match size {
-            4 => Bits::Word(self.read_word(p.memory, &format!("{} + {elem}", p.offset / 4))),
+            4 => Bits::Word(self.read_word(p.memory, &plus(p.offset / 4, elem))),
             8 => {
                 let w = self.name("w");
-                self.line(format!("let {w} = {} + 2 * {elem};", p.offset / 4));
+                self.line(format!("let {w} = {};", plus(p.offset / 4, &format!("2 * {elem}"))));
                 Bits::Pair(self.read_word(p.memory, &w), self.read_word(p.memory, &format!("{w} + 1")))
             }
             _ => {
                 let byte = self.name("b");
-                self.line(format!("let {byte} = {} + {size} * {elem};", p.offset));
+                self.line(format!("let {byte} = {};", plus(p.offset, &format!("{size} * {elem}"))));
                 let word = self.read_word(p.memory, &format!("{byte} >> 2u"));
                 Bits::Narrow(format!("extractBits({word}, u32({byte} & 3) * 8u, {}u)", size * 8))
             }
@@ -389,16 +401,16 @@ impl Writer<'_> {
         debug_assert_eq!(p.memory, Memory::Arena, "outputs live in the arena");
         let size = self.data_type(b).byte_size();
         match bits {
-            Bits::Word(v) => self.write_word(&format!("{} + {elem}", p.offset / 4), &v),
+            Bits::Word(v) => self.write_word(&plus(p.offset / 4, elem), &v),
             Bits::Pair(lo, hi) => {
                 let w = self.name("w");
-                self.line(format!("let {w} = {} + 2 * {elem};", p.offset / 4));
+                self.line(format!("let {w} = {};", plus(p.offset / 4, &format!("2 * {elem}"))));
                 self.write_word(&w, &lo);
                 self.write_word(&format!("{w} + 1"), &hi);
             }
             Bits::Narrow(v) => {
                 let byte = self.name("b");
-                self.line(format!("let {byte} = {} + {size} * {elem};", p.offset));
+                self.line(format!("let {byte} = {};", plus(p.offset, &format!("{size} * {elem}"))));
                 let shift = self.name("s");
                 self.line(format!("let {shift} = u32({byte} & 3) * 8u;"));
                 let mask = format!("({:#x}u << {shift})", (1u64 << (size * 8)) - 1);

@@ -1,0 +1,161 @@
+//! The gpu backend for real: WGSL shaders run through wgpu on the system's
+//! adapter. In CI that is Mesa's lavapipe (a Vulkan device on the CPU,
+//! installed by scripts/install_gpu.sh from scripts/test): no adapter is a
+//! failure here, never a skip. (WPT on gpu: tests/lowered_conformance.rs;
+//! random graphs: tests/differential.rs, which covers every backend.)
+//!
+//! Models are compared with ONNX Runtime's outputs (the tolerance of
+//! tests/onnx_models.rs) and the bundled example with the interpreter.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use kiln::{Backend, Context, ContextOptions, DataType, GraphBuilder, OperandDescriptor, Tensor, Values};
+use kiln_harness::onnx_tests::{run_case, CaseOutcome, Tolerance};
+
+/// One device for the whole file (creating one takes a while on lavapipe).
+fn gpu() -> &'static Context {
+    static GPU: OnceLock<Context> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Context::new(ContextOptions { backend: Backend::Gpu, ..Default::default() }).unwrap_or_else(|e| {
+            panic!("no GPU adapter ({e}); on Debian: apt-get install mesa-vulkan-drivers (scripts/install_gpu.sh)")
+        })
+    })
+}
+
+#[test]
+fn a_gpu_adapter_is_found() {
+    let adapter = gpu().gpu_adapter().expect("a gpu context names its adapter");
+    println!("adapter: {adapter}");
+    assert!(!adapter.is_empty());
+    let cpu = Context::new(ContextOptions::default()).unwrap();
+    assert_eq!(cpu.gpu_adapter(), None);
+}
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("KILN_ONNX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/onnx-data"))
+        .join("models")
+}
+
+fn check_model(name: &str) {
+    let dir = models_dir().join(name);
+    assert!(dir.is_dir(), "{} is missing: run scripts/fetch_onnx_data.sh", dir.display());
+    let result = run_case(gpu(), &dir, Tolerance::default());
+    println!("{name} on gpu: {:?}", result.outcome);
+    assert_eq!(result.outcome, CaseOutcome::Passed, "{name}");
+}
+
+#[test]
+fn mobilenetv2_matches_onnx_runtime_on_gpu() {
+    check_model("mobilenetv2");
+}
+
+#[test]
+fn squeezenet_matches_onnx_runtime_on_gpu() {
+    check_model("squeezenet1.1");
+}
+
+#[test]
+fn ppocr_direction_classifier_matches_onnx_runtime_on_gpu() {
+    check_model("ppocr_cls");
+}
+
+#[test]
+fn byte_classifier_matches_onnx_runtime_on_gpu() {
+    // int32 input, a one-hot comparison, conv1d: narrow and integer data.
+    check_model("byte_classifier");
+}
+
+#[test]
+fn the_example_model_matches_the_interpreter_on_gpu() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let graph = kiln::frontend::webnn_text::load(&root.join("examples/small_cnn.webnn")).unwrap();
+    let input = kiln::npy::parse(&std::fs::read(root.join("examples/small_cnn_input.npy")).unwrap()).unwrap();
+    let feeds = [("x", &input)];
+    let interp = Context::new(ContextOptions { backend: Backend::Interp, ..Default::default() }).unwrap();
+    let expected = interp.compute(&interp.compile(graph.clone()).unwrap(), &feeds).unwrap();
+    let compiled = gpu().compile(graph).unwrap();
+    let shaders = compiled.wgsl().expect("the gpu backend keeps its shaders");
+    assert!(!shaders.shaders.is_empty());
+    let actual = gpu().compute(&compiled, &feeds).unwrap();
+    for ((name, e), (_, a)) in expected.iter().zip(&actual) {
+        let (e, a) = (e.to_f32_vec(), a.to_f32_vec());
+        assert_eq!(e.len(), a.len());
+        for (i, (x, y)) in e.iter().zip(&a).enumerate() {
+            assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{name}[{i}]: gpu {y}, interpreter {x}");
+        }
+    }
+}
+
+#[test]
+fn runs_of_one_graph_from_several_threads_agree() {
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Float32, [256])).unwrap();
+    let y = b.sigmoid(x).unwrap();
+    let graph = b.build(&[("y", y)]).unwrap();
+    let compiled = gpu().compile(graph).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let compiled = &compiled;
+            s.spawn(move || {
+                for r in 0..5 {
+                    let values: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) / 16.0 + (t * 5 + r) as f32).collect();
+                    let input = Tensor::from_f32([256], &values).unwrap();
+                    let out = gpu().compute(compiled, &[("x", &input)]).unwrap();
+                    for (v, got) in values.iter().zip(out[0].1.to_f32_vec()) {
+                        let want = 1.0 / (1.0 + (-v).exp());
+                        assert!((got - want).abs() <= 1e-6, "sigmoid({v}) = {got}, not {want}");
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn narrow_and_wide_integers_move_exactly() {
+    // int8 and uint8 (written a byte at a time by atomics), float16 (bit
+    // conversions) and int64 (two words) through a transpose.
+    for t in [DataType::Int8, DataType::Uint8, DataType::Float16, DataType::Int64] {
+        let b = GraphBuilder::new();
+        let x = b.input("x", OperandDescriptor::new(t, [3, 5])).unwrap();
+        let y = b.transpose(x, None).unwrap();
+        let graph = b.build(&[("y", y)]).unwrap();
+        let values = match t {
+            DataType::Int8 => Values::Int((0..15).map(|i| i * 17 - 128).collect()),
+            DataType::Uint8 => Values::Int((0..15).map(|i| i * 17).collect()),
+            DataType::Float16 => Values::Float((0..15).map(|i| f64::from(i) * -0.5 + 1.0 / 3.0).collect()),
+            _ => Values::Int((0..15).map(|i| (i - 7) * ((1i128 << 40) + 3)).collect()),
+        };
+        let input = Tensor::from_values(OperandDescriptor::new(t, [3, 5]), &values).unwrap();
+        let compiled = gpu().compile(graph.clone()).unwrap();
+        let got = gpu().compute(&compiled, &[("x", &input)]).unwrap();
+        let interp = Context::new(ContextOptions { backend: Backend::Interp, ..Default::default() }).unwrap();
+        let want = interp.compute(&interp.compile(graph).unwrap(), &[("x", &input)]).unwrap();
+        assert_eq!(got[0].1.bytes(), want[0].1.bytes(), "{t}");
+    }
+}
+
+#[test]
+fn host_kernels_run_between_the_shaders() {
+    // int64 negation beyond 2^24 is a host kernel; the relu after it a shader.
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Int64, [4])).unwrap();
+    let y = b.neg(x).unwrap();
+    let z = b.relu(y).unwrap();
+    let graph = b.build(&[("z", z)]).unwrap();
+    let compiled = gpu().compile(graph.clone()).unwrap();
+    let kinds: Vec<&str> = compiled.program().unwrap().kernels.iter().map(|k| k.kind()).collect();
+    assert!(kinds.contains(&"host") && kinds.len() >= 2, "{kinds:?}");
+    let values = Values::Int(vec![-((1 << 40) + 1), 5, -3, 0]);
+    let input = Tensor::from_values(OperandDescriptor::new(DataType::Int64, [4]), &values).unwrap();
+    let out = gpu().compute(&compiled, &[("x", &input)]).unwrap();
+    assert_eq!(out[0].1.values(), Values::Int(vec![(1 << 40) + 1, 0, 3, 0]));
+    // A WGSL program for the web has no host interpreter: refused, named.
+    let program = kiln::passes::lower(&graph).unwrap();
+    let err = kiln::codegen::wgsl::compile(&program, &Default::default(), kiln::codegen::wgsl::HostKernels::Refuse)
+        .unwrap_err();
+    assert!(err.to_string().contains("k0 neg"), "{err}");
+}
