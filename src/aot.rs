@@ -115,21 +115,7 @@ pub fn compile(graph: &Graph, options: &AotOptions) -> Result<Artifact, AotError
         pipeline = pipeline.without(Pass::Fold).without(Pass::Rewrite);
     }
     let compiled = pipeline.run(graph).map_err(RuntimeError::from)?;
-    let rewritten = &compiled.graph;
-    let host: Vec<String> = compiled
-        .program
-        .kernels
-        .iter()
-        .zip(&compiled.report.kernel_nodes)
-        .filter(|(k, _)| matches!(k, Kernel::Host(_)))
-        .flat_map(|(k, nodes)| {
-            nodes.iter().map(move |&n| {
-                let name = crate::explain::node_name(rewritten, n);
-                let Kernel::Host(h) = k else { unreachable!("filtered") };
-                format!("{name}: {h}")
-            })
-        })
-        .collect();
+    let host = host_kernel_nodes(&compiled);
     if !host.is_empty() {
         return Err(AotError::HostKernels(host));
     }
@@ -155,6 +141,24 @@ pub fn compile(graph: &Graph, options: &AotOptions) -> Result<Artifact, AotError
     let mut artifact = Artifact { name: options.name.clone(), target: options.target, inputs, outputs, code, header: String::new() };
     artifact.header = header(&artifact);
     Ok(artifact)
+}
+
+/// The graph nodes that run as host kernels in `compiled`, as
+/// `node name: host kernel` lines (artifacts without a host interpreter
+/// refuse them by these names).
+pub(crate) fn host_kernel_nodes(compiled: &kiln_passes::Compiled) -> Vec<String> {
+    let rewritten = &compiled.graph;
+    compiled
+        .program
+        .kernels
+        .iter()
+        .zip(&compiled.report.kernel_nodes)
+        .filter_map(|(k, nodes)| match k {
+            Kernel::Host(h) => Some((h, nodes)),
+            _ => None,
+        })
+        .flat_map(|(h, nodes)| nodes.iter().map(move |&n| format!("{}: {h}", crate::explain::node_name(rewritten, n))))
+        .collect()
 }
 
 impl Artifact {

@@ -27,6 +27,7 @@ pub mod aot;
 mod emit;
 pub mod explain;
 pub mod npy;
+pub mod web;
 
 use std::path::Path;
 

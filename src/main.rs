@@ -123,8 +123,9 @@ enum Command {
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
         #[arg(long = "shape", value_name = "NAME=DIMS")]
         shapes: Vec<String>,
-        /// native, x86_64, x86_64+avx2, x86_64+avx512, aarch64, or a Linux
-        /// triple with +features (x86_64-unknown-linux-gnu+avx2).
+        /// native, x86_64, x86_64+avx2, x86_64+avx512, aarch64, a Linux
+        /// triple with +features (x86_64-unknown-linux-gnu+avx2), or wgsl
+        /// (a WebGPU bundle: shaders, manifest, weights and kiln.js).
         #[arg(long, default_value = "native")]
         target: String,
         /// The folder to write into.
@@ -263,8 +264,24 @@ fn compile(
     optimize: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use std::time::Instant;
-    let emit = emit.iter().map(|e| e.parse()).collect::<Result<Vec<kiln::aot::Emit>, _>>()?;
     let name = name.unwrap_or_else(|| identifier(model));
+    if target == "wgsl" {
+        let start = Instant::now();
+        let graph = load(model, shapes)?;
+        let bundle = kiln::web::compile(&graph, &kiln::web::WebOptions { name, optimize })?;
+        let written = bundle.write(output)?;
+        eprintln!(
+            "compiled {} for WebGPU in {:.0} ms: {} files",
+            model.display(),
+            start.elapsed().as_secs_f64() * 1e3,
+            written.len()
+        );
+        for path in written {
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
+    let emit = emit.iter().map(|e| e.parse()).collect::<Result<Vec<kiln::aot::Emit>, _>>()?;
     let target = target.parse()?;
     let start = Instant::now();
     let graph = load(model, shapes)?;

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 /// A function of the library.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Helper {
+    F32Bits,
     IsNan,
     Maximum,
     Minimum,
@@ -46,15 +47,16 @@ impl Helper {
     fn requires(self) -> &'static [Helper] {
         match self {
             Helper::Maximum | Helper::Minimum | Helper::F32ToI32 | Helper::F32ToI64 => &[Helper::IsNan],
+            Helper::Log | Helper::Trig => &[Helper::F32Bits],
             Helper::Tanh | Helper::Erf => &[Helper::Exp],
-            Helper::Pow => &[Helper::IsNan, Helper::Exp, Helper::Log],
-            Helper::F32ToF16 => &[],
+            Helper::Pow => &[Helper::F32Bits, Helper::IsNan, Helper::Exp, Helper::Log],
             _ => &[],
         }
     }
 
     fn source(self) -> &'static str {
         match self {
+            Helper::F32Bits => F32_BITS,
             Helper::IsNan => IS_NAN,
             Helper::Maximum => MAXIMUM,
             Helper::Minimum => MINIMUM,
@@ -88,6 +90,15 @@ pub(super) fn sources(used: &BTreeSet<Helper>) -> String {
     // The enum order puts every helper after those it calls.
     all.iter().map(|h| h.source()).collect::<Vec<_>>().join("\n")
 }
+
+/// The f32 of some bits, as a run-time value: WGSL rejects constant
+/// expressions whose value is infinite or NaN, so non-finite constants go
+/// through this function.
+const F32_BITS: &str = "\
+fn f32_bits(b: u32) -> f32 {
+    return bitcast<f32>(b);
+}
+";
 
 const IS_NAN: &str = "\
 fn is_nan(x: f32) -> bool {
@@ -168,9 +179,9 @@ fn k_log(x: f32) -> f32 {
     y = fma(z, -0.5, y);
     var r = f + y;
     r = fma(ef, 0.693359375, r);
-    if (x == bitcast<f32>(0x7f800000u)) { r = x; }
-    if (x == 0.0) { r = bitcast<f32>(0xff800000u); }
-    if (x < 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { r = bitcast<f32>(0x7fc00000u); }
+    if (bitcast<u32>(x) == 0x7f800000u) { r = x; }
+    if (x == 0.0) { r = f32_bits(0xff800000u); }
+    if (x < 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { r = f32_bits(0x7fc00000u); }
     return r;
 }
 ";
@@ -265,7 +276,7 @@ fn k_trig(x: f32, which: u32) -> f32 {
         v = bitcast<f32>(bitcast<u32>(v) ^ (u32(q & 2) << 30u));
     }
     if (which != 1u) { v = bitcast<f32>(bitcast<u32>(v) ^ (bitcast<u32>(x) & 0x80000000u)); }
-    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) { v = bitcast<f32>(0x7fc00000u); }
+    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) { v = f32_bits(0x7fc00000u); }
     return v;
 }
 ";
@@ -275,8 +286,8 @@ fn k_trig(x: f32, which: u32) -> f32 {
 /// e^(y ln|x|) with the product split into a high and a low part.
 const POW: &str = "\
 fn k_pow(x: f32, y: f32) -> f32 {
-    let nan = bitcast<f32>(0x7fc00000u);
-    let inf = bitcast<f32>(0x7f800000u);
+    let nan = f32_bits(0x7fc00000u);
+    let inf = f32_bits(0x7f800000u);
     if (y == 0.0 || x == 1.0) { return 1.0; }
     if (is_nan(x) || is_nan(y)) { return nan; }
     let ay = abs(y);

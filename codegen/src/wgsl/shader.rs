@@ -155,13 +155,16 @@ fn count(extents: &[usize]) -> u64 {
     extents.iter().map(|&d| d as u64).product()
 }
 
-/// An f32 literal that reads back as exactly `x`.
+/// An f32 literal that reads back as exactly `x`. Infinities and NaN are
+/// not constant expressions in WGSL: they come from `f32_bits`.
 fn lit(x: f32) -> String {
     if x.is_finite() && (x == 0.0 || x.is_normal()) {
         let s = format!("{x:?}f");
         if x.is_sign_negative() { format!("({s})") } else { s }
-    } else {
+    } else if x.is_finite() {
         format!("bitcast<f32>({:#010x}u)", x.to_bits())
+    } else {
+        format!("f32_bits({:#010x}u)", x.to_bits())
     }
 }
 
@@ -218,6 +221,9 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn line(&mut self, s: impl AsRef<str>) {
+        if s.as_ref().contains("f32_bits(") {
+            self.helpers.insert(Helper::F32Bits);
+        }
         for _ in 0..self.indent {
             self.body.push_str("    ");
         }

@@ -1,0 +1,105 @@
+//! The WebGPU bundle (`kiln compile --target wgsl`, `kiln::web`) run for
+//! real in a browser: Debian's chromium, headless, with WebGPU on
+//! SwiftShader's Vulkan, driven by playwright-core (tests/browser/run.mjs;
+//! scripts/install_browser.sh, run by scripts/test, installs both). A
+//! thread of this test serves the bundle, its inputs and
+//! tests/browser/page.html on 127.0.0.1; the page runs the model with
+//! kiln.js and reports its outputs, which must match the interpreter.
+//! A missing browser is a failure, never a skip.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiln::{Backend, Context, ContextOptions, Tensor};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Serves the files under `dir` over HTTP/1.0 (GET only) until the process
+/// ends; returns the port.
+fn serve(dir: PathBuf) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = String::new();
+            if BufReader::new(&stream).read_line(&mut request).is_err() {
+                continue;
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let file = dir.join(&path);
+            let inside = !path.split('/').any(|part| part == "..");
+            let response = match std::fs::read(&file) {
+                Ok(body) if inside => {
+                    let kind = match file.extension().and_then(|e| e.to_str()) {
+                        Some("html") => "text/html",
+                        Some("js" | "mjs") => "text/javascript",
+                        Some("json") => "application/json",
+                        Some("wgsl") => "text/plain",
+                        _ => "application/octet-stream",
+                    };
+                    let mut r = format!("HTTP/1.0 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n", body.len())
+                        .into_bytes();
+                    r.extend(body);
+                    r
+                }
+                _ => b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    port
+}
+
+#[test]
+fn the_web_bundle_runs_in_chromium_and_matches_the_interpreter() {
+    let graph = kiln::frontend::webnn_text::load(&root().join("examples/small_cnn.webnn")).unwrap();
+    let input = kiln::npy::parse(&std::fs::read(root().join("examples/small_cnn_input.npy")).unwrap()).unwrap();
+    let site = std::env::temp_dir().join(format!("kiln-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&site);
+    let bundle = kiln::web::compile(&graph, &kiln::web::WebOptions { name: "model".into(), ..Default::default() }).unwrap();
+    bundle.write(site.join("bundle")).unwrap();
+    std::fs::create_dir_all(site.join("inputs")).unwrap();
+    std::fs::write(site.join("inputs/x.bin"), input.bytes()).unwrap();
+    std::fs::copy(root().join("tests/browser/page.html"), site.join("page.html")).unwrap();
+    let port = serve(site.clone());
+
+    let driver = root().join("tests/browser/run.mjs");
+    assert!(
+        root().join("tests/browser/node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run scripts/install_browser.sh (scripts/test does)"
+    );
+    let out = Command::new("node")
+        .arg(&driver)
+        .arg(format!("http://127.0.0.1:{port}/page.html"))
+        .output()
+        .expect("node runs (scripts/install_browser.sh)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser driver failed:\n{stderr}");
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(verdict["ok"], true, "the page failed: {}\n{stderr}", verdict["error"]);
+    println!("adapter: {}", verdict["adapter"]);
+
+    let interp = Context::new(ContextOptions { backend: Backend::Interp, ..Default::default() }).unwrap();
+    let expected: Vec<(String, Tensor)> = interp.compute(&interp.compile(graph).unwrap(), &[("x", &input)]).unwrap();
+    for (name, want) in &expected {
+        let got: Vec<f64> = verdict["outputs"][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("no output `{name}` in {verdict}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let want = want.to_f32_vec();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let w = f64::from(*w);
+            assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{name}[{i}]: browser {g}, interpreter {w}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&site);
+}
