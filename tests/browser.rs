@@ -5,7 +5,9 @@
 //! thread of this test serves the bundle, its inputs and
 //! tests/browser/page.html on 127.0.0.1; the page runs the model with
 //! kiln.js and reports its outputs, which must match the interpreter.
-//! A missing browser is a failure, never a skip.
+//! A second test has the browser's own WGSL compiler (Tint) accept every
+//! distinct shader of the WPT conformance programs, which naga validated
+//! when they were generated. A missing browser is a failure, never a skip.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -55,19 +57,9 @@ fn serve(dir: PathBuf) -> u16 {
     port
 }
 
-#[test]
-fn the_web_bundle_runs_in_chromium_and_matches_the_interpreter() {
-    let graph = kiln::frontend::webnn_text::load(&root().join("examples/small_cnn.webnn")).unwrap();
-    let input = kiln::npy::parse(&std::fs::read(root().join("examples/small_cnn_input.npy")).unwrap()).unwrap();
-    let site = std::env::temp_dir().join(format!("kiln-browser-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&site);
-    let bundle = kiln::web::compile(&graph, &kiln::web::WebOptions { name: "model".into(), ..Default::default() }).unwrap();
-    bundle.write(site.join("bundle")).unwrap();
-    std::fs::create_dir_all(site.join("inputs")).unwrap();
-    std::fs::write(site.join("inputs/x.bin"), input.bytes()).unwrap();
-    std::fs::copy(root().join("tests/browser/page.html"), site.join("page.html")).unwrap();
-    let port = serve(site.clone());
-
+/// Opens `page` in chromium (tests/browser/run.mjs) and returns the
+/// verdict it set, which must say `ok`.
+fn open_page(port: u16, page: &str) -> serde_json::Value {
     let driver = root().join("tests/browser/run.mjs");
     assert!(
         root().join("tests/browser/node_modules/playwright-core").is_dir(),
@@ -75,7 +67,7 @@ fn the_web_bundle_runs_in_chromium_and_matches_the_interpreter() {
     );
     let out = Command::new("node")
         .arg(&driver)
-        .arg(format!("http://127.0.0.1:{port}/page.html"))
+        .arg(format!("http://127.0.0.1:{port}/{page}"))
         .output()
         .expect("node runs (scripts/install_browser.sh)");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -83,6 +75,28 @@ fn the_web_bundle_runs_in_chromium_and_matches_the_interpreter() {
     let verdict: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
     assert_eq!(verdict["ok"], true, "the page failed: {}\n{stderr}", verdict["error"]);
+    verdict
+}
+
+fn site(name: &str) -> PathBuf {
+    let site = std::env::temp_dir().join(format!("kiln-browser-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&site);
+    site
+}
+
+#[test]
+fn the_web_bundle_runs_in_chromium_and_matches_the_interpreter() {
+    let graph = kiln::frontend::webnn_text::load(&root().join("examples/small_cnn.webnn")).unwrap();
+    let input = kiln::npy::parse(&std::fs::read(root().join("examples/small_cnn_input.npy")).unwrap()).unwrap();
+    let site = site("model");
+    let bundle = kiln::web::compile(&graph, &kiln::web::WebOptions { name: "model".into(), ..Default::default() }).unwrap();
+    bundle.write(site.join("bundle")).unwrap();
+    std::fs::create_dir_all(site.join("inputs")).unwrap();
+    std::fs::write(site.join("inputs/x.bin"), input.bytes()).unwrap();
+    std::fs::copy(root().join("tests/browser/page.html"), site.join("page.html")).unwrap();
+    let port = serve(site.clone());
+
+    let verdict = open_page(port, "page.html");
     println!("adapter: {}", verdict["adapter"]);
 
     let interp = Context::new(ContextOptions { backend: Backend::Interp, ..Default::default() }).unwrap();
@@ -101,5 +115,31 @@ fn the_web_bundle_runs_in_chromium_and_matches_the_interpreter() {
             assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{name}[{i}]: browser {g}, interpreter {w}");
         }
     }
+    let _ = std::fs::remove_dir_all(&site);
+}
+
+#[test]
+fn chromium_accepts_every_wpt_shader() {
+    use kiln_harness::conformance::{build_case, bundled_vectors_dir, load_cases};
+    let site = site("shaders");
+    std::fs::create_dir_all(&site).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for case in load_cases(&bundled_vectors_dir()).unwrap() {
+        let Ok(built) = build_case(&case) else { continue };
+        let Ok(compiled) = kiln::passes::Pipeline::default().run(&built.graph) else { continue };
+        let limits = kiln::codegen::wgsl::Limits::default();
+        let host = kiln::codegen::wgsl::HostKernels::CallerRuns;
+        let Ok(program) = kiln::codegen::wgsl::compile(&compiled.program, &limits, host) else { continue };
+        seen.extend(program.shaders.into_iter().map(|s| s.source));
+    }
+    let list: Vec<(String, &String)> = seen.iter().enumerate().map(|(n, s)| (format!("s{n}.wgsl"), s)).collect();
+    assert!(list.len() > 500, "only {} distinct shaders", list.len());
+    std::fs::write(site.join("shaders.json"), serde_json::to_string(&list).unwrap()).unwrap();
+    std::fs::copy(root().join("tests/browser/shaders.html"), site.join("shaders.html")).unwrap();
+    let verdict = open_page(serve(site.clone()), "shaders.html");
+    println!("{} shaders compiled by the browser", verdict["checked"]);
+    assert_eq!(verdict["checked"], list.len());
+    let errors = verdict["errors"].as_array().unwrap();
+    assert!(errors.is_empty(), "{} shaders rejected:\n{}", errors.len(), serde_json::to_string_pretty(errors).unwrap());
     let _ = std::fs::remove_dir_all(&site);
 }
