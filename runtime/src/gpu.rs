@@ -178,8 +178,9 @@ impl GpuExecutable {
             buffer.unmap();
             constants.push(buffer);
         }
-        let mut steps = Vec::with_capacity(shaders.shaders.len());
-        for s in &shaders.shaders {
+        // Pipelines are compiled by the driver (on lavapipe, by LLVM): on
+        // all cores, each thread taking every `threads`-th shader.
+        let make_step = |s: &wgsl::Shader| -> (usize, Step) {
             let label = format!("kiln k{}", s.kernel);
             let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&label),
@@ -214,8 +215,20 @@ impl GpuExecutable {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-            steps.push((s.kernel, Step { pipeline, bind_group, workgroups: s.workgroups }));
-        }
+            (s.kernel, Step { pipeline, bind_group, workgroups: s.workgroups })
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(shaders.shaders.len().max(1));
+        let mut steps: Vec<(usize, Step)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let make_step = &make_step;
+                    let all = &shaders.shaders;
+                    scope.spawn(move || all.iter().skip(t).step_by(threads).map(make_step).collect::<Vec<_>>())
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        steps.sort_by_key(|(k, _)| *k);
         // Program order: shaders grouped between host kernels.
         let mut segments = Vec::new();
         let mut steps = steps.into_iter().peekable();

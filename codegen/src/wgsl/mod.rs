@@ -39,6 +39,7 @@
 //! the caller runs them itself ([`HostKernels::CallerRuns`], as the native
 //! gpu runtime does between its dispatches).
 
+mod gemm;
 mod library;
 mod shader;
 

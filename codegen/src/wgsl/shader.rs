@@ -32,11 +32,20 @@ pub(super) fn generate(
         program,
         layout,
         body: String::new(),
+        shared: String::new(),
         indent: 1,
         helpers: BTreeSet::new(),
         atomic: out_type.byte_size() < 4,
         fresh: 0,
     };
+    // Tiled GEMMs choose their own workgroups; everything else is one
+    // invocation per output element.
+    if let Kernel::Gemm { domain, a, b, epilogue_inputs, epilogue, out } = kernel
+        && let Some(tiles) = super::gemm::tiles(domain, limits)
+    {
+        w.gemm_tiled(domain, a, b, epilogue_inputs, epilogue, out);
+        return Ok(Some(assemble(k, kernel, layout, read.into_iter().chain(written), w, Grid::Tiles(tiles))));
+    }
     let invocations: u64 = match kernel {
         Kernel::Map { domain, inputs, expr, out } => {
             let n = count(domain);
@@ -79,7 +88,30 @@ pub(super) fn generate(
     if y > max || invocations > u64::from(u32::MAX) {
         return Err(WgslError::Limit(format!("kernel {k} has {invocations} invocations, more than one dispatch holds")));
     }
-    let memories = memories_of(layout, read.into_iter().chain(written));
+    let grid = Grid::Flat { invocations, x: x as u32, y: y as u32 };
+    Ok(Some(assemble(k, kernel, layout, read.into_iter().chain(written), w, grid)))
+}
+
+/// How a shader's invocations cover its kernel.
+enum Grid {
+    /// One invocation per element: `flat` counts them, past `invocations`
+    /// they return; `x` by `y` workgroups.
+    Flat { invocations: u64, x: u32, y: u32 },
+    /// The kernel's own workgroup grid (its body reads `wg` and `li`).
+    Tiles([u32; 3]),
+}
+
+/// The whole shader: bindings, paged accessors, library functions,
+/// workgroup memory and the entry point around the body.
+fn assemble(
+    k: usize,
+    kernel: &Kernel,
+    layout: &Layout,
+    buffers: impl Iterator<Item = BufferId>,
+    w: Writer,
+    grid: Grid,
+) -> Generated {
+    let memories = memories_of(layout, buffers);
     let mut source = String::new();
     let _ = writeln!(source, "// kernel {k}: {}", kernel.kind());
     let mut binding = 0;
@@ -106,16 +138,26 @@ pub(super) fn generate(
         source.push('\n');
         source.push_str(&helpers);
     }
+    if !w.shared.is_empty() {
+        source.push('\n');
+        source.push_str(&w.shared);
+    }
     let _ = writeln!(source, "\n@compute @workgroup_size({WORKGROUP_SIZE})");
     let _ = writeln!(
         source,
         "fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {{"
     );
-    let _ = writeln!(source, "    let flat = (wg.y * {x}u + wg.x) * {WORKGROUP_SIZE}u + li;");
-    let _ = writeln!(source, "    if (flat >= {invocations}u) {{ return; }}");
+    let workgroups = match grid {
+        Grid::Flat { invocations, x, y } => {
+            let _ = writeln!(source, "    let flat = (wg.y * {x}u + wg.x) * {WORKGROUP_SIZE}u + li;");
+            let _ = writeln!(source, "    if (flat >= {invocations}u) {{ return; }}");
+            [x, y, 1]
+        }
+        Grid::Tiles(tiles) => tiles,
+    };
     source.push_str(&w.body);
     source.push_str("}\n");
-    Ok(Some(Generated { source, memories, workgroups: [x as u32, y as u32, 1] }))
+    Generated { source, memories, workgroups }
 }
 
 /// The functions through which a memory bound as `pages` pages of
@@ -157,7 +199,7 @@ fn count(extents: &[usize]) -> u64 {
 
 /// An f32 literal that reads back as exactly `x`. Infinities and NaN are
 /// not constant expressions in WGSL: they come from `f32_bits`.
-fn lit(x: f32) -> String {
+pub(super) fn lit(x: f32) -> String {
     if x.is_finite() && (x == 0.0 || x.is_normal()) {
         let s = format!("{x:?}f");
         if x.is_sign_negative() { format!("({s})") } else { s }
@@ -208,11 +250,13 @@ enum Bits {
     Narrow(String),
 }
 
-struct Writer<'a> {
+pub(super) struct Writer<'a> {
     program: &'a Program,
     layout: &'a Layout,
     body: String,
-    indent: usize,
+    /// Module-scope `var<workgroup>` declarations.
+    pub(super) shared: String,
+    pub(super) indent: usize,
     helpers: BTreeSet<Helper>,
     /// The arena is `array<atomic<u32>>` (the kernel writes narrow elements).
     atomic: bool,
@@ -220,7 +264,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn line(&mut self, s: impl AsRef<str>) {
+    pub(super) fn line(&mut self, s: impl AsRef<str>) {
         if s.as_ref().contains("f32_bits(") {
             self.helpers.insert(Helper::F32Bits);
         }
@@ -231,7 +275,7 @@ impl Writer<'_> {
         self.body.push('\n');
     }
 
-    fn name(&mut self, prefix: &str) -> String {
+    pub(super) fn name(&mut self, prefix: &str) -> String {
         self.fresh += 1;
         format!("{prefix}{}", self.fresh)
     }
@@ -250,7 +294,7 @@ impl Writer<'_> {
 
     /// Index variables `i{a}` for the axes `axes` of `domain` from `flat`
     /// over `domain[..outer]` (the leading axes); axes of extent 1 are "0".
-    fn decompose(&mut self, domain: &[usize]) -> Vec<String> {
+    pub(super) fn decompose(&mut self, domain: &[usize]) -> Vec<String> {
         let mut names = vec!["0".to_string(); domain.len()];
         let mut stride = 1u64;
         let outermost = domain.iter().position(|&d| d > 1);
@@ -269,7 +313,7 @@ impl Writer<'_> {
 
     /// Where `access` points at index `idx` of `domain`: the condition under
     /// which it reads memory (`None`: always) and the element offset.
-    fn locate(&mut self, a: &Access, domain: &[usize], idx: &[String]) -> (Option<String>, String) {
+    pub(super) fn locate(&mut self, a: &Access, domain: &[usize], idx: &[String]) -> (Option<String>, String) {
         let terms = |coef: &[isize]| -> Vec<(i64, &str)> {
             coef.iter().zip(idx).map(|(&c, n)| (c as i64, n.as_str())).collect()
         };
@@ -369,7 +413,7 @@ impl Writer<'_> {
     /// Emits the load of input `a` at `idx` into a new f32 variable (its
     /// fill where the guard fails) and returns the variable and whether the
     /// guard passed (`None`: always).
-    fn load_input(&mut self, a: &Access, domain: &[usize], idx: &[String]) -> (String, Option<String>) {
+    pub(super) fn load_input(&mut self, a: &Access, domain: &[usize], idx: &[String]) -> (String, Option<String>) {
         let (cond, elem) = self.locate(a, domain, idx);
         let v = self.name("x");
         match &cond {
@@ -432,7 +476,7 @@ impl Writer<'_> {
     }
 
     /// Stores f32 `value` as element `elem` of buffer `b` (`store_f32`).
-    fn store(&mut self, b: BufferId, elem: &str, value: &str) {
+    pub(super) fn store(&mut self, b: BufferId, elem: &str, value: &str) {
         let bits = match self.data_type(b) {
             DataType::Float32 => Bits::Word(format!("bitcast<u32>({value})")),
             DataType::Int32 => {
@@ -472,7 +516,7 @@ impl Writer<'_> {
 
     /// Emits `expr` (node `i` as `{prefix}{i}`) and returns the result's
     /// name; `load(self, n)` emits input `n`'s load and names its value.
-    fn expr(
+    pub(super) fn expr(
         &mut self,
         e: &Expr,
         prefix: &str,
