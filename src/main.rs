@@ -599,8 +599,9 @@ fn ops() {
                 // The interpreter implements every operator of the IR (an
                 // exhaustive match), so every mapped name is supported.
                 Backend::Interp => "yes",
-                // Both run the lowered program: the lowering decides.
-                Backend::Kernels | Backend::Cpu => match kiln::passes::op_support(name) {
+                // All run the lowered program (gpu: host kernels between
+                // compute passes): the lowering decides.
+                Backend::Kernels | Backend::Cpu | Backend::Gpu => match kiln::passes::op_support(name) {
                     Some(kiln::passes::Support::Full) => "yes",
                     Some(kiln::passes::Support::Host(note)) => {
                         if !host_notes.iter().any(|(n, _)| *n == name) {
@@ -608,13 +609,6 @@ fn ops() {
                         }
                         "yes+host"
                     }
-                    None => "no",
-                },
-                // WGSL shaders of the same lowered program; cases the
-                // lowering gives to host kernels have no shader.
-                Backend::Gpu => match kiln::passes::op_support(name) {
-                    Some(kiln::passes::Support::Full) => "yes",
-                    Some(kiln::passes::Support::Host(_)) => "partial",
                     None => "no",
                 },
             };
@@ -629,7 +623,7 @@ fn ops() {
         for (name, note) in host_notes {
             println!("  {name:<22} {note}");
         }
-        println!("partial (gpu): the cases above that run as host kernels are refused on the gpu backend.");
+        println!("(A WebGPU bundle, `kiln compile --target wgsl`, has no host: models with host kernels are refused.)");
     }
 }
 
