@@ -132,6 +132,19 @@ fn chromium_accepts_every_wpt_shader() {
         let Ok(program) = kiln::codegen::wgsl::compile(&compiled.program, &limits, host) else { continue };
         seen.extend(program.shaders.into_iter().map(|s| s.source));
     }
+    // Constants at the edges of f32 (the largest finite, a subnormal,
+    // infinities): literals every WGSL compiler must accept.
+    use kiln::{DataType, GraphBuilder, Number, OperandDescriptor};
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Float32, [8])).unwrap();
+    let y = b.clamp(x, Some(Number::Float(-f64::from(f32::MAX))), Some(Number::Float(f64::from(f32::MAX)))).unwrap();
+    let tiny = b.constant_f32([1], &[1e-40]).unwrap();
+    let y = b.max(b.mul(y, tiny).unwrap(), b.constant_f32([1], &[f32::NEG_INFINITY]).unwrap()).unwrap();
+    let graph = b.build(&[("y", y)]).unwrap();
+    let compiled = kiln::passes::Pipeline::default().run(&graph).unwrap();
+    let limits = kiln::codegen::wgsl::Limits::default();
+    let extremes = kiln::codegen::wgsl::compile(&compiled.program, &limits, kiln::codegen::wgsl::HostKernels::Refuse).unwrap();
+    seen.extend(extremes.shaders.into_iter().map(|s| s.source));
     let list: Vec<(String, &String)> = seen.iter().enumerate().map(|(n, s)| (format!("s{n}.wgsl"), s)).collect();
     assert!(list.len() > 500, "only {} distinct shaders", list.len());
     std::fs::write(site.join("shaders.json"), serde_json::to_string(&list).unwrap()).unwrap();

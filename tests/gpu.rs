@@ -186,3 +186,70 @@ fn tiled_matrix_products_match_the_interpreter_at_ragged_edges() {
         assert!((g - w).abs() <= 1e-5 + 1e-5 * w.abs(), "y[{i}]: gpu {g}, interpreter {w}");
     }
 }
+
+/// Runs `graph` on the gpu and the interpreter with one input `x`.
+fn both(graph: kiln::Graph, x: &Tensor) -> (Tensor, Tensor) {
+    let compiled = gpu().compile(graph.clone()).unwrap();
+    let got = gpu().compute(&compiled, &[("x", x)]).unwrap().remove(0).1;
+    let interp = Context::new(ContextOptions { backend: Backend::Interp, ..Default::default() }).unwrap();
+    let want = interp.compute(&interp.compile(graph).unwrap(), &[("x", x)]).unwrap().remove(0).1;
+    (got, want)
+}
+
+#[test]
+fn special_values_match_the_interpreter() {
+    // erf, sin, cos and tan of NaN and the infinities are NaN.
+    let x = Tensor::from_f32([5], &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5, -3.0]).unwrap();
+    for f in ["erf", "sin", "cos", "tan"] {
+        let b = GraphBuilder::new();
+        let input = b.input("x", OperandDescriptor::new(DataType::Float32, [5])).unwrap();
+        let y = match f {
+            "erf" => b.erf(input),
+            "sin" => b.sin(input),
+            "cos" => b.cos(input),
+            _ => b.tan(input),
+        }
+        .unwrap();
+        let (got, want) = both(b.build(&[("y", y)]).unwrap(), &x);
+        for (g, w) in got.to_f32_vec().iter().zip(want.to_f32_vec()) {
+            assert!(g.is_nan() == w.is_nan() && (g.is_nan() || (g - w).abs() <= 1e-6), "{f}: gpu {g}, interpreter {w}");
+        }
+    }
+    // int64 -> float32 rounds once, to nearest even, as `as f32` does.
+    let wide: Vec<i128> = vec![6442451201, i64::MIN as i128, -((1 << 40) + 3), (1 << 24) + 1, (1 << 24) + 3, -5, i64::MAX as i128];
+    let desc = OperandDescriptor::new(DataType::Int64, [wide.len() as u32]);
+    let b = GraphBuilder::new();
+    let input = b.input("x", desc.clone()).unwrap();
+    let y = b.cast(input, DataType::Float32).unwrap();
+    let (got, want) = both(b.build(&[("y", y)]).unwrap(), &Tensor::from_values(desc, &Values::Int(wide)).unwrap());
+    assert_eq!(got.bytes(), want.bytes(), "int64 -> float32: gpu {:?}, interpreter {:?}", got.to_f32_vec(), want.to_f32_vec());
+    // float16 NaNs become quiet float32 NaNs with their payload.
+    let halves: Vec<u8> = [0x7c01u16, 0xfe00, 0x7c00, 0x0001, 0x3c00].iter().flat_map(|h| h.to_le_bytes()).collect();
+    let desc = OperandDescriptor::new(DataType::Float16, [5]);
+    let b = GraphBuilder::new();
+    let input = b.input("x", desc.clone()).unwrap();
+    let y = b.cast(input, DataType::Float32).unwrap();
+    let (got, want) = both(b.build(&[("y", y)]).unwrap(), &Tensor::from_bytes(desc, halves).unwrap());
+    assert_eq!(got.bytes(), want.bytes(), "float16 -> float32");
+}
+
+#[test]
+fn shaders_bind_only_the_memories_they_read() {
+    // A map over a constant and an arena buffer that reads only the latter:
+    // the constant's chunk is not bound (an unused binding would not be in
+    // the pipeline's layout, and binding it would fail).
+    use kiln::ir::kernel::{Access, BufferKind, Expr, Kernel, Program};
+    let mut p = Program::default();
+    let c = p.add_buffer(BufferKind::Constant(Tensor::from_f32([4], &[1.0; 4]).unwrap()), DataType::Float32, 4);
+    let x = p.add_buffer(BufferKind::Input("x".into()), DataType::Float32, 4);
+    let y = p.add_buffer(BufferKind::Output("y".into()), DataType::Float32, 4);
+    p.kernels.push(Kernel::Map {
+        domain: vec![4],
+        inputs: vec![Access::identity(c, &[4]), Access::identity(x, &[4])],
+        expr: Expr::load(1),
+        out: Access::identity(y, &[4]),
+    });
+    let wgsl = kiln::codegen::wgsl::compile(&p, &Default::default(), kiln::codegen::wgsl::HostKernels::Refuse).unwrap();
+    let memories: Vec<_> = wgsl.shaders[0].bindings.iter().map(|b| b.memory).collect();
+    assert_eq!(memories, [kiln::codegen::wgsl::Memory::Arena]);
+}

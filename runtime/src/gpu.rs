@@ -39,7 +39,7 @@ pub(crate) struct GpuDevice {
     queue: wgpu::Queue,
     adapter: wgpu::AdapterInfo,
     limits: Limits,
-    /// Errors wgpu reported outside any call that returns one.
+    /// Errors wgpu reported outside any error scope.
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -91,14 +91,29 @@ impl GpuDevice {
         &self.limits
     }
 
-    /// Fails with the errors wgpu reported since the last check.
-    fn check(&self, what: &str) -> Result<(), RuntimeError> {
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if errors.is_empty() {
-            return Ok(());
-        }
-        let all = std::mem::take(&mut *errors).join("; ");
-        Err(gpu_error(format!("{what}: {all}")))
+    /// Runs `f` with wgpu's errors on this thread captured (error scopes
+    /// are per thread) and fails with them, `what` saying what failed.
+    /// Errors no scope caught (none of kiln's calls run outside one) are
+    /// reported too rather than lost.
+    fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T, RuntimeError> {
+        let scopes = self.push_scopes();
+        let value = f();
+        self.pop_scopes(scopes, what)?;
+        Ok(value)
+    }
+
+    /// Error scopes for every kind of error, on this thread.
+    fn push_scopes(&self) -> Vec<wgpu::ErrorScopeGuard> {
+        let filters = [wgpu::ErrorFilter::Validation, wgpu::ErrorFilter::OutOfMemory, wgpu::ErrorFilter::Internal];
+        filters.into_iter().map(|filter| self.device.push_error_scope(filter)).collect()
+    }
+
+    /// Pops `scopes` (see [`GpuDevice::scoped`]).
+    fn pop_scopes(&self, scopes: Vec<wgpu::ErrorScopeGuard>, what: &str) -> Result<(), RuntimeError> {
+        let mut errors: Vec<String> =
+            scopes.into_iter().rev().filter_map(|scope| block_on(scope.pop())).map(|e| e.to_string()).collect();
+        errors.extend(std::mem::take(&mut *self.errors.lock().unwrap_or_else(|p| p.into_inner())));
+        if errors.is_empty() { Ok(()) } else { Err(gpu_error(format!("{what}: {}", errors.join("; ")))) }
     }
 }
 
@@ -139,6 +154,45 @@ pub(crate) struct GpuExecutable {
     turn: Mutex<()>,
 }
 
+/// Shader `s`'s pipeline and its bind group over the program's memories.
+fn make_pipeline(d: &wgpu::Device, s: &wgsl::Shader, arena: &wgpu::Buffer, constants: &[wgpu::Buffer]) -> (usize, Step) {
+    let label = format!("kiln k{}", s.kernel);
+    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(&label),
+        source: wgpu::ShaderSource::Naga(Cow::Owned(s.module.clone())),
+    });
+    let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(&label),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let entries: Vec<wgpu::BindGroupEntry> = s
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(n, b)| wgpu::BindGroupEntry {
+            binding: n as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: match b.memory {
+                    Memory::Arena => arena,
+                    Memory::Constants(c) => &constants[c],
+                },
+                offset: b.offset,
+                size: std::num::NonZeroU64::new(b.size),
+            }),
+        })
+        .collect();
+    let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    (s.kernel, Step { pipeline, bind_group, workgroups: s.workgroups })
+}
+
 /// Byte counts the copy commands need: multiples of 4.
 fn padded(n: u64) -> u64 {
     n.div_ceil(4) * 4
@@ -155,6 +209,7 @@ impl GpuExecutable {
             other => RuntimeError::Codegen(other.to_string()),
         })?;
         let d = &device.device;
+        let scopes = device.push_scopes();
         let layout = &shaders.layout;
         let arena = d.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln arena"),
@@ -180,42 +235,8 @@ impl GpuExecutable {
         }
         // Pipelines are compiled by the driver (on lavapipe, by LLVM): on
         // all cores, each thread taking every `threads`-th shader.
-        let make_step = |s: &wgsl::Shader| -> (usize, Step) {
-            let label = format!("kiln k{}", s.kernel);
-            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Naga(Cow::Owned(s.module.clone())),
-            });
-            let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-            let entries: Vec<wgpu::BindGroupEntry> = s
-                .bindings
-                .iter()
-                .enumerate()
-                .map(|(n, b)| wgpu::BindGroupEntry {
-                    binding: n as u32,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: match b.memory {
-                            Memory::Arena => &arena,
-                            Memory::Constants(c) => &constants[c],
-                        },
-                        offset: b.offset,
-                        size: std::num::NonZeroU64::new(b.size),
-                    }),
-                })
-                .collect();
-            let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&label),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
-            (s.kernel, Step { pipeline, bind_group, workgroups: s.workgroups })
+        let make_step = |s: &wgsl::Shader| -> Result<(usize, Step), RuntimeError> {
+            device.scoped(&format!("creating kernel {}'s pipeline", s.kernel), || make_pipeline(d, s, &arena, &constants))
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(shaders.shaders.len().max(1));
         let mut steps: Vec<(usize, Step)> = std::thread::scope(|scope| {
@@ -223,11 +244,15 @@ impl GpuExecutable {
                 .map(|t| {
                     let make_step = &make_step;
                     let all = &shaders.shaders;
-                    scope.spawn(move || all.iter().skip(t).step_by(threads).map(make_step).collect::<Vec<_>>())
+                    scope.spawn(move || all.iter().skip(t).step_by(threads).map(make_step).collect::<Result<Vec<_>, _>>())
                 })
                 .collect();
-            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        });
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.into_iter().flatten().collect())
+        })?;
         steps.sort_by_key(|(k, _)| *k);
         // Program order: shaders grouped between host kernels.
         let mut segments = Vec::new();
@@ -284,7 +309,7 @@ impl GpuExecutable {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        device.check("creating the shaders and buffers")?;
+        device.pop_scopes(scopes, "creating the buffers")?;
         Ok(GpuExecutable {
             program,
             shaders,
@@ -311,6 +336,7 @@ impl GpuExecutable {
     /// Runs the program on `inputs` (already checked against the graph).
     pub(crate) fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let _turn = self.turn.lock().map_err(|_| RuntimeError::Poisoned)?;
+        let scopes = self.device.push_scopes();
         let (device, queue) = (&self.device.device, &self.device.queue);
         for io in &self.inputs {
             let (_, t) = inputs
@@ -353,6 +379,7 @@ impl GpuExecutable {
         }
         let copies: Vec<(u64, u64)> = self.outputs.iter().map(|(o, _)| (o.offset, o.bytes)).collect();
         let bytes = self.read_back(&self.staging, &copies)?;
+        self.device.pop_scopes(scopes, "running the shaders")?;
         let mut results = Vec::with_capacity(self.outputs.len());
         for ((o, desc), bytes) in self.outputs.iter().zip(bytes) {
             let t = Tensor::from_bytes(desc.clone(), bytes).map_err(|e| gpu_error(format!("output `{}`: {e}", o.name)))?;
@@ -382,10 +409,8 @@ impl GpuExecutable {
         rx.recv()
             .map_err(|_| gpu_error("the device dropped the read-back"))?
             .map_err(|e| gpu_error(format!("reading back: {e}")))?;
-        self.device.check("running the shaders")?;
-        let out = {
-            let view =
-                staging.slice(..).get_mapped_range().map_err(|e| gpu_error(format!("reading back: {e}")))?;
+        // Unmapped whatever happens, so that the next run can map it again.
+        let out = staging.slice(..).get_mapped_range().map(|view| {
             let mut at = 0usize;
             ranges
                 .iter()
@@ -395,9 +420,9 @@ impl GpuExecutable {
                     v
                 })
                 .collect()
-        };
+        });
         staging.unmap();
-        Ok(out)
+        out.map_err(|e| gpu_error(format!("reading back: {e}")))
     }
 
     /// Runs host kernel `k`: reads its arena inputs back through

@@ -34,7 +34,9 @@ export async function load(manifestUrl, { device } = {}) {
     if (!response.ok) throw fail(`${name}: HTTP ${response.status}`);
     return response;
   };
-  const manifest = await (await fetch(url)).json();
+  const response = await fetch(url);
+  if (!response.ok) throw fail(`${url}: HTTP ${response.status}`);
+  const manifest = await response.json();
   if (manifest.format !== "kiln-webgpu-1") throw fail(`${url}: not a kiln WebGPU manifest`);
   if (!device) {
     if (!globalThis.navigator?.gpu) throw fail("this browser has no WebGPU (navigator.gpu)");
@@ -43,6 +45,8 @@ export async function load(manifestUrl, { device } = {}) {
     device = await adapter.requestDevice();
   }
   const usage = GPUBufferUsage;
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
   const memories = new Map();
   memories.set("arena", device.createBuffer({
     label: "kiln arena",
@@ -80,7 +84,14 @@ export async function load(manifestUrl, { device } = {}) {
     size: Math.max(stagingBytes, 4),
     usage: usage.MAP_READ | usage.COPY_DST,
   });
+  await popErrors(device, "loading the model");
   return new Model(device, manifest, memories.get("arena"), steps, staging);
+}
+
+// Pops the two error scopes pushed before `what` and throws what they caught.
+async function popErrors(device, what) {
+  const errors = [await device.popErrorScope(), await device.popErrorScope()].filter((e) => e);
+  if (errors.length > 0) throw fail(`${what}: ${errors.map((e) => e.message).join("; ")}`);
 }
 
 class Model {
@@ -101,13 +112,42 @@ class Model {
   }
 
   async #run(feeds) {
-    const { device, arena } = this;
+    this.#check(feeds);
+    const { device } = this;
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    this.#submit(feeds);
+    await popErrors(device, "running the model");
+    await this.staging.mapAsync(GPUMapMode.READ);
+    try {
+      const mapped = this.staging.getMappedRange();
+      const results = {};
+      let at = 0;
+      for (const o of this.outputs) {
+        results[o.name] = new ARRAYS[o.dataType](mapped.slice(at, at + o.bytes));
+        at += padded(o.bytes);
+      }
+      return results;
+    } finally {
+      this.staging.unmap();
+    }
+  }
+
+  #check(feeds) {
     for (const t of this.inputs) {
       const data = feeds[t.name];
       if (data === undefined) throw fail(`missing input "${t.name}"`);
       if (!(data instanceof ARRAYS[t.dataType])) throw fail(`input "${t.name}" must be a ${ARRAYS[t.dataType].name}`);
       if (data.byteLength !== t.bytes) throw fail(`input "${t.name}" has ${data.byteLength} bytes, expected ${t.bytes}`);
+    }
+  }
+
+  // Writes the inputs, records every dispatch and the output copies, submits.
+  #submit(feeds) {
+    const { device, arena } = this;
+    for (const t of this.inputs) {
       if (t.bytes === 0) continue;
+      const data = feeds[t.name];
       let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (bytes.byteLength % 4 !== 0) {
         const word = new Uint8Array(padded(bytes.byteLength));
@@ -130,16 +170,5 @@ class Model {
       at += padded(o.bytes);
     }
     device.queue.submit([encoder.finish()]);
-    await this.staging.mapAsync(GPUMapMode.READ);
-    const mapped = this.staging.getMappedRange();
-    const results = {};
-    at = 0;
-    for (const o of this.outputs) {
-      const copy = mapped.slice(at, at + o.bytes);
-      results[o.name] = new ARRAYS[o.dataType](copy);
-      at += padded(o.bytes);
-    }
-    this.staging.unmap();
-    return results;
   }
 }

@@ -34,8 +34,8 @@ pub(super) enum Helper {
     Pow,
     F16ToF32,
     F32ToF16,
-    I64ToF32,
     U64ToF32,
+    I64ToF32,
     F32ToI32,
     F32ToU32,
     F32ToI64,
@@ -48,7 +48,9 @@ impl Helper {
         match self {
             Helper::Maximum | Helper::Minimum | Helper::F32ToI32 | Helper::F32ToI64 => &[Helper::IsNan],
             Helper::Log | Helper::Trig => &[Helper::F32Bits],
-            Helper::Tanh | Helper::Erf => &[Helper::Exp],
+            Helper::I64ToF32 => &[Helper::U64ToF32],
+            Helper::Tanh => &[Helper::Exp],
+            Helper::Erf => &[Helper::IsNan, Helper::Exp],
             Helper::Pow => &[Helper::F32Bits, Helper::IsNan, Helper::Exp, Helper::Log],
             _ => &[],
         }
@@ -208,6 +210,7 @@ fn k_tanh(x: f32) -> f32 {
 /// `cpu::math::erf`: x P(x^2) below |x| = 1, 1 - e^(-x^2) R(|x|) above.
 const ERF: &str = "\
 fn k_erf(x: f32) -> f32 {
+    if (is_nan(x)) { return x; }
     let ax = abs(x);
     let z = x * x;
     var p = 7.875875062685488e-05;
@@ -241,11 +244,12 @@ fn k_erf(x: f32) -> f32 {
 
 /// `cpu::math::trig`: |x| = n pi/2 + r with pi/2 in four pieces (exact for
 /// |x| < 1e5), Cephes polynomials and the quadrant. `which`: 0 sin, 1 cos,
-/// 2 tan. Beyond |x| = 1e5 the device's built-ins (no f64 for a longer
-/// reduction in WGSL).
+/// 2 tan; infinities and NaN give NaN. Beyond |x| = 1e5 the device's
+/// built-ins (no f64 for a longer reduction in WGSL).
 const TRIG: &str = "\
 fn k_trig(x: f32, which: u32) -> f32 {
     let ax = abs(x);
+    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) { return f32_bits(0x7fc00000u); }
     if (ax > 1e5) {
         if (which == 0u) { return sin(x); }
         if (which == 1u) { return cos(x); }
@@ -276,7 +280,6 @@ fn k_trig(x: f32, which: u32) -> f32 {
         v = bitcast<f32>(bitcast<u32>(v) ^ (u32(q & 2) << 30u));
     }
     if (which != 1u) { v = bitcast<f32>(bitcast<u32>(v) ^ (bitcast<u32>(x) & 0x80000000u)); }
-    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) { v = f32_bits(0x7fc00000u); }
     return v;
 }
 ";
@@ -321,14 +324,15 @@ fn k_pow(x: f32, y: f32) -> f32 {
 }
 ";
 
-/// float16 bits (low 16 bits) to f32, exactly.
+/// float16 bits (low 16 bits) to f32, exactly (NaN made quiet, as the
+/// `half` crate does).
 const F16_TO_F32: &str = "\
 fn f16_to_f32(h: u32) -> f32 {
     let s = (h & 0x8000u) << 16u;
     let e = (h >> 10u) & 0x1fu;
     let m = h & 0x3ffu;
     if (e == 0u) { return bitcast<f32>(s | bitcast<u32>(f32(m) * 5.9604644775390625e-8)); }
-    if (e == 31u) { return bitcast<f32>(s | 0x7f800000u | (m << 13u)); }
+    if (e == 31u) { return bitcast<f32>(s | 0x7f800000u | (m << 13u) | select(0u, 0x400000u, m != 0u)); }
     return bitcast<f32>(s | ((e + 112u) << 23u) | (m << 13u));
 }
 ";
@@ -357,19 +361,44 @@ fn f32_to_f16(x: f32) -> u32 {
 }
 ";
 
-/// int64 (two words, low first) to f32: exact below 2^24.
-const I64_TO_F32: &str = "\
-fn i64_to_f32(lo: u32, hi: u32) -> f32 {
-    let h = bitcast<i32>(hi);
-    if ((h == 0 && lo < 0x80000000u) || (h == -1 && lo >= 0x80000000u)) { return f32(bitcast<i32>(lo)); }
-    return fma(f32(h), 4294967296.0, f32(lo));
+/// A 64-bit magnitude (two words, low first) to f32, rounded to nearest,
+/// ties to even: the leading bit moved to bit 63, the top 24 bits kept,
+/// the next one rounding, the rest sticky.
+const U64_TO_F32: &str = "\
+fn u64_to_f32(lo: u32, hi: u32) -> f32 {
+    if (hi == 0u && lo < 0x1000000u) { return f32(lo); }
+    var p: u32;
+    if (hi != 0u) { p = 32u + firstLeadingBit(hi); } else { p = firstLeadingBit(lo); }
+    let s = 63u - p;
+    var h: u32;
+    var l: u32;
+    if (s >= 32u) {
+        h = lo << (s - 32u);
+        l = 0u;
+    } else if (s == 0u) {
+        h = hi;
+        l = lo;
+    } else {
+        h = (hi << s) | (lo >> (32u - s));
+        l = lo << s;
+    }
+    let m = h >> 8u;
+    let round = (h & 0x80u) != 0u;
+    let sticky = (h & 0x7fu) != 0u || l != 0u;
+    var bits = ((p + 127u) << 23u) | (m & 0x7fffffu);
+    if (round && (sticky || (m & 1u) != 0u)) { bits = bits + 1u; }
+    return bitcast<f32>(bits);
 }
 ";
 
-const U64_TO_F32: &str = "\
-fn u64_to_f32(lo: u32, hi: u32) -> f32 {
-    if (hi == 0u) { return f32(lo); }
-    return fma(f32(hi), 4294967296.0, f32(lo));
+/// int64 (two words, low first, two's complement) to f32, rounded to
+/// nearest (`u64_to_f32` of the magnitude).
+const I64_TO_F32: &str = "\
+fn i64_to_f32(lo: u32, hi: u32) -> f32 {
+    if ((hi & 0x80000000u) == 0u) { return u64_to_f32(lo, hi); }
+    let nlo = ~lo + 1u;
+    let nhi = ~hi + select(0u, 1u, nlo == 0u);
+    return -u64_to_f32(nlo, nhi);
 }
 ";
 

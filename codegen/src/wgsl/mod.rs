@@ -43,8 +43,6 @@ mod gemm;
 mod library;
 mod shader;
 
-use std::collections::BTreeSet;
-
 use kiln_ir::kernel::{BufferKind, Kernel, KernelError, Program};
 
 /// Invocations per workgroup.
@@ -342,11 +340,4 @@ fn layout(program: &Program, limits: &Limits) -> Result<Layout, WgslError> {
         )));
     }
     Ok(Layout { buffers, arena_bytes, constants, page_bytes })
-}
-
-/// The memories a set of buffers lives in, arena first.
-fn memories_of(layout: &Layout, buffers: impl IntoIterator<Item = kiln_ir::kernel::BufferId>) -> Vec<Memory> {
-    let mut set: BTreeSet<Memory> = buffers.into_iter().map(|b| layout.buffers[b.0 as usize].memory).collect();
-    set.insert(Memory::Arena);
-    set.into_iter().collect()
 }

@@ -8,7 +8,7 @@ use kiln_ir::kernel::{Access, BinaryFn, BufferId, Combine, Expr, ExprNode, Kerne
 use kiln_ir::DataType;
 
 use super::library::{self, Helper};
-use super::{memories_of, Layout, Limits, Memory, Placement, WgslError, WORKGROUP_SIZE};
+use super::{Layout, Limits, Memory, Placement, WgslError, WORKGROUP_SIZE};
 
 /// A kernel's shader before validation.
 pub(super) struct Generated {
@@ -26,7 +26,7 @@ pub(super) fn generate(
     kernel: &Kernel,
     limits: &Limits,
 ) -> Result<Option<Generated>, WgslError> {
-    let (read, written) = kernel.reads_writes();
+    let (_, written) = kernel.reads_writes();
     let out_type = program.buffer(written[0]).data_type;
     let mut w = Writer {
         program,
@@ -36,6 +36,7 @@ pub(super) fn generate(
         indent: 1,
         helpers: BTreeSet::new(),
         atomic: out_type.byte_size() < 4,
+        used: BTreeSet::from([Memory::Arena]),
         fresh: 0,
     };
     // Tiled GEMMs choose their own workgroups; everything else is one
@@ -44,7 +45,7 @@ pub(super) fn generate(
         && let Some(tiles) = super::gemm::tiles(domain, limits)
     {
         w.gemm_tiled(domain, a, b, epilogue_inputs, epilogue, out);
-        return Ok(Some(assemble(k, kernel, layout, read.into_iter().chain(written), w, Grid::Tiles(tiles))));
+        return Ok(Some(assemble(k, kernel, layout, w, Grid::Tiles(tiles))));
     }
     let invocations: u64 = match kernel {
         Kernel::Map { domain, inputs, expr, out } => {
@@ -89,7 +90,7 @@ pub(super) fn generate(
         return Err(WgslError::Limit(format!("kernel {k} has {invocations} invocations, more than one dispatch holds")));
     }
     let grid = Grid::Flat { invocations, x: x as u32, y: y as u32 };
-    Ok(Some(assemble(k, kernel, layout, read.into_iter().chain(written), w, grid)))
+    Ok(Some(assemble(k, kernel, layout, w, grid)))
 }
 
 /// How a shader's invocations cover its kernel.
@@ -103,15 +104,8 @@ enum Grid {
 
 /// The whole shader: bindings, paged accessors, library functions,
 /// workgroup memory and the entry point around the body.
-fn assemble(
-    k: usize,
-    kernel: &Kernel,
-    layout: &Layout,
-    buffers: impl Iterator<Item = BufferId>,
-    w: Writer,
-    grid: Grid,
-) -> Generated {
-    let memories = memories_of(layout, buffers);
+fn assemble(k: usize, kernel: &Kernel, layout: &Layout, w: Writer, grid: Grid) -> Generated {
+    let memories: Vec<Memory> = w.used.iter().copied().collect();
     let mut source = String::new();
     let _ = writeln!(source, "// kernel {k}: {}", kernel.kind());
     let mut binding = 0;
@@ -198,11 +192,14 @@ fn count(extents: &[usize]) -> u64 {
 }
 
 /// An f32 literal that reads back as exactly `x`. Infinities and NaN are
-/// not constant expressions in WGSL: they come from `f32_bits`.
+/// not constant expressions in WGSL: they come from `f32_bits`. Subnormals,
+/// and values whose shortest decimal lies beyond f32's largest finite value
+/// (which some compilers reject), are bit patterns.
 pub(super) fn lit(x: f32) -> String {
-    if x.is_finite() && (x == 0.0 || x.is_normal()) {
-        let s = format!("{x:?}f");
-        if x.is_sign_negative() { format!("({s})") } else { s }
+    let decimal = format!("{x:?}");
+    let in_range = decimal.parse::<f64>().is_ok_and(|d| d.abs() <= f64::from(f32::MAX));
+    if x.is_finite() && (x == 0.0 || x.is_normal()) && in_range {
+        if x.is_sign_negative() { format!("({decimal}f)") } else { format!("{decimal}f") }
     } else if x.is_finite() {
         format!("bitcast<f32>({:#010x}u)", x.to_bits())
     } else {
@@ -260,6 +257,9 @@ pub(super) struct Writer<'a> {
     helpers: BTreeSet<Helper>,
     /// The arena is `array<atomic<u32>>` (the kernel writes narrow elements).
     atomic: bool,
+    /// The memories the shader reads or writes (a binding it declared but
+    /// never used would be left out of the pipeline's layout).
+    used: BTreeSet<Memory>,
     fresh: usize,
 }
 
@@ -354,7 +354,8 @@ impl Writer<'_> {
         self.layout.pages(memory) > 1
     }
 
-    fn read_word(&self, memory: Memory, word: &str) -> String {
+    fn read_word(&mut self, memory: Memory, word: &str) -> String {
+        self.used.insert(memory);
         if self.paged(memory) {
             format!("rd_{}({word})", memory.name())
         } else if memory == Memory::Arena && self.atomic {
@@ -636,7 +637,8 @@ impl Writer<'_> {
     /// index names with the loop variables in place.
     fn open_loops(&mut self, domain: &[usize], axes: std::ops::Range<usize>, mut idx: Vec<String>) -> Vec<String> {
         for a in axes {
-            if domain[a] > 1 {
+            // An extent of 0 is a loop too: it runs zero times.
+            if domain[a] != 1 {
                 self.line(format!("for (var i{a}: i32 = 0; i{a} < {}; i{a} = i{a} + 1) {{", domain[a]));
                 self.indent += 1;
                 idx.push(format!("i{a}"));
@@ -649,7 +651,7 @@ impl Writer<'_> {
 
     fn close_loops(&mut self, domain: &[usize], axes: std::ops::Range<usize>) {
         for a in axes {
-            if domain[a] > 1 {
+            if domain[a] != 1 {
                 self.indent -= 1;
                 self.line("}");
             }
@@ -675,8 +677,8 @@ impl Writer<'_> {
         let counts = finish.nodes.iter().any(|n| matches!(n, ExprNode::Count));
         let guarded = inputs.first().is_some_and(|a| a.guard.is_some());
         let count = if counts && guarded {
-            self.line("var count: f32 = 0.0;");
-            "count".to_string()
+            self.line("var count: u32 = 0u;");
+            "f32(count)".to_string()
         } else {
             lit(count(&domain[split..]) as f32)
         };
@@ -696,8 +698,8 @@ impl Writer<'_> {
                 None => self.locate(&inputs[0], domain, &idx).0,
             };
             match cond {
-                Some(c) => self.line(format!("if ({c}) {{ count = count + 1.0; }}")),
-                None => self.line("count = count + 1.0;"),
+                Some(c) => self.line(format!("if ({c}) {{ count = count + 1u; }}")),
+                None => self.line("count = count + 1u;"),
             }
         }
         let step = match combine {
