@@ -4,8 +4,9 @@
 //! failure here, never a skip. (WPT on gpu: tests/lowered_conformance.rs;
 //! random graphs: tests/differential.rs, which covers every backend.)
 //!
-//! Models are compared with ONNX Runtime's outputs (the tolerance of
-//! tests/onnx_models.rs) and the bundled example with the interpreter.
+//! Models (all nine of tests/onnx_models.rs) are compared with ONNX
+//! Runtime's outputs with the tolerances of tests/onnx_models.rs, and the
+//! bundled example with the interpreter.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -40,9 +41,13 @@ fn models_dir() -> PathBuf {
 }
 
 fn check_model(name: &str) {
+    check_model_with(name, Tolerance::default());
+}
+
+fn check_model_with(name: &str, tolerance: Tolerance) {
     let dir = models_dir().join(name);
     assert!(dir.is_dir(), "{} is missing: run scripts/fetch_onnx_data.sh", dir.display());
-    let result = run_case(gpu(), &dir, Tolerance::default());
+    let result = run_case(gpu(), &dir, tolerance);
     println!("{name} on gpu: {:?}", result.outcome);
     assert_eq!(result.outcome, CaseOutcome::Passed, "{name}");
 }
@@ -55,6 +60,28 @@ fn mobilenetv2_matches_onnx_runtime_on_gpu() {
 #[test]
 fn squeezenet_matches_onnx_runtime_on_gpu() {
     check_model("squeezenet1.1");
+}
+
+#[test]
+fn resnet50_matches_onnx_runtime_on_gpu() {
+    check_model("resnet50");
+}
+
+#[test]
+fn bert_encoder_layer_matches_onnx_runtime_on_gpu() {
+    check_model("bert_encoder");
+}
+
+#[test]
+fn yolov8n_matches_onnx_runtime_on_gpu() {
+    // Box coordinates in pixels to 0.05 px, as in tests/onnx_models.rs.
+    check_model_with("yolov8n", Tolerance { rtol: 1e-3, atol: 0.05 });
+}
+
+#[test]
+fn ppocr_detector_and_recogniser_match_onnx_runtime_on_gpu() {
+    check_model("ppocr_det");
+    check_model("ppocr_rec");
 }
 
 #[test]
