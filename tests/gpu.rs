@@ -280,3 +280,24 @@ fn shaders_bind_only_the_memories_they_read() {
     let memories: Vec<_> = wgsl.shaders[0].bindings.iter().map(|b| b.memory).collect();
     assert_eq!(memories, [kiln::codegen::wgsl::Memory::Arena]);
 }
+
+#[test]
+fn convolution_weights_are_read_four_floats_at_a_time() {
+    // A 3x3 convolution, 8 -> 20 channels at 18x18: its GEMM's A operand is
+    // the constant filter, 72 floats a row: staged from vec4 loads.
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Float32, [1, 8, 18, 18])).unwrap();
+    let values: Vec<f32> = (0..20 * 8 * 9).map(|i| ((i * 37 % 61) as f32 - 30.0) / 40.0).collect();
+    let w = b.constant_f32([20, 8, 3, 3], &values).unwrap();
+    let y = b.conv2d(x, w, kiln::Conv2dOptions { padding: [1; 4], ..Default::default() }).unwrap();
+    let graph = b.build(&[("y", y)]).unwrap();
+    let compiled = gpu().compile(graph.clone()).unwrap();
+    let quads = compiled.wgsl().unwrap().shaders.iter().any(|s| s.source.contains("array<vec4<u32>>"));
+    assert!(quads, "the filter should be read as vec4");
+    let input: Vec<f32> = (0..8 * 18 * 18).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+    let x = Tensor::from_f32([1, 8, 18, 18], &input).unwrap();
+    let (got, want) = both(graph, &x);
+    for (i, (g, w)) in got.to_f32_vec().iter().zip(want.to_f32_vec()).enumerate() {
+        assert!((g - w).abs() <= 1e-5 + 1e-5 * w.abs(), "y[{i}]: gpu {g}, interpreter {w}");
+    }
+}

@@ -4,12 +4,16 @@
 //! each invocation accumulates a `BLOCK` x `BLOCK` part in registers. Edges
 //! (M, N or K not a multiple of the tile) load zeros past the domain and
 //! store nothing there. The reduction runs over k in ascending order, as in
-//! the reference, with fused multiply-adds.
+//! the reference, with fused multiply-adds. An A operand among the constants
+//! (the weights of a convolution or a dense layer), contiguous in k with
+//! rows on 16-byte boundaries, is read four floats at a time (its chunk
+//! declared `array<vec4<u32>>` in that shader).
 
 use kiln_ir::kernel::{Access, Expr};
+use kiln_ir::DataType;
 
-use super::shader::{lit, Writer};
-use super::{Limits, WORKGROUP_SIZE};
+use super::shader::{affine, lit, Writer};
+use super::{Limits, Memory, WORKGROUP_SIZE};
 
 /// Output rows and columns of a workgroup.
 const TILE: usize = 32;
@@ -68,7 +72,11 @@ impl Writer<'_> {
         self.indent += 1;
         // A's slice: t -> (row t / STEP, k t % STEP), k fastest (A rows are
         // usually contiguous in k); stored k-major for the inner loop.
-        self.stage("a", a, domain, &batch, per_thread, [("am", format!("m0 + t / {STEP}"), m_len), ("ak", format!("k0 + t % {STEP}"), k_len)], format!("(t % {STEP}) * {TILE} + t / {STEP}"));
+        if let Some(quad_base) = self.quad_operand(a, domain) {
+            self.stage_quads(a, domain, &batch, m_len, k_len, quad_base);
+        } else {
+            self.stage("a", a, domain, &batch, per_thread, [("am", format!("m0 + t / {STEP}"), m_len), ("ak", format!("k0 + t % {STEP}"), k_len)], format!("(t % {STEP}) * {TILE} + t / {STEP}"));
+        }
         // B's slice: t -> (k t / TILE, column t % TILE), columns fastest.
         self.stage("b", b, domain, &batch, per_thread, [("bk", format!("k0 + t / {TILE}"), k_len), ("bn", format!("n0 + t % {TILE}"), n_len)], "t".to_string());
         self.line("workgroupBarrier();");
@@ -108,6 +116,59 @@ impl Writer<'_> {
             self.indent -= 1;
             self.line("}");
         }
+    }
+
+    /// Where A can be read four floats at a time: an unguarded float32
+    /// operand in a constant chunk bound as one page, contiguous in k, with
+    /// every row and batch start and k's extent a multiple of four words.
+    /// Declares the chunk `array<vec4<u32>>` and returns A's first word.
+    fn quad_operand(&mut self, a: &Access, domain: &[usize]) -> Option<u64> {
+        let r = domain.len();
+        let p = self.placement(a.buffer);
+        let constant = matches!(p.memory, Memory::Constants(_)) && !self.paged(p.memory);
+        if a.guard.is_some() || !constant || self.data_type(a.buffer) != DataType::Float32 || domain[r - 1] % 4 != 0 {
+            return None;
+        }
+        let (offset, strides) = a.linear(r);
+        let first = p.offset as i64 / 4 + offset as i64;
+        let aligned = strides[r - 1] == 1
+            && first % 4 == 0
+            && strides[..r - 1].iter().all(|s| s % 4 == 0);
+        if !aligned {
+            return None;
+        }
+        self.quads.insert(p.memory);
+        Some(first as u64)
+    }
+
+    /// A's slice from quads: t -> (row t / 4, k quad t % 4), each quad's
+    /// four floats to the tile's k-major slots.
+    fn stage_quads(&mut self, a: &Access, domain: &[usize], batch: &[String], m_len: usize, k_len: usize, first: u64) {
+        let r = domain.len();
+        let quads_per_row = STEP / 4;
+        let per_thread = TILE * quads_per_row / WORKGROUP_SIZE as usize;
+        let memory = self.placement(a.buffer).memory;
+        self.used.insert(memory);
+        let memory = memory.name();
+        let (_, strides) = a.linear(r);
+        let mut terms: Vec<(i64, &str)> = batch.iter().zip(&strides).map(|(n, &s)| (s as i64, n.as_str())).collect();
+        terms.extend([(strides[r - 3] as i64, "am"), (1, "ak")]);
+        let word = affine(first as i64, &terms);
+        self.line(format!("for (var e: i32 = 0; e < {per_thread}; e = e + 1) {{"));
+        self.indent += 1;
+        self.line(format!("let t = i32(li) + e * {WORKGROUP_SIZE};"));
+        self.line(format!("let am = m0 + t / {quads_per_row};"));
+        self.line(format!("let ak = k0 + (t % {quads_per_row}) * 4;"));
+        self.line("var av = vec4<f32>(0.0);");
+        self.line(format!("if (am < {m_len} && ak < {k_len}) {{"));
+        self.line(format!("    av = bitcast<vec4<f32>>({memory}[{word} >> 2u]);"));
+        self.line("}");
+        self.line(format!("let slot = (t % {quads_per_row}) * {} + t / {quads_per_row};", 4 * TILE));
+        for (j, c) in ["x", "y", "z", "w"].iter().enumerate() {
+            self.line(format!("tile_a[slot + {}] = av.{c};", j * TILE));
+        }
+        self.indent -= 1;
+        self.line("}");
     }
 
     /// Emits the loads of one operand's slice into `tile_{name}`: each

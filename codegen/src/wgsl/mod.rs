@@ -110,7 +110,7 @@ pub struct Layout {
     pub buffers: Vec<Placement>,
     /// Bytes of the arena (a multiple of 4, at least 4).
     pub arena_bytes: u64,
-    /// Each constant chunk's bytes (length a multiple of 4, at least 4).
+    /// Each constant chunk's bytes (length a multiple of 16, at least 16).
     pub constants: Vec<Vec<u8>>,
     /// Bytes of one page: a memory is bound in pages of this size (the
     /// last one shorter), a multiple of the offset alignment.
@@ -330,8 +330,9 @@ fn layout(program: &Program, limits: &Limits) -> Result<Layout, WgslError> {
         };
         buffers.push(placement);
     }
+    // Whole 16-byte quads: shaders may read a chunk as `array<vec4<u32>>`.
     for chunk in &mut constants {
-        chunk.resize(align(chunk.len().max(4) as u64, 4) as usize, 0);
+        chunk.resize(align(chunk.len().max(16) as u64, 16) as usize, 0);
     }
     let arena_bytes = align(arena.max(4), 4);
     if arena_bytes > max {

@@ -37,6 +37,7 @@ pub(super) fn generate(
         helpers: BTreeSet::new(),
         atomic: out_type.byte_size() < 4,
         used: BTreeSet::from([Memory::Arena]),
+        quads: BTreeSet::new(),
         fresh: 0,
     };
     // Tiled GEMMs choose their own workgroups; everything else is one
@@ -111,7 +112,13 @@ fn assemble(k: usize, kernel: &Kernel, layout: &Layout, w: Writer, grid: Grid) -
     let mut binding = 0;
     let mut accessors = String::new();
     for &m in &memories {
-        let ty = if m == Memory::Arena && w.atomic { "array<atomic<u32>>" } else { "array<u32>" };
+        let ty = if m == Memory::Arena && w.atomic {
+            "array<atomic<u32>>"
+        } else if w.quads.contains(&m) {
+            "array<vec4<u32>>"
+        } else {
+            "array<u32>"
+        };
         let access = if m == Memory::Arena { "read_write" } else { "read" };
         let pages = layout.pages(m);
         for page in 0..pages {
@@ -209,7 +216,7 @@ pub(super) fn lit(x: f32) -> String {
 
 /// `c + Σ coef * name` as an i32 expression (a bare name or literal when
 /// that is all it is).
-fn affine(constant: i64, terms: &[(i64, &str)]) -> String {
+pub(super) fn affine(constant: i64, terms: &[(i64, &str)]) -> String {
     let mut s = String::new();
     let mut count = 0;
     for &(c, name) in terms {
@@ -259,7 +266,11 @@ pub(super) struct Writer<'a> {
     atomic: bool,
     /// The memories the shader reads or writes (a binding it declared but
     /// never used would be left out of the pipeline's layout).
-    used: BTreeSet<Memory>,
+    pub(super) used: BTreeSet<Memory>,
+    /// Read-only memories declared `array<vec4<u32>>` (a tiled GEMM reads
+    /// its constant operand four words at a time); their single words are
+    /// components.
+    pub(super) quads: BTreeSet<Memory>,
     fresh: usize,
 }
 
@@ -284,11 +295,11 @@ impl Writer<'_> {
         self.helpers.insert(h);
     }
 
-    fn placement(&self, b: BufferId) -> Placement {
+    pub(super) fn placement(&self, b: BufferId) -> Placement {
         self.layout.buffers[b.0 as usize]
     }
 
-    fn data_type(&self, b: BufferId) -> DataType {
+    pub(super) fn data_type(&self, b: BufferId) -> DataType {
         self.program.buffer(b).data_type
     }
 
@@ -350,13 +361,17 @@ impl Writer<'_> {
         (cond, affine(constant, &variable))
     }
 
-    fn paged(&self, memory: Memory) -> bool {
+    pub(super) fn paged(&self, memory: Memory) -> bool {
         self.layout.pages(memory) > 1
     }
 
-    fn read_word(&mut self, memory: Memory, word: &str) -> String {
+    pub(super) fn read_word(&mut self, memory: Memory, word: &str) -> String {
         self.used.insert(memory);
-        if self.paged(memory) {
+        if self.quads.contains(&memory) {
+            let w = self.name("q");
+            self.line(format!("let {w} = {word};"));
+            format!("{}[{w} >> 2u][{w} & 3]", memory.name())
+        } else if self.paged(memory) {
             format!("rd_{}({word})", memory.name())
         } else if memory == Memory::Arena && self.atomic {
             format!("atomicLoad(&arena[{word}])")
