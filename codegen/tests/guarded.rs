@@ -577,3 +577,116 @@ fn depthwise_takes_the_vector_path() {
         assert!(!asm.contains("window_sum"));
     }
 }
+
+/// GEMM epilogues the AVX-512 epilogue function computes (`zmm_epilogue`:
+/// erf, tanh, exp, min/max with a constant, comparisons and selects, abs,
+/// neg, sqrt, broadcast and vector inputs) give the bits the F32X4 code of
+/// the AVX2 level gives for the same expression. A and B are zero, so the
+/// sums are exactly 0 on both levels and each output is the epilogue of its
+/// column's input: values across the functions' ranges, zeros of both
+/// signs, subnormals, infinities and NaN; 70 columns, so the function's
+/// masked tail runs too.
+#[test]
+fn zmm_epilogues_match_the_vector_code_bit_for_bit() {
+    let levels = Target::host_levels();
+    let (Some(avx512), Some(avx2)) = (
+        levels.iter().find(|t| t.to_string().contains("avx512")),
+        levels.iter().find(|t| t.to_string().contains("avx2")),
+    ) else {
+        eprintln!("this machine runs no AVX-512 code: nothing to compare");
+        return;
+    };
+    let mut column = vec![
+        0.0, -0.0, 1e-40, -1e-40, 1e-30, -1e-7, 0.5, -0.5, 0.9999, 1.0, -1.0, 1.0001, 0.625, -0.625, 3.7, -3.7, 4.0,
+        -4.5, 15.9, -15.9, 87.0, -88.7, 89.5, -103.9, 104.0, -150.0, 3e38, -3e38, f32::INFINITY, f32::NEG_INFINITY,
+        f32::NAN, f32::MIN_POSITIVE,
+    ];
+    column.extend(values(70 - column.len(), 21).iter().map(|v| v * 6.0));
+    let (m, n, k) = (3, column.len(), 4);
+    type Build = fn(&mut Expr, ValueId, ValueId) -> ValueId;
+    // (name, expression of v = acc + column and the broadcast scalar s = sqrt(2))
+    let cases: [(&str, Build); 6] = [
+        ("gelu", |e, v, s| {
+            let d = e.push(ExprNode::Binary(BinaryFn::Div, v, s));
+            let f = e.push(ExprNode::Unary(UnaryFn::Erf, d));
+            let one = e.push(ExprNode::Const(1.0));
+            let g = e.push(ExprNode::Binary(BinaryFn::Add, f, one));
+            let h = e.push(ExprNode::Binary(BinaryFn::Mul, v, g));
+            let half = e.push(ExprNode::Const(0.5));
+            e.push(ExprNode::Binary(BinaryFn::Mul, h, half))
+        }),
+        ("tanh", |e, v, _| e.push(ExprNode::Unary(UnaryFn::Tanh, v))),
+        ("exp of -|v|", |e, v, _| {
+            let a = e.push(ExprNode::Unary(UnaryFn::Abs, v));
+            let n = e.push(ExprNode::Unary(UnaryFn::Neg, a));
+            e.push(ExprNode::Unary(UnaryFn::Exp, n))
+        }),
+        ("clamp by min/max", |e, v, _| {
+            let lo = e.push(ExprNode::Const(-0.0));
+            let x = e.push(ExprNode::Binary(BinaryFn::Max, v, lo));
+            let hi = e.push(ExprNode::Const(6.0));
+            e.push(ExprNode::Binary(BinaryFn::Min, hi, x))
+        }),
+        ("leaky select", |e, v, s| {
+            let zero = e.push(ExprNode::Const(0.0));
+            let c = e.push(ExprNode::Binary(BinaryFn::Lesser, v, zero));
+            let slope = e.push(ExprNode::Const(0.01));
+            let l = e.push(ExprNode::Binary(BinaryFn::Mul, v, slope));
+            let r = e.push(ExprNode::Select(c, l, v));
+            let g = e.push(ExprNode::Binary(BinaryFn::GreaterOrEqual, r, s));
+            e.push(ExprNode::Binary(BinaryFn::Add, r, g))
+        }),
+        ("sqrt and select on a value", |e, v, s| {
+            let q = e.push(ExprNode::Unary(UnaryFn::Sqrt, v));
+            let t = e.push(ExprNode::Binary(BinaryFn::Sub, q, s));
+            e.push(ExprNode::Select(t, q, s))
+        }),
+    ];
+    for (name, build) in cases {
+        let mut p = Program::default();
+        let a = p.add_buffer(BufferKind::Input("a".into()), DataType::Float32, m * k);
+        let b = p.add_buffer(BufferKind::Input("b".into()), DataType::Float32, k * n);
+        let out = p.add_buffer(BufferKind::Output("y".into()), DataType::Float32, m * n);
+        let col = p.add_buffer(BufferKind::Input("c".into()), DataType::Float32, n);
+        let scalar = p.add_buffer(BufferKind::Input("s".into()), DataType::Float32, 1);
+        let mut e = Expr::default();
+        let acc = e.push(ExprNode::Acc);
+        let x = e.push(ExprNode::Load(0));
+        let v = e.push(ExprNode::Binary(BinaryFn::Add, acc, x));
+        let s = e.push(ExprNode::Load(1));
+        build(&mut e, v, s);
+        let access = |buffer, shape: Vec<usize>, coef: Vec<Vec<isize>>| Access {
+            buffer,
+            base: vec![0; shape.len()],
+            shape,
+            coef,
+            guard: None,
+        };
+        p.kernels.push(Kernel::Gemm {
+            domain: vec![m, n, k],
+            a: access(a, vec![m, k], vec![vec![1, 0, 0], vec![0, 0, 1]]),
+            b: access(b, vec![k, n], vec![vec![0, 0, 1], vec![0, 1, 0]]),
+            epilogue_inputs: vec![access(col, vec![n], vec![vec![0, 1]]), access(scalar, vec![1], vec![vec![0, 0]])],
+            epilogue: e,
+            out: access(out, vec![m, n], vec![vec![1, 0], vec![0, 1]]),
+        });
+        p.validate().unwrap();
+        let asm = listing(&p, avx512, Listing::Asm).unwrap();
+        assert!(asm.contains("_avx512_epilogue"), "{name}: the epilogue function:\n{asm}");
+        let run_on = |target: &Target| {
+            let buffers = vec![vec![0u8; m * k * 4], vec![0u8; k * n * 4], vec![0u8; m * n * 4], f32s(&column), f32s(&[std::f32::consts::SQRT_2])];
+            to_f32s(&run(&p, buffers, target, 1)[2])
+        };
+        let (got, want) = (run_on(avx512), run_on(avx2));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                "{name}: column {} (input {}): avx512 {g:e} ({:#x}), avx2 {w:e} ({:#x})",
+                i % n,
+                column[i % n],
+                g.to_bits(),
+                w.to_bits()
+            );
+        }
+    }
+}

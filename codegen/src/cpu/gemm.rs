@@ -73,7 +73,8 @@ use kiln_ir::DataType;
 
 use super::emit::{flags, for_step, Emitter};
 use super::bias_clamp::{bias_clamp, BiasClamp};
-use super::microkernel::{self, Bias, Registers, Spec};
+use super::microkernel::{self, Bias, Kind, Registers, Spec};
+use super::zmm_epilogue;
 use super::overlap::may_overlap;
 use super::{cranelift, CodegenError};
 
@@ -180,6 +181,9 @@ pub struct Plan {
     /// The epilogue inputs as strides (`rows` = m, `cols` = n stride, 0 or
     /// 1) when the epilogue runs on F32X4 vectors.
     vector_inputs: Option<Vec<Strided>>,
+    /// The inputs of an AVX-512 epilogue function ([`zmm_epilogue`]) that
+    /// replaces the F32X4 loop over each tile row.
+    zmm_epilogue: Option<Vec<zmm_epilogue::Input>>,
     identity: bool,
 }
 
@@ -306,6 +310,15 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
         Some((with, input)) => (with, input),
         None => (spec, None),
     };
+    // Any other epilogue of vector inputs: an AVX-512 function per tile row
+    // where the expression compiles.
+    let zmm_epilogue = vector_inputs.as_deref().filter(|_| spec.kind == Kind::Avx512 && spec.epilogue.is_none() && !identity).and_then(|inputs| {
+        let kinds: Vec<_> = inputs
+            .iter()
+            .map(|s| if s.cols == 0 { zmm_epilogue::Input::Broadcast } else { zmm_epilogue::Input::Vector })
+            .collect();
+        zmm_epilogue::supported(epilogue, &kinds).then_some(kinds)
+    });
     // Blocks and chunks are whole tiles, so only the last tile of a row can
     // be partial, and it is `n % nr` wide.
     debug_assert!(nc % nr == 0 && chunk % nr == 0);
@@ -336,6 +349,7 @@ pub fn plan(program: &Program, kernel: &Kernel, spec: Spec) -> Option<Plan> {
         epilogue_inputs: epilogue_inputs.clone(),
         epilogue: epilogue.clone(),
         vector_inputs,
+        zmm_epilogue,
         identity,
     })
 }
@@ -486,6 +500,8 @@ pub enum PackInto<'a> {
 pub struct Declared {
     micro: FuncId,
     edge: Option<FuncId>,
+    /// The AVX-512 epilogue function and its code (for listings).
+    pub epilogue: Option<(FuncId, Vec<u8>)>,
     packed_a: Option<DataId>,
     packed_b: Option<DataId>,
     /// The data objects hold the addresses of the packed floats (else the
@@ -500,6 +516,7 @@ pub struct Declared {
 pub struct Refs {
     micro: FuncRef,
     edge: Option<FuncRef>,
+    epilogue: Option<FuncRef>,
     packed_a: Option<GlobalValue>,
     packed_b: Option<GlobalValue>,
     indirect: bool,
@@ -554,7 +571,17 @@ pub fn declare<M: Module>(
     };
     let packed_a = data("a", &plan.packed_a)?;
     let packed_b = data("b", &plan.packed_b)?;
-    Ok(Declared { micro: micro_id, edge: edge_id, packed_a, packed_b, indirect, colocated: !indirect })
+    let epilogue = match &plan.zmm_epilogue {
+        Some(inputs) => {
+            let code = zmm_epilogue::generate(&plan.epilogue, inputs).map_err(cranelift)?;
+            let sig = microkernel::signature(module, 2 + inputs.len());
+            let id = module.declare_function(&format!("k{index}_avx512_epilogue"), Linkage::Local, &sig).map_err(cranelift)?;
+            module.define_function_bytes(id, 64, &code, &[]).map_err(cranelift)?;
+            Some((id, code))
+        }
+        None => None,
+    };
+    Ok(Declared { micro: micro_id, edge: edge_id, epilogue, packed_a, packed_b, indirect, colocated: !indirect })
 }
 
 impl Declared {
@@ -573,6 +600,7 @@ impl Declared {
         };
         let micro = function(self.micro);
         let edge = self.edge.map(&mut function);
+        let epilogue = self.epilogue.as_ref().map(|(id, _)| function(*id));
         let mut data = |id: Option<DataId>| {
             id.map(|id| {
                 let name = func.declare_imported_user_function(UserExternalName { namespace: 1, index: id.as_u32() });
@@ -586,7 +614,7 @@ impl Declared {
         };
         let packed_a = data(self.packed_a);
         let packed_b = data(self.packed_b);
-        Refs { micro, edge, packed_a, packed_b, indirect: self.indirect }
+        Refs { micro, edge, epilogue, packed_a, packed_b, indirect: self.indirect }
     }
 }
 
@@ -938,7 +966,7 @@ impl Emitter<'_> {
                     let ldc = iconst(fb, plan.out.rows * 4);
                     let args = self.micro_args(fb, plan, t, [apan, bpan, cptr, ldc, kc, accumulate], true);
                     fb.ins().call(micro, &args);
-                    self.epilogue_in_place(fb, plan, t, cptr, spec.cols, done);
+                    self.epilogue_in_place(fb, plan, refs, t, cptr, spec.cols, done);
                 }
                 _ => {
                     fb.ins().brif(full, direct, &[], edge, &[]);
@@ -949,7 +977,7 @@ impl Emitter<'_> {
             let ldc = iconst(fb, plan.out.rows * 4);
             let args = self.micro_args(fb, plan, t, [apan, bpan, cptr, ldc, kc, accumulate], true);
             fb.ins().call(refs.micro, &args);
-            self.epilogue_in_place(fb, plan, t, cptr, nr as usize, done);
+            self.epilogue_in_place(fb, plan, refs, t, cptr, nr as usize, done);
         } else {
             fb.ins().jump(edge, &[]);
         }
@@ -1047,7 +1075,8 @@ impl Emitter<'_> {
     /// After a tile of `mr` rows and `cols` columns was computed in place at
     /// `cptr`: on the last k block the epilogue on it (unless the
     /// micro-kernel applied it in registers), then a jump to `done`.
-    fn epilogue_in_place(&self, fb: &mut FunctionBuilder, plan: &Plan, t: &Tile, cptr: Value, cols: usize, done: Block) {
+    #[allow(clippy::too_many_arguments)]
+    fn epilogue_in_place(&self, fb: &mut FunctionBuilder, plan: &Plan, refs: &Refs, t: &Tile, cptr: Value, cols: usize, done: Block) {
         if plan.identity || plan.spec.epilogue.is_some() {
             fb.ins().jump(done, &[]);
             return;
@@ -1059,7 +1088,7 @@ impl Emitter<'_> {
         // Columns [0, vector) on F32X4 vectors, the rest one by one.
         let vector = if plan.vector_inputs.is_some() { cols / 4 * 4 } else { 0 };
         if let Some(inputs) = &plan.vector_inputs {
-            self.vector_epilogue(fb, plan, inputs, t, cptr, vector);
+            self.vector_epilogue(fb, plan, refs, inputs, t, cptr, vector);
         }
         if vector < cols {
             let col = if vector == 0 { t.col } else { fb.ins().iadd_imm_s(t.col, vector as i64) };
@@ -1115,8 +1144,10 @@ impl Emitter<'_> {
     }
 
     /// The epilogue on the first `cols` columns (a multiple of 4) of a
-    /// full-height tile in place in `out` (contiguous rows), on F32X4 vectors.
-    fn vector_epilogue(&self, fb: &mut FunctionBuilder, plan: &Plan, inputs: &[Strided], t: &Tile, cptr: Value, cols: usize) {
+    /// full-height tile in place in `out` (contiguous rows), on F32X4
+    /// vectors or by the AVX-512 epilogue function, a call per row.
+    #[allow(clippy::too_many_arguments)]
+    fn vector_epilogue(&self, fb: &mut FunctionBuilder, plan: &Plan, refs: &Refs, inputs: &[Strided], t: &Tile, cptr: Value, cols: usize) {
         let mr = plan.spec.mr;
         let zero = iconst(fb, 0);
         let mr_c = iconst(fb, mr as i64);
@@ -1132,13 +1163,19 @@ impl Emitter<'_> {
                     let base = self.bases[&a.buffer];
                     let p = element_ptr(fb, base, &t.batch_idx, &s.batch, s.off);
                     let p = ptr2(fb, p, row, s.rows, t.col, s.cols);
-                    let splat = (s.cols == 0).then(|| {
+                    let splat = (s.cols == 0 && refs.epilogue.is_none()).then(|| {
                         let x = fb.ins().load(types::F32, flags(), p, 0);
                         fb.ins().splat(types::F32X4, x)
                     });
                     (p, splat)
                 })
                 .collect();
+            if let Some(function) = refs.epilogue {
+                let count = iconst(fb, cols as i64);
+                let args: Vec<Value> = [c_row, count].into_iter().chain(rows.iter().map(|&(p, _)| p)).collect();
+                fb.ins().call(function, &args);
+                return;
+            }
             for l in 0..(cols / 4) as i64 {
                 let acc = load(fb, types::F32X4, c_row, 16 * l);
                 let loads: Vec<Value> = rows

@@ -315,12 +315,17 @@ pub(super) fn log(l: &mut Lanes, x: Value) -> Value {
     l.selectc(bad, f64::NAN, r)
 }
 
+/// `tanh`'s odd polynomial below [`TANH_SMALL`]: `x + x z P(z)`, `z = x^2`.
+pub(crate) const TANH_P: [f64; 5] =
+    [-0.006096714165908197, 0.020997178999074752, -0.05385090957851358, 0.13332769736976327, -0.33333328944134255];
+pub(crate) const TANH_SMALL: f64 = 0.625;
+
 /// `tanh x`: an odd polynomial below |x| = 0.625, `1 - 2 / (e^2|x| + 1)`
 /// with the sign of x above.
 pub(super) fn tanh(l: &mut Lanes, x: Value) -> Value {
     let ax = l.fb.ins().fabs(x);
     let z = l.mul(x, x);
-    let p = l.poly(z, &[-0.006096714165908197, 0.020997178999074752, -0.05385090957851358, 0.13332769736976327, -0.33333328944134255]);
+    let p = l.poly(z, &TANH_P);
     let p = l.mul(p, z);
     let small = l.madd(p, x, x);
     let a2 = l.add(ax, ax);
@@ -332,9 +337,39 @@ pub(super) fn tanh(l: &mut Lanes, x: Value) -> Value {
     let q = l.sub(one, q);
     let s = l.sign_of(x);
     let large = l.xor_sign(q, s);
-    let is_small = l.fcmpc(FloatCC::LessThan, ax, 0.625);
+    let is_small = l.fcmpc(FloatCC::LessThan, ax, TANH_SMALL);
     l.select(is_small, small, large)
 }
+
+/// `erf`'s polynomial below |x| = 1: `x + x P(x^2)` (the last coefficient
+/// is 2/sqrt(pi) - 1: the correction term carries the rounding).
+pub(crate) const ERF_P: [f64; 7] = [
+    7.875875062685488e-05,
+    -0.000801686428716587,
+    0.005189087423433974,
+    -0.026854212010626412,
+    0.11283594715160218,
+    -0.37612626666720334,
+    1.1283791658483509 - 1.0,
+];
+/// `erfc(x) e^(x^2)` fitted on [1, 4], in `x - ERF_R_CENTER`.
+pub(crate) const ERF_R: [f64; 12] = [
+    -4.123142820307557e-07,
+    1.6698367593278667e-06,
+    -3.834632179188718e-06,
+    1.4364682373340648e-05,
+    -5.932730341120816e-05,
+    0.00021295046917599458,
+    -0.0007333448751368135,
+    0.0024659996342782436,
+    -0.008001617248247285,
+    0.024938198914209786,
+    -0.07434734529148741,
+    0.21080635774313639,
+];
+pub(crate) const ERF_R_CENTER: f64 = 2.5;
+/// |x| is clamped to this in `erf`'s large branch (erf rounds to 1 there).
+pub(crate) const ERF_CLAMP: f64 = 4.0;
 
 /// `erf x`: `x P(x²)` below |x| = 1; above, `1 - e^(-x²) R(|x|)` with
 /// `R(x) = erfc(x) e^(x²)` fitted on [1, 4] (|x| is clamped to 4, where
@@ -342,43 +377,16 @@ pub(super) fn tanh(l: &mut Lanes, x: Value) -> Value {
 pub(super) fn erf(l: &mut Lanes, x: Value) -> Value {
     let ax = l.fb.ins().fabs(x);
     let z = l.mul(x, x);
-    let p = l.poly(
-        z,
-        &[
-            7.875875062685488e-05,
-            -0.000801686428716587,
-            0.005189087423433974,
-            -0.026854212010626412,
-            0.11283594715160218,
-            -0.37612626666720334,
-            1.1283791658483509 - 1.0,
-        ],
-    );
+    let p = l.poly(z, &ERF_P);
     // x P(z) = x + x (P(z) - 1): the correction term carries the rounding.
     let small = l.madd(x, p, x);
-    let four = l.f(4.0);
+    let four = l.f(ERF_CLAMP);
     let a = l.fb.ins().fmin(ax, four);
     let a2 = l.mul(a, a);
     let na2 = l.fb.ins().fneg(a2);
     let e = exp(l, na2);
-    let s = l.addc(a, -2.5);
-    let r = l.poly(
-        s,
-        &[
-            -4.123142820307557e-07,
-            1.6698367593278667e-06,
-            -3.834632179188718e-06,
-            1.4364682373340648e-05,
-            -5.932730341120816e-05,
-            0.00021295046917599458,
-            -0.0007333448751368135,
-            0.0024659996342782436,
-            -0.008001617248247285,
-            0.024938198914209786,
-            -0.07434734529148741,
-            0.21080635774313639,
-        ],
-    );
+    let s = l.addc(a, -ERF_R_CENTER);
+    let r = l.poly(s, &ERF_R);
     let one = l.f(1.0);
     let ne = l.fb.ins().fneg(e);
     let q = l.madd(ne, r, one);

@@ -33,6 +33,7 @@ mod object;
 mod overlap;
 mod runtime_fns;
 mod target;
+mod zmm_epilogue;
 mod zmm_math;
 
 use cranelift_codegen::ir::{types, AbiParam, Signature};
@@ -189,6 +190,9 @@ fn define_kernels<M: Module>(
             Some(p) => Some(gemm::declare(module, program, k, p, &mut micro, &mut pack)?),
             None => None,
         };
+        if let (Some((Listing::Asm, out)), Some((_, code))) = (&mut listing, declared.as_ref().and_then(|d| d.epilogue.as_ref())) {
+            out.push_str(&format!("; epilogue k{k}_avx512_epilogue\n{}\n", microkernel::disassemble(code)));
+        }
         // A window sum's micro-kernels are generated for that kernel.
         let window = emit::window::plan(program, kernel, target.features);
         let mut window_ids = Vec::new();

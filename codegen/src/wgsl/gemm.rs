@@ -126,7 +126,7 @@ impl Writer<'_> {
         let r = domain.len();
         let p = self.placement(a.buffer);
         let constant = matches!(p.memory, Memory::Constants(_)) && !self.paged(p.memory);
-        if a.guard.is_some() || !constant || self.data_type(a.buffer) != DataType::Float32 || domain[r - 1] % 4 != 0 {
+        if a.guard.is_some() || !constant || self.data_type(a.buffer) != DataType::Float32 || !domain[r - 1].is_multiple_of(4) {
             return None;
         }
         let (offset, strides) = a.linear(r);
