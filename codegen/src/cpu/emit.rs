@@ -53,7 +53,7 @@ pub(super) fn flags() -> MachMemFlags {
 }
 
 #[path = "math.rs"]
-pub(super) mod math;
+pub(crate) mod math;
 #[path = "vector.rs"]
 mod vector;
 #[path = "window.rs"]

@@ -255,6 +255,19 @@ pub(super) fn exp(l: &mut Lanes, x: Value) -> Value {
     l.mul(p, s2)
 }
 
+/// `log`'s Cephes polynomial for `ln(1 + f)`: `f - f²/2 + f³ P(f)`.
+pub(crate) const LOG_P: [f64; 9] = [
+    7.0376836292E-2,
+    -1.1514610310E-1,
+    1.1676998740E-1,
+    -1.2420140846E-1,
+    1.4249322787E-1,
+    -1.6668057665E-1,
+    2.0000714765E-1,
+    -2.4999993993E-1,
+    3.3333331174E-1,
+];
+
 /// `ln x`: `x = m 2^e` with m in [√½, √2), then the Cephes polynomial for
 /// `ln(1 + f)`. Subnormals are scaled first. ln 0 = -inf, ln(x < 0) = NaN,
 /// ln inf = inf.
@@ -286,20 +299,7 @@ pub(super) fn log(l: &mut Lanes, x: Value) -> Value {
     let m = l.select(small, mm, m);
     let f = l.addc(m, -1.0);
     let z = l.mul(f, f);
-    let p = l.poly(
-        f,
-        &[
-            7.0376836292E-2,
-            -1.1514610310E-1,
-            1.1676998740E-1,
-            -1.2420140846E-1,
-            1.4249322787E-1,
-            -1.6668057665E-1,
-            2.0000714765E-1,
-            -2.4999993993E-1,
-            3.3333331174E-1,
-        ],
-    );
+    let p = l.poly(f, &LOG_P);
     let y = l.mul(p, f);
     let lo = l.mulc(ef, LN2_LO);
     let y = l.madd(y, z, lo);
@@ -406,7 +406,12 @@ pub(super) enum Trig {
 
 /// Above this |x|, sin, cos and tan call `huge` (the four-piece reduction
 /// is exact for n < 2^16, that is |x| < 102943).
-const TRIG_INLINE_LIMIT: f64 = 1e5;
+pub(crate) const TRIG_INLINE_LIMIT: f64 = 1e5;
+/// π/2 in four pieces whose products with n < 2^16 are exact.
+pub(crate) const TRIG_PI_2_PIECES: [f64; 4] = [1.5703125, 0.000484466552734375, -6.407499313354492e-07, 9.92093629470503e-10];
+/// `sin r = r + r z S(z)` and `cos r = 1 - z/2 + z² C(z)` on [-π/4, π/4], `z = r²`.
+pub(crate) const SIN_P: [f64; 3] = [-1.9515295891E-4, 8.3321608736E-3, -1.6666654611E-1];
+pub(crate) const COS_P: [f64; 3] = [2.443315711809948E-5, -1.388731625493765E-3, 4.166664568298827E-2];
 
 /// `f(x)` for a scalar `x` (f32 or f64) and a function `f: f64 -> f64`;
 /// an f32 argument is widened and the result rounded back.
@@ -456,18 +461,18 @@ fn trig_inline(l: &mut Lanes, x: Value, which: Trig) -> Value {
     let t = l.mulc(ax, std::f64::consts::FRAC_2_PI);
     let n = l.fb.ins().nearest(t);
     let mut r = ax;
-    for p in [1.5703125, 0.000484466552734375, -6.407499313354492e-07, 9.92093629470503e-10] {
+    for p in TRIG_PI_2_PIECES {
         r = l.maddc(n, -p, r);
     }
     let it = l.ity();
     let q = l.fb.ins().fcvt_to_sint_sat(it, n);
     let z = l.mul(r, r);
     // sin r = r + r z S(z)
-    let s = l.poly(z, &[-1.9515295891E-4, 8.3321608736E-3, -1.6666654611E-1]);
+    let s = l.poly(z, &SIN_P);
     let s = l.mul(s, z);
     let sin_r = l.madd(s, r, r);
     // cos r = 1 - z/2 + z² C(z)
-    let c = l.poly(z, &[2.443315711809948E-5, -1.388731625493765E-3, 4.166664568298827E-2]);
+    let c = l.poly(z, &COS_P);
     let z2 = l.mul(z, z);
     let hz = l.mulc(z, -0.5);
     let c = l.madd(c, z2, hz);

@@ -26,7 +26,7 @@
 //! library's `sin`, `cos` and `tan` (see `runtime_fns`).
 
 mod bias_clamp;
-mod emit;
+pub(crate) mod emit;
 pub mod gemm;
 pub mod microkernel;
 mod object;

@@ -19,6 +19,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::cpu::emit::math as m;
+
 /// A function of the library.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Helper {
@@ -56,26 +58,26 @@ impl Helper {
         }
     }
 
-    fn source(self) -> &'static str {
+    fn source(self) -> String {
         match self {
-            Helper::F32Bits => F32_BITS,
-            Helper::IsNan => IS_NAN,
-            Helper::Maximum => MAXIMUM,
-            Helper::Minimum => MINIMUM,
-            Helper::Exp => EXP,
-            Helper::Log => LOG,
-            Helper::Tanh => TANH,
-            Helper::Erf => ERF,
-            Helper::Trig => TRIG,
-            Helper::Pow => POW,
-            Helper::F16ToF32 => F16_TO_F32,
-            Helper::F32ToF16 => F32_TO_F16,
-            Helper::I64ToF32 => I64_TO_F32,
-            Helper::U64ToF32 => U64_TO_F32,
-            Helper::F32ToI32 => F32_TO_I32,
-            Helper::F32ToU32 => F32_TO_U32,
-            Helper::F32ToI64 => F32_TO_I64,
-            Helper::F32ToU64 => F32_TO_U64,
+            Helper::F32Bits => F32_BITS.into(),
+            Helper::IsNan => IS_NAN.into(),
+            Helper::Maximum => MAXIMUM.into(),
+            Helper::Minimum => MINIMUM.into(),
+            Helper::Exp => exp(),
+            Helper::Log => log(),
+            Helper::Tanh => tanh(),
+            Helper::Erf => erf(),
+            Helper::Trig => trig(),
+            Helper::Pow => POW.into(),
+            Helper::F16ToF32 => F16_TO_F32.into(),
+            Helper::F32ToF16 => F32_TO_F16.into(),
+            Helper::I64ToF32 => I64_TO_F32.into(),
+            Helper::U64ToF32 => U64_TO_F32.into(),
+            Helper::F32ToI32 => F32_TO_I32.into(),
+            Helper::F32ToU32 => F32_TO_U32.into(),
+            Helper::F32ToI64 => F32_TO_I64.into(),
+            Helper::F32ToU64 => F32_TO_U64.into(),
         }
     }
 }
@@ -127,22 +129,41 @@ fn minimum(a: f32, b: f32) -> f32 {
 }
 ";
 
-/// `cpu::math::exp`: x = n ln2 + r, Cephes polynomial in Estrin's scheme,
-/// 2^n applied as two factors. n comes from `round`, not from adding and
-/// subtracting 1.5 * 2^23 as on the cpu: shader compilers may fold that
-/// pair away.
-const EXP: &str = "\
-fn k_exp(x0: f32) -> f32 {
+/// An f64 constant as a WGSL abstract-float literal (rounded to f32 where
+/// used, as the cpu code rounds it).
+fn c(x: f64) -> String {
+    let s = format!("{x:?}");
+    if x < 0.0 { format!("({s})") } else { s }
+}
+
+/// `{acc} = c[0]; {acc} = fma({acc}, {x}, c[k])...` (Horner's rule, as
+/// `Lanes::poly`).
+fn poly(acc: &str, x: &str, coefficients: &[f64]) -> String {
+    let mut s = format!("    var {acc} = {};\n", c(coefficients[0]));
+    for &k in &coefficients[1..] {
+        s.push_str(&format!("    {acc} = fma({acc}, {x}, {});\n", c(k)));
+    }
+    s
+}
+
+/// `cpu::math::exp`: x = n ln2 + r, the Cephes polynomial in Estrin's
+/// scheme, 2^n applied as two factors. n comes from `round`, not from
+/// adding and subtracting 1.5 * 2^23 as on the cpu: shader compilers may
+/// fold that pair away.
+fn exp() -> String {
+    format!(
+        "\
+fn k_exp(x0: f32) -> f32 {{
     var x = x0;
-    if (x < -104.0) { x = -104.0; }
-    if (x > 89.0) { x = 89.0; }
-    let n = round(x * 1.4426950408889634);
-    var r = fma(n, -0.693359375, x);
-    r = fma(n, 2.12194440e-4, r);
+    if (x < {min}) {{ x = {min}; }}
+    if (x > {max}) {{ x = {max}; }}
+    let n = round(x * {log2e});
+    var r = fma(n, {ln2_hi}, x);
+    r = fma(n, {ln2_lo}, r);
     let r2 = r * r;
     let r4 = r2 * r2;
-    let a = fma(1.9875691500e-4, r, 1.3981999507e-3);
-    let b = fma(fma(8.3334519073e-3, r, 4.1665795894e-2), r2, fma(1.6666665459e-1, r, 5.0000001201e-1));
+    let a = fma({a0}, r, {a1});
+    let b = fma(fma({b0}, r, {b1}), r2, fma({c0}, r, {c1}));
     var p = fma(a, r4, b);
     p = fma(p, r2, r);
     p = p + 1.0;
@@ -150,139 +171,144 @@ fn k_exp(x0: f32) -> f32 {
     let n1 = ni >> 1u;
     let n2 = ni - n1;
     return p * bitcast<f32>((n1 + 127) << 23u) * bitcast<f32>((n2 + 127) << 23u);
+}}
+",
+        min = c(m::EXP_MIN),
+        max = c(m::EXP_MAX),
+        log2e = c(std::f64::consts::LOG2_E),
+        ln2_hi = c(-m::LN2_HI),
+        ln2_lo = c(-m::LN2_LO),
+        a0 = c(m::EXP_A[0]),
+        a1 = c(m::EXP_A[1]),
+        b0 = c(m::EXP_B[0]),
+        b1 = c(m::EXP_B[1]),
+        c0 = c(m::EXP_C[0]),
+        c1 = c(m::EXP_C[1]),
+    )
 }
-";
 
-/// `cpu::math::log`: x = m 2^e with m in [sqrt(1/2), sqrt(2)), Cephes
+/// `cpu::math::log`: x = m 2^e with m in [sqrt(1/2), sqrt(2)), the Cephes
 /// polynomial for ln(1 + f).
-const LOG: &str = "\
-fn k_log(x: f32) -> f32 {
+fn log() -> String {
+    format!(
+        "\
+fn k_log(x: f32) -> f32 {{
     let sub = x < 1.17549435e-38;
     let xs = select(x, x * 8388608.0, sub);
     let ix = bitcast<u32>(xs);
     let e = i32(ix >> 23u) + select(0, -23, sub);
     var m = bitcast<f32>((ix & 0x007fffffu) | 0x3f000000u);
-    let small = m < 0.70710678118654752;
+    let small = m < {sqrt_half};
     let ef = f32(e) - 126.0 - select(0.0, 1.0, small);
     m = select(m, m + m, small);
     let f = m - 1.0;
     let z = f * f;
-    var p = 7.0376836292e-2;
-    p = fma(p, f, -1.1514610310e-1);
-    p = fma(p, f, 1.1676998740e-1);
-    p = fma(p, f, -1.2420140846e-1);
-    p = fma(p, f, 1.4249322787e-1);
-    p = fma(p, f, -1.6668057665e-1);
-    p = fma(p, f, 2.0000714765e-1);
-    p = fma(p, f, -2.4999993993e-1);
-    p = fma(p, f, 3.3333331174e-1);
-    var y = p * f;
-    y = fma(y, z, ef * -2.12194440e-4);
+{p}    var y = p * f;
+    y = fma(y, z, ef * {ln2_lo});
     y = fma(z, -0.5, y);
     var r = f + y;
-    r = fma(ef, 0.693359375, r);
-    if (bitcast<u32>(x) == 0x7f800000u) { r = x; }
-    if (x == 0.0) { r = f32_bits(0xff800000u); }
-    if (x < 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { r = f32_bits(0x7fc00000u); }
+    r = fma(ef, {ln2_hi}, r);
+    if (bitcast<u32>(x) == 0x7f800000u) {{ r = x; }}
+    if (x == 0.0) {{ r = f32_bits(0xff800000u); }}
+    if (x < 0.0 || (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {{ r = f32_bits(0x7fc00000u); }}
     return r;
+}}
+",
+        sqrt_half = c(std::f64::consts::FRAC_1_SQRT_2),
+        p = poly("p", "f", &m::LOG_P),
+        ln2_lo = c(m::LN2_LO),
+        ln2_hi = c(m::LN2_HI),
+    )
 }
-";
 
 /// `cpu::math::tanh`: an odd polynomial below |x| = 0.625, 1 - 2/(e^2|x| + 1)
 /// above.
-const TANH: &str = "\
-fn k_tanh(x: f32) -> f32 {
+fn tanh() -> String {
+    format!(
+        "\
+fn k_tanh(x: f32) -> f32 {{
     let ax = abs(x);
     let z = x * x;
-    var p = -0.006096714165908197;
-    p = fma(p, z, 0.020997178999074752);
-    p = fma(p, z, -0.05385090957851358);
-    p = fma(p, z, 0.13332769736976327);
-    p = fma(p, z, -0.33333328944134255);
-    p = p * z;
+{p}    p = p * z;
     let small = fma(p, x, x);
     let q = 1.0 - 2.0 / (k_exp(ax + ax) + 1.0);
     let large = bitcast<f32>(bitcast<u32>(q) ^ (bitcast<u32>(x) & 0x80000000u));
-    return select(large, small, ax < 0.625);
+    return select(large, small, ax < {limit});
+}}
+",
+        p = poly("p", "z", &m::TANH_P),
+        limit = c(m::TANH_SMALL),
+    )
 }
-";
 
 /// `cpu::math::erf`: x P(x^2) below |x| = 1, 1 - e^(-x^2) R(|x|) above.
-const ERF: &str = "\
-fn k_erf(x: f32) -> f32 {
-    if (is_nan(x)) { return x; }
+fn erf() -> String {
+    format!(
+        "\
+fn k_erf(x: f32) -> f32 {{
+    if (is_nan(x)) {{ return x; }}
     let ax = abs(x);
     let z = x * x;
-    var p = 7.875875062685488e-05;
-    p = fma(p, z, -0.000801686428716587);
-    p = fma(p, z, 0.005189087423433974);
-    p = fma(p, z, -0.026854212010626412);
-    p = fma(p, z, 0.11283594715160218);
-    p = fma(p, z, -0.37612626666720334);
-    p = fma(p, z, 0.1283791658483509);
-    let small = fma(x, p, x);
-    let a = min(ax, 4.0);
+{p}    let small = fma(x, p, x);
+    let a = min(ax, {clamp});
     let e = k_exp(-(a * a));
-    let s = a - 2.5;
-    var r = -4.123142820307557e-07;
-    r = fma(r, s, 1.6698367593278667e-06);
-    r = fma(r, s, -3.834632179188718e-06);
-    r = fma(r, s, 1.4364682373340648e-05);
-    r = fma(r, s, -5.932730341120816e-05);
-    r = fma(r, s, 0.00021295046917599458);
-    r = fma(r, s, -0.0007333448751368135);
-    r = fma(r, s, 0.0024659996342782436);
-    r = fma(r, s, -0.008001617248247285);
-    r = fma(r, s, 0.024938198914209786);
-    r = fma(r, s, -0.07434734529148741);
-    r = fma(r, s, 0.21080635774313639);
-    let q = fma(-e, r, 1.0);
+    let s = a - {center};
+{r}    let q = fma(-e, r, 1.0);
     let large = bitcast<f32>(bitcast<u32>(q) ^ (bitcast<u32>(x) & 0x80000000u));
     return select(large, small, ax < 1.0);
+}}
+",
+        p = poly("p", "z", &m::ERF_P),
+        clamp = c(m::ERF_CLAMP),
+        center = c(m::ERF_R_CENTER),
+        r = poly("r", "s", &m::ERF_R),
+    )
 }
-";
 
 /// `cpu::math::trig`: |x| = n pi/2 + r with pi/2 in four pieces (exact for
 /// |x| < 1e5), Cephes polynomials and the quadrant. `which`: 0 sin, 1 cos,
 /// 2 tan; infinities and NaN give NaN. Beyond |x| = 1e5 the device's
 /// built-ins (no f64 for a longer reduction in WGSL).
-const TRIG: &str = "\
-fn k_trig(x: f32, which: u32) -> f32 {
+fn trig() -> String {
+    let [p0, p1, p2, p3] = m::TRIG_PI_2_PIECES.map(|p| c(-p));
+    format!(
+        "\
+fn k_trig(x: f32, which: u32) -> f32 {{
     let ax = abs(x);
-    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) { return f32_bits(0x7fc00000u); }
-    if (ax > 1e5) {
-        if (which == 0u) { return sin(x); }
-        if (which == 1u) { return cos(x); }
+    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u) {{ return f32_bits(0x7fc00000u); }}
+    if (ax > {limit}) {{
+        if (which == 0u) {{ return sin(x); }}
+        if (which == 1u) {{ return cos(x); }}
         return tan(x);
-    }
-    let n = round(ax * 0.6366197723675814);
-    var r = fma(n, -1.5703125, ax);
-    r = fma(n, -0.000484466552734375, r);
-    r = fma(n, 6.407499313354492e-07, r);
-    r = fma(n, -9.92093629470503e-10, r);
+    }}
+    let n = round(ax * {two_over_pi});
+    var r = fma(n, {p0}, ax);
+    r = fma(n, {p1}, r);
+    r = fma(n, {p2}, r);
+    r = fma(n, {p3}, r);
     var q = i32(n);
     let z = r * r;
-    var s = -1.9515295891e-4;
-    s = fma(s, z, 8.3321608736e-3);
-    s = fma(s, z, -1.6666654611e-1);
-    let sin_r = fma(s * z, r, r);
-    var c = 2.443315711809948e-5;
-    c = fma(c, z, -1.388731625493765e-3);
-    c = fma(c, z, 4.166664568298827e-2);
-    let cos_r = fma(c, z * z, z * -0.5) + 1.0;
-    if (which == 1u) { q = q + 1; }
+{s}    let sin_r = fma(s * z, r, r);
+{cos}    let cos_r = fma(c, z * z, z * -0.5) + 1.0;
+    if (which == 1u) {{ q = q + 1; }}
     let odd = (q & 1) != 0;
     var v: f32;
-    if (which == 2u) {
+    if (which == 2u) {{
         v = select(sin_r, -cos_r, odd) / select(cos_r, sin_r, odd);
-    } else {
+    }} else {{
         v = select(sin_r, cos_r, odd);
         v = bitcast<f32>(bitcast<u32>(v) ^ (u32(q & 2) << 30u));
-    }
-    if (which != 1u) { v = bitcast<f32>(bitcast<u32>(v) ^ (bitcast<u32>(x) & 0x80000000u)); }
+    }}
+    if (which != 1u) {{ v = bitcast<f32>(bitcast<u32>(v) ^ (bitcast<u32>(x) & 0x80000000u)); }}
     return v;
+}}
+",
+        limit = c(m::TRIG_INLINE_LIMIT),
+        two_over_pi = c(std::f64::consts::FRAC_2_PI),
+        s = poly("s", "z", &m::SIN_P),
+        cos = poly("c", "z", &m::COS_P),
+    )
 }
-";
 
 /// `x^y` with the special cases of C's `pow`. Integer exponents up to 4 in
 /// magnitude multiply (at most two roundings); others take
