@@ -7,15 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
-    sudo=""
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null || { echo "install chromium (needs root)" >&2; exit 1; }
-        sudo="sudo"
-    fi
-    echo "installing chromium (for the WebGPU browser test)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    scripts/apt_install.sh "for the WebGPU browser test" chromium
 fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     command -v npm >/dev/null || { echo "npm is missing (Node.js 20 or newer)" >&2; exit 1; }

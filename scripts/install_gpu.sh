@@ -10,12 +10,4 @@ icds=(/usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json)
 if [ ${#icds[@]} -gt 0 ] && ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; then
     exit 0
 fi
-sudo=""
-if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "install mesa-vulkan-drivers (needs root)" >&2; exit 1; }
-    sudo="sudo"
-fi
-echo "installing mesa-vulkan-drivers (lavapipe, a Vulkan device for the gpu tests)" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers >/dev/null
+"$(dirname "$0")/apt_install.sh" "lavapipe, a Vulkan device for the gpu tests" mesa-vulkan-drivers

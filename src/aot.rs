@@ -69,12 +69,7 @@ impl std::str::FromStr for Emit {
 pub enum AotError {
     #[error(transparent)]
     Compile(#[from] RuntimeError),
-    #[error(
-        "{} operator(s) compute integer results the generated f32 code cannot compute exactly; \
-         they run on the host (the reference interpreter), which an object file has no room for:\n  {}",
-        .0.len(),
-        .0.join("\n  ")
-    )]
+    #[error("{}", host_kernels_refused(.0, "an object file"))]
     HostKernels(Vec<String>),
     #[error("{0}")]
     Usage(String),
@@ -141,6 +136,17 @@ pub fn compile(graph: &Graph, options: &AotOptions) -> Result<Artifact, AotError
     let mut artifact = Artifact { name: options.name.clone(), target: options.target, inputs, outputs, code, header: String::new() };
     artifact.header = header(&artifact);
     Ok(artifact)
+}
+
+/// Why an artifact without a host interpreter (`place`) refuses the
+/// graph nodes `nodes` (see [`host_kernel_nodes`]).
+pub(crate) fn host_kernels_refused(nodes: &[String], place: &str) -> String {
+    format!(
+        "{} operator(s) compute integer results the generated f32 code cannot compute exactly; \
+         they run on the host (the reference interpreter), which {place} has no room for:\n  {}",
+        nodes.len(),
+        nodes.join("\n  ")
+    )
 }
 
 /// The graph nodes that run as host kernels in `compiled`, as

@@ -55,12 +55,7 @@ impl Default for WebOptions {
 pub enum WebError {
     #[error(transparent)]
     Compile(#[from] RuntimeError),
-    #[error(
-        "{} operator(s) compute integer results the generated f32 code cannot compute exactly; \
-         they run on the host (the reference interpreter), which a web page has no room for:\n  {}",
-        .0.len(),
-        .0.join("\n  ")
-    )]
+    #[error("{}", crate::aot::host_kernels_refused(.0, "a web page"))]
     HostKernels(Vec<String>),
     #[error("WGSL: {0}")]
     Wgsl(#[from] wgsl::WgslError),

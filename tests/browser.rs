@@ -156,3 +156,24 @@ fn chromium_accepts_every_wpt_shader() {
     assert!(errors.is_empty(), "{} shaders rejected:\n{}", errors.len(), serde_json::to_string_pretty(errors).unwrap());
     let _ = std::fs::remove_dir_all(&site);
 }
+
+#[test]
+fn bundles_are_deterministic_and_refuse_host_kernels_by_node() {
+    let graph = kiln::frontend::webnn_text::load(&root().join("examples/small_cnn.webnn")).unwrap();
+    let options = kiln::web::WebOptions { name: "m".into(), ..Default::default() };
+    let (a, b) = (kiln::web::compile(&graph, &options).unwrap(), kiln::web::compile(&graph, &options).unwrap());
+    assert_eq!(a.files(), b.files(), "same graph, same files");
+    let manifest: serde_json::Value = serde_json::from_str(a.manifest()).unwrap();
+    assert_eq!(manifest["format"], "kiln-webgpu-1");
+    let shaders = manifest["kernels"].as_array().unwrap().len();
+    assert_eq!(a.files().iter().filter(|(n, _)| n.ends_with(".wgsl")).count(), shaders);
+
+    // int64 negation runs as a host kernel: no place in a page.
+    use kiln::{DataType, GraphBuilder, OperandDescriptor};
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Int64, [4])).unwrap();
+    let y = b.neg(x).unwrap();
+    let graph = b.build(&[("y", y)]).unwrap();
+    let err = kiln::web::compile(&graph, &options).unwrap_err().to_string();
+    assert!(err.contains("a web page") && err.contains("neg("), "{err}");
+}

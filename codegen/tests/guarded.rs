@@ -352,6 +352,13 @@ fn window_sums_with_epilogues() {
     }
 }
 
+/// The AVX-512 and AVX2 levels, where this machine runs both.
+fn avx512_and_avx2() -> Option<(Target, Target)> {
+    let levels = Target::host_levels();
+    let level = |name: &str| levels.iter().find(|t| t.to_string().contains(name)).copied();
+    Some((level("avx512")?, level("avx2")?))
+}
+
 /// A sigmoid or SiLU in the window micro-kernel's registers gives the bits
 /// the F32X4 code of the AVX2 level gives for the same expression (same
 /// operations, constants and fused multiply-adds): with a zero filter the
@@ -360,14 +367,11 @@ fn window_sums_with_epilogues() {
 /// signs, subnormals, infinities and NaN.
 #[test]
 fn register_activations_match_the_vector_code_bit_for_bit() {
-    let levels = Target::host_levels();
-    let (Some(avx512), Some(avx2)) = (
-        levels.iter().find(|t| t.to_string().contains("avx512")),
-        levels.iter().find(|t| t.to_string().contains("avx2")),
-    ) else {
+    let Some((avx512, avx2)) = avx512_and_avx2() else {
         eprintln!("this machine runs no AVX-512 code: nothing to compare");
         return;
     };
+    let (avx512, avx2) = (&avx512, &avx2);
     let mut bias = vec![
         0.0, -0.0, 1e-40, -1e-40, 1e-30, -1e-7, 0.5, -0.5, 1.0, -1.0, 3.7, -3.7, 15.9, -15.9, 87.0, -87.0, 88.7, -88.7,
         89.5, -89.5, 103.9, -103.9, 104.0, -104.0, 150.0, -150.0, 3e38, -3e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN,
@@ -588,14 +592,11 @@ fn depthwise_takes_the_vector_path() {
 /// masked tail runs too.
 #[test]
 fn zmm_epilogues_match_the_vector_code_bit_for_bit() {
-    let levels = Target::host_levels();
-    let (Some(avx512), Some(avx2)) = (
-        levels.iter().find(|t| t.to_string().contains("avx512")),
-        levels.iter().find(|t| t.to_string().contains("avx2")),
-    ) else {
+    let Some((avx512, avx2)) = avx512_and_avx2() else {
         eprintln!("this machine runs no AVX-512 code: nothing to compare");
         return;
     };
+    let (avx512, avx2) = (&avx512, &avx2);
     let mut column = vec![
         0.0, -0.0, 1e-40, -1e-40, 1e-30, -1e-7, 0.5, -0.5, 0.9999, 1.0, -1.0, 1.0001, 0.625, -0.625, 3.7, -3.7, 4.0,
         -4.5, 15.9, -15.9, 87.0, -88.7, 89.5, -103.9, 104.0, -150.0, 3e38, -3e38, f32::INFINITY, f32::NEG_INFINITY,

@@ -497,6 +497,14 @@ impl Program {
         &self.buffers[id.0 as usize]
     }
 
+    /// The host kernels, with their indices in the program.
+    pub fn host_kernels(&self) -> impl Iterator<Item = (usize, &HostKernel)> {
+        self.kernels.iter().enumerate().filter_map(|(k, kernel)| match kernel {
+            Kernel::Host(h) => Some((k, h)),
+            _ => None,
+        })
+    }
+
     /// Proves every access of every kernel stays inside its buffer and that
     /// every expression is well formed. Backends call this before generating
     /// code.

@@ -31,7 +31,7 @@ use cranelift_codegen::ir::{types, AbiParam, Block, InstBuilder, MachMemFlags, V
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{default_libcall_names, DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use kiln_ir::kernel::{BufferKind, Kernel, Program};
+use kiln_ir::kernel::{BufferKind, Program};
 
 use super::{cranelift, define_kernels, gemm, microkernel, CodegenError, Target};
 
@@ -82,15 +82,7 @@ fn round64(x: usize) -> usize {
 /// an object file: a program with any is refused, all of them listed.
 pub fn object(program: &Program, target: &Target, signature: &ObjectSignature) -> Result<ObjectCode, CodegenError> {
     program.validate()?;
-    let host: Vec<String> = program
-        .kernels
-        .iter()
-        .enumerate()
-        .filter_map(|(k, kernel)| match kernel {
-            Kernel::Host(h) => Some(format!("kernel {k}: {h}")),
-            _ => None,
-        })
-        .collect();
+    let host: Vec<String> = program.host_kernels().map(|(k, h)| format!("kernel {k}: {h}")).collect();
     if !host.is_empty() {
         return Err(CodegenError::Target(format!(
             "{} kernel(s) run on the host (the reference interpreter) and have no code for an object file:\n  {}",

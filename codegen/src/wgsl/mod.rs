@@ -208,15 +208,7 @@ pub enum HostKernels {
 /// Generates and validates a shader for every kernel of `program`.
 pub fn compile(program: &Program, limits: &Limits, host_kernels: HostKernels) -> Result<WgslProgram, WgslError> {
     program.validate()?;
-    let host: Vec<String> = program
-        .kernels
-        .iter()
-        .enumerate()
-        .filter_map(|(k, kernel)| match kernel {
-            Kernel::Host(h) => Some(format!("k{k} {}", h.op.name())),
-            _ => None,
-        })
-        .collect();
+    let host: Vec<String> = program.host_kernels().map(|(k, h)| format!("k{k} {}", h.op.name())).collect();
     if !host.is_empty() && host_kernels == HostKernels::Refuse {
         return Err(WgslError::HostKernels(host));
     }
