@@ -717,18 +717,14 @@ impl Writer<'_> {
                 None => self.line("count = count + 1u;"),
             }
         }
-        let step = match combine {
-            Combine::Sum => format!("acc + {value}"),
-            Combine::Product => format!("acc * {value}"),
-            Combine::Max => {
-                self.use_helper(Helper::Maximum);
-                format!("maximum(acc, {value})")
-            }
-            Combine::Min => {
-                self.use_helper(Helper::Minimum);
-                format!("minimum(acc, {value})")
-            }
+        // A combination step is the binary function of the same meaning.
+        let f = match combine {
+            Combine::Sum => BinaryFn::Add,
+            Combine::Product => BinaryFn::Mul,
+            Combine::Max => BinaryFn::Max,
+            Combine::Min => BinaryFn::Min,
         };
+        let step = self.binary(f, "acc", &value);
         self.line(format!("acc = {step};"));
         self.close_loops(domain, split..domain.len());
         let result =
