@@ -43,7 +43,7 @@ pub use kiln_runtime::{Backend, CompiledGraph, Context, ContextOptions, RuntimeE
 pub use emit::{emit, EmitError, Stage};
 pub use kiln_frontend::{LoadError, LoadOptions, load as load_graph};
 
-/// Loads a model file (`.onnx` or `.webnn`) and compiles it for the
+/// Loads a model file (`.onnx`, `.tflite` or `.webnn`) and compiles it for the
 /// default context (the `cpu` backend on all cores); run it with
 /// `Context::new(ContextOptions::default())?.compute(..)`. Models with
 /// symbolic dimensions need [`Context::load`] with [`LoadOptions`].

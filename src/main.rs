@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run a model on .npy inputs and write one .npy per output.
     Run {
-        /// The model file (.onnx or .webnn).
+        /// The model file (.onnx, .tflite or .webnn).
         model: PathBuf,
         /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
@@ -36,7 +36,7 @@ enum Command {
     },
     /// Describe a model: inputs, outputs, operators, parameters, FLOPs.
     Info {
-        /// The model file (.onnx or .webnn).
+        /// The model file (.onnx, .tflite or .webnn).
         model: PathBuf,
         /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
@@ -47,7 +47,7 @@ enum Command {
     Ops,
     /// Measure compile time and latency of a model on random inputs.
     Bench {
-        /// The model file (.onnx or .webnn).
+        /// The model file (.onnx, .tflite or .webnn).
         model: PathBuf,
         /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
@@ -79,7 +79,7 @@ enum Command {
     /// graph passes, rewrite rules fired, fusions, pass times, and the
     /// operators every kernel computes.
     Explain {
-        /// The model file (.onnx or .webnn).
+        /// The model file (.onnx, .tflite or .webnn).
         model: PathBuf,
         /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
@@ -95,7 +95,7 @@ enum Command {
     },
     /// Print a stage of the compilation in its stable text form.
     Emit {
-        /// The model file (.onnx or .webnn).
+        /// The model file (.onnx, .tflite or .webnn).
         model: PathBuf,
         /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
@@ -117,7 +117,7 @@ enum Command {
     /// Compile a model ahead of time into an object file and a C header
     /// (docs/aot.md): link NAME.o into any program, no kiln runtime needed.
     Compile {
-        /// The model file (.onnx or .webnn).
+        /// The model file (.onnx, .tflite or .webnn).
         model: PathBuf,
         /// Bind a symbolic input shape: NAME=D0xD1x... for an input, or
         /// NAME=N for a named symbolic dimension (repeatable; .onnx models).
@@ -521,6 +521,19 @@ fn info(model: &Path, shapes: &[String]) -> CliResult {
             println!("  {op:<24} {n}{mark}");
         }
         onnx.to_graph(&load_options(shapes)?)?
+    } else if model.extension().is_some_and(|e| e == "tflite") {
+        let tflite = kiln::frontend::tflite::TfliteModel::open(model)?;
+        let description = tflite.description();
+        println!("TFLite model: {}", if description.is_empty() { "no description" } else { &description });
+        let supported = kiln::frontend::tflite::supported_operators();
+        let counts = tflite.operator_counts()?;
+        println!("TFLite operators: {} operators", counts.values().sum::<usize>());
+        for (op, n) in &counts {
+            let mapped = supported.iter().any(|s| s == op || *s == format!("{op} (custom)"));
+            let mark = if mapped { "" } else { "  (not supported)" };
+            println!("  {op:<24} {n}{mark}");
+        }
+        load(model, shapes)?
     } else {
         load(model, shapes)?
     };

@@ -179,7 +179,7 @@ impl GraphBuilder {
     }
 
     unary_methods!(
-        abs => Abs, ceil => Ceil, floor => Floor, exp => Exp, log => Log, neg => Neg, sqrt => Sqrt,
+        abs => Abs, ceil => Ceil, floor => Floor, round_even => RoundEven, exp => Exp, log => Log, neg => Neg, sqrt => Sqrt,
         erf => Erf, reciprocal => Reciprocal, sin => Sin, cos => Cos, tan => Tan, tanh => Tanh,
         sigmoid => Sigmoid, relu => Relu, hard_swish => HardSwish, gelu => Gelu, softplus => Softplus,
         softsign => Softsign, identity => Identity, logical_not => LogicalNot,

@@ -3,12 +3,14 @@
 //!
 //! - [`builder`]: the WebNN `MLGraphBuilder` API in Rust.
 //! - [`onnx`]: ONNX models onto the WebNN operator set.
+//! - [`tflite`]: TFLite (LiteRT) models onto the WebNN operator set.
 //! - [`op_table`]: WebNN operator names and arguments onto typed ops; shared
 //!   by the text format and the conformance JSON.
 //! - [`webnn_text`]: the `.webnn` graph text format and its weights sidecars.
 
 pub mod builder;
 pub mod onnx;
+pub mod tflite;
 pub mod op_table;
 pub mod webnn_text;
 
@@ -65,22 +67,30 @@ pub enum LoadError {
     Text(#[from] webnn_text::TextError),
     #[error(transparent)]
     Onnx(#[from] onnx::OnnxError),
-    #[error("{path}: unsupported model format (kiln reads .onnx models and .webnn graphs)")]
+    #[error(transparent)]
+    Tflite(#[from] tflite::TfliteError),
+    #[error("{path}: unsupported model format (kiln reads .onnx and .tflite models and .webnn graphs)")]
     UnknownFormat { path: String },
-    #[error("{path}: --shape applies to models with symbolic dimensions (.onnx); .webnn graphs have static shapes")]
+    #[error("{path}: --shape applies to models with symbolic dimensions (.onnx); .webnn graphs and .tflite models have static shapes")]
     ShapesNotApplicable { path: String },
+    #[error("{path}: load-time constants for inputs apply to .onnx models")]
+    ConstantsNotApplicable { path: String },
 }
 
 /// Loads a model file into a graph, choosing the format by extension:
-/// `.onnx` (ONNX, weights memory-mapped) or `.webnn` (the WebNN text
-/// format, with weights sidecars next to it).
+/// `.onnx` (ONNX, weights memory-mapped), `.tflite` (TFLite/LiteRT) or
+/// `.webnn` (the WebNN text format, with weights sidecars next to it).
 pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Graph, LoadError> {
     let path = path.as_ref();
     let display = || path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("onnx") => Ok(onnx::load(path, options)?),
-        Some("webnn") if !options.shapes.is_empty() => Err(LoadError::ShapesNotApplicable { path: display() }),
+        Some("webnn" | "tflite") if !options.shapes.is_empty() => Err(LoadError::ShapesNotApplicable { path: display() }),
+        Some("webnn" | "tflite") if !options.constants.is_empty() => {
+            Err(LoadError::ConstantsNotApplicable { path: display() })
+        }
         Some("webnn") => Ok(webnn_text::load(path)?),
+        Some("tflite") => Ok(tflite::load(path)?),
         _ => Err(LoadError::UnknownFormat { path: display() }),
     }
 }

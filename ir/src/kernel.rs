@@ -188,6 +188,8 @@ pub enum UnaryFn {
     Cos,
     Tan,
     Tanh,
+    /// Rounds to the nearest integer, ties to even.
+    RoundEven,
     /// Truncation toward zero (float to integer casts).
     Trunc,
     /// Rounds to the nearest float16 value (casts to float16).

@@ -87,7 +87,7 @@ kinds!(
         Sqrt => "sqrt", Erf => "erf", Reciprocal => "reciprocal", Sin => "sin", Cos => "cos",
         Tan => "tan", Tanh => "tanh", Sigmoid => "sigmoid", Relu => "relu", HardSwish => "hardSwish",
         Gelu => "gelu", Softplus => "softplus", Softsign => "softsign", Identity => "identity",
-        LogicalNot => "logicalNot",
+        LogicalNot => "logicalNot", RoundEven => "roundEven",
     }
 );
 kinds!(

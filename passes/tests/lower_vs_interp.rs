@@ -187,6 +187,9 @@ fn activations_on_extreme_values() {
         -10.0,
         -5.0,
         -1.0,
+        -2.5,
+        -1.5,
+        -0.5,
         -1e-3,
         -1e-7,
         -0.0,
@@ -195,7 +198,10 @@ fn activations_on_extreme_values() {
         1e-3,
         0.5,
         1.0,
+        1.5,
+        2.5,
         5.0,
+        8388607.5,
         20.0,
         30.0,
         88.0,
@@ -218,6 +224,7 @@ fn activations_on_extreme_values() {
         ("tanh", Box::new(|i| Op::Unary { kind: UnaryOp::Tanh, input: i })),
         ("erf", Box::new(|i| Op::Unary { kind: UnaryOp::Erf, input: i })),
         ("gelu", Box::new(|i| Op::Unary { kind: UnaryOp::Gelu, input: i })),
+        ("roundEven", Box::new(|i| Op::Unary { kind: UnaryOp::RoundEven, input: i })),
     ];
     for (name, op) in cases {
         let mut g = Graph::new();

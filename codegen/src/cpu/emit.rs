@@ -482,6 +482,7 @@ impl Emitter<'_> {
                         UnaryFn::Neg => l.fb.ins().fneg(x),
                         UnaryFn::Ceil => l.fb.ins().ceil(x),
                         UnaryFn::Floor => l.fb.ins().floor(x),
+                        UnaryFn::RoundEven => l.fb.ins().nearest(x),
                         UnaryFn::Sqrt => l.fb.ins().sqrt(x),
                         UnaryFn::Trunc => l.fb.ins().trunc(x),
                         UnaryFn::Exp => math::exp(l, x),

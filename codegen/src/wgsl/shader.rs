@@ -568,6 +568,8 @@ impl Writer<'_> {
             UnaryFn::Neg => format!("-{x}"),
             UnaryFn::Ceil => format!("ceil({x})"),
             UnaryFn::Floor => format!("floor({x})"),
+            // WGSL's round() rounds ties to even.
+            UnaryFn::RoundEven => format!("round({x})"),
             UnaryFn::Sqrt => format!("sqrt({x})"),
             UnaryFn::Trunc => format!("trunc({x})"),
             UnaryFn::Exp => call(self, Helper::Exp, "k_exp"),

@@ -154,6 +154,7 @@ pub(super) fn unary(kind: UnaryOp, input: &Tensor, out: &OperandDescriptor) -> R
                 UnaryOp::Abs => f64::abs,
                 UnaryOp::Ceil => f64::ceil,
                 UnaryOp::Floor => f64::floor,
+                UnaryOp::RoundEven => f64::round_ties_even,
                 UnaryOp::Exp => f64::exp,
                 UnaryOp::Log => f64::ln,
                 UnaryOp::Neg => |x| -x,

@@ -68,7 +68,7 @@ fn run_host(program: &Program, memory: &mut Memory, h: &HostKernel) -> Result<()
 
 impl UnaryFn {
     /// The function on one f32 value. `Abs`, `Neg`, `Ceil`, `Floor`,
-    /// `Trunc` and `Sqrt` are the exact IEEE operations; `Exp`, `Log`,
+    /// `RoundEven`, `Trunc` and `Sqrt` are the exact IEEE operations; `Exp`, `Log`,
     /// `Erf`, `Sin`, `Cos`, `Tan` and `Tanh` are evaluated in f64 and
     /// rounded once to f32 (so they are as good as correctly rounded);
     /// `RoundF16` rounds to the nearest float16 value, ties to even.
@@ -79,6 +79,7 @@ impl UnaryFn {
             UnaryFn::Neg => -x,
             UnaryFn::Ceil => x.ceil(),
             UnaryFn::Floor => x.floor(),
+            UnaryFn::RoundEven => x.round_ties_even(),
             UnaryFn::Sqrt => x.sqrt(),
             UnaryFn::Exp => wide(f64::exp),
             UnaryFn::Log => wide(f64::ln),

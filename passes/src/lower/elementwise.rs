@@ -112,6 +112,7 @@ impl Lowerer<'_> {
             }),
             UnaryOp::Ceil => self.elementwise(out, &[input], simple(UnaryFn::Ceil)),
             UnaryOp::Floor => self.elementwise(out, &[input], simple(UnaryFn::Floor)),
+            UnaryOp::RoundEven => self.elementwise(out, &[input], simple(UnaryFn::RoundEven)),
             UnaryOp::Exp => self.elementwise(out, &[input], simple(UnaryFn::Exp)),
             UnaryOp::Log => self.elementwise(out, &[input], simple(UnaryFn::Log)),
             UnaryOp::Sqrt => self.elementwise(out, &[input], simple(UnaryFn::Sqrt)),

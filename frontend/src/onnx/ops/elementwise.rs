@@ -40,6 +40,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     ("Reciprocal", |im, cx| unary(im, cx, UnaryOp::Reciprocal)),
     ("Floor", |im, cx| unary(im, cx, UnaryOp::Floor)),
     ("Ceil", |im, cx| unary(im, cx, UnaryOp::Ceil)),
+    ("Round", |im, cx| unary(im, cx, UnaryOp::RoundEven)),
     ("Erf", |im, cx| unary(im, cx, UnaryOp::Erf)),
     ("Sin", |im, cx| unary(im, cx, UnaryOp::Sin)),
     ("Cos", |im, cx| unary(im, cx, UnaryOp::Cos)),
