@@ -16,7 +16,8 @@
 //! Tolerances, per element: float outputs |kiln - LiteRT| <= 1e-4 *
 //! max|LiteRT| + 1e-3 * |LiteRT| (relative to each output's largest
 //! magnitude: XNNPACK and LiteRT's builtin kernels differ by up to 1e-5 of
-//! it, pose_landmark_full's segmentation logits by 5e-4); quantized
+//! it, pose_landmark_full's segmentation logits by 5.3e-4, whose bound is
+//! 6e-4 of it); quantized
 //! (integer) outputs within one quantum on at most half of the
 //! elements (LiteRT runs integer kernels with fixed-point rescaling, kiln
 //! dequantize -> float -> quantize: a rounding tie that goes the other way
@@ -178,7 +179,9 @@ fn pose_detection_matches_litert() {
 
 #[test]
 fn pose_landmark_full_matches_litert() {
-    check("pose_landmark_full", FLOAT);
+    // Its segmentation logits (largest magnitude 1,315) differ by 0.7 between
+    // LiteRT's own XNNPACK and builtin kernels: 5.3e-4 of the largest.
+    check("pose_landmark_full", Tolerance { atol: 6e-4, ..FLOAT });
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! kiln's graph passes, run in order by a [`Pipeline`] (see
 //! [`pipeline`]): constant folding ([`fold()`]), graph rewriting by
-//! equality saturation ([`rewrite()`]), lowering a WebNN graph to
+//! equality saturation ([`rewrite()`]), channels-last networks made
+//! channels-first ([`relayout()`]), lowering a WebNN graph to
 //! the kernel IR ([`lower()`]), fusion of elementwise Maps into the kernels
 //! that produce their inputs ([`fuse()`]) and memory planning ([`plan()`]).
 //!
@@ -41,6 +42,7 @@
 
 pub mod fold;
 pub mod fuse;
+pub mod layout;
 pub mod lower;
 pub mod pipeline;
 pub mod plan;
@@ -49,6 +51,7 @@ pub mod views;
 
 pub use fold::{FoldError, Folded, fold};
 pub use fuse::{Fusion, FusionKind, fuse};
+pub use layout::{Relayout, relayout};
 pub use pipeline::{CompileError, Compiled, Pass, Pipeline, Report, Snapshot};
 pub use rewrite::{RewriteOptions, Rewritten, rewrite};
 pub use lower::{

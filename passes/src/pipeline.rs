@@ -2,13 +2,15 @@
 //! on a graph, times each one and keeps what each decided (a [`Report`]).
 //!
 //! ```text
-//! graph ─fold─> graph ─rewrite─> graph ─lower─> kernels ─fuse─> kernels ─views─> kernels ─plan─> program
+//! graph ─fold─> graph ─rewrite─> graph ─layout─> graph ─lower─> kernels ─fuse─> kernels ─views─> kernels ─plan─> program
 //! ```
 //!
 //! * `fold` ([`crate::fold()`]): nodes whose operands are all constants are
 //!   computed at compile time.
 //! * `rewrite` ([`crate::rewrite()`]): equality saturation with the rules
 //!   of [`crate::rewrite::rules`], extraction by a cost model.
+//! * `layout` ([`crate::relayout`]): NHWC convolutions, and what flows
+//!   between them, compute channels-first.
 //! * `lower` ([`crate::lower`]): every node becomes kernels.
 //! * `fuse` ([`crate::fuse()`]): elementwise Maps fold into the kernels
 //!   that produce their inputs.
@@ -32,6 +34,7 @@ use kiln_ir::{Graph, GraphError};
 
 use crate::fold::{FoldError, Folded};
 use crate::fuse::Fusion;
+use crate::layout::Relayout;
 use crate::views::View;
 use crate::lower::{LowerError, LowerOptions};
 use crate::rewrite::{RewriteOptions, Rewritten};
@@ -41,6 +44,7 @@ use crate::rewrite::{RewriteOptions, Rewritten};
 pub enum Pass {
     Fold,
     Rewrite,
+    Layout,
     Lower,
     Fuse,
     Views,
@@ -49,12 +53,14 @@ pub enum Pass {
 
 impl Pass {
     /// Every pass, in the order a pipeline runs them.
-    pub const ALL: &'static [Pass] = &[Pass::Fold, Pass::Rewrite, Pass::Lower, Pass::Fuse, Pass::Views, Pass::Plan];
+    pub const ALL: &'static [Pass] =
+        &[Pass::Fold, Pass::Rewrite, Pass::Layout, Pass::Lower, Pass::Fuse, Pass::Views, Pass::Plan];
 
     pub fn name(self) -> &'static str {
         match self {
             Pass::Fold => "fold",
             Pass::Rewrite => "rewrite",
+            Pass::Layout => "layout",
             Pass::Lower => "lower",
             Pass::Fuse => "fuse",
             Pass::Views => "views",
@@ -64,7 +70,7 @@ impl Pass {
 
     /// Whether the pass rewrites the graph (else the kernel program).
     pub fn on_graph(self) -> bool {
-        matches!(self, Pass::Fold | Pass::Rewrite)
+        matches!(self, Pass::Fold | Pass::Rewrite | Pass::Layout)
     }
 }
 
@@ -102,6 +108,9 @@ pub enum CompileError {
     /// Building the rewritten graph failed (a rule's bug).
     #[error("rewrite: {0}")]
     Rewrite(GraphError),
+    /// Building the relaid-out graph failed (the pass's bug).
+    #[error("layout: {0}")]
+    Layout(GraphError),
 }
 
 /// What the passes did, for `kiln explain` and for tests.
@@ -123,6 +132,8 @@ pub struct Report {
     pub folded: Folded,
     /// What the rewrite pass did, if it ran.
     pub rewrite: Option<Rewritten>,
+    /// What the layout pass did.
+    pub layout: Relayout,
     /// Fusion decisions, in the kernel numbering of the lowered program at
     /// the time each was made.
     pub fusions: Vec<Fusion>,
@@ -209,6 +220,11 @@ impl Pipeline {
                     let (rewritten, record) = crate::rewrite::rewrite(input, &self.rewrite).map_err(CompileError::Rewrite)?;
                     report.rewrite = Some(record);
                     current = Some(rewritten);
+                }
+                Pass::Layout => {
+                    let (relaid, record) = crate::layout::relayout(input).map_err(CompileError::Layout)?;
+                    report.layout = record;
+                    current = Some(relaid);
                 }
                 Pass::Lower => {
                     report.operators_after = input.nodes().len();

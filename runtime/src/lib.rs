@@ -347,7 +347,9 @@ impl From<CompileError> for RuntimeError {
         match e {
             CompileError::Lower(e) => RuntimeError::Lower(e),
             CompileError::Fold(FoldError::Interp(e)) => RuntimeError::Interp(e),
-            CompileError::Fold(FoldError::Graph(e)) | CompileError::Rewrite(e) => RuntimeError::Graph(e),
+            CompileError::Fold(FoldError::Graph(e)) | CompileError::Rewrite(e) | CompileError::Layout(e) => {
+                RuntimeError::Graph(e)
+            }
         }
     }
 }
