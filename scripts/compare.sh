@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # kiln vs ONNX Runtime (CPU) on the same .onnx files: the nine models of
-# scripts/fetch_onnx_data.sh (target/onnx-data/models/<name>/model.onnx).
+# scripts/fetch_onnx_data.sh (target/onnx-data/models/<name>/model.onnx); and kiln vs
+# LiteRT (pip ai-edge-litert, its default XNNPACK delegate) on the same .tflite files
+# (target/tflite-data/models/<name>/model.tflite, entries `tflite/<name>`).
 #
 #   scripts/compare.sh                 # from anywhere inside the repository
 #   RUNS=50 THREADS="1 2 4" MODELS="resnet50 ppocr_det" scripts/compare.sh
@@ -10,8 +12,9 @@
 # if it is absent; build kiln (release); read each model's input shapes from its
 # test_data_set_0/input_N.pb (graph inputs that are not initializers, in order);
 # then for every model and thread count run `kiln bench MODEL.onnx --shape NAME=DIMS...
-# --json` and `scripts/bench_ort.py MODEL.onnx --shape NAME=DIMS... --json` in
-# alternation, ROUNDS times each (a shared machine's slow spells then hit both; each
+# --json` and `scripts/bench_ort.py MODEL.onnx --shape NAME=DIMS... --json` (for a
+# tflite/ entry: `kiln bench MODEL.tflite --json` and `scripts/bench_litert.py
+# MODEL.tflite --json`, static shapes) in alternation, ROUNDS times each (a shared machine's slow spells then hit both; each
 # side's figure is the median of its rounds' medians), and (at the first thread
 # count) `kiln bench --no-optimize` once (the graph as
 # given), and print two markdown tables on stdout: kiln vs ORT, and the optimizer
@@ -25,7 +28,9 @@
 # Environment: RUNS (timed runs per round, default 20), ROUNDS (alternations of kiln and
 # ORT per measurement, default 3), THREADS (default "1 2"),
 # MODELS (default "mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n
-# byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec"; an entry
+# byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec
+# tflite/mobilenet_v2_f32 tflite/mobilenet_int8 tflite/face_detection_short_range
+# tflite/hand_landmark_full tflite/selfie_segmentation tflite/pose_landmark_full"; an entry
 # NAME@INPUT=DIMS[,INPUT=DIMS...] measures model NAME at those input shapes instead
 # of its test data's, and is its own row), PYTHON (interpreter used to create the
 # venv, default python3).
@@ -34,7 +39,7 @@ set -euo pipefail
 RUNS="${RUNS:-20}"
 ROUNDS="${ROUNDS:-3}"
 THREADS="${THREADS:-1 2}"
-MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec}"
+MODELS="${MODELS:-mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n byte_classifier ppocr_det ppocr_det@x=1x3x640x640 ppocr_cls ppocr_rec tflite/mobilenet_v2_f32 tflite/mobilenet_int8 tflite/face_detection_short_range tflite/hand_landmark_full tflite/selfie_segmentation tflite/pose_landmark_full}"
 PYTHON="${PYTHON:-python3}"
 
 say() { printf '[compare] %s\n' "$*" >&2; }
@@ -51,17 +56,26 @@ models_dir="target/onnx-data/models"
 out_dir="target/compare"
 kiln="target/release/kiln"
 
+tflite_dir="target/tflite-data/models"
+# The model file of an entry (without its @shapes).
+model_file() {
+    case "$1" in
+        tflite/*) echo "$tflite_dir/${1#tflite/}/model.tflite" ;;
+        *) echo "$models_dir/$1/model.onnx" ;;
+    esac
+}
+
 missing=""
 for entry in $MODELS; do
     model="${entry%%@*}"
-    [[ -f "$models_dir/$model/model.onnx" && -d "$models_dir/$model/test_data_set_0" ]] || missing="$missing $model"
+    [[ -f "$(model_file "$model")" ]] || missing="$missing $model"
 done
 if [[ -n "$missing" ]]; then
-    say "missing under $models_dir:$missing; running scripts/fetch_onnx_data.sh"
+    say "missing:$missing; running scripts/fetch_onnx_data.sh"
     PYTHON="$PYTHON" scripts/fetch_onnx_data.sh >&2
     for model in $missing; do
-        [[ -f "$models_dir/$model/model.onnx" ]] \
-            || die "no $models_dir/$model/model.onnx (unknown model? there are: $(ls "$models_dir" | tr '\n' ' '))"
+        [[ -f "$(model_file "$model")" ]] \
+            || die "no $(model_file "$model") (unknown model? there are: $(ls "$models_dir" | tr '\n' ' ') and under $tflite_dir: $(ls "$tflite_dir" | tr '\n' ' '))"
     done
 fi
 
@@ -117,32 +131,38 @@ say "load average before: $load_before ($(nproc) cores)"
 
 for entry in $MODELS; do
     model="${entry%%@*}"
-    file="$models_dir/$model/model.onnx"
-    if [[ "$entry" == *@* ]]; then
+    file="$(model_file "$model")"
+    if [[ "$model" == tflite/* ]]; then
+        shapes="static"
+        reference=(scripts/bench_litert.py "$file")
+    elif [[ "$entry" == *@* ]]; then
         shapes="$(tr ',' '\n' <<<"${entry#*@}")"
     else
         shapes="$(input_shapes "$models_dir/$model")" || die "$model: cannot read its input shapes"
     fi
     model="$entry"
     shape_args=()
-    while IFS= read -r s; do shape_args+=(--shape "$s"); done <<<"$shapes"
+    if [[ "$shapes" != static ]]; then
+        while IFS= read -r s; do shape_args+=(--shape "$s"); done <<<"$shapes"
+        reference=(scripts/bench_ort.py "$file" "${shape_args[@]}")
+    fi
     shapes="${shapes//$'\n'/ }"
     say "$model: $shapes"
     for t in $THREADS; do
-        raw="$out_dir/raw/$model.$t"
+        raw="$out_dir/raw/${model//\//_}.$t"
         for round in $(seq 1 "$ROUNDS"); do
             say "$model, $t thread(s), round $round of $ROUNDS, $RUNS runs: kiln"
-            "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
+            "$kiln" bench "$file" ${shape_args[@]+"${shape_args[@]}"} --threads "$t" --runs "$RUNS" --json \
                 >"$raw.kiln.$round.json" 2>"$raw.kiln.$round.err" \
                 || say "$model: kiln failed: $(tail -n 3 "$raw.kiln.$round.err")"
-            say "$model, $t thread(s), round $round of $ROUNDS, $RUNS runs: onnxruntime"
-            "$py" scripts/bench_ort.py "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json \
+            say "$model, $t thread(s), round $round of $ROUNDS, $RUNS runs: ${reference[0]}"
+            "$py" "${reference[@]}" --threads "$t" --runs "$RUNS" --json \
                 >"$raw.ort.$round.json" 2>"$raw.ort.$round.err" \
-                || say "$model: onnxruntime failed: $(tail -n 3 "$raw.ort.$round.err")"
+                || say "$model: ${reference[0]} failed: $(tail -n 3 "$raw.ort.$round.err")"
         done
         if [[ "$t" == "$first_threads" ]]; then
             say "$model, $t thread(s), $RUNS runs: kiln --no-optimize"
-            "$kiln" bench "$file" "${shape_args[@]}" --threads "$t" --runs "$RUNS" --json --no-optimize \
+            "$kiln" bench "$file" ${shape_args[@]+"${shape_args[@]}"} --threads "$t" --runs "$RUNS" --json --no-optimize \
                 >"$raw.plain.json" 2>"$raw.plain.err" \
                 || say "$model: kiln --no-optimize failed: $(tail -n 3 "$raw.plain.err")"
         fi
@@ -156,6 +176,7 @@ say "load average after: $load_after"
 "$py" - "$runs_list" "$out_dir/results.jsonl" "$RUNS" "$load_before" "$load_after" "$(nproc)" "$ROUNDS" <<'PY'
 import json, os, statistics, sys
 import onnxruntime
+from importlib.metadata import version
 
 runs_list, results, runs, before, after, cores, rounds = sys.argv[1:]
 
@@ -200,30 +221,32 @@ with open(results, "w") as out:
             failures.append((model, threads, "kiln", k_err))
         if o_err:
             record["ort_error"] = o_err
-            failures.append((model, threads, "onnxruntime", o_err))
+            failures.append((model, threads, "LiteRT" if model.startswith("tflite/") else "onnxruntime", o_err))
         p, _ = one(f"{raw}.plain") if os.path.exists(f"{raw}.plain.json") else (None, None)
         if p:
             record["kiln_no_optimize"] = p
         out.write(json.dumps(record) + "\n")
         rows.append((model, threads, k, o, p))
 
-print(f"kiln (cpu backend) vs onnxruntime {onnxruntime.__version__} CPUExecutionProvider on the same "
-      f".onnx files, f32, {rounds} alternating rounds of {runs} timed runs after 1 warm-up each; "
+print(f"kiln (cpu backend) vs onnxruntime {onnxruntime.__version__} (CPUExecutionProvider) on the same "
+      f".onnx files and vs LiteRT (ai-edge-litert {version('ai-edge-litert')}, XNNPACK) on the same .tflite "
+      f"files (tflite/ rows), {rounds} alternating rounds of {runs} timed runs after 1 warm-up each; "
       f"median of the rounds' medians, ms")
 print(f"load average before {before}, after {after} ({cores} cores)")
 print()
-print("| model | threads | kiln median ms | ORT median ms | kiln/ORT | kiln compile ms | ORT session ms |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| model | threads | kiln median ms | reference | reference median ms | kiln/reference | kiln compile ms | reference session ms |")
+print("|---|---:|---:|---|---:|---:|---:|---:|")
 for model, threads, k, o, _ in rows:
+    ref = "LiteRT" if model.startswith("tflite/") else "ORT"
     km = f"{k['median_ms']:.2f}" if k else "failed"
     om = f"{o['median_ms']:.2f}" if o else "failed"
     ratio = f"{k['median_ms'] / o['median_ms']:.2f}" if k and o else "-"
     kc = f"{k['compile_ms']:.1f}" if k else "-"
     oc = f"{o['compile_ms']:.1f}" if o else "-"
-    print(f"| {model} | {threads} | {km} | {om} | {ratio} | {kc} | {oc} |")
+    print(f"| {model} | {threads} | {km} | {ref} | {om} | {ratio} | {kc} | {oc} |")
 print()
-print("kiln/ORT > 1 means kiln is slower. Input shapes (test_data_set_0): "
-      + "; ".join(f"{m} {s}" for m, s in shapes_of.items()) + ".")
+print("kiln/reference > 1 means kiln is slower. Input shapes (test_data_set_0; .tflite models are static): "
+      + "; ".join(f"{m} {s}" for m, s in shapes_of.items() if s != "static") + ".")
 optimizer = [(m, t, k, p) for m, t, k, _, p in rows if k and p]
 if optimizer:
     print()

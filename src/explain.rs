@@ -91,6 +91,10 @@ pub fn to_json(original: &Graph, compiled: &Compiled) -> Value {
         "operators_by_name_after": census(&compiled.graph),
         "folded": report.folded.nodes.len(),
         "rewrite": rewrite,
+        "layout": json!({
+            "channels_first": report.layout.channels_first,
+            "transposes": report.layout.transposes,
+        }),
         "kernels_lowered": report.kernels_lowered,
         "kernels": kernels,
         "fusions": fusions,
@@ -155,6 +159,10 @@ pub fn to_text(original: &Graph, compiled: &Compiled) -> String {
                 }
                 None => String::new(),
             },
+            kiln_passes::Pass::Layout => format!(
+                "{} nodes channels-first, {} transposes added",
+                report.layout.channels_first, report.layout.transposes
+            ),
             kiln_passes::Pass::Views => {
                 let copies: usize = report.views.iter().map(|v| v.kernels.len()).sum();
                 format!("{copies} copies removed, {} buffers became views", report.views.len())

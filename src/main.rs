@@ -529,7 +529,7 @@ fn info(model: &Path, shapes: &[String]) -> CliResult {
         let counts = tflite.operator_counts()?;
         println!("TFLite operators: {} operators", counts.values().sum::<usize>());
         for (op, n) in &counts {
-            let mapped = supported.iter().any(|s| s == op || *s == format!("{op} (custom)"));
+            let mapped = supported.iter().any(|s| s == op);
             let mark = if mapped { "" } else { "  (not supported)" };
             println!("  {op:<24} {n}{mark}");
         }

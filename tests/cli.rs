@@ -98,7 +98,7 @@ fn bad_model_files_are_clear_errors() {
     assert_error(&kiln(&["info", onnx.to_str().unwrap()]), "not an ONNX model: it has no graph");
     let tflite = dir.join("model.tflite");
     std::fs::write(&tflite, b"TFL3").unwrap();
-    assert_error(&kiln(&["info", tflite.to_str().unwrap()]), "unsupported model format");
+    assert_error(&kiln(&["info", tflite.to_str().unwrap()]), "not a TFLite model");
     let broken = dir.join("broken.webnn");
     std::fs::write(&broken, "webnn_graph \"g\" v1 {\n  inputs {\n    x: f32[2]\n  }\n}\n").unwrap();
     assert_error(&kiln(&["info", broken.to_str().unwrap()]), "3:");
@@ -237,7 +237,7 @@ fn emit_prints_the_graph_after_any_pass() {
     let lowered = stdout(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "lower"]));
     let count = |text: &str| text.lines().filter(|l| l.starts_with('k') && l.contains(": ")).count();
     assert!(count(&lowered) > count(&kernels), "fusion removes kernels:\n{lowered}");
-    assert_error(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "inline"]), "the passes are: fold, rewrite, lower, fuse, views, plan");
+    assert_error(&kiln(&["emit", "examples/small_cnn.webnn", "--dump-after", "inline"]), "the passes are: fold, rewrite, layout, lower, fuse, views, plan");
 }
 
 #[test]
@@ -250,5 +250,42 @@ fn bench_can_switch_the_optimizer_off() {
         let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(json["operators_before"], 10);
         assert_eq!(json["operators_after"], after, "{json}");
+    }
+}
+
+/// A TFLite model through `kiln info` and `kiln run`: its tensor names
+/// (`serving_default_input:0`, `StatefulPartitionedCall:0`) work as input
+/// names and as output file names, and the result is LiteRT's within one
+/// quantum (the uint8 MobileNet of target/tflite-data, written by
+/// scripts/fetch_onnx_data.sh).
+#[test]
+fn tflite_models_run_from_the_command_line_with_their_tensor_names() {
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tflite-data/models/mobilenet_uint8");
+    assert!(model.is_dir(), "{} is missing: run scripts/fetch_onnx_data.sh", model.display());
+    let file = model.join("model.tflite");
+    let info = stdout(&kiln(&["info", file.to_str().unwrap()]));
+    assert!(info.contains("TFLite operators: 12 operators") && info.contains("CONV_2D"), "{info}");
+    assert!(info.contains("serving_default_input:0: u8[1, 64, 64, 3]"), "{info}");
+    let dir = scratch("tflite-run");
+    let read = |name: &str| {
+        kiln_harness::onnx_tests::read_tensors(&model.join("test_data_set_0"), name).unwrap().remove(0).1
+    };
+    let input = dir.join("input.npy");
+    std::fs::write(&input, kiln::npy::to_bytes(&read("input"))).unwrap();
+    let out = kiln(&[
+        "run",
+        file.to_str().unwrap(),
+        "--input",
+        &format!("serving_default_input:0={}", input.display()),
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = dir.join("StatefulPartitionedCall:0.npy");
+    let got = kiln::npy::parse(&std::fs::read(&written).unwrap()).unwrap();
+    let want = read("output");
+    assert_eq!(got.desc(), want.desc());
+    for (g, w) in got.bytes().iter().zip(want.bytes()) {
+        assert!(g.abs_diff(*w) <= 1, "kiln {g}, LiteRT {w}");
     }
 }

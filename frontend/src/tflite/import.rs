@@ -147,7 +147,7 @@ pub fn import(model: &Model) -> Result<Graph, TfliteError> {
             continue; // A constant listed as an input (older converters): it stays a constant.
         }
         let desc = im.declared(i).map_err(|e| model_err(format!("input `{}`: {}", def.name, message(e))))?;
-        let id = im.graph.add_input(&def.name, desc).map_err(|e| model_err(format!("input `{}`: {e}", def.name)))?;
+        let id = im.graph.add_input(&def.name, desc).map_err(|e| model_err(e.to_string()))?;
         im.slots[i] = Slot::Operand(id);
     }
 
@@ -186,8 +186,8 @@ pub fn import(model: &Model) -> Result<Graph, TfliteError> {
         // Index checks and the dependency rule, before anything is built.
         let mut skip = false;
         for (n, &t) in cx.inputs.iter().enumerate() {
-            if t < 0 {
-                continue;
+            if t == -1 {
+                continue; // An omitted optional input.
             }
             let i = im.tensor_index(t).map_err(|e| fail(format!("input {n}: {}", message(e))))?;
             match im.slots[i] {
@@ -203,12 +203,19 @@ pub fn import(model: &Model) -> Result<Graph, TfliteError> {
         }
         for (n, &t) in cx.outputs.iter().enumerate() {
             let i = im.tensor_index(t).map_err(|e| fail(format!("output {n}: {}", message(e))))?;
-            let written = !matches!(im.slots[i], Slot::Pending);
-            if written || im.constant_bytes(i).map_err(|e| fail(message(e)))?.is_some() {
-                return Err(fail(format!(
-                    "output {n} writes tensor {i} (`{}`), which is already a graph input, a constant or another operator's output",
-                    im.tensors[i].name
-                )));
+            let name = &im.tensors[i].name;
+            if let Some(m) = cx.outputs[..n].iter().position(|&u| u == t) {
+                return Err(fail(format!("output {n} writes tensor {i} (`{name}`), which output {m} writes too")));
+            }
+            let already = match im.slots[i] {
+                Slot::Pending if im.constant_bytes(i).map_err(|e| fail(message(e)))?.is_some() => Some("a constant"),
+                Slot::Pending => None,
+                Slot::Operand(id) if matches!(im.graph.operand(id).kind, OperandKind::Input { .. }) => Some("a graph input"),
+                Slot::Operand(id) if matches!(im.graph.operand(id).kind, OperandKind::Constant(_)) => Some("a constant"),
+                _ => Some("another operator's output"),
+            };
+            if let Some(what) = already {
+                return Err(fail(format!("output {n} writes tensor {i} (`{name}`), which is already {what}")));
             }
         }
         let result = if skip {

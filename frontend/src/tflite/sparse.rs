@@ -9,6 +9,7 @@
 //! `array_indices[array_segments[p]..array_segments[p + 1]]` under parent
 //! position `p`). The stored values follow in traversal order.
 
+use kiln_ir::interp::MAX_FOLDED_ELEMENTS;
 use kiln_ir::{OperandDescriptor, Tensor};
 
 use super::flatbuf::Table;
@@ -42,6 +43,15 @@ pub fn densify(name: &str, desc: &OperandDescriptor, bytes: &[u8], sparsity: &Ta
     let metadata = sparsity.vector(2, "SparsityParameters.dim_metadata")?;
     let dense: Vec<usize> = desc.shape.dims().iter().map(|&d| d as usize).collect();
     let rank = dense.len();
+    if rank == 0 {
+        return Err(fail("a scalar cannot be stored sparse".into()));
+    }
+    let elements = desc.shape.element_count();
+    if elements > MAX_FOLDED_ELEMENTS {
+        return unsupported(format!(
+            "sparse tensor `{name}`: its dense form has {elements} elements, over the {MAX_FOLDED_ELEMENTS}-element limit on constants built at load time"
+        ));
+    }
     let levels = rank + block_map.len();
     if traversal.len() != levels || metadata.len() != levels || rank > 8 {
         return Err(fail(format!(

@@ -120,10 +120,12 @@ pub fn unsupported_reason(cx: &OpCx) -> String {
     }
 }
 
-/// The operators the importer maps: builtin names, then custom ones.
+/// The operators the importer maps: builtin names (sorted), then custom
+/// ones.
 pub fn supported_operators() -> Vec<String> {
     let mut names: Vec<String> = BUILTINS.iter().map(|&(code, _)| builtin_name(code)).collect();
     names.sort();
-    names.extend(CUSTOM_OPS.iter().map(|(name, _)| format!("{name} (custom)")));
+    names.dedup();
+    names.extend(CUSTOM_OPS.iter().map(|(name, _)| name.to_string()));
     names
 }

@@ -35,7 +35,7 @@ fn resolve_shape(shape: &[i64], elements: u64) -> OpResult<Shape> {
         .collect();
     let shape = Shape::new(resolved);
     if shape.checked_element_count() != Some(elements) {
-        return invalid(format!("new shape {shape:?} does not hold the input's {elements} elements"));
+        return invalid(format!("new shape {shape} does not hold the input's {elements} elements"));
     }
     Ok(shape)
 }
