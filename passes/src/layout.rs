@@ -13,7 +13,9 @@
 //! goes back to NHWC, by one transpose, only where an operator that
 //! depends on the layout (a `reshape`, a `gemm`, a graph output, ...)
 //! reads it; each value is transposed at most once each way. Constants
-//! are transposed at compile time.
+//! are transposed at compile time, constant filters among them: to OIHW
+//! (IOHW for `convTranspose2d`), the layout the depthwise and direct
+//! convolution kernels read.
 //!
 //! The pass walks the graph once, in order, keeping for every operand of
 //! the input graph its value in the output graph in either form (or
@@ -21,7 +23,9 @@
 
 use kiln_ir::infer::{resolved_permutation, resolved_reduce_axes};
 use kiln_ir::interp::fold_node;
-use kiln_ir::{Graph, GraphError, InputLayout, Op, OperandId, OperandKind};
+use kiln_ir::{
+    Conv2dFilterLayout, ConvTranspose2dFilterLayout, Graph, GraphError, InputLayout, Op, OperandId, OperandKind,
+};
 
 /// `first = transpose(last, TO_FIRST)`: NHWC to NCHW. Axis `i` of the
 /// channels-first value is axis `TO_FIRST[i]` of the channels-last one.
@@ -71,6 +75,9 @@ struct State<'g> {
     /// values of the network), and channels-first.
     last: Vec<Option<OperandId>>,
     first: Vec<Option<OperandId>>,
+    /// A convolution's constant filter (input-graph id) and its reordered
+    /// value, for the node being rewritten.
+    reordered: Option<(OperandId, OperandId)>,
     record: Relayout,
 }
 
@@ -91,7 +98,7 @@ pub fn relayout(graph: &Graph) -> Result<(Graph, Relayout), GraphError> {
         return Ok((graph.clone(), Relayout::default()));
     }
     let n = graph.operands().len();
-    let mut s = State { input: graph, out: Graph::new(), last: vec![None; n], first: vec![None; n], record: Relayout::default() };
+    let mut s = State { input: graph, out: Graph::new(), last: vec![None; n], first: vec![None; n], reordered: None, record: Relayout::default() };
     for &id in graph.inputs() {
         let name = graph.input_name(id).expect("an input has a name");
         s.last[id.index()] = Some(s.out.add_input(name, graph.desc(id).clone())?);
@@ -190,6 +197,10 @@ impl State<'_> {
         self.input.desc(id).shape.rank()
     }
 
+    fn is_constant(&self, id: OperandId) -> bool {
+        matches!(self.input.operand(id).kind, OperandKind::Constant(_))
+    }
+
     /// Whether operand `id` has a channels-first value already.
     fn is_first(&self, id: OperandId) -> bool {
         self.first[id.index()].is_some()
@@ -223,11 +234,34 @@ impl State<'_> {
         let mut read = Read::Input;
         let mut results_first = true;
         match &mut new {
-            Op::Conv2d { options, .. } if options.input_layout == InputLayout::Nhwc => {
+            Op::Conv2d { filter, options, .. } if options.input_layout == InputLayout::Nhwc => {
                 options.input_layout = InputLayout::Nchw;
+                // A constant filter is reordered to OIHW at compile time:
+                // the layout the depthwise and direct kernels read.
+                let to_oihw = match options.filter_layout {
+                    Conv2dFilterLayout::Oihw => None,
+                    Conv2dFilterLayout::Hwio => Some([3, 2, 0, 1]),
+                    Conv2dFilterLayout::Ohwi => Some([0, 3, 1, 2]),
+                    Conv2dFilterLayout::Ihwo => Some([3, 0, 1, 2]),
+                };
+                if let Some(p) = to_oihw.filter(|_| self.is_constant(*filter)) {
+                    let f = self.last(*filter)?;
+                    self.reordered = Some((*filter, self.transpose(f, p)?));
+                    options.filter_layout = Conv2dFilterLayout::Oihw;
+                }
             }
-            Op::ConvTranspose2d { options, .. } if options.input_layout == InputLayout::Nhwc => {
+            Op::ConvTranspose2d { filter, options, .. } if options.input_layout == InputLayout::Nhwc => {
                 options.input_layout = InputLayout::Nchw;
+                let to_iohw = match options.filter_layout {
+                    ConvTranspose2dFilterLayout::Iohw => None,
+                    ConvTranspose2dFilterLayout::Hwoi => Some([3, 2, 0, 1]),
+                    ConvTranspose2dFilterLayout::Ohwi => Some([3, 0, 1, 2]),
+                };
+                if let Some(p) = to_iohw.filter(|_| self.is_constant(*filter)) {
+                    let f = self.last(*filter)?;
+                    self.reordered = Some((*filter, self.transpose(f, p)?));
+                    options.filter_layout = ConvTranspose2dFilterLayout::Iohw;
+                }
             }
             Op::Pool2d { options, .. } if follows && options.layout == InputLayout::Nhwc => {
                 options.layout = InputLayout::Nchw;
@@ -305,8 +339,12 @@ impl State<'_> {
             }
             _ => return Ok(Form::Unchanged),
         }
+        let reordered = self.reordered.take();
         for (name, id) in new.inputs_mut() {
             *id = match read {
+                Read::Input if name == "filter" && reordered.is_some_and(|(old, _)| old == *id) => {
+                    reordered.expect("checked").1
+                }
                 Read::Input if name == "input" => self.first(*id)?,
                 Read::Input => self.last(*id)?,
                 Read::All => self.first(*id)?,
