@@ -263,6 +263,20 @@ proptest! {
     }
 }
 
+/// Seeds that once failed, checked on every backend so the fix stays: a
+/// Reduce whose fused finish had 33 or more values named one `f32` in WGSL
+/// (maxPool2d -> gelu -> conv2d -> cos, and a similar graph).
+#[test]
+fn regression_seeds_agree_with_the_interpreter() {
+    for seed in [211_261_527_425_963_518, 15_466_159_667_851_751_582] {
+        for backend in compiled_backends() {
+            if let Err(e) = check(seed, backend) {
+                panic!("seed {seed}: {e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn random_graphs_are_varied() {
     // Guards the generator itself: it must build real multi-operator graphs.

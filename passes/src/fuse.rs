@@ -86,15 +86,25 @@ pub struct Fusion {
 
 /// Fuses `program` in place (see the module documentation) and returns the
 /// decisions made, in order. Run it before planning.
+///
+/// Gemm and Reduce producers go first: a Map that reads both a Gemm's
+/// output and a Map's (a residual add of a padded or transposed value)
+/// becomes the Gemm's epilogue, in registers, rather than part of the
+/// other Map.
 pub fn fuse(program: &mut Program) -> Vec<Fusion> {
     let mut done = Vec::new();
     let mut removed = BTreeSet::new();
     'again: loop {
-        for p in 0..program.kernels.len() {
-            if let Some(f) = try_fuse(program, p) {
-                removed.insert(f.buffer);
-                done.push(f);
-                continue 'again;
+        for maps in [false, true] {
+            for p in 0..program.kernels.len() {
+                if matches!(program.kernels[p], Kernel::Map { .. }) != maps {
+                    continue;
+                }
+                if let Some(f) = try_fuse(program, p) {
+                    removed.insert(f.buffer);
+                    done.push(f);
+                    continue 'again;
+                }
             }
         }
         break;

@@ -532,6 +532,8 @@ impl Writer<'_> {
 
     /// Emits `expr` (node `i` as `{prefix}{i}`) and returns the result's
     /// name; `load(self, n)` emits input `n`'s load and names its value.
+    /// `prefix` followed by digits must never spell a WGSL type (`f` would
+    /// give `f16` and `f32`, `i` `i32`, `u` `u32`).
     pub(super) fn expr(
         &mut self,
         e: &Expr,
@@ -730,7 +732,7 @@ impl Writer<'_> {
         self.line(format!("acc = {step};"));
         self.close_loops(domain, split..domain.len());
         let result =
-            self.expr(finish, "f", "acc", &count, &mut |w, n| w.load_input(&finish_inputs[n as usize], kept, &kept_idx).0);
+            self.expr(finish, "fin", "acc", &count, &mut |w, n| w.load_input(&finish_inputs[n as usize], kept, &kept_idx).0);
         let (_, target) = self.locate(out, kept, &kept_idx);
         self.store(out.buffer, &target, &result);
     }
@@ -747,7 +749,7 @@ impl Writer<'_> {
         self.close_loops(domain, split..domain.len());
         let k = lit(domain[split] as f32);
         let result =
-            self.expr(epilogue, "f", "acc", &k, &mut |w, n| w.load_input(&epilogue_inputs[n as usize], outer, &outer_idx).0);
+            self.expr(epilogue, "fin", "acc", &k, &mut |w, n| w.load_input(&epilogue_inputs[n as usize], outer, &outer_idx).0);
         let (_, target) = self.locate(out, outer, &outer_idx);
         self.store(out.buffer, &target, &result);
     }
