@@ -245,8 +245,9 @@ for model, threads, k, o, _ in rows:
     oc = f"{o['compile_ms']:.1f}" if o else "-"
     print(f"| {model} | {threads} | {km} | {ref} | {om} | {ratio} | {kc} | {oc} |")
 print()
-print("kiln/reference > 1 means kiln is slower. Input shapes (test_data_set_0; .tflite models are static): "
-      + "; ".join(f"{m} {s}" for m, s in shapes_of.items() if s != "static") + ".")
+onnx_shapes = [f"{m} {s}" for m, s in shapes_of.items() if s != "static"]
+print("kiln/reference > 1 means kiln is slower."
+      + (" Input shapes (test_data_set_0; .tflite models are static): " + "; ".join(onnx_shapes) + "." if onnx_shapes else ""))
 optimizer = [(m, t, k, p) for m, t, k, _, p in rows if k and p]
 if optimizer:
     print()
