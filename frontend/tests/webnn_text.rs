@@ -111,6 +111,7 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     abs0 = abs(a);
     ceil0 = ceil(a);
     floor0 = floor(a);
+    round0 = roundEven(a);
     exp0 = exp(a);
     log0 = log(a);
     neg0 = neg(a);

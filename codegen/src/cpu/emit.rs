@@ -712,11 +712,15 @@ impl Emitter<'_> {
         index_count: usize,
         out: BufferId,
     ) {
-        let ranges = self.ranges(fb, &[outer, index_count, inner], true);
+        // One index per (outer, j): its row of `inner` elements is copied
+        // 16 bytes at a time, then element by element.
+        let ranges = self.ranges(fb, &[outer, index_count], true);
         let index_type = self.program.buffer(indices).data_type;
         let elem = int_type(self.program.buffer(out).data_type);
+        let size = self.program.buffer(out).data_type.byte_size();
+        let chunk_bytes = (inner * size / 16 * 16) as i64;
         nest(fb, &ranges, &mut Vec::new(), &mut |fb, i| {
-            let (o, j, x) = (i[0], i[1], i[2]);
+            let (o, j) = (i[0], i[1]);
             let at = self.address(fb, indices, j);
             let idx = match index_type {
                 DataType::Int64 => fb.ins().load(types::I64, flags(), at, 0),
@@ -733,15 +737,23 @@ impl Emitter<'_> {
             let src = fb.ins().imul_imm_s(o, axis_len as i64);
             let src = fb.ins().iadd(src, idx);
             let src = fb.ins().imul_imm_s(src, inner as i64);
-            let src = fb.ins().iadd(src, x);
             let dst = fb.ins().imul_imm_s(o, index_count as i64);
             let dst = fb.ins().iadd(dst, j);
             let dst = fb.ins().imul_imm_s(dst, inner as i64);
-            let dst = fb.ins().iadd(dst, x);
             let from = self.address(fb, input, src);
-            let v = fb.ins().load(elem, flags(), from, 0);
             let to = self.address(fb, out, dst);
-            fb.ins().store(flags(), v, to, 0);
+            if chunk_bytes > 0 {
+                let (zero, end) = (fb.ins().iconst(types::I64, 0), fb.ins().iconst(types::I64, chunk_bytes));
+                for_step(fb, zero, end, 16, &mut |fb, b| {
+                    let (f, t) = (fb.ins().iadd(from, b), fb.ins().iadd(to, b));
+                    let v = fb.ins().load(types::I8X16, flags(), f, 0);
+                    fb.ins().store(flags(), v, t, 0);
+                });
+            }
+            for k in (chunk_bytes as usize / size)..inner {
+                let v = fb.ins().load(elem, flags(), from, (k * size) as i32);
+                fb.ins().store(flags(), v, to, (k * size) as i32);
+            }
         });
     }
 }

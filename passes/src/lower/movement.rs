@@ -240,12 +240,29 @@ impl Lowerer<'_> {
         let lo = |k: usize| taps[k].iter().map(|t| t.0).collect::<Vec<_>>();
         let hi = |k: usize| taps[k].iter().map(|t| t.1).collect::<Vec<_>>();
         let (lo0, hi0, lo1, hi1) = (lo(0), hi(0), lo(1), hi(1));
-        let a_lo = self.gather_const(x, axes[0], &lo0, None);
-        let a_hi = self.gather_const(x, axes[0], &hi0, None);
-        let ll = self.gather_const(&a_lo, axes[1], &lo1, None);
-        let lh = self.gather_const(&a_lo, axes[1], &hi1, None);
-        let hl = self.gather_const(&a_hi, axes[1], &lo1, None);
-        let hh = self.gather_const(&a_hi, axes[1], &hi1, None);
+        // Gathers are copies, so the order of the two axes does not change
+        // a bit: the inner one (the larger axis number, whose gathers move
+        // single elements) goes first, at the input's size along the other
+        // axis; the outer one then moves whole rows.
+        let (ll, lh, hl, hh) = if axes[1] > axes[0] {
+            let b_lo = self.gather_const(x, axes[1], &lo1, None);
+            let b_hi = self.gather_const(x, axes[1], &hi1, None);
+            (
+                self.gather_const(&b_lo, axes[0], &lo0, None),
+                self.gather_const(&b_hi, axes[0], &lo0, None),
+                self.gather_const(&b_lo, axes[0], &hi0, None),
+                self.gather_const(&b_hi, axes[0], &hi0, None),
+            )
+        } else {
+            let a_lo = self.gather_const(x, axes[0], &lo0, None);
+            let a_hi = self.gather_const(x, axes[0], &hi0, None);
+            (
+                self.gather_const(&a_lo, axes[1], &lo1, None),
+                self.gather_const(&a_lo, axes[1], &hi1, None),
+                self.gather_const(&a_hi, axes[1], &lo1, None),
+                self.gather_const(&a_hi, axes[1], &hi1, None),
+            )
+        };
         let weights = |k: usize, upper: bool| -> Vec<f32> {
             taps[k].iter().map(|t| if upper { t.2 as f32 } else { (1.0 - t.2) as f32 }).collect()
         };
