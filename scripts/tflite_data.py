@@ -31,7 +31,6 @@ read back and run again, and must reproduce bit for bit.
 import argparse
 import collections
 import os
-import shutil
 import sys
 import zipfile
 
@@ -40,6 +39,7 @@ from onnx import TensorProto, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tflite_models  # noqa: E402
+from onnx_data import fresh_tmp, replace_dir  # noqa: E402
 
 MEDIAPIPE_PREFIX = "mediapipe/modules/"
 # name -> member of the mediapipe wheel under MEDIAPIPE_PREFIX
@@ -64,21 +64,6 @@ MODELS = list(MEDIAPIPE) + GENERATED
 
 def say(msg):
     print(f"[tflite-data] {msg}", file=sys.stderr, flush=True)
-
-
-def replace_dir(tmp, dest):
-    """Move the finished folder tmp to dest, replacing whatever was there."""
-    if os.path.lexists(dest):
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
-
-
-def fresh_tmp(dest):
-    tmp = dest + ".tmp"
-    if os.path.lexists(tmp):
-        shutil.rmtree(tmp)
-    os.makedirs(tmp)
-    return tmp
 
 
 def flatbuffer_io(data):
@@ -181,12 +166,7 @@ def cmd_model(args):
             f"{name}: interpreter I/O {[n for n, _ in feeds]} -> {[n for n, _ in outputs]} differs from "
             f"the flatbuffer's {fb_ins} -> {fb_outs}"
         )
-    for n, y in outputs:
-        yf = y.astype(np.float64)
-        if not np.isfinite(yf).all():
-            raise SystemExit(f"{name}: output {n} is not finite")
-        if y.size > 1 and yf.std() == 0:
-            raise SystemExit(f"{name}: output {n} is constant ({yf.flat[0]})")
+    tflite_models.check_outputs(name, outputs)
 
     data_dir = os.path.join(tmp, "test_data_set_0")
     os.makedirs(data_dir)
