@@ -10,6 +10,7 @@ use kiln_frontend::op_table;
 use kiln_frontend::webnn_text::{
     from_graph, load, parse, print, safetensors_bytes, to_graph, Annotation, Document, Expr, Pos, SafeTensorsFile,
     Sidecar, TextError, Value, WeightError, WeightSource, WeightsFile, MAX_NESTING,
+    MAX_SAFETENSORS_HEADER,
 };
 use kiln_ir::{DataType, Graph, Number, OperandDescriptor, Splits, Tensor, Values};
 
@@ -790,7 +791,7 @@ fn loads_weights_from_name_safetensors() {
     let dir = temp_dir("st");
     let weights = small_weights();
     write(&dir, "small.webnn", SMALL);
-    write(&dir, "small.safetensors", safetensors_bytes(&weights));
+    write(&dir, "small.safetensors", safetensors_bytes(&weights).unwrap());
     let g = load(&dir.join("small.webnn")).unwrap();
     check_small(&g, &weights);
     // No copy: `W` and `b` lie side by side in the data section (sorted keys,
@@ -809,10 +810,10 @@ fn loads_weights_from_model_safetensors_and_prefers_the_named_file() {
     let dir = temp_dir("model-st");
     let weights = small_weights();
     write(&dir, "small.webnn", SMALL);
-    write(&dir, "model.safetensors", safetensors_bytes(&weights));
+    write(&dir, "model.safetensors", safetensors_bytes(&weights).unwrap());
     check_small(&load(&dir.join("small.webnn")).unwrap(), &weights);
     // A NAME.safetensors wins over model.safetensors (here: an empty one).
-    write(&dir, "small.safetensors", safetensors_bytes(&BTreeMap::new()));
+    write(&dir, "small.safetensors", safetensors_bytes(&BTreeMap::new()).unwrap());
     let e = load(&dir.join("small.webnn")).unwrap_err();
     assert!(e.to_string().contains("no tensor \"W\" in") && e.to_string().contains("small.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -917,19 +918,39 @@ fn malformed_safetensors_headers_are_clear_errors() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![1, 2, 3], "the file is 3 bytes long, too short for the 8-byte header length"),
         (safetensors("{}", &[]).into_iter().take(8).chain(*b"{").collect(), "runs past the end"),
-        ([u64::MAX.to_le_bytes().as_slice(), b"{}"].concat(), "exceeds the 104857600-byte limit"),
+        ([u64::MAX.to_le_bytes().as_slice(), b"{}"].concat(), "exceeds the 100000000-byte limit"),
+        // The limit is the safetensors crate's: one byte more is too large, the limit itself is not.
+        ([(MAX_SAFETENSORS_HEADER + 1).to_le_bytes().as_slice(), b"{}"].concat(), "exceeds the 100000000-byte limit"),
+        ([MAX_SAFETENSORS_HEADER.to_le_bytes().as_slice(), b"{}"].concat(), "the header length 100000000 runs past the end"),
         (safetensors("{\"a\": ", &[]), "the header is not valid JSON"),
         (safetensors("[1, 2]", &[]), "the header is not a JSON object"),
         (safetensors("{\"__metadata__\": {\"n\": 1}}", &[]), "`__metadata__` must be an object of strings"),
         (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [1]}}", &[0; 4]), "tensor \"a\": expected"),
         (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}", &[0; 4]), "tensor \"a\": expected"),
-        (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}}", &[0; 4]), "end before they begin"),
+        (safetensors("{\"a\": {\"dtype\": \"Q4\", \"shape\": [1], \"data_offsets\": [0, 4]}}", &[0; 4]), "tensor \"a\": expected"),
+        (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 0]}}", &[0; 4]), "tensor \"a\": data_offsets [4,0]: the tensors must fill"),
+        (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", &[0; 8]), "tensor \"a\": data_offsets [4,12]"),
+        (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", &[0; 8]), "tensor \"a\": holds 8 bytes, but F32[3] needs 12"),
+        (safetensors("{\"a\": {\"dtype\": \"F4\", \"shape\": [3], \"data_offsets\": [0, 2]}}", &[0; 2]), "tensor \"a\": F4[3] is 12 bits"),
+        (
+            safetensors("{\"a\": {\"dtype\": \"U8\", \"shape\": [4294967296, 4294967296, 4294967296, 4294967296, 4294967296], \"data_offsets\": [0, 2]}}", &[0; 2]),
+            "tensor \"a\": the size of U8[4294967296, 4294967296, 4294967296, 4294967296, 4294967296] overflows",
+        ),
+        // Gaps and bytes after the last tensor (the format allows neither).
+        (
+            safetensors(
+                "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, \"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}",
+                &[0; 12],
+            ),
+            "tensor \"b\": data_offsets [8,12]",
+        ),
+        (safetensors("{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", &[0; 8]), "the tensors end at byte 4 of the 8-byte data section"),
         (
             safetensors(
                 "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
                 &[0; 12],
             ),
-            "tensors \"a\" (0..8) and \"b\" (4..12) overlap",
+            "tensor \"b\": data_offsets [4,12]",
         ),
     ];
     for (bytes, message) in cases {
@@ -953,10 +974,8 @@ fn safetensors_entry_errors_name_the_constant() {
         nodes {\n    y = add(x, W);\n  }\n  outputs { y; }\n}\n";
     write(&dir, "g.webnn", graph);
     let cases = [
-        ("{\"wkey\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", "byte range 4..12 lies outside the 8 bytes of tensor data"),
         ("{\"wkey\": {\"dtype\": \"F16\", \"shape\": [4], \"data_offsets\": [0, 8]}}", "declared f32[2], but the weights \"wkey\" hold f16[4]"),
         ("{\"wkey\": {\"dtype\": \"BF16\", \"shape\": [4], \"data_offsets\": [0, 8]}}", "data type BF16 is not supported by kiln"),
-        ("{\"wkey\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", "holds 8 bytes, but f32[3] needs 12"),
         ("{\"other\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", "no tensor \"wkey\" in"),
     ];
     for (header, message) in cases {
@@ -1062,18 +1081,19 @@ fn save_load_round_trips_a_built_graph_with_awkward_names() {
 }
 
 #[test]
-fn safetensors_bytes_are_sorted_padded_and_contiguous() {
+fn safetensors_bytes_are_sorted_by_element_size_padded_and_contiguous() {
     let mut tensors = BTreeMap::new();
     tensors.insert("b".to_string(), Tensor::from_f32([1], &[2.0]).unwrap());
     tensors.insert("a".to_string(), Tensor::from_bytes(OperandDescriptor::new(DataType::Uint8, [3]), vec![7, 8, 9]).unwrap());
-    let bytes = safetensors_bytes(&tensors);
+    let bytes = safetensors_bytes(&tensors).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     assert_eq!(n % 8, 0);
     let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
     assert_eq!(
         header.trim_end(),
-        r#"{"a":{"data_offsets":[0,3],"dtype":"U8","shape":[3]},"b":{"data_offsets":[3,7],"dtype":"F32","shape":[1]}}"#
+        r#"{"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"U8","shape":[3],"data_offsets":[4,7]}}"#
     );
-    assert_eq!(&bytes[8 + n..], &[7, 8, 9, 0, 0, 0, 64]);
-    assert_eq!(safetensors_bytes(&BTreeMap::new()), [8, 0, 0, 0, 0, 0, 0, 0, b'{', b'}', b' ', b' ', b' ', b' ', b' ', b' ']);
+    // Wider elements first: the f32 data starts at a multiple of 8 in the file.
+    assert_eq!(&bytes[8 + n..], &[0, 0, 0, 64, 7, 8, 9]);
+    assert_eq!(safetensors_bytes(&BTreeMap::new()).unwrap(), [8, 0, 0, 0, 0, 0, 0, 0, b'{', b'}', b' ', b' ', b' ', b' ', b' ', b' ']);
 }

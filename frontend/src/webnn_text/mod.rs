@@ -184,5 +184,6 @@ pub fn save(graph: &Graph, path: &Path) -> Result<(), TextError> {
     let (doc, tensors) = convert::graph_document(graph, &name);
     std::fs::write(path, print(&doc)).map_err(|e| io_error(path, e))?;
     let sidecar = path.with_extension("safetensors");
-    std::fs::write(&sidecar, safetensors_bytes(&tensors)).map_err(|e| io_error(&sidecar, e))
+    let bytes = safetensors_bytes(&tensors).map_err(|e| io_error(&sidecar, e))?;
+    std::fs::write(&sidecar, bytes).map_err(|e| io_error(&sidecar, e))
 }

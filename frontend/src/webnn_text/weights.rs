@@ -18,9 +18,9 @@ use kiln_ir::{Bytes, DataType, OperandDescriptor, Tensor};
 use memmap2::Mmap;
 use serde_json::Value as Json;
 
-/// The largest safetensors header kiln reads (the limit of the reference
-/// implementation).
-pub const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
+/// The largest safetensors header kiln reads: the limit of the
+/// `safetensors` crate, which reads the header.
+pub const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
 
 /// An error reading weights. Each names the file and, where there is one,
 /// the tensor.
@@ -76,7 +76,10 @@ fn map_file(path: &Path) -> Result<Arc<Mmap>, WeightError> {
 /// Where one tensor's bytes are, before they are checked against the file.
 #[derive(Clone, Debug)]
 struct Entry {
-    data_type: String,
+    /// The data type as the file spells it (for messages).
+    type_name: String,
+    /// The data type, if kiln has it.
+    data_type: Option<DataType>,
     shape: Vec<u64>,
     begin: u64,
     end: u64,
@@ -85,16 +88,10 @@ struct Entry {
 /// Builds the tensor `key` from `entry`, whose range is relative to
 /// `base` in `map`: checks the data type, that the byte length matches the
 /// shape, and that the range lies inside the file.
-fn entry_tensor(
-    path: &Path,
-    map: &Arc<Mmap>,
-    base: usize,
-    key: &str,
-    entry: &Entry,
-    data_type: Option<DataType>,
-) -> Result<Tensor, WeightError> {
+fn entry_tensor(path: &Path, map: &Arc<Mmap>, base: usize, key: &str, entry: &Entry) -> Result<Tensor, WeightError> {
     let err = |message: String| WeightError::Entry { path: path.to_path_buf(), key: key.to_string(), message };
-    let data_type = data_type.ok_or_else(|| err(format!("data type {} is not supported by kiln", entry.data_type)))?;
+    let data_type =
+        entry.data_type.ok_or_else(|| err(format!("data type {} is not supported by kiln", entry.type_name)))?;
     let dims = entry
         .shape
         .iter()
@@ -135,9 +132,16 @@ fn json_shape(v: Option<&Json>) -> Option<Vec<u64>> {
 /// `{key: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__":
 /// {...}}`, then the tensor data (offsets are relative to its start).
 ///
-/// [`open`](Self::open) checks the file as a whole: the header length, the
-/// JSON, the form of every entry, and that no two tensors overlap. Each
-/// tensor's data type, size and range are checked when it is looked up.
+/// [`open`](Self::open) reads and checks the header with the `safetensors`
+/// crate, on the mapped file: the header length (at most
+/// [`MAX_SAFETENSORS_HEADER`] bytes, inside the file), UTF-8 and JSON, the
+/// form of every entry and of `__metadata__` (strings), that every tensor's
+/// byte length is its shape times its data type's size (every data type of
+/// the format, not only kiln's, without overflow), and that the tensors
+/// fill the data section in order of their offsets, without gaps or
+/// overlaps, to the last byte of the file. Its errors name the file and,
+/// where there is one, the tensor. A tensor's data type is checked against
+/// kiln's when it is looked up.
 pub struct SafeTensorsFile {
     path: PathBuf,
     map: Arc<Mmap>,
@@ -149,87 +153,129 @@ impl SafeTensorsFile {
     /// Maps the file at `path` and checks its header.
     pub fn open(path: &Path) -> Result<Self, WeightError> {
         let map = map_file(path)?;
-        let bad = |message: String| WeightError::Malformed { path: path.to_path_buf(), message };
-        if map.len() < 8 {
-            return Err(bad(format!("the file is {} bytes long, too short for the 8-byte header length", map.len())));
-        }
-        let n = u64::from_le_bytes(map[..8].try_into().unwrap_or_default());
-        if n > MAX_SAFETENSORS_HEADER {
-            return Err(bad(format!("the header length {n} exceeds the {MAX_SAFETENSORS_HEADER}-byte limit")));
-        }
-        let header_end = 8 + n as usize;
-        if header_end > map.len() {
-            return Err(bad(format!("the header length {n} runs past the end of the {}-byte file", map.len())));
-        }
-        let header: Json = serde_json::from_slice(&map[8..header_end])
-            .map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
-        let Json::Object(object) = header else {
-            return Err(bad("the header is not a JSON object".to_string()));
-        };
-        let mut entries = BTreeMap::new();
-        for (key, value) in object {
-            if key == "__metadata__" {
-                let strings = value.as_object().is_some_and(|m| m.values().all(Json::is_string));
-                if !strings {
-                    return Err(bad("`__metadata__` must be an object of strings".to_string()));
-                }
-                continue;
-            }
-            let data_type = value.get("dtype").and_then(Json::as_str);
-            let shape = json_shape(value.get("shape"));
-            let offsets = value.get("data_offsets").and_then(Json::as_array).and_then(|a| match a.as_slice() {
-                [b, e] => Some((b.as_u64()?, e.as_u64()?)),
-                _ => None,
-            });
-            let (Some(data_type), Some(shape), Some((begin, end))) = (data_type, shape, offsets) else {
-                return Err(bad(format!(
-                    "tensor \"{key}\": expected {{\"dtype\": string, \"shape\": [integers], \"data_offsets\": [begin, end]}}"
-                )));
-            };
-            if begin > end {
-                return Err(bad(format!("tensor \"{key}\": data_offsets [{begin}, {end}] end before they begin")));
-            }
-            entries.insert(key, Entry { data_type: data_type.to_string(), shape, begin, end });
-        }
-        let mut ranges: Vec<(&String, &Entry)> = entries.iter().filter(|(_, e)| e.begin < e.end).collect();
-        ranges.sort_by_key(|(_, e)| (e.begin, e.end));
-        for pair in ranges.windows(2) {
-            let ((ka, a), (kb, b)) = (pair[0], pair[1]);
-            if b.begin < a.end {
-                return Err(bad(format!(
-                    "tensors \"{ka}\" ({}..{}) and \"{kb}\" ({}..{}) overlap",
-                    a.begin, a.end, b.begin, b.end
-                )));
-            }
-        }
-        Ok(SafeTensorsFile { path: path.to_path_buf(), map, data_start: header_end, entries })
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
+            .map_err(|e| WeightError::Malformed { path: path.to_path_buf(), message: explain_safetensors_error(&map, e) })?;
+        let entries = metadata
+            .tensors()
+            .into_iter()
+            .map(|(key, info)| {
+                let entry = Entry {
+                    type_name: format!("{:?}", info.dtype), // the variant names are the format's names
+                    data_type: kiln_data_type(info.dtype),
+                    shape: info.shape.iter().map(|&d| d as u64).collect(),
+                    begin: info.data_offsets.0 as u64,
+                    end: info.data_offsets.1 as u64,
+                };
+                (key, entry)
+            })
+            .collect();
+        Ok(SafeTensorsFile { path: path.to_path_buf(), map, data_start: 8 + header_len, entries })
     }
 }
 
-fn safetensors_dtype(name: &str) -> Option<DataType> {
-    Some(match name {
-        "F32" => DataType::Float32,
-        "F16" => DataType::Float16,
-        "I32" => DataType::Int32,
-        "U32" => DataType::Uint32,
-        "I64" => DataType::Int64,
-        "U64" => DataType::Uint64,
-        "I8" => DataType::Int8,
-        "U8" => DataType::Uint8,
+/// The message for a file the `safetensors` crate refused: its reason, with
+/// the numbers and the tensor the crate's error does not carry looked up in
+/// `file` (this runs only on the error path).
+fn explain_safetensors_error(file: &[u8], e: safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    use safetensors::tensor::TensorInfo;
+    let declared = file.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let header: Option<Json> = declared
+        .and_then(|n| file.get(8..8usize.saturating_add(usize::try_from(n).ok()?)))
+        .and_then(|h| serde_json::from_slice(h).ok());
+    // The tensor entries of the header (when it is a JSON object).
+    let entries = || -> Vec<(String, Json)> {
+        let Some(Json::Object(map)) = header.clone() else { return Vec::new() };
+        map.into_iter().filter(|(key, _)| key != "__metadata__").collect()
+    };
+    match (e, declared) {
+        (E::HeaderTooSmall, _) => {
+            format!("the file is {} bytes long, too short for the 8-byte header length", file.len())
+        }
+        (E::HeaderTooLarge, Some(n)) => format!("the header length {n} exceeds the {MAX_SAFETENSORS_HEADER}-byte limit"),
+        (E::InvalidHeaderLength, Some(n)) => {
+            format!("the header length {n} runs past the end of the {}-byte file", file.len())
+        }
+        (E::InvalidHeader(e), _) => format!("the header is not UTF-8 text: {e}"),
+        (E::InvalidHeaderDeserialization(e), _) if !e.is_data() => format!("the header is not valid JSON: {e}"),
+        (E::InvalidHeaderDeserialization(e), _) => {
+            // Valid JSON of the wrong form: find the part serde does not name.
+            let metadata = header.as_ref().and_then(|h| h.get("__metadata__")).cloned();
+            let metadata = metadata.map(serde_json::from_value::<BTreeMap<String, String>>);
+            let entry = entries()
+                .into_iter()
+                .find_map(|(key, v)| serde_json::from_value::<TensorInfo>(v).err().map(|e| (key, e)));
+            match (header.as_ref().is_some_and(Json::is_object), metadata, entry) {
+                (false, ..) => format!("the header is not a JSON object: {e}"),
+                (true, Some(Err(e)), _) => format!("`__metadata__` must be an object of strings: {e}"),
+                (true, _, Some((key, e))) => format!(
+                    "tensor \"{key}\": expected {{\"dtype\": a safetensors data type, \"shape\": [integers], \"data_offsets\": [begin, end]}}: {e}"
+                ),
+                (true, ..) => format!("the header is not a safetensors header: {e}"),
+            }
+        }
+        (E::InvalidOffset(key), _) => {
+            let offsets = entries().into_iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.get("data_offsets").cloned());
+            let offsets = offsets.map_or(String::new(), |o| format!(" {o}"));
+            format!(
+                "tensor \"{key}\": data_offsets{offsets}: the tensors must fill the data section in order, each beginning where the one before ends and ending at or after its beginning"
+            )
+        }
+        (E::TensorInvalidInfo | E::MisalignedSlice | E::ValidationOverflow, _) => {
+            // The first tensor whose byte length is not its shape's.
+            let wrong = entries().into_iter().find_map(|(key, v)| {
+                let info: TensorInfo = serde_json::from_value(v).ok()?;
+                let what = format!("{:?}{:?}", info.dtype, info.shape);
+                let Some(bits) =
+                    info.shape.iter().try_fold(info.dtype.bitsize() as u128, |n, &d| n.checked_mul(d as u128))
+                else {
+                    return Some(format!("tensor \"{key}\": the size of {what} overflows"));
+                };
+                if bits % 8 != 0 {
+                    return Some(format!("tensor \"{key}\": {what} is {bits} bits, not a whole number of bytes"));
+                }
+                let held = info.data_offsets.1.checked_sub(info.data_offsets.0)? as u128;
+                (held * 8 != bits).then(|| format!("tensor \"{key}\": holds {held} bytes, but {what} needs {}", bits / 8))
+            });
+            wrong.unwrap_or_else(|| "a tensor's byte length does not match its shape and data type".to_string())
+        }
+        (E::MetadataIncompleteBuffer, Some(n)) => {
+            let end = entries().iter().filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64()).max().unwrap_or(0);
+            let data = (file.len() as u64).saturating_sub(8 + n);
+            format!("the tensors end at byte {end} of the {data}-byte data section: the file must end where the last tensor does")
+        }
+        (e, _) => e.to_string(),
+    }
+}
+
+/// kiln's data type for a safetensors data type, if it has one.
+fn kiln_data_type(t: safetensors::Dtype) -> Option<DataType> {
+    use safetensors::Dtype;
+    Some(match t {
+        Dtype::F32 => DataType::Float32,
+        Dtype::F16 => DataType::Float16,
+        Dtype::I32 => DataType::Int32,
+        Dtype::U32 => DataType::Uint32,
+        Dtype::I64 => DataType::Int64,
+        Dtype::U64 => DataType::Uint64,
+        Dtype::I8 => DataType::Int8,
+        Dtype::U8 => DataType::Uint8,
         _ => return None,
     })
 }
 
-fn safetensors_dtype_name(t: DataType) -> &'static str {
+/// The safetensors data type of a kiln data type.
+fn safetensors_dtype(t: DataType) -> safetensors::Dtype {
+    use safetensors::Dtype;
     match t {
-        DataType::Float32 => "F32",
-        DataType::Float16 => "F16",
-        DataType::Int32 => "I32",
-        DataType::Uint32 => "U32",
-        DataType::Int64 => "I64",
-        DataType::Uint64 => "U64",
-        DataType::Int8 => "I8",
-        DataType::Uint8 => "U8",
+        DataType::Float32 => Dtype::F32,
+        DataType::Float16 => Dtype::F16,
+        DataType::Int32 => Dtype::I32,
+        DataType::Uint32 => Dtype::U32,
+        DataType::Int64 => Dtype::I64,
+        DataType::Uint64 => Dtype::U64,
+        DataType::Int8 => Dtype::I8,
+        DataType::Uint8 => Dtype::U8,
     }
 }
 
@@ -239,38 +285,46 @@ impl WeightSource for SafeTensorsFile {
             key: key.to_string(),
             location: self.path.display().to_string(),
         })?;
-        entry_tensor(&self.path, &self.map, self.data_start, key, entry, safetensors_dtype(&entry.data_type))
+        entry_tensor(&self.path, &self.map, self.data_start, key, entry)
     }
 }
 
-/// The safetensors encoding of `tensors`: keys in sorted order, data laid
-/// out contiguously in the same order, the header padded with spaces to a
-/// multiple of 8 bytes, no `__metadata__`. Same tensors, same bytes.
-pub fn safetensors_bytes(tensors: &BTreeMap<String, Tensor>) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0u64;
-    for (key, t) in tensors {
-        let len = t.bytes().len() as u64;
-        // Keys inserted in alphabetical order, so the JSON is the same whether
-        // or not serde_json keeps insertion order.
-        let mut entry = serde_json::Map::new();
-        entry.insert("data_offsets".into(), Json::from(vec![offset, offset + len]));
-        entry.insert("dtype".into(), Json::from(safetensors_dtype_name(t.data_type())));
-        entry.insert("shape".into(), Json::from(t.shape().dims().to_vec()));
-        header.insert(key.clone(), Json::Object(entry));
-        offset += len;
+/// The safetensors encoding of `tensors`, written by the `safetensors`
+/// crate: data ordered by descending element size, then by key (so each
+/// tensor's data starts at a multiple of its element size), contiguous;
+/// the header padded with spaces to a multiple of 8 bytes, no
+/// `__metadata__`. Same tensors, same bytes. Fails only for a header over
+/// [`MAX_SAFETENSORS_HEADER`] bytes.
+pub fn safetensors_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8>, safetensors::SafeTensorError> {
+    let views = tensors.iter().map(|(key, t)| {
+        let shape = t.shape().dims().iter().map(|&d| d as usize).collect();
+        (key.as_str(), TensorView { tensor: t, shape })
+    });
+    safetensors::serialize(views, None)
+}
+
+/// A [`Tensor`] as the `safetensors` crate's [`safetensors::View`].
+struct TensorView<'a> {
+    tensor: &'a Tensor,
+    shape: Vec<usize>,
+}
+
+impl safetensors::View for TensorView<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors_dtype(self.tensor.data_type())
     }
-    let mut json = Json::Object(header).to_string().into_bytes();
-    while !json.len().is_multiple_of(8) {
-        json.push(b' ');
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
     }
-    let mut out = Vec::with_capacity(8 + json.len() + offset as usize);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    for t in tensors.values() {
-        out.extend_from_slice(t.bytes());
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.tensor.bytes())
     }
-    out
+
+    fn data_len(&self) -> usize {
+        self.tensor.bytes().len()
+    }
 }
 
 /// A raw little-endian blob (`NAME.weights`) with a JSON manifest:
@@ -322,7 +376,8 @@ impl WeightsFile {
             let end = begin
                 .checked_add(length)
                 .ok_or_else(|| bad(format!("tensor \"{key}\": byteOffset + byteLength overflows")))?;
-            entries.insert(key.clone(), Entry { data_type: data_type.to_string(), shape, begin, end });
+            let entry = Entry { type_name: data_type.to_string(), data_type: DataType::from_name(data_type), shape, begin, end };
+            entries.insert(key.clone(), entry);
         }
         Ok(WeightsFile { path: blob.to_path_buf(), map: map_file(blob)?, entries })
     }
@@ -334,7 +389,7 @@ impl WeightSource for WeightsFile {
             key: key.to_string(),
             location: self.path.display().to_string(),
         })?;
-        entry_tensor(&self.path, &self.map, 0, key, entry, DataType::from_name(&entry.data_type))
+        entry_tensor(&self.path, &self.map, 0, key, entry)
     }
 }
 
