@@ -182,7 +182,8 @@ impl GraphBuilder {
         abs => Abs, ceil => Ceil, floor => Floor, round_even => RoundEven, exp => Exp, log => Log, neg => Neg, sqrt => Sqrt,
         erf => Erf, reciprocal => Reciprocal, sin => Sin, cos => Cos, tan => Tan, tanh => Tanh,
         sigmoid => Sigmoid, relu => Relu, hard_swish => HardSwish, gelu => Gelu, softplus => Softplus,
-        softsign => Softsign, identity => Identity, logical_not => LogicalNot,
+        softsign => Softsign, identity => Identity, logical_not => LogicalNot, silu => Silu, mish => Mish,
+        gelu_tanh => GeluTanh,
     );
     binary_methods!(Binary, BinaryOp: add => Add, sub => Sub, mul => Mul, div => Div, max => Max, min => Min, pow => Pow);
     binary_methods!(Compare, CompareOp:

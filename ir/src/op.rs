@@ -81,13 +81,19 @@ kinds!(
     LogicalOp { And => "logicalAnd", Or => "logicalOr", Xor => "logicalXor" }
 );
 kinds!(
-    /// Element-wise unary operators without options.
+    /// Element-wise unary operators without options. `silu`, `mish` and
+    /// `geluTanh` are kiln's own (not in WebNN): activations that models
+    /// write as several WebNN operators, one node so that the optimizer
+    /// and the backends see them whole (`silu(x) = x * sigmoid(x)`,
+    /// `mish(x) = x * tanh(softplus(x))`, `geluTanh(x) = 0.5 x (1 +
+    /// tanh(√(2/π) (x + 0.044715 x³)))`, the tanh approximation of gelu).
     UnaryOp {
         Abs => "abs", Ceil => "ceil", Floor => "floor", Exp => "exp", Log => "log", Neg => "neg",
         Sqrt => "sqrt", Erf => "erf", Reciprocal => "reciprocal", Sin => "sin", Cos => "cos",
         Tan => "tan", Tanh => "tanh", Sigmoid => "sigmoid", Relu => "relu", HardSwish => "hardSwish",
         Gelu => "gelu", Softplus => "softplus", Softsign => "softsign", Identity => "identity",
-        LogicalNot => "logicalNot", RoundEven => "roundEven",
+        LogicalNot => "logicalNot", RoundEven => "roundEven", Silu => "silu", Mish => "mish",
+        GeluTanh => "geluTanh",
     }
 );
 kinds!(

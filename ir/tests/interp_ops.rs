@@ -392,6 +392,22 @@ fn softplus_softsign_reciprocal() {
     assert_f32(&y, &[4], &[0.5, -0.25, 2., f64::INFINITY], 0.0);
 }
 
+/// kiln's composite activations against their definitions, evaluated by
+/// Python's `math` (the tanh form of gelu as written, with tanh).
+#[test]
+fn silu_mish_gelu_tanh() {
+    let x = f32t(&[5], &[-3., -0.5, 0., 1., 4.]);
+    let y = unary(UnaryOp::Silu, x.clone());
+    let want = [-0.14227761953270035, -0.1887703343990727, 0.0, 0.7310585786300049, 3.928055160151634];
+    assert_f32(&y, &[5], &want, 1e-7);
+    let y = unary(UnaryOp::Mish, x.clone());
+    let want = [-0.1456474612756246, -0.22074377465173, 0.0, 0.8650983882673103, 3.9974128069762385];
+    assert_f32(&y, &[5], &want, 1e-7);
+    let y = unary(UnaryOp::GeluTanh, x);
+    let want = [-0.0036373920817729943, -0.15428599017485606, 0.0, 0.8411919906082768, 3.9999297540518075];
+    assert_f32(&y, &[5], &want, 1e-7);
+}
+
 #[test]
 fn identity_copies_bits() {
     let nan_payload = f32::from_bits(0x7fc0_1234);

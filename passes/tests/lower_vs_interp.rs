@@ -233,6 +233,19 @@ fn activations_on_extreme_values() {
         g.add_output("y", y).unwrap();
         check_graph(name, &g, &[("x".into(), x.clone())], Tol::Close { rtol: 4e-7, atol: 0.0 });
     }
+    // kiln's composite activations: x times a function of x computed in
+    // f32 first, so a subnormal result (x * sigmoid(x) near -88) keeps
+    // only the factor's subnormal precision: an absolute floor at the
+    // smallest normal f32. geluTanh's sigmoid of 2√(2/π)(x + 0.044715 x³)
+    // amplifies the argument's f32 rounding by its size (about 17 at
+    // x = -5): 2e-6 relative.
+    for (kind, rtol) in [(UnaryOp::Silu, 4e-7), (UnaryOp::Mish, 4e-7), (UnaryOp::GeluTanh, 2e-6)] {
+        let mut g = Graph::new();
+        let i = g.add_input("x", x.desc().clone()).unwrap();
+        let y = node(&mut g, Op::Unary { kind, input: i });
+        g.add_output("y", y).unwrap();
+        check_graph(kind.name(), &g, &[("x".into(), x.clone())], Tol::Close { rtol, atol: f32::MIN_POSITIVE as f64 });
+    }
 }
 
 #[test]

@@ -298,6 +298,90 @@ fn decomposed_hard_swish_is_recognised() {
 }
 
 #[test]
+fn decomposed_silu_and_mish_are_recognised() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let s = g.unary(UnaryOp::Sigmoid, x);
+    let y = g.binary(BinaryOp::Mul, s, x);
+    fired(&rewritten(g, y, &["silu"]), "silu");
+
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let sp = g.unary(UnaryOp::Softplus, x);
+    let t = g.unary(UnaryOp::Tanh, sp);
+    let y = g.binary(BinaryOp::Mul, x, t);
+    fired(&rewritten(g, y, &["mish"]), "mish");
+}
+
+/// `x * sigmoid(z)` with z another value, and `x * tanh(softplus(z))`,
+/// are no activation of x.
+#[test]
+fn a_silu_or_mish_of_another_value_stays() {
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let z = g.input("z", &[2, 8]);
+    let s = g.unary(UnaryOp::Sigmoid, z);
+    let y = g.binary(BinaryOp::Mul, x, s);
+    let report = rewritten(g, y, &["sigmoid", "mul"]);
+    assert!(report.fired.is_empty(), "{:?}", report.fired);
+
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let z = g.input("z", &[2, 8]);
+    let sp = g.unary(UnaryOp::Softplus, z);
+    let t = g.unary(UnaryOp::Tanh, sp);
+    let y = g.binary(BinaryOp::Mul, t, x);
+    let report = rewritten(g, y, &["softplus", "tanh", "mul"]);
+    assert!(report.fired.is_empty(), "{:?}", report.fired);
+}
+
+/// The tanh form of gelu as PyTorch (`pow(x, 3)`) and TensorFlow (`x * x
+/// * x`, the constant factored out) write it, with `k3` the cubic's
+/// coefficient.
+fn exported_gelu_tanh(g: &mut G, x: OperandId, pow: bool, k3: f32) -> OperandId {
+    let k = (2.0 / std::f64::consts::PI).sqrt() as f32;
+    let inner = if pow {
+        let three = g.fill(&[], 3.0);
+        let x3 = g.binary(BinaryOp::Pow, x, three);
+        let c = g.fill(&[], k3);
+        let cx3 = g.binary(BinaryOp::Mul, c, x3);
+        let sum = g.binary(BinaryOp::Add, x, cx3);
+        let kk = g.fill(&[], k);
+        g.binary(BinaryOp::Mul, kk, sum)
+    } else {
+        // x * (k + k * k3 * x * x)
+        let x2 = g.binary(BinaryOp::Mul, x, x);
+        let c = g.fill(&[], k * k3);
+        let cx2 = g.binary(BinaryOp::Mul, x2, c);
+        let kk = g.fill(&[], k);
+        let sum = g.binary(BinaryOp::Add, kk, cx2);
+        g.binary(BinaryOp::Mul, x, sum)
+    };
+    let t = g.unary(UnaryOp::Tanh, inner);
+    let one = g.fill(&[], 1.0);
+    let a = g.binary(BinaryOp::Add, one, t);
+    let half = g.fill(&[], 0.5);
+    let h = g.binary(BinaryOp::Mul, x, half);
+    g.binary(BinaryOp::Mul, h, a)
+}
+
+#[test]
+fn decomposed_tanh_gelu_is_recognised() {
+    for pow in [true, false] {
+        let mut g = G::new();
+        let x = g.input("x", &[2, 8]);
+        let y = exported_gelu_tanh(&mut g, x, pow, 0.044715);
+        fired(&rewritten(g, y, &["geluTanh"]), "gelu-tanh");
+    }
+    // Another cubic coefficient: not gelu.
+    let mut g = G::new();
+    let x = g.input("x", &[2, 8]);
+    let y = exported_gelu_tanh(&mut g, x, true, 0.05);
+    let report = rewritten(g, y, &["mul", "pow", "mul", "add", "mul", "tanh", "add", "mul"]);
+    assert!(!report.fired.contains_key("gelu-tanh"), "{:?}", report.fired);
+}
+
+#[test]
 fn common_subexpressions_are_shared() {
     let mut g = G::new();
     let x = g.input("x", &[4]);
@@ -430,7 +514,7 @@ fn random_chains_keep_their_results() {
         let mut v = x;
         let mut ops = Vec::new();
         for _ in 0..10 {
-            let pick = g.rng.below(11);
+            let pick = g.rng.below(13);
             ops.push(pick);
             v = match pick {
                 0 => g.unary(UnaryOp::Identity, v),
@@ -470,6 +554,11 @@ fn random_chains_keep_their_results() {
                     g.binary(BinaryOp::Add, v, k)
                 }
                 9 => exported_gelu(&mut g, v, std::f32::consts::SQRT_2),
+                10 => {
+                    let s = g.unary(UnaryOp::Sigmoid, v);
+                    g.binary(BinaryOp::Mul, v, s)
+                }
+                11 => exported_gelu_tanh(&mut g, v, true, 0.044715),
                 _ => {
                     let p = g.op(Op::Pad {
                         input: v,
@@ -512,6 +601,8 @@ fn random_chains_keep_their_results() {
         "add-into-conv",
         "pad-into-conv",
         "gelu-erf",
+        "gelu-tanh",
+        "silu",
     ] {
         assert!(all_fired.contains_key(rule), "{rule} never fired: {all_fired:?}");
     }

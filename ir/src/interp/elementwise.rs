@@ -171,6 +171,9 @@ pub(super) fn unary(kind: UnaryOp, input: &Tensor, out: &OperandDescriptor) -> R
                 UnaryOp::Gelu => |x| 0.5 * x * erfc(-x * std::f64::consts::FRAC_1_SQRT_2),
                 UnaryOp::Softplus => softplus,
                 UnaryOp::Softsign => |x| x / (1.0 + x.abs()),
+                UnaryOp::Silu => |x| x * sigmoid(x),
+                UnaryOp::Mish => |x| x * softplus(x).tanh(),
+                UnaryOp::GeluTanh => gelu_tanh,
                 UnaryOp::LogicalNot | UnaryOp::Identity => {
                     return Err(format!("{} is not defined on {}", kind.name(), input.data_type()));
                 }
@@ -198,6 +201,15 @@ fn sigmoid(x: f64) -> f64 {
         let e = x.exp();
         e / (1.0 + e)
     }
+}
+
+/// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`, the tanh approximation
+/// of gelu (ONNX `Gelu` with `approximate="tanh"`), computed as the equal
+/// `x sigmoid(2√(2/π) (x + 0.044715 x³))`, which does not cancel to 0 for
+/// negative x.
+fn gelu_tanh(x: f64) -> f64 {
+    let k = (8.0 / std::f64::consts::PI).sqrt();
+    x * sigmoid(k * (x + 0.044715 * x * x * x))
 }
 
 fn softplus(x: f64) -> f64 {

@@ -92,7 +92,8 @@ impl Lowerer<'_> {
     }
 
     /// The unary operators, `relu`, `sigmoid`, `gelu`, `softplus`,
-    /// `softsign`, `hardSwish` and `logicalNot` among them.
+    /// `softsign`, `hardSwish`, `logicalNot` and kiln's `silu`, `mish` and
+    /// `geluTanh` among them.
     pub(super) fn unary(&mut self, kind: UnaryOp, input: OperandId, out: OperandId) -> R {
         let t = self.desc(input).data_type;
         if kind == UnaryOp::Identity {
@@ -125,17 +126,27 @@ impl Lowerer<'_> {
                 let one = e.c(1.0);
                 e.div(one, x[0])
             }),
-            UnaryOp::Sigmoid => self.elementwise(out, &[input], |e, x| {
-                // With t = e^-|x| (never overflows): 1 / (1 + t) for x >= 0,
-                // t / (1 + t) for x < 0, so tiny results keep their precision.
-                let one = e.c(1.0);
-                let a = e.un(UnaryFn::Abs, x[0]);
-                let na = e.un(UnaryFn::Neg, a);
-                let t = e.un(UnaryFn::Exp, na);
-                let d = e.add(one, t);
-                let neg = e.negative(x[0]);
-                let num = e.sel(neg, t, one);
-                e.div(num, d)
+            UnaryOp::Sigmoid => self.elementwise(out, &[input], |e, x| sigmoid(e, x[0])),
+            UnaryOp::Silu => self.elementwise(out, &[input], |e, x| {
+                let s = sigmoid(e, x[0]);
+                e.mul(x[0], s)
+            }),
+            UnaryOp::Mish => self.elementwise(out, &[input], |e, x| {
+                let sp = softplus(e, x[0]);
+                let t = e.un(UnaryFn::Tanh, sp);
+                e.mul(x[0], t)
+            }),
+            UnaryOp::GeluTanh => self.elementwise(out, &[input], |e, x| {
+                // 0.5 x (1 + tanh z) = x sigmoid(2z), z = √(2/π) (x +
+                // 0.044715 x³): no cancellation in 1 + tanh z for x < 0.
+                let (k, two_k) = (e.c(0.044715), e.c((8.0 / std::f64::consts::PI).sqrt() as f32));
+                let x2 = e.mul(x[0], x[0]);
+                let x3 = e.mul(x2, x[0]);
+                let kx3 = e.mul(k, x3);
+                let inner = e.add(x[0], kx3);
+                let z2 = e.mul(two_k, inner);
+                let s = sigmoid(e, z2);
+                e.mul(x[0], s)
             }),
             UnaryOp::Relu => self.elementwise(out, &[input], |e, x| {
                 // x < 0 ? 0 : x (NaN and -0 pass through, as in the interpreter).
@@ -214,16 +225,7 @@ impl Lowerer<'_> {
                 let hx = e.mul(half, x[0]);
                 e.mul(hx, phi2)
             }),
-            UnaryOp::Softplus => self.elementwise(out, &[input], |e, x| {
-                // max(x, 0) + ln(1 + e^-|x|): no overflow, accurate tails.
-                let zero = e.c(0.0);
-                let m = e.bin(BinaryFn::Max, x[0], zero);
-                let a = e.un(UnaryFn::Abs, x[0]);
-                let na = e.un(UnaryFn::Neg, a);
-                let ex = e.un(UnaryFn::Exp, na);
-                let l = e.log1p(ex);
-                e.add(m, l)
-            }),
+            UnaryOp::Softplus => self.elementwise(out, &[input], |e, x| softplus(e, x[0])),
             UnaryOp::Softsign => self.elementwise(out, &[input], |e, x| {
                 let one = e.c(1.0);
                 let a = e.un(UnaryFn::Abs, x[0]);
@@ -366,4 +368,29 @@ impl Lowerer<'_> {
         self.elementwise(out, &[condition, true_value, false_value], |e, x| e.sel(x[0], x[1], x[2]));
         Ok(())
     }
+}
+
+/// `sigmoid(x)`: with t = e^-|x| (never overflows), 1 / (1 + t) for x >= 0
+/// and t / (1 + t) for x < 0, so tiny results keep their precision. The
+/// micro-kernels recognise exactly this form (codegen's `bias_clamp`).
+fn sigmoid(e: &mut E, x: V) -> V {
+    let one = e.c(1.0);
+    let a = e.un(UnaryFn::Abs, x);
+    let na = e.un(UnaryFn::Neg, a);
+    let t = e.un(UnaryFn::Exp, na);
+    let d = e.add(one, t);
+    let neg = e.negative(x);
+    let num = e.sel(neg, t, one);
+    e.div(num, d)
+}
+
+/// `softplus(x) = max(x, 0) + ln(1 + e^-|x|)`: no overflow, accurate tails.
+fn softplus(e: &mut E, x: V) -> V {
+    let zero = e.c(0.0);
+    let m = e.bin(BinaryFn::Max, x, zero);
+    let a = e.un(UnaryFn::Abs, x);
+    let na = e.un(UnaryFn::Neg, a);
+    let ex = e.un(UnaryFn::Exp, na);
+    let l = e.log1p(ex);
+    e.add(m, l)
 }

@@ -31,6 +31,12 @@ pub fn elementwise_ns(op: &Op) -> Option<f64> {
             UnaryOp::Exp => 1.05,
             UnaryOp::Log => 1.9,
             UnaryOp::Sigmoid => 1.2,
+            // A sigmoid and a product; a softplus and a tanh; a sigmoid and
+            // five products and sums (each below its decomposition's sum,
+            // so that the one node wins a tie).
+            UnaryOp::Silu => 1.2,
+            UnaryOp::Mish => 7.0,
+            UnaryOp::GeluTanh => 1.4,
             UnaryOp::Tanh => 1.65,
             UnaryOp::Erf => 2.4,
             UnaryOp::Gelu => 8.05,

@@ -51,6 +51,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     ("HardSwish", |im, cx| unary(im, cx, UnaryOp::HardSwish)),
     ("Softplus", |im, cx| unary(im, cx, UnaryOp::Softplus)),
     ("Softsign", |im, cx| unary(im, cx, UnaryOp::Softsign)),
+    ("Mish", |im, cx| unary(im, cx, UnaryOp::Mish)),
     ("Not", |im, cx| unary(im, cx, UnaryOp::LogicalNot)),
     ("Clip", clip),
     ("LeakyRelu", leaky_relu),
@@ -269,22 +270,14 @@ fn hard_sigmoid(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     one(im.op1(cx, Op::HardSigmoid { input, alpha, beta })?)
 }
 
-/// `Gelu` (opset 20): exact with `approximate="none"`; with `"tanh"`,
-/// `x * (0.5 + 0.5 tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))`.
+/// `Gelu` (opset 20): `gelu` with `approximate="none"`, kiln's `geluTanh`
+/// with `"tanh"`.
 fn gelu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     require_type(im, cx, x, DataType::FLOATS)?;
     match cx.string_or("approximate", "none")?.as_str() {
         "none" => one(im.unary(cx, UnaryOp::Gelu, x)?),
-        "tanh" => {
-            let c = (2.0 / std::f64::consts::PI).sqrt();
-            let x2 = im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: x, b: x })?;
-            let inner = im.op1(cx, Op::Linear { input: x2, alpha: 0.044715 * c, beta: c })?;
-            let inner = im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: inner, b: x })?;
-            let t = im.unary(cx, UnaryOp::Tanh, inner)?;
-            let half = im.op1(cx, Op::Linear { input: t, alpha: 0.5, beta: 0.5 })?;
-            one(im.op1(cx, Op::Binary { kind: BinaryOp::Mul, a: half, b: x })?)
-        }
+        "tanh" => one(im.unary(cx, UnaryOp::GeluTanh, x)?),
         other => invalid(format!("approximate must be \"none\" or \"tanh\", got {other:?}")),
     }
 }

@@ -162,30 +162,10 @@ pub fn rsqrt(im: &mut Importer, cx: &OpCx) -> OpResult<()> {
     im.set_output(cx, 0, y)
 }
 
-/// GELU; the `approximate` (tanh) form is decomposed:
-/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+/// GELU: `gelu`, or kiln's `geluTanh` with `approximate`.
 pub fn gelu(im: &mut Importer, cx: &OpCx) -> OpResult<()> {
-    if !cx.options.bool(0, "GeluOptions.approximate")? {
-        return unary(im, cx, UnaryOp::Gelu);
-    }
-    cx.arity(1..=1, 1)?;
-    let x = im.input(cx, 0)?;
-    let c = |im: &mut Importer, v: f32| im.constant_f32(kiln_ir::Shape::scalar(), &[v]);
-    let bin = |im: &mut Importer, kind, a, b| im.op1(cx, Op::Binary { kind, a, b });
-    let x2 = bin(im, BinaryOp::Mul, x, x)?;
-    let x3 = bin(im, BinaryOp::Mul, x2, x)?;
-    let k = c(im, 0.044715)?;
-    let t = bin(im, BinaryOp::Mul, x3, k)?;
-    let t = bin(im, BinaryOp::Add, x, t)?;
-    let k = c(im, (2.0 / std::f64::consts::PI).sqrt() as f32)?;
-    let t = bin(im, BinaryOp::Mul, t, k)?;
-    let t = im.op1(cx, Op::Unary { kind: UnaryOp::Tanh, input: t })?;
-    let one = c(im, 1.0)?;
-    let t = bin(im, BinaryOp::Add, t, one)?;
-    let half = c(im, 0.5)?;
-    let hx = bin(im, BinaryOp::Mul, x, half)?;
-    let y = bin(im, BinaryOp::Mul, hx, t)?;
-    im.set_output(cx, 0, y)
+    let approximate = cx.options.bool(0, "GeluOptions.approximate")?;
+    unary(im, cx, if approximate { UnaryOp::GeluTanh } else { UnaryOp::Gelu })
 }
 
 pub fn prelu(im: &mut Importer, cx: &OpCx) -> OpResult<()> {

@@ -10,7 +10,7 @@
 //! | [`identities`] | `identity`, `cast-same-type`, `reshape-same-shape`, `expand-same-shape`, `transpose-identity`, `mul-one`, `div-one`, `add-zero`, `sub-zero` |
 //! | [`movement`] | `reshape-reshape`, `transpose-transpose` |
 //! | [`folding`] | `batchnorm-into-conv`, `mul-into-conv`, `add-into-conv`, `pad-into-conv`, `matmul-add-to-gemm` |
-//! | [`patterns`] | `gelu-erf`, `hard-swish` |
+//! | [`patterns`] | `gelu-erf`, `gelu-tanh`, `hard-swish`, `silu`, `mish` |
 //! | [`normalization`] | `softmax`, `layer-norm`, `layer-norm-scale`, `layer-norm-bias` |
 
 pub mod folding;

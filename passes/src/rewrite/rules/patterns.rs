@@ -1,5 +1,6 @@
 //! Decomposed activations, as exporters write them, recognised as the one
-//! WebNN operator they compute.
+//! operator they compute (WebNN's `gelu` and `hardSwish`, kiln's `silu`,
+//! `mish` and `geluTanh`).
 //!
 //! Products are matched as a multiset of factors: a `mul` e-node's
 //! operands, descending through further `mul` e-nodes (two levels), so
@@ -11,7 +12,13 @@ use kiln_ir::{BinaryOp, Number, Op, UnaryOp};
 use super::{find, is_uniform, op, uniform, Rule};
 use crate::rewrite::egraph::{constant, desc, slot, EGraph, ENode, Term};
 
-pub const RULES: &[Rule] = &[Rule { name: "gelu-erf", apply: gelu_erf }, Rule { name: "hard-swish", apply: hard_swish }];
+pub const RULES: &[Rule] = &[
+    Rule { name: "gelu-erf", apply: gelu_erf },
+    Rule { name: "gelu-tanh", apply: gelu_tanh },
+    Rule { name: "hard-swish", apply: hard_swish },
+    Rule { name: "silu", apply: silu },
+    Rule { name: "mish", apply: mish },
+];
 
 /// Relative tolerance on the constants of a pattern (`√2` written with
 /// a few digits).
@@ -143,4 +150,104 @@ fn hard_swish(egraph: &EGraph, node: &ENode) -> Option<Term> {
         }
         _ => None,
     }
+}
+
+/// The operator `kind` applied to class `x`.
+fn unary_of(kind: UnaryOp, x: Id) -> Term {
+    Term::Op(Op::Unary { kind, input: slot(0) }, vec![Term::Class(x)])
+}
+
+/// Whether class `id` holds `kind(x)`.
+fn holds_unary(egraph: &EGraph, id: Id, kind: UnaryOp, x: Id) -> bool {
+    egraph[id].nodes.iter().filter_map(op).any(|(o, c)| matches!(o, Op::Unary { kind: k, .. } if *k == kind) && c == [x])
+}
+
+/// `x * sigmoid(x)` (either order) is `silu(x)`.
+fn silu(egraph: &EGraph, node: &ENode) -> Option<Term> {
+    let (Op::Binary { kind: BinaryOp::Mul, .. }, &[a, b]) = op(node)? else { return None };
+    let x = [(a, b), (b, a)].into_iter().find(|&(x, s)| holds_unary(egraph, s, UnaryOp::Sigmoid, x))?.0;
+    keeps(egraph, node, x).then(|| unary_of(UnaryOp::Silu, x))
+}
+
+/// `x * tanh(softplus(x))` (either order) is `mish(x)`.
+fn mish(egraph: &EGraph, node: &ENode) -> Option<Term> {
+    let (Op::Binary { kind: BinaryOp::Mul, .. }, &[a, b]) = op(node)? else { return None };
+    let x = [(a, b), (b, a)].into_iter().find(|&(x, t)| {
+        egraph[t].nodes.iter().filter_map(op).any(|(o, c)| {
+            matches!(o, Op::Unary { kind: UnaryOp::Tanh, .. }) && holds_unary(egraph, c[0], UnaryOp::Softplus, x)
+        })
+    })?.0;
+    keeps(egraph, node, x).then(|| unary_of(UnaryOp::Mish, x))
+}
+
+/// The coefficients `[c0, c1, c2, c3]` of class `id` as a polynomial of
+/// degree at most 3 in class `x`, built from `x`, scalar constants, `add`,
+/// `sub`, `mul`, division by a constant and `pow` by 2 or 3 (looking
+/// `depth` operators down), if it is one.
+fn cubic_in(egraph: &EGraph, id: Id, x: Id, depth: u32) -> Option<[f64; 4]> {
+    if id == x {
+        return Some([0.0, 1.0, 0.0, 0.0]);
+    }
+    if let Some(c) = constant(egraph, id).filter(|t| t.desc().shape.element_count() == 1).and_then(uniform) {
+        return Some([c, 0.0, 0.0, 0.0]);
+    }
+    if depth == 0 {
+        return None;
+    }
+    let product = |p: [f64; 4], q: [f64; 4]| -> Option<[f64; 4]> {
+        let mut r = [0.0; 4];
+        for (i, &a) in p.iter().enumerate() {
+            for (j, &b) in q.iter().enumerate() {
+                if a != 0.0 && b != 0.0 {
+                    *r.get_mut(i + j)? += a * b;
+                }
+            }
+        }
+        Some(r)
+    };
+    let sub = |id: Id| cubic_in(egraph, id, x, depth - 1);
+    egraph[id].nodes.iter().filter_map(op).find_map(|(o, c)| match (o, c) {
+        (Op::Binary { kind, .. }, &[a, b]) => {
+            let (p, q) = (sub(a)?, sub(b)?);
+            match kind {
+                BinaryOp::Add => Some(std::array::from_fn(|i| p[i] + q[i])),
+                BinaryOp::Sub => Some(std::array::from_fn(|i| p[i] - q[i])),
+                BinaryOp::Mul => product(p, q),
+                BinaryOp::Div if q[1..].iter().all(|&k| k == 0.0) && q[0] != 0.0 => Some(p.map(|k| k / q[0])),
+                BinaryOp::Pow if q == [2.0, 0.0, 0.0, 0.0] => product(p, p),
+                BinaryOp::Pow if q == [3.0, 0.0, 0.0, 0.0] => product(product(p, p)?, p),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`, in any order and nesting
+/// of the product and any arrangement of the polynomial inside the tanh
+/// (`x³` as `pow(x, 3)` or products), is `geluTanh(x)`.
+fn gelu_tanh(egraph: &EGraph, node: &ENode) -> Option<Term> {
+    let fs = factors(egraph, node)?;
+    let half = *fs.iter().find(|&&f| is_uniform(egraph, f, 0.5))?;
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    let (one_plus, x) = fs.iter().find_map(|&f| {
+        let (_, &[a, b]) = find(egraph, f, |o| matches!(o, Op::Binary { kind: BinaryOp::Add, .. }))? else {
+            return None;
+        };
+        let t = [(a, b), (b, a)].into_iter().find(|&(_, one)| is_uniform(egraph, one, 1.0))?.0;
+        let (_, &[inner]) = find(egraph, t, |o| matches!(o, Op::Unary { kind: UnaryOp::Tanh, .. }))? else {
+            return None;
+        };
+        // x is one of the other factors: the one the tanh's polynomial is in.
+        let x = fs.iter().copied().filter(|&x| x != f && x != half).find(|&x| {
+            cubic_in(egraph, inner, x, 6).is_some_and(|[c0, c1, c2, c3]| {
+                c0 == 0.0 && c2 == 0.0 && close(c1, k) && close(c3, k * 0.044715)
+            })
+        })?;
+        Some((f, x))
+    })?;
+    if the_rest(&fs, &[half, one_plus])? != x || !keeps(egraph, node, x) {
+        return None;
+    }
+    Some(unary_of(UnaryOp::GeluTanh, x))
 }
