@@ -27,6 +27,7 @@ pub mod aot;
 mod emit;
 pub mod explain;
 pub mod npy;
+pub mod output_files;
 pub mod web;
 
 use std::path::Path;

@@ -27,9 +27,14 @@ enum Command {
         /// An input as NAME=FILE.npy; repeat for each graph input.
         #[arg(long = "input", value_name = "NAME=FILE.npy")]
         inputs: Vec<String>,
-        /// Where to write `<output name>.npy` files.
+        /// The folder for the outputs: each is written to `DIR/<name>.npy`,
+        /// the name made a safe, distinct file name (`a/b:0` -> `a_b_0.npy`).
         #[arg(long, value_name = "DIR", default_value = ".")]
         output_dir: PathBuf,
+        /// Write output NAME to FILE instead (repeatable); with a model of
+        /// one output, `--output FILE` alone.
+        #[arg(long = "output", value_name = "NAME=FILE")]
+        outputs: Vec<String>,
         /// The backend that runs the graph: cpu, interp, kernels or gpu.
         #[arg(long, default_value = "cpu")]
         backend: String,
@@ -221,7 +226,9 @@ fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { model, shapes, inputs, output_dir, backend } => run(&model, &shapes, &inputs, &output_dir, &backend),
+        Command::Run { model, shapes, inputs, output_dir, outputs, backend } => {
+            run(&model, &shapes, &inputs, &output_dir, &outputs, &backend)
+        }
         Command::Info { model, shapes } => info(&model, &shapes),
         Command::Ops => {
             ops();
@@ -330,29 +337,125 @@ fn context(backend: &str) -> Result<Context, Box<dyn std::error::Error>> {
     Ok(Context::new(ContextOptions { backend, ..Default::default() })?)
 }
 
-fn read_input(spec: &str) -> Result<(String, Tensor), Box<dyn std::error::Error>> {
-    let Some((name, file)) = spec.split_once('=') else {
-        return Err(format!("--input `{spec}`: expected NAME=FILE.npy").into());
-    };
+/// Splits `NAME=VALUE` where NAME is one of `names` (names may hold `=`
+/// themselves: the first split whose left side is a name wins), else at the
+/// first `=`; `None` without any `=`.
+fn split_named<'a>(spec: &'a str, names: &[&str]) -> Option<(&'a str, &'a str)> {
+    let splits = || spec.match_indices('=').map(|(i, _)| (&spec[..i], &spec[i + 1..]));
+    splits().find(|(name, _)| names.contains(name)).or_else(|| splits().next())
+}
+
+/// The graph's inputs as `\n  NAME: TYPE[SHAPE]` lines.
+fn list_inputs(graph: &Graph) -> String {
+    graph.inputs().iter().map(|&id| format!("\n  {}: {}", graph.input_name(id).unwrap_or_default(), graph.desc(id))).collect()
+}
+
+/// The `--input NAME=FILE.npy` arguments of `kiln run` as (name, file),
+/// checked against the graph before any file is read: every NAME is an
+/// input (else the inputs are listed), none is given twice, and every
+/// input is given (else all missing ones are listed with their types).
+fn input_files<'a>(graph: &Graph, specs: &'a [String]) -> Result<Vec<(&'a str, &'a str)>, Box<dyn std::error::Error>> {
+    let names: Vec<&str> = graph.inputs().iter().map(|&id| graph.input_name(id).unwrap_or_default()).collect();
+    let mut given: Vec<(&str, &str)> = Vec::new();
+    for spec in specs {
+        let Some((name, file)) = split_named(spec, &names) else {
+            return Err(format!("--input `{spec}`: expected NAME=FILE.npy").into());
+        };
+        if !names.contains(&name) {
+            return Err(format!("--input {name}: the model has no input `{name}`; its inputs:{}", list_inputs(graph)).into());
+        }
+        if given.iter().any(|(n, _)| *n == name) {
+            return Err(format!("--input {name}: given more than once").into());
+        }
+        given.push((name, file));
+    }
+    let missing: String = graph
+        .inputs()
+        .iter()
+        .filter_map(|&id| {
+            let name = graph.input_name(id).unwrap_or_default();
+            (!given.iter().any(|(n, _)| *n == name)).then(|| format!("\n  {name}: {}", graph.desc(id)))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("the model needs these inputs too (give each as --input NAME=FILE.npy):{missing}").into());
+    }
+    Ok(given)
+}
+
+fn read_input(name: &str, file: &str) -> Result<(String, Tensor), Box<dyn std::error::Error>> {
     let bytes = std::fs::read(file).map_err(|e| format!("--input {name}: {file}: {e}"))?;
     let tensor = kiln::npy::parse(&bytes).map_err(|e| format!("--input {name}: {file}: {e}"))?;
     Ok((name.to_string(), tensor))
 }
 
-fn run(model: &Path, shapes: &[String], inputs: &[String], output_dir: &Path, backend: &str) -> CliResult {
+/// Where `kiln run` writes each output, in the graph's output order: the
+/// `--output NAME=FILE` paths as given (`--output FILE` for a model of one
+/// output), every other output in `dir` under its name made a safe,
+/// distinct file name ([`kiln::output_files`]) that reuses no explicit
+/// FILE's name.
+fn output_paths(graph: &Graph, dir: &Path, specs: &[String]) -> Result<Vec<(String, PathBuf)>, Box<dyn std::error::Error>> {
+    let names: Vec<&str> = graph.outputs().iter().map(|(n, _)| n.as_str()).collect();
+    let listing = || names.iter().map(|n| format!("\n  {n}")).collect::<String>();
+    let mut explicit: Vec<(&str, PathBuf)> = Vec::new();
+    for spec in specs {
+        let (name, file) = match split_named(spec, &names) {
+            Some((name, file)) if names.contains(&name) => (name, file),
+            Some((name, _)) => {
+                return Err(format!("--output {name}: the model has no output `{name}`; its outputs:{}", listing()).into());
+            }
+            None if names.len() == 1 => (names[0], spec.as_str()),
+            None => {
+                let n = names.len();
+                return Err(format!("--output `{spec}`: expected NAME=FILE (the model has {n} outputs):{}", listing()).into());
+            }
+        };
+        if file.is_empty() {
+            return Err(format!("--output {name}: the file name is empty").into());
+        }
+        if explicit.iter().any(|(n, _)| *n == name) {
+            return Err(format!("--output {name}: given more than once").into());
+        }
+        if let Some((other, _)) = explicit.iter().find(|(_, f)| f == Path::new(file)) {
+            return Err(format!("--output {name}: {file} is already the file of output `{other}`").into());
+        }
+        explicit.push((name, PathBuf::from(file)));
+    }
+    let reserved: Vec<String> =
+        explicit.iter().filter_map(|(_, f)| f.file_name()).map(|f| f.to_string_lossy().into_owned()).collect();
+    let reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    let rest: Vec<&str> = names.iter().copied().filter(|n| !explicit.iter().any(|(e, _)| e == n)).collect();
+    let mut generated = rest.iter().zip(kiln::output_files::file_names(&rest, &reserved));
+    Ok(names
+        .iter()
+        .map(|&name| {
+            let path = match explicit.iter().find(|(n, _)| *n == name) {
+                Some((_, file)) => file.clone(),
+                None => generated.next().map(|(_, file)| dir.join(file)).unwrap_or_default(),
+            };
+            (name.to_string(), path)
+        })
+        .collect())
+}
+
+/// `kiln run`: checks the `--input` and `--output` arguments against the
+/// graph, reads the inputs, compiles, runs, writes every output and lists
+/// `NAME: TYPE[SHAPE] -> FILE` on stdout.
+fn run(model: &Path, shapes: &[String], inputs: &[String], output_dir: &Path, outputs: &[String], backend: &str) -> CliResult {
     let ctx = context(backend)?;
     let graph = load(model, shapes)?;
-    let feeds = inputs.iter().map(|s| read_input(s)).collect::<Result<Vec<_>, _>>()?;
+    let files = input_files(&graph, inputs)?;
+    let paths = output_paths(&graph, output_dir, outputs)?;
+    let feeds = files.iter().map(|(name, file)| read_input(name, file)).collect::<Result<Vec<_>, _>>()?;
     let compiled = ctx.compile(graph)?;
     let feed_refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let outputs = ctx.compute(&compiled, &feed_refs)?;
-    std::fs::create_dir_all(output_dir).map_err(|e| format!("{}: {e}", output_dir.display()))?;
-    for (name, tensor) in &outputs {
-        if name.contains(['/', '\\']) || name == "." || name == ".." {
-            return Err(format!("output `{name}` is not a valid file name; rename it in the model").into());
+    let results = ctx.compute(&compiled, &feed_refs)?;
+    for (name, path) in &paths {
+        let tensor = results.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or_else(|| format!("output `{name}` was not computed"))?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        let path = output_dir.join(format!("{name}.npy"));
-        std::fs::write(&path, kiln::npy::to_bytes(tensor)).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, kiln::npy::to_bytes(tensor)).map_err(|e| format!("output {name}: {}: {e}", path.display()))?;
         println!("{name}: {} -> {}", tensor.desc(), path.display());
     }
     Ok(())

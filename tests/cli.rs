@@ -63,12 +63,16 @@ fn run_writes_outputs_that_match_the_library() {
 fn run_rejects_bad_inputs() {
     let dir = scratch("bad-inputs");
     let out = dir.to_str().unwrap();
-    assert_error(&kiln(&["run", MODEL, "--output-dir", out]), "input `x`: is missing; expected f32[1, 3, 32, 32]");
+    assert_error(&kiln(&["run", MODEL, "--output-dir", out]), "the model needs these inputs too (give each as --input NAME=FILE.npy):\n  x: f32[1, 3, 32, 32]");
 
     let extra = dir.join("extra.npy");
     std::fs::write(&extra, kiln::npy::to_bytes(&Tensor::from_f32([1], &[0.0]).unwrap())).unwrap();
     let extra_arg = format!("y={}", extra.display());
-    assert_error(&kiln(&["run", MODEL, "--input", INPUT, "--input", &extra_arg, "--output-dir", out]), "input `y`: is not an input");
+    assert_error(
+        &kiln(&["run", MODEL, "--input", INPUT, "--input", &extra_arg, "--output-dir", out]),
+        "--input y: the model has no input `y`; its inputs:\n  x: f32[1, 3, 32, 32]",
+    );
+    assert_error(&kiln(&["run", MODEL, "--input", INPUT, "--input", INPUT, "--output-dir", out]), "--input x: given more than once");
 
     let wrong_shape = format!("x={}", extra.display());
     assert_error(&kiln(&["run", MODEL, "--input", &wrong_shape, "--output-dir", out]), "expected f32[1, 3, 32, 32], got f32[1]");
@@ -255,7 +259,7 @@ fn bench_can_switch_the_optimizer_off() {
 
 /// A TFLite model through `kiln info` and `kiln run`: its tensor names
 /// (`serving_default_input:0`, `StatefulPartitionedCall:0`) work as input
-/// names and as output file names, and the result is LiteRT's within one
+/// names, the output goes to a file named after it (`:` made `_`), and the result is LiteRT's within one
 /// quantum (the uint8 MobileNet of target/tflite-data, written by
 /// scripts/fetch_onnx_data.sh).
 #[test]
@@ -281,11 +285,200 @@ fn tflite_models_run_from_the_command_line_with_their_tensor_names() {
         dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let written = dir.join("StatefulPartitionedCall:0.npy");
+    assert!(stdout(&out).contains(&format!("StatefulPartitionedCall:0: u8[1, 10] -> {}", dir.join("StatefulPartitionedCall_0.npy").display())), "{}", stdout(&out));
+    let written = dir.join("StatefulPartitionedCall_0.npy");
     let got = kiln::npy::parse(&std::fs::read(&written).unwrap()).unwrap();
     let want = read("output");
     assert_eq!(got.desc(), want.desc());
     for (g, w) in got.bytes().iter().zip(want.bytes()) {
         assert!(g.abs_diff(*w) <= 1, "kiln {g}, LiteRT {w}");
     }
+}
+
+/// An ONNX model whose input and output names are not file names, as
+/// PaddlePaddle and TensorFlow exports have them: inputs `x:0` and `mask=1`
+/// (f32[2, 3]), and one output per entry of [`AWKWARD_OUTPUTS`], each a
+/// different operator of the inputs.
+fn awkward_model(dir: &Path) -> PathBuf {
+    use kiln::frontend::onnx::proto::*;
+    use prost::Message;
+    use tensor_shape_proto::{Dimension, dimension::Value as D};
+    let info = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: [2, 3].iter().map(|&d| Dimension { value: Some(D::DimValue(d)) }).collect(),
+                }),
+            })),
+        }),
+    };
+    let node = |(output, (op, inputs)): (&&str, &(&str, &[&str])) | NodeProto {
+        op_type: op.to_string(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        ..Default::default()
+    };
+    let ops: [(&str, &[&str]); 7] = [
+        ("Add", &["x:0", "mask=1"]),
+        ("Relu", &["x:0"]),
+        ("Neg", &["x:0"]),
+        ("Abs", &["mask=1"]),
+        ("Mul", &["x:0", "mask=1"]),
+        ("Sub", &["x:0", "mask=1"]),
+        ("Sigmoid", &["x:0"]),
+    ];
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            node: AWKWARD_OUTPUTS.iter().zip(&ops).map(node).collect(),
+            input: vec![info("x:0"), info("mask=1")],
+            output: AWKWARD_OUTPUTS.iter().map(|n| info(n)).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let path = dir.join("awkward.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    path
+}
+
+/// The outputs of [`awkward_model`] and the files `kiln run` writes them
+/// to: separators, `:` and leading dots become `_`, a Windows device name
+/// gets a `_` prefix, and names equal after that (ignoring case) get
+/// `_2`, `_3`.
+const AWKWARD_OUTPUTS: [&str; 7] = ["save_infer_model/scale_0.tmp_1", "StatefulPartitionedCall:0", "a:0", "a/0", "A_0", "../escape", "con"];
+const AWKWARD_FILES: [&str; 7] = [
+    "save_infer_model_scale_0.tmp_1.npy",
+    "StatefulPartitionedCall_0.npy",
+    "a_0.npy",
+    "a_0_2.npy",
+    "A_0_3.npy",
+    "___escape.npy",
+    "_con.npy",
+];
+
+/// Writes the inputs of [`awkward_model`] and returns them with their
+/// `--input` arguments.
+fn awkward_inputs(dir: &Path) -> (Vec<(&'static str, Tensor)>, Vec<String>) {
+    let x = Tensor::from_f32([2, 3], &[-1.5, 0.0, 2.0, 3.25, -4.0, 0.5]).unwrap();
+    let mask = Tensor::from_f32([2, 3], &[1.0, -2.0, 0.5, 0.0, 3.0, -0.25]).unwrap();
+    let mut args = Vec::new();
+    for (name, file, t) in [("x:0", "x.npy", &x), ("mask=1", "mask.npy", &mask)] {
+        std::fs::write(dir.join(file), kiln::npy::to_bytes(t)).unwrap();
+        args.push(format!("{name}={}", dir.join(file).display()));
+    }
+    (vec![("x:0", x), ("mask=1", mask)], args)
+}
+
+/// The outputs of `model` on `inputs` by the reference interpreter.
+fn interpreted(model: &Path, inputs: &[(&str, Tensor)]) -> Vec<(String, Tensor)> {
+    let ctx = Context::new(ContextOptions { backend: kiln::Backend::Interp, ..Default::default() }).unwrap();
+    let graph = ctx.load(model, &kiln::LoadOptions::default()).unwrap();
+    let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
+    ctx.compute(&graph, &feeds).unwrap()
+}
+
+/// `kiln run` on a model whose names are not file names: every output is
+/// written inside the output folder under a safe, distinct name, the
+/// mapping is listed on stdout, nothing lands outside the folder, no
+/// progress noise reaches a stderr that is not a terminal, and each file
+/// holds what the reference interpreter computes.
+#[test]
+fn run_writes_awkward_output_names_to_safe_distinct_files() {
+    let dir = scratch("awkward");
+    let model = awkward_model(&dir);
+    let (inputs, input_args) = awkward_inputs(&dir);
+    let out = dir.join("out");
+    let mut args = vec!["run", model.to_str().unwrap(), "--output-dir", out.to_str().unwrap()];
+    for a in &input_args {
+        args.extend(["--input", a]);
+    }
+    let o = kiln(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "no progress or other noise on a stderr that is not a terminal");
+    let listed = stdout(&o);
+    let expected = interpreted(&model, &inputs);
+    for (name, file) in AWKWARD_OUTPUTS.iter().zip(AWKWARD_FILES) {
+        let path = out.join(file);
+        assert!(listed.lines().any(|l| l == format!("{name}: f32[2, 3] -> {}", path.display())), "{name} -> {file} missing from:\n{listed}");
+        let got = kiln::npy::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let want = &expected.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(got.desc(), want.desc(), "{name}");
+        for (g, w) in got.to_f32_vec().iter().zip(want.to_f32_vec()) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}: kiln {g}, interpreter {w}");
+        }
+    }
+    let mut written: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    written.sort();
+    let mut want: Vec<String> = AWKWARD_FILES.iter().map(|f| f.to_string()).collect();
+    want.sort();
+    assert_eq!(written, want, "exactly one file per output, all inside the folder");
+    assert!(!dir.join("escape.npy").exists());
+}
+
+/// `--output NAME=FILE` chooses an output's file (the others keep their
+/// safe names and never take its name); `--output FILE` alone names the
+/// output of a one-output model; unknown names, repeated names or files,
+/// and a bare FILE for a many-output model are errors that list the
+/// outputs.
+#[test]
+fn run_output_flag_chooses_files() {
+    let dir = scratch("output-flag");
+    let model = awkward_model(&dir);
+    let (inputs, input_args) = awkward_inputs(&dir);
+    let out = dir.join("out");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", model.to_str().unwrap(), "--output-dir", out.to_str().unwrap()];
+        for a in &input_args {
+            args.extend(["--input", a]);
+        }
+        args.extend(extra);
+        kiln(&args)
+    };
+    let chosen = dir.join("chosen").join("a_0.npy");
+    let spec = format!("StatefulPartitionedCall:0={}", chosen.display());
+    let o = run(&["--output", &spec]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("StatefulPartitionedCall:0: f32[2, 3] -> {}", chosen.display())), "{}", stdout(&o));
+    let relu = kiln::npy::parse(&std::fs::read(&chosen).unwrap()).unwrap();
+    let expected = interpreted(&model, &inputs);
+    assert_eq!(relu.bytes(), expected.iter().find(|(n, _)| n == "StatefulPartitionedCall:0").unwrap().1.bytes());
+    // The chosen file's name is not reused in the folder: `a:0` moves on.
+    assert!(stdout(&o).contains(&format!("a:0: f32[2, 3] -> {}", out.join("a_0_2.npy").display())), "{}", stdout(&o));
+    assert!(!out.join("StatefulPartitionedCall_0.npy").exists() && !out.join("a_0.npy").exists());
+
+    let o = run(&["--output", "nope=x.npy"]);
+    assert_error(&o, "--output nope: the model has no output `nope`; its outputs:\n  save_infer_model/scale_0.tmp_1\n  StatefulPartitionedCall:0\n");
+    assert_error(&run(&["--output", "out.npy"]), "--output `out.npy`: expected NAME=FILE (the model has 7 outputs):\n  save_infer_model/scale_0.tmp_1");
+    assert_error(&run(&["--output", "a:0=1.npy", "--output", "a:0=2.npy"]), "--output a:0: given more than once");
+    assert_error(&run(&["--output", "a:0=1.npy", "--output", "a/0=1.npy"]), "--output a/0: 1.npy is already the file of output `a:0`");
+    assert_error(&run(&["--output", "a:0="]), "--output a:0: the file name is empty");
+
+    // One output: `--output FILE` alone.
+    let single = dir.join("probs-here.npy");
+    let o = kiln(&["run", MODEL, "--input", INPUT, "--output", single.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("probs: f32[1, 10] -> {}\n", single.display()));
+    assert_eq!(kiln::npy::parse(&std::fs::read(&single).unwrap()).unwrap().shape().dims(), [1, 10]);
+}
+
+/// `kiln run` without some inputs names all the missing ones at once with
+/// their types and shapes; an unknown `--input` name lists the inputs.
+#[test]
+fn run_lists_the_inputs_it_needs() {
+    let dir = scratch("needs-inputs");
+    let model = awkward_model(&dir);
+    let (_, input_args) = awkward_inputs(&dir);
+    let model = model.to_str().unwrap();
+    assert_error(
+        &kiln(&["run", model]),
+        "the model needs these inputs too (give each as --input NAME=FILE.npy):\n  x:0: f32[2, 3]\n  mask=1: f32[2, 3]",
+    );
+    let o = kiln(&["run", model, "--input", &input_args[0]]);
+    assert_error(&o, "(give each as --input NAME=FILE.npy):\n  mask=1: f32[2, 3]");
+    assert!(!stderr(&o).contains("x:0: f32"), "{}", stderr(&o));
+    assert_error(&kiln(&["run", model, "--input", "x=a.npy"]), "--input x: the model has no input `x`; its inputs:\n  x:0: f32[2, 3]\n  mask=1: f32[2, 3]");
 }
