@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The Python package's tests (part of scripts/test): builds the `kiln` wheel
-# from python/ with maturin, in the workspace's dev profile and target
-# directory (so the kiln crates `cargo test` just built are reused; only the
-# pyo3 glue compiles), installs it into target/bench-venv (made by
-# scripts/fetch_onnx_data.sh, with numpy, onnx and onnxruntime), and runs
-# python/tests with pytest. Extra arguments go to pytest:
+# The Python package's tests (part of scripts/test, after `cargo test
+# --workspace`): builds the extension module kiln._kiln, stages the `kiln`
+# package under target/python-pkg, and runs python/tests with pytest in
+# target/bench-venv (made by scripts/fetch_onnx_data.sh, with numpy, onnx and
+# onnxruntime). Extra arguments go to pytest:
 #
-#   scripts/test_python.sh                  # build, install, run every test
+#   scripts/test_python.sh                  # build, run every test
 #   scripts/test_python.sh -k builder -x    # some of them
 #
-# Pins: python/requirements-test.txt (maturin, pytest), installed once (a stamp,
+# The module is built by cargo, not maturin, so that it reuses what `cargo
+# test --workspace` compiled: a build selecting the workspace's tests resolves
+# the shared crates' features as the test build did (dev-dependencies
+# included), and only pyo3, numpy and python/ compile. A maturin build
+# (`pip install ./python`) selects python/ alone, which changes features of
+# shared crates and recompiles kiln. PYO3_BUILD_EXTENSION_MODULE=1 (what
+# maturin sets) leaves libpython unlinked, as an extension module must.
+#
+# Pins: python/requirements-test.txt (pytest), installed once (a stamp,
 # target/bench-venv/.kiln-python-requirements, holds its digest); the Rust
 # side uses the workspace's Cargo.lock (--locked).
 set -euo pipefail
@@ -30,11 +37,13 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$key" ]]; then
 fi
 
 start=$SECONDS
-wheels=target/python-wheels
-rm -rf "$wheels"
-say "building the wheel (maturin, dev profile)"
-"$venv/bin/maturin" build --quiet --locked --profile dev --manifest-path python/Cargo.toml \
-    --interpreter "$py" --auditwheel skip --out "$wheels" >&2
-"$py" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheels"/kiln-*.whl >&2
-say "built and installed in $((SECONDS - start)) s"
-PYTHONDONTWRITEBYTECODE=1 exec "$py" -m pytest python/tests -q -p no:cacheprovider "$@"
+say "building the extension module (cargo, dev profile)"
+PYO3_BUILD_EXTENSION_MODULE=1 cargo build --quiet --workspace --locked --lib --tests
+target_dir="${CARGO_TARGET_DIR:-target}"
+package=target/python-pkg/kiln
+rm -rf "$package"
+mkdir -p "$package"
+cp python/kiln/*.py python/kiln/*.pyi python/kiln/py.typed "$package"/
+cp "$target_dir/debug/lib_kiln.so" "$package/_kiln.abi3.so"
+say "built and staged in $((SECONDS - start)) s"
+PYTHONPATH=target/python-pkg PYTHONDONTWRITEBYTECODE=1 exec "$py" -m pytest python/tests -q -p no:cacheprovider "$@"
