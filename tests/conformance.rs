@@ -4,15 +4,33 @@
 use kiln_harness::conformance::judge::{f16_bits_to_f64, to_half_bits};
 use kiln_harness::conformance::{
     Backend, Case, CaseTensor, Element, Exclusions, Tolerance, build_case, bundled_exclusions_file,
-    bundled_vectors_dir, check_output, encode_tensor, load_cases, run_cases,
+    bundled_vectors_dir, check_output, encode_tensor, hand_checked_vectors_dir, load_cases, run_cases,
 };
 use kiln_ir::{DataType, Tensor};
 
 /// The number of cases in the bundled vectors (their README's total).
 const WPT_CASES: usize = 1477;
 
+/// The number of hand-checked cases (`scripts/webnn_hand_cases.py`).
+const HAND_CASES: usize = 134;
+
 fn bundled_cases() -> Vec<Case> {
     load_cases(&bundled_vectors_dir()).unwrap_or_else(|e| panic!("loading the WPT vectors: {e}"))
+}
+
+fn hand_cases() -> Vec<Case> {
+    load_cases(&hand_checked_vectors_dir()).unwrap_or_else(|e| panic!("loading the hand-checked cases: {e}"))
+}
+
+#[test]
+fn every_hand_checked_case_passes_on_the_interpreter() {
+    let cases = hand_cases();
+    assert_eq!(cases.len(), HAND_CASES);
+    assert!(cases.iter().all(|c| c.lossy.is_none()));
+    let report = run_cases(&cases, Backend::Interp, &Exclusions::none());
+    report.print_summary(true);
+    let counts = report.counts();
+    assert_eq!(counts.passed, HAND_CASES, "{} of {} hand-checked cases failed on interp", counts.failed, counts.total());
 }
 
 fn bundled_exclusions() -> Exclusions {
@@ -100,7 +118,7 @@ fn int_steps(data_type: DataType, i: i128, n: u128) -> Vec<u8> {
 #[test]
 fn exact_results_pass_and_results_just_outside_the_tolerance_fail() {
     let mut checked = 0;
-    for case in bundled_cases().iter().filter(|c| c.lossy.is_none()) {
+    for case in bundled_cases().iter().chain(&hand_cases()).filter(|c| c.lossy.is_none()) {
         for (name, expected) in &case.expected {
             let exact = encode_tensor(expected).unwrap_or_else(|e| panic!("{case}: output `{name}`: {e}"));
             if let Err(e) = check_output(name, expected, &exact, case.tolerance) {
@@ -116,5 +134,5 @@ fn exact_results_pass_and_results_just_outside_the_tolerance_fail() {
             checked += 1;
         }
     }
-    assert!(checked >= WPT_CASES - 7);
+    assert!(checked >= WPT_CASES - 7 + HAND_CASES);
 }

@@ -345,6 +345,84 @@ impl GraphBuilder {
         self.op1(Op::Resample2d { input, options })
     }
 
+    /// `isNaN(a)`: uint8 1 where `a` is NaN.
+    pub fn is_nan(&self, a: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::Predicate { kind: PredicateOp::IsNaN, a })
+    }
+
+    /// `isInfinite(a)`: uint8 1 where `a` is ±infinity.
+    pub fn is_infinite(&self, a: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::Predicate { kind: PredicateOp::IsInfinite, a })
+    }
+
+    /// `sign(input)`.
+    pub fn sign(&self, input: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::Unary { kind: UnaryOp::Sign, input })
+    }
+
+    /// `argMax`/`argMin(input, axis, {keepDimensions, outputDataType})`;
+    /// the spec defaults are `false` and int32.
+    pub fn arg_min_max(
+        &self,
+        kind: ArgOp,
+        input: OperandId,
+        axis: u32,
+        keep_dimensions: bool,
+        output_data_type: DataType,
+    ) -> Result<OperandId, BuildError> {
+        self.op1(Op::ArgMinMax { kind, input, axis, keep_dimensions, output_data_type })
+    }
+
+    /// `cumulativeSum(input, axis, {exclusive, reversed})`.
+    pub fn cumulative_sum(&self, input: OperandId, axis: u32, exclusive: bool, reversed: bool) -> Result<OperandId, BuildError> {
+        self.op1(Op::CumulativeSum { input, axis, exclusive, reversed })
+    }
+
+    /// `dequantizeLinear(input, scale, zeroPoint)`.
+    pub fn dequantize_linear(&self, input: OperandId, scale: OperandId, zero_point: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::DequantizeLinear { input, scale, zero_point })
+    }
+
+    /// `quantizeLinear(input, scale, zeroPoint)`.
+    pub fn quantize_linear(&self, input: OperandId, scale: OperandId, zero_point: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::QuantizeLinear { input, scale, zero_point })
+    }
+
+    /// `gatherElements(input, indices, {axis})`.
+    pub fn gather_elements(&self, input: OperandId, indices: OperandId, axis: u32) -> Result<OperandId, BuildError> {
+        self.op1(Op::GatherElements { input, indices, axis })
+    }
+
+    /// `gatherND(input, indices)`.
+    pub fn gather_nd(&self, input: OperandId, indices: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::GatherNd { input, indices })
+    }
+
+    /// `scatterElements(input, indices, updates, {axis})`.
+    pub fn scatter_elements(&self, input: OperandId, indices: OperandId, updates: OperandId, axis: u32) -> Result<OperandId, BuildError> {
+        self.op1(Op::ScatterElements { input, indices, updates, axis })
+    }
+
+    /// `scatterND(input, indices, updates)`.
+    pub fn scatter_nd(&self, input: OperandId, indices: OperandId, updates: OperandId) -> Result<OperandId, BuildError> {
+        self.op1(Op::ScatterNd { input, indices, updates })
+    }
+
+    /// `reverse(input, {axes})`; `None` reverses every axis.
+    pub fn reverse(&self, input: OperandId, axes: Option<Vec<u32>>) -> Result<OperandId, BuildError> {
+        self.op1(Op::Reverse { input, axes })
+    }
+
+    /// `tile(input, repetitions)`.
+    pub fn tile(&self, input: OperandId, repetitions: impl Into<Vec<u32>>) -> Result<OperandId, BuildError> {
+        self.op1(Op::Tile { input, repetitions: repetitions.into() })
+    }
+
+    /// `triangular(input, {upper, diagonal})`; the spec defaults are `true` and 0.
+    pub fn triangular(&self, input: OperandId, upper: bool, diagonal: i32) -> Result<OperandId, BuildError> {
+        self.op1(Op::Triangular { input, upper, diagonal })
+    }
+
     /// `where(condition, trueValue, falseValue)`.
     pub fn where_(&self, condition: OperandId, true_value: OperandId, false_value: OperandId) -> Result<OperandId, BuildError> {
         self.op1(Op::Where { condition, true_value, false_value })

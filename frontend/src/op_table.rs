@@ -142,8 +142,12 @@ impl Args<'_> {
     }
 
     fn opt_bool(&mut self, name: &str) -> Result<bool, CallError> {
+        self.opt_bool_or(name, false)
+    }
+
+    fn opt_bool_or(&mut self, name: &str, default: bool) -> Result<bool, CallError> {
         match self.option(name) {
-            None => Ok(false),
+            None => Ok(default),
             Some(ArgValue::Bool(b)) => Ok(b),
             Some(other) => self.error(name, format!("expected true or false, got {other:?}")),
         }
@@ -208,6 +212,19 @@ pub fn build_call(
             input,
             options: ReduceOptions { axes: a.opt_u32s("axes")?, keep_dimensions: a.opt_bool("keepDimensions")? },
         }
+    } else if let Some(kind) = PredicateOp::from_name(name) {
+        Op::Predicate { kind, a: a.operand("a")? }
+    } else if let Some(kind) = ArgOp::from_name(name) {
+        let (input, axis) = (a.operand("input")?, a.u32_pos("axis")?);
+        let keep_dimensions = a.opt_bool("keepDimensions")?;
+        let output_data_type = match a.option("outputDataType") {
+            None => DataType::Int32,
+            Some(v) => {
+                let t = a.as_str("outputDataType", v)?;
+                DataType::from_name(&t).map_or_else(|| a.error("outputDataType", format!("unknown data type \"{t}\"")), Ok)?
+            }
+        };
+        Op::ArgMinMax { kind, input, axis, keep_dimensions, output_data_type }
     } else if let Some(kind) = PoolOp::from_name(name) {
         let input = a.operand("input")?;
         let d = Pool2dOptions::default();
@@ -390,6 +407,54 @@ pub fn build_call(
                 true_value: a.operand("trueValue")?,
                 false_value: a.operand("falseValue")?,
             },
+            "cumulativeSum" => Op::CumulativeSum {
+                input: a.operand("input")?,
+                axis: a.u32_pos("axis")?,
+                exclusive: a.opt_bool("exclusive")?,
+                reversed: a.opt_bool("reversed")?,
+            },
+            "dequantizeLinear" => Op::DequantizeLinear {
+                input: a.operand("input")?,
+                scale: a.operand("scale")?,
+                zero_point: a.operand("zeroPoint")?,
+            },
+            "quantizeLinear" => Op::QuantizeLinear {
+                input: a.operand("input")?,
+                scale: a.operand("scale")?,
+                zero_point: a.operand("zeroPoint")?,
+            },
+            "gatherElements" => Op::GatherElements {
+                input: a.operand("input")?,
+                indices: a.operand("indices")?,
+                axis: a.opt_u32("axis", 0)?,
+            },
+            "gatherND" => Op::GatherNd { input: a.operand("input")?, indices: a.operand("indices")? },
+            "scatterElements" => Op::ScatterElements {
+                input: a.operand("input")?,
+                indices: a.operand("indices")?,
+                updates: a.operand("updates")?,
+                axis: a.opt_u32("axis", 0)?,
+            },
+            "scatterND" => Op::ScatterNd {
+                input: a.operand("input")?,
+                indices: a.operand("indices")?,
+                updates: a.operand("updates")?,
+            },
+            "reverse" => Op::Reverse { input: a.operand("input")?, axes: a.opt_u32s("axes")? },
+            "tile" => Op::Tile { input: a.operand("input")?, repetitions: a.u32s_pos("repetitions")? },
+            "triangular" => {
+                let input = a.operand("input")?;
+                let upper = a.opt_bool_or("upper", true)?;
+                let diagonal = match a.option("diagonal") {
+                    None => 0,
+                    Some(v) => match a.as_number("diagonal", v)? {
+                        Number::Int(i) if i32::try_from(i).is_ok() => i as i32,
+                        Number::Float(x) if x.fract() == 0.0 && (i32::MIN as f64..=i32::MAX as f64).contains(&x) => x as i32,
+                        other => return a.error("diagonal", format!("expected a 32-bit integer, got {other:?}")),
+                    },
+                };
+                Op::Triangular { input, upper, diagonal }
+            }
             other => return Err(CallError::UnknownOperator(other.to_string())),
         }
     };

@@ -70,6 +70,8 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     idx: i32[2];
     xh: f32[1, 8, 8, 3];
     h: f16[2, 3];
+    gi: i32[2, 3];
+    nd: i64[2, 1];
   }
   consts {
     w: f32[4, 3, 3, 3] @weights("w");
@@ -91,6 +93,8 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     tiny: f32[] @scalar(1.401298464324817e-45);
     ninf: f32[] @scalar(-Infinity);
     negzero: f32[] @scalar(-0.0);
+    qs: f32[1, 1] @scalar(0.5);
+    qz: u8[1, 1] @scalar(128);
   }
   nodes {
     add0 = add(a, b);
@@ -189,6 +193,25 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     rsz1 = resample2d(xh, sizes=[4, 4], axes=[1, 2]);
     rsz2 = resample2d(x, scales=[0.5, 0.30000001192092896]);
     wh0 = where(p, a, b);
+    isnan0 = isNaN(a);
+    isinf0 = isInfinite(h);
+    sign0 = sign(a);
+    amax0 = argMax(a, 1);
+    amin0 = argMin(m, 0, keepDimensions=true, outputDataType="int64");
+    cs0 = cumulativeSum(a, 1);
+    cs1 = cumulativeSum(a, 0, exclusive=true, reversed=true);
+    q0 = quantizeLinear(a, qs, qz);
+    dq0 = dequantizeLinear(q0, qs, qz);
+    gel0 = gatherElements(a, gi);
+    gel1 = gatherElements(a, gi, axis=1);
+    gn0 = gatherND(m, nd);
+    se0 = scatterElements(a, gi, b, axis=1);
+    sn0 = scatterND(m, nd, gn0);
+    rev0 = reverse(a);
+    rev1 = reverse(x, axes=[2, 3]);
+    tile0 = tile(a, [2, 1]);
+    tri0 = triangular(m);
+    tri1 = triangular(m, upper=false, diagonal=-1);
     sum_again = add0;
   }
   outputs { add0; conv0; s0; s2; t1; u0; cat0; wh0; sum_again; }

@@ -70,6 +70,13 @@ pub fn bundled_vectors_dir() -> PathBuf {
     repository_test_data().join("wpt-webnn")
 }
 
+/// Hand-checked cases, in the vectors' format, for the operators WPT has
+/// no vectors for here (`tests/data/webnn-hand`, written with their
+/// expected values computed by numpy by `scripts/webnn_hand_cases.py`).
+pub fn hand_checked_vectors_dir() -> PathBuf {
+    repository_test_data().join("webnn-hand")
+}
+
 /// The exclusion list shipped with kiln's sources
 /// (`tests/data/wpt-excluded.txt`).
 pub fn bundled_exclusions_file() -> PathBuf {

@@ -37,6 +37,7 @@ const FLOATS: &[DataType] = &[Float32, Float16];
 const SIGNED_NUMERIC: &[DataType] = &[Float32, Float16, Int64, Int32, Int8];
 const INDEX_TYPES: &[DataType] = &[Int32, Uint32, Int64];
 const ACCUMULATING: &[DataType] = &[Float32, Float16, Int32, Uint32, Int64, Uint64];
+const QUANTIZED: &[DataType] = &[Uint8, Int8, Uint32, Int32];
 
 /// The most outputs one `split` may produce.
 pub const MAX_SPLITS: u32 = 1 << 16;
@@ -270,7 +271,7 @@ pub fn output_descriptors<'g>(
         Op::Unary { kind, input } => {
             let d = desc(*input);
             let allowed = match kind {
-                UnaryOp::Abs | UnaryOp::Neg | UnaryOp::Relu => SIGNED_NUMERIC,
+                UnaryOp::Abs | UnaryOp::Neg | UnaryOp::Relu | UnaryOp::Sign => SIGNED_NUMERIC,
                 UnaryOp::Identity => ANY,
                 UnaryOp::LogicalNot => &[Uint8],
                 _ => FLOATS,
@@ -615,7 +616,154 @@ pub fn output_descriptors<'g>(
             let s = broadcast("values", &s, "condition", &dc.shape)?;
             Ok(vec![OperandDescriptor::new(dt.data_type, s)])
         }
+        Op::Predicate { a, .. } => Ok(vec![OperandDescriptor::new(Uint8, desc(*a).shape.clone())]),
+        Op::ArgMinMax { input, axis, keep_dimensions, output_data_type, .. } => {
+            let d = desc(*input);
+            check_rank("input", d, 1..=usize::MAX)?;
+            let a = check_axis("axis", *axis, d.shape.rank())?;
+            if !matches!(output_data_type, Int32 | Int64) {
+                return err("outputDataType", format!("{output_data_type} is not one of int32, int64"));
+            }
+            let mut out = d.shape.0.clone();
+            if *keep_dimensions {
+                out[a] = 1;
+            } else {
+                out.remove(a);
+            }
+            Ok(vec![OperandDescriptor::new(*output_data_type, out)])
+        }
+        Op::CumulativeSum { input, axis, .. } => {
+            let d = desc(*input);
+            check_type("input", d, ACCUMULATING)?;
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_axis("axis", *axis, d.shape.rank())?;
+            same(d)
+        }
+        Op::DequantizeLinear { input, scale, zero_point } => {
+            let (d, ds, dz) = (desc(*input), desc(*scale), desc(*zero_point));
+            check_type("input", d, QUANTIZED)?;
+            check_type("scale", ds, FLOATS)?;
+            check_same_type("zeroPoint", dz, d.data_type)?;
+            check_blocks(d, ds, dz)?;
+            Ok(vec![OperandDescriptor::new(ds.data_type, d.shape.clone())])
+        }
+        Op::QuantizeLinear { input, scale, zero_point } => {
+            let (d, ds, dz) = (desc(*input), desc(*scale), desc(*zero_point));
+            check_type("input", d, FLOATS)?;
+            check_same_type("scale", ds, d.data_type)?;
+            check_type("zeroPoint", dz, QUANTIZED)?;
+            check_blocks(d, ds, dz)?;
+            Ok(vec![OperandDescriptor::new(dz.data_type, d.shape.clone())])
+        }
+        Op::GatherElements { input, indices, axis } => {
+            let (d, di) = (desc(*input), desc(*indices));
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_type("indices", di, INDEX_TYPES)?;
+            let a = check_axis("axis", *axis, d.shape.rank())?;
+            check_same_but_axis("indices", &di.shape, &d.shape, a)?;
+            Ok(vec![OperandDescriptor::new(d.data_type, di.shape.clone())])
+        }
+        Op::GatherNd { input, indices } => {
+            let (d, di) = (desc(*input), desc(*indices));
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_type("indices", di, INDEX_TYPES)?;
+            check_rank("indices", di, 1..=usize::MAX)?;
+            Ok(vec![OperandDescriptor::new(d.data_type, nd_slices_shape(&d.shape, &di.shape)?)])
+        }
+        Op::ScatterElements { input, indices, updates, axis } => {
+            let (d, di, du) = (desc(*input), desc(*indices), desc(*updates));
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_type("indices", di, INDEX_TYPES)?;
+            check_same_type("updates", du, d.data_type)?;
+            let a = check_axis("axis", *axis, d.shape.rank())?;
+            check_same_but_axis("indices", &di.shape, &d.shape, a)?;
+            if du.shape != di.shape {
+                return err("updates", format!("shape {} must equal the indices' shape {}", du.shape, di.shape));
+            }
+            same(d)
+        }
+        Op::ScatterNd { input, indices, updates } => {
+            let (d, di, du) = (desc(*input), desc(*indices), desc(*updates));
+            check_rank("input", d, 1..=usize::MAX)?;
+            check_type("indices", di, INDEX_TYPES)?;
+            check_rank("indices", di, 1..=usize::MAX)?;
+            check_same_type("updates", du, d.data_type)?;
+            let expected = nd_slices_shape(&d.shape, &di.shape)?;
+            if du.shape != expected {
+                return err(
+                    "updates",
+                    format!("shape {} must be the indices' leading dimensions and the addressed slices' shape, {expected}", du.shape),
+                );
+            }
+            same(d)
+        }
+        Op::Reverse { input, axes } => {
+            let d = desc(*input);
+            if let Some(axes) = axes {
+                check_axes("axes", axes, d.shape.rank())?;
+            }
+            same(d)
+        }
+        Op::Tile { input, repetitions } => {
+            let d = desc(*input);
+            if repetitions.len() != d.shape.rank() {
+                return err("repetitions", format!("length {} must equal the input rank {}", repetitions.len(), d.shape.rank()));
+            }
+            check_positive("repetitions", repetitions)?;
+            let out = d.shape.0.iter().zip(repetitions).map(|(&x, &r)| mul_dims("repetitions", x, r)).collect::<R<Vec<_>>>()?;
+            Ok(vec![OperandDescriptor::new(d.data_type, out)])
+        }
+        Op::Triangular { input, .. } => {
+            let d = desc(*input);
+            check_rank("input", d, 2..=usize::MAX)?;
+            same(d)
+        }
     }
+}
+
+/// `quantizeLinear` and `dequantizeLinear`: `scale` has the input's rank and
+/// each of its dimensions divides the input's (one scale per block of
+/// `input / scale` elements; a dimension of 1 broadcasts); `zeroPoint` has
+/// `scale`'s shape.
+fn check_blocks(input: &OperandDescriptor, scale: &OperandDescriptor, zero_point: &OperandDescriptor) -> R<()> {
+    if scale.shape.rank() != input.shape.rank() {
+        return err("scale", format!("rank {} must equal the input rank {}", scale.shape.rank(), input.shape.rank()));
+    }
+    if let Some(i) = (0..input.shape.rank()).find(|&i| !input.shape.0[i].is_multiple_of(scale.shape.0[i])) {
+        return err(
+            "scale",
+            format!("dimension {i} ({}) must divide the input's {} (block-wise quantization)", scale.shape.0[i], input.shape.0[i]),
+        );
+    }
+    if zero_point.shape != scale.shape {
+        return err("zeroPoint", format!("shape {} must equal the scale's {}", zero_point.shape, scale.shape));
+    }
+    Ok(())
+}
+
+/// `gatherElements` and `scatterElements`: `indices` has the input's rank
+/// and its shape along every axis but `axis`.
+fn check_same_but_axis(name: &str, indices: &Shape, input: &Shape, axis: usize) -> R<()> {
+    let same = indices.rank() == input.rank()
+        && indices.0.iter().zip(&input.0).enumerate().all(|(i, (x, y))| i == axis || x == y);
+    if same {
+        Ok(())
+    } else {
+        err(name, format!("shape {indices} must equal the input's {input} except along axis {axis}"))
+    }
+}
+
+/// `gatherND`'s output and `scatterND`'s updates shape: the indices' shape
+/// without its last dimension `k`, then the input's dimensions after the
+/// first `k` (each index tuple addresses one such slice).
+fn nd_slices_shape(input: &Shape, indices: &Shape) -> R<Shape> {
+    let k = *indices.0.last().unwrap_or(&0) as usize;
+    if k > input.rank() {
+        return err("indices", format!("the last dimension {k} exceeds the input rank {}", input.rank()));
+    }
+    let mut out = indices.0[..indices.rank() - 1].to_vec();
+    out.extend(&input.0[k..]);
+    Ok(Shape(out))
 }
 
 fn conv2d<'g>(

@@ -13,8 +13,12 @@
 //!   exponent it is the truncated quotient `1 / a^-b` (so `1`, `±1` for
 //!   `a = ±1`, and 0 otherwise, including `a = 0`).
 //! - Data movement (reshape, transpose, concat, split, slice, expand, gather,
-//!   pad, where, nearest-neighbor resampling) copies element bytes, so every
-//!   data type, NaN payloads included, passes through unchanged.
+//!   pad, where, nearest-neighbor resampling, reverse, tile, triangular, the
+//!   gathers and scatters) copies element bytes, so every data type, NaN
+//!   payloads included, passes through unchanged.
+//! - Indices (gather, gatherElements, gatherND, the scatters) count from the
+//!   end of their axis when negative, and one still outside the axis is
+//!   clamped to the nearest valid position ([`clamped_index`]).
 //!
 //! Operator-specific choices are documented on the functions that implement
 //! them (see the submodules).
@@ -26,10 +30,12 @@
 
 mod conv;
 mod elementwise;
+mod indexing;
 mod linalg;
 mod movement;
 mod norm;
 mod pool;
+mod quantize;
 mod reduce;
 mod resample;
 
@@ -282,6 +288,30 @@ fn eval_checked<'t>(
             operand(*false_value),
             out,
         )),
+        Op::Predicate { kind, a } => one(elementwise::predicate(*kind, operand(*a), out)),
+        Op::ArgMinMax { kind, input, axis, .. } => one(reduce::arg_min_max(*kind, operand(*input), *axis, out)),
+        Op::CumulativeSum { input, axis, exclusive, reversed } => {
+            one(reduce::cumulative_sum(operand(*input), *axis, *exclusive, *reversed, out))
+        }
+        Op::DequantizeLinear { input, scale, zero_point } => {
+            one(quantize::dequantize_linear(operand(*input), operand(*scale), operand(*zero_point), out))
+        }
+        Op::QuantizeLinear { input, scale, zero_point } => {
+            one(quantize::quantize_linear(operand(*input), operand(*scale), operand(*zero_point), out))
+        }
+        Op::GatherElements { input, indices, axis } => {
+            one(indexing::gather_elements(operand(*input), operand(*indices), *axis, out))
+        }
+        Op::GatherNd { input, indices } => one(indexing::gather_nd(operand(*input), operand(*indices), out)),
+        Op::ScatterElements { input, indices, updates, axis } => {
+            one(indexing::scatter_elements(operand(*input), operand(*indices), operand(*updates), *axis, out))
+        }
+        Op::ScatterNd { input, indices, updates } => {
+            one(indexing::scatter_nd(operand(*input), operand(*indices), operand(*updates), out))
+        }
+        Op::Reverse { input, axes } => one(movement::reverse(operand(*input), axes, out)),
+        Op::Tile { input, .. } => one(movement::tile(operand(*input), out)),
+        Op::Triangular { input, upper, diagonal } => one(movement::triangular(operand(*input), *upper, *diagonal, out)),
     }
 }
 
@@ -402,6 +432,62 @@ fn gather_elements(src: &Tensor, map: &[usize], desc: &OperandDescriptor) -> Res
             .get(m * size..(m + 1) * size)
             .ok_or_else(|| format!("element {m} is outside the operand {}", src.desc()))?;
         out.extend_from_slice(element);
+    }
+    Tensor::from_bytes(desc.clone(), out).map_err(|e| e.to_string())
+}
+
+/// Calls `f` with every index of `shape` in row-major order (once, with
+/// an empty index, for a scalar).
+fn for_each_index(shape: &[u32], mut f: impl FnMut(&[usize])) {
+    let count: usize = shape.iter().map(|&d| d as usize).product();
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..count {
+        f(&index);
+        for axis in (0..shape.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < shape[axis] as usize {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+}
+
+/// An index into an axis of `dim` elements: a negative one counts from the
+/// end, and one still outside `[0, dim)` is clamped to the nearest end.
+fn clamped_index(i: i128, dim: u32) -> usize {
+    let dim = i128::from(dim);
+    (if i < 0 { i + dim } else { i }).clamp(0, dim - 1) as usize
+}
+
+/// The integer elements of an indices operand.
+fn index_values(indices: &Tensor) -> Res<Vec<i128>> {
+    match indices.values() {
+        Values::Int(v) => Ok(v),
+        Values::Float(_) => Err(format!("indices must be an integer tensor, got {}", indices.desc())),
+    }
+}
+
+/// Builds a tensor of `desc` whose element `i` is element `e` of
+/// `sources[s]` where `picks[i]` is `Some((s, e))`, and zero bytes (0 in
+/// every data type) where it is `None`. The sources have `desc`'s type.
+fn assemble(sources: &[&Tensor], picks: &[Option<(usize, usize)>], desc: &OperandDescriptor) -> Res<Tensor> {
+    let size = desc.data_type.byte_size();
+    if let Some(t) = sources.iter().find(|t| t.data_type() != desc.data_type) {
+        return Err(format!("data type {} does not match the output {}", t.data_type(), desc));
+    }
+    let mut out = Vec::with_capacity(picks.len() * size);
+    for pick in picks {
+        match *pick {
+            Some((s, e)) => {
+                let element = sources[s]
+                    .bytes()
+                    .get(e * size..(e + 1) * size)
+                    .ok_or_else(|| format!("element {e} is outside the operand {}", sources[s].desc()))?;
+                out.extend_from_slice(element);
+            }
+            None => out.extend(std::iter::repeat_n(0u8, size)),
+        }
     }
     Tensor::from_bytes(desc.clone(), out).map_err(|e| e.to_string())
 }

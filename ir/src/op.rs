@@ -94,7 +94,16 @@ kinds!(
         Gelu => "gelu", Softplus => "softplus", Softsign => "softsign", Identity => "identity",
         LogicalNot => "logicalNot", RoundEven => "roundEven", Silu => "silu", Mish => "mish",
         GeluTanh => "geluTanh",
+        Sign => "sign",
     }
+);
+kinds!(
+    /// Element-wise tests of a value's class; the output is uint8 0/1.
+    PredicateOp { IsNaN => "isNaN", IsInfinite => "isInfinite" }
+);
+kinds!(
+    /// The index of the largest or smallest element along an axis.
+    ArgOp { Max => "argMax", Min => "argMin" }
 );
 kinds!(
     /// The ten reductions.
@@ -395,6 +404,32 @@ pub enum Op {
     Pad { input: OperandId, beginning_padding: Vec<u32>, ending_padding: Vec<u32>, options: PadOptions },
     Resample2d { input: OperandId, options: Resample2dOptions },
     Where { condition: OperandId, true_value: OperandId, false_value: OperandId },
+    /// `isNaN(a)`, `isInfinite(a)`.
+    Predicate { kind: PredicateOp, a: OperandId },
+    /// `argMax`/`argMin(input, axis, {keepDimensions, outputDataType})`.
+    ArgMinMax { kind: ArgOp, input: OperandId, axis: u32, keep_dimensions: bool, output_data_type: DataType },
+    /// `cumulativeSum(input, axis, {exclusive, reversed})`.
+    CumulativeSum { input: OperandId, axis: u32, exclusive: bool, reversed: bool },
+    /// `dequantizeLinear(input, scale, zeroPoint)`: `(input - zeroPoint) * scale`,
+    /// `scale` and `zeroPoint` applied block-wise.
+    DequantizeLinear { input: OperandId, scale: OperandId, zero_point: OperandId },
+    /// `quantizeLinear(input, scale, zeroPoint)`: `clamp(roundEven(input / scale) +
+    /// zeroPoint)` to the zero point's type, block-wise.
+    QuantizeLinear { input: OperandId, scale: OperandId, zero_point: OperandId },
+    /// `gatherElements(input, indices, {axis})`.
+    GatherElements { input: OperandId, indices: OperandId, axis: u32 },
+    /// `gatherND(input, indices)`.
+    GatherNd { input: OperandId, indices: OperandId },
+    /// `scatterElements(input, indices, updates, {axis})`.
+    ScatterElements { input: OperandId, indices: OperandId, updates: OperandId, axis: u32 },
+    /// `scatterND(input, indices, updates)`.
+    ScatterNd { input: OperandId, indices: OperandId, updates: OperandId },
+    /// `reverse(input, {axes})`; `axes` defaults to every axis.
+    Reverse { input: OperandId, axes: Option<Vec<u32>> },
+    /// `tile(input, repetitions)`.
+    Tile { input: OperandId, repetitions: Vec<u32> },
+    /// `triangular(input, {upper, diagonal})`; the spec defaults are `true` and 0.
+    Triangular { input: OperandId, upper: bool, diagonal: i32 },
 }
 
 /// A value in an operator's argument list, as the text form and the op
@@ -447,6 +482,9 @@ single_operators! {
     InstanceNormalization => "instanceNormalization", Softmax => "softmax", Reshape => "reshape",
     Transpose => "transpose", Concat => "concat", Split => "split", Slice => "slice", Expand => "expand",
     Gather => "gather", Pad => "pad", Resample2d => "resample2d", Where => "where",
+    CumulativeSum => "cumulativeSum", DequantizeLinear => "dequantizeLinear", QuantizeLinear => "quantizeLinear",
+    GatherElements => "gatherElements", GatherNd => "gatherND", ScatterElements => "scatterElements",
+    ScatterNd => "scatterND", Reverse => "reverse", Tile => "tile", Triangular => "triangular",
 }
 
 /// Every WebNN operator name of [`Op`], sorted: the one list the operator
@@ -459,6 +497,8 @@ pub fn operator_names() -> Vec<&'static str> {
     names.extend(UnaryOp::ALL.iter().map(|k| k.name()));
     names.extend(ReduceOp::ALL.iter().map(|k| k.name()));
     names.extend(PoolOp::ALL.iter().map(|k| k.name()));
+    names.extend(PredicateOp::ALL.iter().map(|k| k.name()));
+    names.extend(ArgOp::ALL.iter().map(|k| k.name()));
     names.sort_unstable();
     names
 }
@@ -472,6 +512,8 @@ impl Op {
             Op::Logical { kind, .. } => kind.name(),
             Op::Unary { kind, .. } => kind.name(),
             Op::Pool2d { kind, .. } => kind.name(),
+            Op::Predicate { kind, .. } => kind.name(),
+            Op::ArgMinMax { kind, .. } => kind.name(),
             Op::Reduce { kind, .. } => kind.name(),
             other => other.single_name().expect("every other variant is declared in single_operators!"),
         }
@@ -511,7 +553,22 @@ impl Op {
             | Op::Slice { input, .. }
             | Op::Expand { input, .. }
             | Op::Pad { input, .. }
-            | Op::Resample2d { input, .. } => v.push(("input", input)),
+            | Op::Resample2d { input, .. }
+            | Op::ArgMinMax { input, .. }
+            | Op::CumulativeSum { input, .. }
+            | Op::Reverse { input, .. }
+            | Op::Tile { input, .. }
+            | Op::Triangular { input, .. } => v.push(("input", input)),
+            Op::Predicate { a, .. } => v.push(("a", a)),
+            Op::DequantizeLinear { input, scale, zero_point } | Op::QuantizeLinear { input, scale, zero_point } => {
+                v.extend([("input", input), ("scale", scale), ("zeroPoint", zero_point)])
+            }
+            Op::GatherElements { input, indices, .. } | Op::GatherNd { input, indices } => {
+                v.extend([("input", input), ("indices", indices)])
+            }
+            Op::ScatterElements { input, indices, updates, .. } | Op::ScatterNd { input, indices, updates } => {
+                v.extend([("input", input), ("indices", indices), ("updates", updates)])
+            }
             Op::Prelu { input, slope } => v.extend([("input", input), ("slope", slope)]),
             Op::Conv2d { input, filter, options } => {
                 v.extend([("input", input), ("filter", filter)]);
@@ -741,6 +798,42 @@ impl Op {
             Op::Where { condition, true_value, false_value } => {
                 vec![Operand(*condition), Operand(*true_value), Operand(*false_value)]
             }
+            Op::Predicate { a, .. } => vec![Operand(*a)],
+            Op::ArgMinMax { input, axis, keep_dimensions, output_data_type, .. } => {
+                push_if(&mut named, "keepDimensions", *keep_dimensions, Bool(true));
+                push_if(&mut named, "outputDataType", *output_data_type != DataType::Int32, Str(output_data_type.name()));
+                vec![Operand(*input), Int((*axis).into())]
+            }
+            Op::CumulativeSum { input, axis, exclusive, reversed } => {
+                push_if(&mut named, "exclusive", *exclusive, Bool(true));
+                push_if(&mut named, "reversed", *reversed, Bool(true));
+                vec![Operand(*input), Int((*axis).into())]
+            }
+            Op::DequantizeLinear { input, scale, zero_point } | Op::QuantizeLinear { input, scale, zero_point } => {
+                vec![Operand(*input), Operand(*scale), Operand(*zero_point)]
+            }
+            Op::GatherElements { input, indices, axis } => {
+                push_if(&mut named, "axis", *axis != 0, Int((*axis).into()));
+                vec![Operand(*input), Operand(*indices)]
+            }
+            Op::GatherNd { input, indices } => vec![Operand(*input), Operand(*indices)],
+            Op::ScatterElements { input, indices, updates, axis } => {
+                push_if(&mut named, "axis", *axis != 0, Int((*axis).into()));
+                vec![Operand(*input), Operand(*indices), Operand(*updates)]
+            }
+            Op::ScatterNd { input, indices, updates } => vec![Operand(*input), Operand(*indices), Operand(*updates)],
+            Op::Reverse { input, axes } => {
+                if let Some(a) = axes {
+                    named.push(("axes", ints(a)));
+                }
+                vec![Operand(*input)]
+            }
+            Op::Tile { input, repetitions } => vec![Operand(*input), ints(repetitions)],
+            Op::Triangular { input, upper, diagonal } => {
+                push_if(&mut named, "upper", !*upper, Bool(false));
+                push_if(&mut named, "diagonal", *diagonal != 0, Int((*diagonal).into()));
+                vec![Operand(*input)]
+            }
         };
         (positional, named)
     }
@@ -780,6 +873,7 @@ mod tests {
             assert!(names.contains(&op.name()), "{}", op.name());
         }
         assert_eq!(names.len(), SINGLE_OPERATOR_NAMES.len() + BinaryOp::ALL.len() + CompareOp::ALL.len()
-            + LogicalOp::ALL.len() + UnaryOp::ALL.len() + ReduceOp::ALL.len() + PoolOp::ALL.len());
+            + LogicalOp::ALL.len() + UnaryOp::ALL.len() + ReduceOp::ALL.len() + PoolOp::ALL.len()
+            + PredicateOp::ALL.len() + ArgOp::ALL.len());
     }
 }

@@ -1,8 +1,9 @@
 //! Element-wise operators: arithmetic, comparisons, logic, the unary
-//! functions and activations, clamp, prelu and where.
+//! functions and activations, clamp, prelu, where and the predicates
+//! (`isNaN`, `isInfinite`).
 
 use super::{broadcast_map, encode, encode_f64, floats, gather_elements, Res};
-use crate::{BinaryOp, CompareOp, LogicalOp, Number, OperandDescriptor, Tensor, UnaryOp, Values};
+use crate::{BinaryOp, CompareOp, LogicalOp, Number, OperandDescriptor, PredicateOp, Tensor, UnaryOp, Values};
 
 /// `a op b` with numpy broadcasting. Floats in `f64`; integers exact, wrapped
 /// to the output type (see the module documentation of `interp` for
@@ -125,7 +126,7 @@ pub(super) fn logical(kind: LogicalOp, a: &Tensor, b: &Tensor, out: &OperandDesc
     encode(out, Values::Int(ia.iter().zip(&ib).map(|(&i, &j)| i128::from(f(x[i] != 0, y[j] != 0))).collect()))
 }
 
-/// The unary functions. `abs`, `neg` and `relu` also take signed integers
+/// The unary functions. `abs`, `neg`, `relu` and `sign` also take signed integers
 /// (exact, wrapped: `abs(-128)` in int8 is -128); `identity` copies any
 /// type bit for bit; `logicalNot` maps uint8 0 to 1 and anything else to 0.
 ///
@@ -145,6 +146,7 @@ pub(super) fn unary(kind: UnaryOp, input: &Tensor, out: &OperandDescriptor) -> R
                 UnaryOp::Neg => i128::wrapping_neg,
                 UnaryOp::Relu => |x| x.max(0),
                 UnaryOp::LogicalNot => |x| i128::from(x == 0),
+                UnaryOp::Sign => i128::signum,
                 _ => return Err(format!("{} is not defined on {}", kind.name(), input.data_type())),
             };
             encode(out, Values::Int(v.into_iter().map(f).collect()))
@@ -174,6 +176,7 @@ pub(super) fn unary(kind: UnaryOp, input: &Tensor, out: &OperandDescriptor) -> R
                 UnaryOp::Silu => |x| x * sigmoid(x),
                 UnaryOp::Mish => |x| x * softplus(x).tanh(),
                 UnaryOp::GeluTanh => gelu_tanh,
+                UnaryOp::Sign => sign,
                 UnaryOp::LogicalNot | UnaryOp::Identity => {
                     return Err(format!("{} is not defined on {}", kind.name(), input.data_type()));
                 }
@@ -181,6 +184,36 @@ pub(super) fn unary(kind: UnaryOp, input: &Tensor, out: &OperandDescriptor) -> R
             encode_f64(out, v.into_iter().map(f).collect())
         }
     }
+}
+
+/// `sign`: -1 below zero, 1 above, and the value itself otherwise (so
+/// both zeros keep their sign and NaN stays NaN).
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+/// `isNaN` and `isInfinite`: 1 where the element is NaN (respectively
+/// ±infinity), else 0, as uint8; integers are never either.
+pub(super) fn predicate(kind: PredicateOp, a: &Tensor, out: &OperandDescriptor) -> Res<Tensor> {
+    let flags = match a.values() {
+        Values::Int(v) => vec![0; v.len()],
+        Values::Float(v) => v
+            .iter()
+            .map(|x| {
+                i128::from(match kind {
+                    PredicateOp::IsNaN => x.is_nan(),
+                    PredicateOp::IsInfinite => x.is_infinite(),
+                })
+            })
+            .collect(),
+    };
+    encode(out, Values::Int(flags))
 }
 
 /// Applies `f` to every element of a floating-point tensor.

@@ -1,7 +1,8 @@
 //! Data movement: reshape, transpose, concat, split, slice, expand, gather,
-//! pad. Element bytes are copied, so every data type moves exactly.
+//! pad, reverse, tile, triangular. Element bytes are copied, so every data
+//! type moves exactly.
 
-use super::{affine_map, broadcast_map, gather_elements, strides_of, Res};
+use super::{affine_map, assemble, broadcast_map, clamped_index, for_each_index, gather_elements, index_values, strides_of, Res};
 use crate::infer::{resolved_permutation, resolved_slice_strides};
 use crate::{saturate_float_to_int, Number, OperandDescriptor, PadOptions, PaddingMode, Tensor, Values};
 
@@ -79,16 +80,10 @@ pub(super) fn expand(input: &Tensor, out: &OperandDescriptor) -> Res<Tensor> {
 pub(super) fn gather(input: &Tensor, indices: &Tensor, axis: u32, out: &OperandDescriptor) -> Res<Tensor> {
     let shape = input.shape().dims();
     let axis = axis as usize;
-    let dim = *shape.get(axis).ok_or("axis out of range")? as i128;
+    let dim = *shape.get(axis).ok_or("axis out of range")?;
     let outer: usize = shape[..axis].iter().map(|&d| d as usize).product();
     let inner: usize = shape[axis + 1..].iter().map(|&d| d as usize).product();
-    let Values::Int(idx) = indices.values() else {
-        return Err("indices must be an integer tensor".into());
-    };
-    let idx: Vec<usize> = idx
-        .into_iter()
-        .map(|i| (if i < 0 { i + dim } else { i }).clamp(0, dim - 1) as usize)
-        .collect();
+    let idx: Vec<usize> = index_values(indices)?.into_iter().map(|i| clamped_index(i, dim)).collect();
     let mut map = Vec::with_capacity(outer * idx.len() * inner);
     for o in 0..outer {
         for &i in &idx {
@@ -160,4 +155,56 @@ pub(super) fn pad(input: &Tensor, beginning_padding: &[u32], o: &PadOptions, out
         }
     }
     Tensor::from_bytes(out.clone(), bytes).map_err(|e| e.to_string())
+}
+
+/// Reverses the order of the elements along every axis of `axes` (default:
+/// all of them; an empty list copies the input).
+pub(super) fn reverse(input: &Tensor, axes: &Option<Vec<u32>>, out: &OperandDescriptor) -> Res<Tensor> {
+    let shape = input.shape().dims();
+    let strides = strides_of(shape);
+    let flipped = |a: usize| axes.as_ref().is_none_or(|axes| axes.contains(&(a as u32)));
+    let mut map = Vec::with_capacity(out.shape.element_count());
+    for_each_index(shape, |index| {
+        map.push(
+            index
+                .iter()
+                .enumerate()
+                .map(|(a, &i)| strides[a] * if flipped(a) { shape[a] as usize - 1 - i } else { i })
+                .sum(),
+        )
+    });
+    gather_elements(input, &map, out)
+}
+
+/// Repeats the input `repetitions[i]` times along every axis `i`: output
+/// element `j` along an axis is input element `j mod size`.
+pub(super) fn tile(input: &Tensor, out: &OperandDescriptor) -> Res<Tensor> {
+    let shape = input.shape().dims();
+    let strides = strides_of(shape);
+    let mut map = Vec::with_capacity(out.shape.element_count());
+    for_each_index(out.shape.dims(), |index| {
+        map.push(index.iter().enumerate().map(|(a, &j)| strides[a] * (j % shape[a] as usize)).sum())
+    });
+    gather_elements(input, &map, out)
+}
+
+/// Keeps the upper (`upper`) or lower triangle of every matrix formed by
+/// the last two axes and zeroes the rest: element `(row, column)` is kept
+/// when `column - row >= diagonal` (upper) or `column - row <= diagonal`
+/// (lower); a kept element's bytes are copied.
+pub(super) fn triangular(input: &Tensor, upper: bool, diagonal: i32, out: &OperandDescriptor) -> Res<Tensor> {
+    let shape = input.shape().dims();
+    let rank = shape.len();
+    if rank < 2 {
+        return Err("triangular needs a rank of at least 2".into());
+    }
+    let mut picks = Vec::with_capacity(out.shape.element_count());
+    let mut flat = 0usize;
+    for_each_index(shape, |index| {
+        let offset = index[rank - 1] as i64 - index[rank - 2] as i64;
+        let kept = if upper { offset >= i64::from(diagonal) } else { offset <= i64::from(diagonal) };
+        picks.push(kept.then_some((0, flat)));
+        flat += 1;
+    });
+    assemble(&[input], &picks, out)
 }

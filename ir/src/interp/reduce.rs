@@ -1,10 +1,11 @@
-//! The ten reductions. Floats accumulate in `f64`; the integer reductions
-//! (sum, L1, product, sum of squares, max, min) are exact and wrap to the
-//! output type once.
+//! The ten reductions, `argMin`/`argMax` and `cumulativeSum`. Floats
+//! accumulate in `f64`; the integer reductions (sum, L1, product, sum of
+//! squares, max, min, cumulative sums) are exact and wrap to the output
+//! type once.
 
 use super::{affine_map, encode, encode_f64, strides_of, Res};
 use crate::infer::resolved_reduce_axes;
-use crate::{OperandDescriptor, ReduceOp, ReduceOptions, Tensor, Values};
+use crate::{ArgOp, OperandDescriptor, ReduceOp, ReduceOptions, Tensor, Values};
 
 /// For every element of `shape`, the index of its group: its position over
 /// the axes not in `axes`. Also returns the number of groups.
@@ -89,5 +90,72 @@ pub(super) fn reduce(kind: ReduceOp, input: &Tensor, o: &ReduceOptions, out: &Op
             };
             encode(out, Values::Int(y))
         }
+    }
+}
+
+/// `(outer, size, inner)`: the element counts before, along and after `axis`.
+fn around_axis(shape: &[u32], axis: u32) -> Res<(usize, usize, usize)> {
+    let axis = axis as usize;
+    let size = *shape.get(axis).ok_or("axis out of range")? as usize;
+    let count = |d: &[u32]| d.iter().map(|&x| x as usize).product::<usize>();
+    Ok((count(&shape[..axis]), size, count(&shape[axis + 1..])))
+}
+
+/// The position along `axis` of the largest (`argMax`) or smallest
+/// (`argMin`) element, the first one where several are equal. A NaN counts
+/// as beyond every number, so the first NaN wins either way (as numpy's
+/// `argmax`/`argmin`).
+pub(super) fn arg_min_max(kind: ArgOp, input: &Tensor, axis: u32, out: &OperandDescriptor) -> Res<Tensor> {
+    let (outer, size, inner) = around_axis(input.shape().dims(), axis)?;
+    // Whether `a` (at a later position) replaces the best so far, `b`.
+    let better_float = |a: f64, b: f64| {
+        !b.is_nan() && (a.is_nan() || if kind == ArgOp::Max { a > b } else { a < b })
+    };
+    let better_int = |a: i128, b: i128| if kind == ArgOp::Max { a > b } else { a < b };
+    let values = input.values();
+    let better = |i: usize, j: usize| match &values {
+        Values::Float(v) => better_float(v[i], v[j]),
+        Values::Int(v) => better_int(v[i], v[j]),
+    };
+    let mut result = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * size + k) * inner + i;
+            let best = (1..size).fold(0, |best, k| if better(at(k), at(best)) { k } else { best });
+            result.push(best as i128);
+        }
+    }
+    encode(out, Values::Int(result))
+}
+
+/// Running sums along `axis`: element `k` is the sum of elements `0..=k`
+/// (`exclusive`: `0..k`, so the first is 0), or of `k..size` (`reversed`;
+/// with `exclusive`, `k+1..size`). Floats sum in `f64` and round once;
+/// integers are exact and wrap to the data type.
+pub(super) fn cumulative_sum(input: &Tensor, axis: u32, exclusive: bool, reversed: bool, out: &OperandDescriptor) -> Res<Tensor> {
+    let (outer, size, inner) = around_axis(input.shape().dims(), axis)?;
+    fn scan<T: Copy + Default>(x: &[T], outer: usize, size: usize, inner: usize, exclusive: bool, reversed: bool, add: fn(T, T) -> T) -> Vec<T> {
+        let mut y = vec![T::default(); x.len()];
+        for o in 0..outer {
+            for i in 0..inner {
+                let mut acc = T::default();
+                for step in 0..size {
+                    let k = if reversed { size - 1 - step } else { step };
+                    let at = (o * size + k) * inner + i;
+                    if exclusive {
+                        y[at] = acc;
+                        acc = add(acc, x[at]);
+                    } else {
+                        acc = add(acc, x[at]);
+                        y[at] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+    match input.values() {
+        Values::Float(x) => encode_f64(out, scan(&x, outer, size, inner, exclusive, reversed, |a, b| a + b)),
+        Values::Int(x) => encode(out, Values::Int(scan(&x, outer, size, inner, exclusive, reversed, i128::wrapping_add))),
     }
 }

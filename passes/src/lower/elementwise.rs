@@ -1,13 +1,13 @@
 //! Elementwise operators: unary, binary, comparison and logical
 //! operators, `clamp`, the activations `elu`, `leakyRelu`, `hardSigmoid`,
-//! `linear` and `prelu`, `where` and `cast`. Each is one Map over the
+//! `linear` and `prelu`, `where`, `cast`, `isNaN` and `isInfinite`. Each is one Map over the
 //! output's shape ([`Lowerer::elementwise`]), its inputs broadcast to it by
 //! zero coefficients; `identity` and a cast to the same type alias their
 //! input instead. Results compute in f32 and int8/uint8 results that can
 //! leave their range wrap ([`E::wrap`]), as the interpreter does.
 
 use kiln_ir::kernel::{BinaryFn, UnaryFn};
-use kiln_ir::{BinaryOp, CompareOp, DataType, LogicalOp, Number, OperandId, UnaryOp};
+use kiln_ir::{BinaryOp, CompareOp, DataType, LogicalOp, Number, OperandId, PredicateOp, UnaryOp};
 
 use super::exactness::{CastRule, cast_rule, round_to};
 use super::values::{E, V};
@@ -147,6 +147,15 @@ impl Lowerer<'_> {
                 let z2 = e.mul(two_k, inner);
                 let s = sigmoid(e, z2);
                 e.mul(x[0], s)
+            }),
+            UnaryOp::Sign => self.elementwise(out, &[input], |e, x| {
+                // x > 0 ? 1 : x < 0 ? -1 : x (±0 and NaN pass through). Exact
+                // for every type: converting an integer to f32 keeps its sign.
+                let (zero, one, minus_one) = (e.c(0.0), e.c(1.0), e.c(-1.0));
+                let neg = e.bin(BinaryFn::Lesser, x[0], zero);
+                let r = e.sel(neg, minus_one, x[0]);
+                let pos = e.bin(BinaryFn::Greater, x[0], zero);
+                e.sel(pos, one, r)
             }),
             UnaryOp::Relu => self.elementwise(out, &[input], |e, x| {
                 // x < 0 ? 0 : x (NaN and -0 pass through, as in the interpreter).
@@ -354,6 +363,24 @@ impl Lowerer<'_> {
                 self.elementwise(out, &[input], |e, x| e.wrap(x[0], to));
             }
         }
+        Ok(())
+    }
+
+    /// `isNaN` (`x != x`) and `isInfinite` (`|x| == ∞`): 1 or 0. Exact for
+    /// every type: an integer converts to a finite f32.
+    pub(super) fn predicate(&mut self, kind: PredicateOp, a: OperandId, out: OperandId) -> R {
+        self.elementwise(out, &[a], |e, x| match kind {
+            PredicateOp::IsNaN => {
+                let one = e.c(1.0);
+                let ordered = e.bin(BinaryFn::Equal, x[0], x[0]);
+                e.sub(one, ordered)
+            }
+            PredicateOp::IsInfinite => {
+                let inf = e.c(f32::INFINITY);
+                let m = e.un(UnaryFn::Abs, x[0]);
+                e.bin(BinaryFn::Equal, m, inf)
+            }
+        });
         Ok(())
     }
 

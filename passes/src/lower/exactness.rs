@@ -49,6 +49,7 @@ fn small_int_constant(graph: &Graph, id: OperandId) -> bool {
 /// [`lower`](super) module documentation lists the cases.
 pub(super) fn host_reason(graph: &Graph, op: &Op) -> Option<String> {
     let t_of = |id: OperandId| graph.desc(id).data_type;
+    let dim = |id: OperandId, axis: usize| graph.desc(id).shape.dims()[axis] as usize;
     let result = match op {
         Op::Binary { kind, a, .. } => {
             let t = t_of(*a);
@@ -62,7 +63,8 @@ pub(super) fn host_reason(graph: &Graph, op: &Op) -> Option<String> {
         }
         Op::Compare { a, b, .. } if [*a, *b].iter().any(|&id| small_int_constant(graph, id)) => Ok(()),
         Op::Compare { a, .. } => need_computable(t_of(*a)),
-        Op::Unary { kind, input } if *kind != UnaryOp::Identity => need_computable(t_of(*input)),
+        // sign's result depends only on the sign, which converting to f32 keeps.
+        Op::Unary { kind, input } if !matches!(kind, UnaryOp::Identity | UnaryOp::Sign) => need_computable(t_of(*input)),
         Op::Clamp { input, .. } | Op::Prelu { input, .. } => need_computable(t_of(*input)),
         Op::Where { true_value, .. } => need_computable(t_of(*true_value)),
         Op::Cast { input, data_type } => cast_rule(t_of(*input), *data_type).map(|_| ()),
@@ -91,9 +93,38 @@ pub(super) fn host_reason(graph: &Graph, op: &Op) -> Option<String> {
         {
             pad_fill(t_of(*input), options.value).map(|_| ())
         }
+        Op::ArgMinMax { input, axis, .. } => {
+            need_computable(t_of(*input)).and_then(|()| countable("the axis", dim(*input, *axis as usize)))
+        }
+        Op::Triangular { input, .. } => need_computable(t_of(*input)),
+        Op::CumulativeSum { input, .. } if !t_of(*input).is_float() => Err(format!(
+            "cumulativeSum on {}: kernels add in f32, which holds integers exactly only up to 2^24",
+            t_of(*input)
+        )),
+        Op::DequantizeLinear { input: q, .. } | Op::QuantizeLinear { zero_point: q, .. } => need_computable(t_of(*q)),
+        Op::GatherElements { input, axis, .. } | Op::ScatterElements { input, axis, .. } => {
+            need_computable(t_of(*input)).and_then(|()| countable("the axis", dim(*input, *axis as usize)))
+        }
+        Op::GatherNd { input, indices } | Op::ScatterNd { input, indices, .. } => {
+            let k = *graph.desc(*indices).shape.dims().last().unwrap_or(&0) as usize;
+            let addressed: usize = graph.desc(*input).shape.dims()[..k].iter().map(|&d| d as usize).product();
+            let tuples = graph.desc(*indices).shape.element_count() / k.max(1);
+            need_computable(t_of(*input))
+                .and_then(|()| countable("the addressed extent", addressed))
+                .and_then(|()| countable("the index tuples", tuples))
+        }
         _ => Ok(()),
     };
     result.err()
+}
+
+/// Kernels that compare positions count them in f32: exact up to 2^24.
+fn countable(what: &str, n: usize) -> Result<(), String> {
+    if n <= 1 << 24 {
+        Ok(())
+    } else {
+        Err(format!("{what} has {n} positions: kernels count positions in f32, exactly only up to 2^24"))
+    }
 }
 
 /// `x` rounded to a value of data type `t` (floats; used for bounds and

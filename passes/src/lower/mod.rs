@@ -42,7 +42,13 @@
 //! - integer-to-integer casts that need more than f32's exact integers
 //!   ([`cast_rule`] refuses them);
 //! - linear `resample2d` of integers, and a constant `pad` whose value f32
-//!   cannot hold exactly.
+//!   cannot hold exactly;
+//! - `argMin`/`argMax`, `triangular`, `gatherElements`, `gatherND`,
+//!   `scatterElements` and `scatterND` on 32- and 64-bit integer data,
+//!   `cumulativeSum` on integers, `dequantizeLinear` of int32/uint32,
+//!   `quantizeLinear` to int32/uint32; and argMin/argMax, the gathers and
+//!   the scatters whose positions (the axis, or the addressed extent) go
+//!   beyond 2^24, which f32 does not count exactly.
 //!
 //! A host kernel's buffers are whole operands, as for every other kernel;
 //! fusion never merges it with anything, and memory planning never lets it
@@ -55,15 +61,20 @@
 //! every node to its method):
 //! - `elementwise.rs`: unary, binary, comparison and logical operators,
 //!   `clamp`, the activations (`elu`, `leakyRelu`, `hardSigmoid`, `linear`,
-//!   `prelu`), `where` and `cast`;
-//! - `reduction.rs`: the ten reductions and `softmax`;
+//!   `prelu`), `where`, `cast`, `isNaN` and `isInfinite`;
+//! - `reduction.rs`: the ten reductions, `softmax`, `argMin`/`argMax` and
+//!   `cumulativeSum`;
+//! - `indexing.rs`: `gatherElements`, `gatherND`, `scatterElements`,
+//!   `scatterND`;
+//! - `quantization.rs`: `quantizeLinear`, `dequantizeLinear`;
 //! - `normalization.rs`: `batchNormalization`, `layerNormalization`,
 //!   `instanceNormalization`;
 //! - `matmul.rs`: `gemm`, `matmul`;
 //! - `convolution.rs`: `conv2d`, `convTranspose2d`;
 //! - `pooling.rs`: `averagePool2d`, `l2Pool2d`, `maxPool2d`;
 //! - `movement.rs`: `reshape`, `transpose`, `concat`, `split`, `slice`,
-//!   `expand`, `gather`, `pad`, `resample2d`;
+//!   `expand`, `gather`, `pad`, `resample2d`, `reverse`, `tile`,
+//!   `triangular`;
 //! - `exactness.rs`: which nodes become host kernels, and [`cast_rule`];
 //! - `support.rs`: [`op_support`], the per-operator summary for `kiln ops`;
 //! - `values.rs`: operands in memory, accesses and the expression builder
@@ -72,10 +83,12 @@
 mod convolution;
 mod elementwise;
 mod exactness;
+mod indexing;
 mod matmul;
 mod movement;
 mod normalization;
 mod pooling;
+mod quantization;
 mod reduction;
 mod support;
 mod values;
@@ -435,6 +448,22 @@ impl<'g> Lowerer<'g> {
                 self.pad(*input, beginning_padding, ending_padding, options, out)
             }
             Op::Resample2d { input, options } => self.resample2d(*input, options, out),
+            Op::Predicate { kind, a } => self.predicate(*kind, *a, out),
+            Op::ArgMinMax { kind, input, axis, .. } => self.arg_min_max(*kind, *input, *axis, out),
+            Op::CumulativeSum { input, axis, exclusive, reversed } => {
+                self.cumulative_sum(*input, *axis, *exclusive, *reversed, out)
+            }
+            Op::DequantizeLinear { input, scale, zero_point } => self.dequantize_linear(*input, *scale, *zero_point, out),
+            Op::QuantizeLinear { input, scale, zero_point } => self.quantize_linear(*input, *scale, *zero_point, out),
+            Op::GatherElements { input, indices, axis } => self.gather_elements(*input, *indices, *axis, out),
+            Op::GatherNd { input, indices } => self.gather_nd(*input, *indices, out),
+            Op::ScatterElements { input, indices, updates, axis } => {
+                self.scatter_elements(*input, *indices, *updates, *axis, out)
+            }
+            Op::ScatterNd { input, indices, updates } => self.scatter_nd(*input, *indices, *updates, out),
+            Op::Reverse { input, axes } => self.reverse(*input, axes, out),
+            Op::Tile { input, repetitions } => self.tile(*input, repetitions, out),
+            Op::Triangular { input, upper, diagonal } => self.triangular(*input, *upper, *diagonal, out),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Data movement: `reshape`, `transpose`, `concat`, `split`, `slice`,
-//! `expand`, `gather`, `pad` and `resample2d`. Data movement copies
+//! `expand`, `gather`, `pad`, `resample2d`, `reverse`, `tile` and
+//! `triangular`. Data movement copies
 //! element bytes, so it is exact for every type. An operator that keeps
 //! every element in place aliases its input (see the [`lower`](super)
 //! module documentation); otherwise `transpose`, `slice`, `expand`,
@@ -7,7 +8,11 @@
 //! (constant: one guarded Map; edge, reflection: a Map per region) are copy
 //! Maps with affine accesses, `gather` is a Gather kernel, and
 //! `resample2d` is Gathers with constant indices (nearest) or, for float
-//! types, 6 Gathers and a weighting Map (linear).
+//! types, 6 Gathers and a weighting Map (linear). `reverse` is a copy Map
+//! reading with coefficient -1 along the reversed axes; `tile` a copy Map
+//! over `[repetitions0, size0, repetitions1, size1, ...]` writing at
+//! `size * r + i`; `triangular` a Map that selects the element or 0 by a
+//! guarded read of a constant of ones along the diagonals it keeps.
 
 use kiln_ir::infer::{resolved_permutation, resolved_slice_strides};
 use kiln_ir::kernel::{BufferKind, Expr, Kernel};
@@ -172,6 +177,67 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// `reverse`: a copy Map reading the reversed axes backwards (no axis
+    /// reversed: an alias).
+    pub(super) fn reverse(&mut self, input: OperandId, axes: &Option<Vec<u32>>, out: OperandId) -> R {
+        let x = self.val(input);
+        let flipped = |a: usize| x.shape[a] > 1 && axes.as_ref().is_none_or(|axes| axes.contains(&(a as u32)));
+        if !(0..x.rank()).any(flipped) {
+            self.alias(out, &x);
+            return Ok(());
+        }
+        let rows: Vec<Row> = (0..x.rank())
+            .map(|a| if flipped(a) { Row { base: x.shape[a] as isize - 1, terms: vec![(a, -1)] } } else { Row::axis(a) })
+            .collect();
+        let y = self.dest(out);
+        self.map(y.shape.clone(), vec![access(&x, y.rank(), &rows, None)], Expr::load(0), ident(&y));
+        Ok(())
+    }
+
+    /// `tile`: a copy Map over `[r0, n0, r1, n1, ...]` (repetitions and
+    /// sizes) reading `x[i0, i1, ...]` and writing `y[n0 r0 + i0, ...]`.
+    pub(super) fn tile(&mut self, input: OperandId, repetitions: &[u32], out: OperandId) -> R {
+        let x = self.val(input);
+        let y = self.dest(out);
+        let domain: Vec<usize> = x.shape.iter().zip(repetitions).flat_map(|(&n, &r)| [r as usize, n]).collect();
+        let rank = domain.len();
+        let read: Vec<Row> = (0..x.rank()).map(|a| Row::axis(2 * a + 1)).collect();
+        let write: Vec<Row> = (0..x.rank())
+            .map(|a| Row { base: 0, terms: vec![(2 * a, x.shape[a] as isize), (2 * a + 1, 1)] })
+            .collect();
+        self.map(domain, vec![access(&x, rank, &read, None)], Expr::load(0), access(&y, rank, &write, None));
+        Ok(())
+    }
+
+    /// `triangular`: `y = keep ? x : 0`, where `keep` reads a constant of
+    /// ones at `column - row - diagonal` (upper) or `row - column + diagonal`
+    /// (lower), guarded: outside the constant, that is below 0 or past the
+    /// last kept diagonal, it reads 0. The diagonal is first clamped to
+    /// `[-rows, columns]` (all or nothing is kept beyond), so the constant
+    /// has at most rows + columns elements.
+    pub(super) fn triangular(&mut self, input: OperandId, upper: bool, diagonal: i32, out: OperandId) -> R {
+        let x = self.val(input);
+        let y = self.dest(out);
+        let rank = x.rank();
+        let (rows, columns) = (x.shape[rank - 2] as isize, x.shape[rank - 1] as isize);
+        let (r, c) = (rank - 2, rank - 1);
+        // upper: keep c - r - d >= 0 (at most columns - 1 - d); lower: keep
+        // r - c + d >= 0 (at most rows - 1 + d). Either way d <= -rows keeps
+        // all (upper) or nothing (lower), d >= columns nothing or all.
+        let d = (diagonal as isize).clamp(-rows, columns);
+        let (base, sign, len) = if upper { (-d, 1, columns - d) } else { (d, -1, rows + d) };
+        // Nothing kept: one element that no coordinate (all negative) reaches.
+        let ones = self.f32_constant(&vec![1.0; len.max(1) as usize]);
+        let diag = Row { base, terms: vec![(c, sign), (r, -sign)] };
+        let keep = access(&ones, rank, &[diag], Some(0.0));
+        let mut e = E::new();
+        let (v, k) = (e.load(0), e.load(1));
+        let zero = e.c(0.0);
+        let r = e.sel(k, v, zero);
+        self.map(y.shape.clone(), vec![ident(&x), keep], e.done(r), ident(&y));
+        Ok(())
+    }
+
     /// `out = x` gathered along `axis` by `indices` (a Gather kernel).
     fn gather_into(&mut self, x: &Val, axis: usize, indices: &Val, out: &Val) {
         let outer = x.shape[..axis].iter().product();
@@ -197,7 +263,7 @@ impl Lowerer<'_> {
     }
 
     /// An f32 constant of shape `[values.len()]`.
-    fn f32_constant(&mut self, values: &[f32]) -> Val {
+    pub(super) fn f32_constant(&mut self, values: &[f32]) -> Val {
         let t = Tensor::from_f32([values.len() as u32], values).expect("sized to the values");
         let buf = self.program.add_buffer(BufferKind::Constant(t), DataType::Float32, values.len());
         Val { buf, shape: vec![values.len()], dtype: DataType::Float32 }

@@ -1,14 +1,16 @@
 //! Reductions and `softmax`. The ten reductions are one Reduce each over
 //! a [`RedPlan`] domain (the kept axes, then the reduced ones);
 //! `reduceLogSumExp` is Reduce max, Reduce Σexp(x − max) and a Map;
-//! `softmax` is Reduce max, Reduce Σexp and a Map. Values that only live
-//! inside the operator (the maximum, the sum) are f32 scratch.
+//! `softmax` is Reduce max, Reduce Σexp and a Map; `argMax`/`argMin` are
+//! a Reduce max (min) and a Reduce min of positions; `cumulativeSum` is a
+//! log-step scan of Maps. Values that only live inside the operator (the
+//! maximum, the sum, partial scans) are f32 scratch.
 
 use kiln_ir::infer::resolved_reduce_axes;
-use kiln_ir::kernel::{Access, BinaryFn, Combine, Kernel, UnaryFn};
-use kiln_ir::{DataType, OperandId, ReduceOp, ReduceOptions};
+use kiln_ir::kernel::{Access, BinaryFn, Combine, Expr, Kernel, UnaryFn};
+use kiln_ir::{ArgOp, DataType, OperandId, ReduceOp, ReduceOptions};
 
-use super::values::{E, V, Val, ident, placed};
+use super::values::{E, Row, V, Val, access, ident, placed};
 use super::{Lowerer, R};
 
 impl Lowerer<'_> {
@@ -149,6 +151,91 @@ impl Lowerer<'_> {
         let ex = e.un(UnaryFn::Exp, d);
         let r = e.div(ex, sv);
         self.map(x.shape.clone(), vec![ident(&x), m_acc, s_acc], e.done(r), ident(&y));
+        Ok(())
+    }
+}
+
+impl Lowerer<'_> {
+    /// `argMax`/`argMin` along `axis`: a Reduce max (min) of `x` into f32
+    /// scratch `m`, then a Reduce min over the axis of `x == m ? k : (x is
+    /// NaN ? k : size)`, `k` read from an f32 constant `0, 1, ..., size -
+    /// 1`: the first position of the extreme or, where `m` is NaN (no
+    /// element equals it), of the first NaN. Positions are exact in f32
+    /// (the exactness rules send axes beyond 2^24 to host kernels) and
+    /// stored to the int32/int64 output exactly.
+    pub(super) fn arg_min_max(&mut self, kind: ArgOp, input: OperandId, axis: u32, out: OperandId) -> R {
+        let x = self.val(input);
+        let a = axis as usize;
+        let size = x.shape[a];
+        let plan = RedPlan::new(&x.shape, &[a]);
+        let combine = if kind == ArgOp::Max { Combine::Max } else { Combine::Min };
+        let m = self.reduce_scratch(&x, &plan, combine, |_, v| v[0], |e| e.acc(), vec![]);
+        let positions = self.f32_constant(&(0..size).map(|k| k as f32).collect::<Vec<_>>());
+        let rank = plan.domain.len();
+        let inputs = vec![plan.input_access(&x), plan.kept_access(&m, rank), placed(&positions, rank, &[Some(rank - 1)])];
+        let mut e = E::new();
+        let (v, mv, k) = (e.load(0), e.load(1), e.load(2));
+        let end = e.c(size as f32);
+        let ordered = e.bin(BinaryFn::Equal, v, v);
+        let other = e.sel(ordered, end, k);
+        let extreme = e.bin(BinaryFn::Equal, v, mv);
+        let r = e.sel(extreme, k, other);
+        let y = self.dest(out);
+        self.program.kernels.push(Kernel::Reduce {
+            domain: plan.domain.clone(),
+            reduced: 1,
+            inputs,
+            element: e.done(r),
+            combine: Combine::Min,
+            finish: Expr::acc(),
+            finish_inputs: vec![],
+            out: ident(&y.view(&plan.kept_shape())),
+        });
+        Ok(())
+    }
+
+    /// `cumulativeSum` along `axis` (float types; the exactness rules send
+    /// integers to host kernels): a Hillis-Steele scan, `⌈log2 size⌉` Maps
+    /// `s'[i] = s[i] + s[i - 2^t]` (`i + 2^t` when `reversed`; guarded, 0
+    /// outside), after one Map `s[i] = x[i - 1]` (`i + 1`) when
+    /// `exclusive`. Partial scans are f32 scratch; the last Map writes the
+    /// output. Each sum adds at most `⌈log2 size⌉` terms in f32.
+    pub(super) fn cumulative_sum(&mut self, input: OperandId, axis: u32, exclusive: bool, reversed: bool, out: OperandId) -> R {
+        let x = self.val(input);
+        let a = axis as usize;
+        let size = x.shape[a];
+        let shape = x.shape.clone();
+        let step = if reversed { 1 } else { -1 };
+        let shifted = |v: &Val, by: usize| {
+            let rows: Vec<Row> = (0..v.rank()).map(|j| if j == a { Row::axis(j).offset(step * by as isize) } else { Row::axis(j) }).collect();
+            access(v, v.rank(), &rows, Some(0.0))
+        };
+        let mut shifts = Vec::new();
+        let mut s = 1;
+        while s < size {
+            shifts.push(s);
+            s *= 2;
+        }
+        let steps = usize::from(exclusive) + shifts.len();
+        if steps == 0 {
+            // One element along the axis: the sum is the element itself.
+            self.alias(out, &x);
+            return Ok(());
+        }
+        let mut current = x;
+        for n in 0..steps {
+            let next = if n + 1 == steps { self.dest(out) } else { self.scratch(DataType::Float32, &shape) };
+            if exclusive && n == 0 {
+                self.map(shape.clone(), vec![shifted(&current, 1)], Expr::load(0), ident(&next));
+            } else {
+                let by = shifts[n - usize::from(exclusive)];
+                let mut e = E::new();
+                let (p, q) = (e.load(0), e.load(1));
+                let r = e.add(p, q);
+                self.map(shape.clone(), vec![ident(&current), shifted(&current, by)], e.done(r), ident(&next));
+            }
+            current = next;
+        }
         Ok(())
     }
 }

@@ -35,6 +35,13 @@ pub fn op_support(name: &str) -> Option<Support> {
         "cast" => "integer-to-integer casts from 32/64-bit integers, int8 to uint32/uint64 (see cast_rule)",
         "resample2d" => "linear mode on integers",
         "pad" => "constant values f32 cannot hold exactly",
+        "triangular" => WIDE_INTS,
+        "argMin" | "argMax" | "gatherElements" | "gatherND" | "scatterElements" | "scatterND" => {
+            "32/64-bit integers, positions beyond 2^24"
+        }
+        "cumulativeSum" => "integers",
+        "dequantizeLinear" => "int32/uint32 inputs",
+        "quantizeLinear" => "int32/uint32 zero points",
         _ => return kiln_ir::operator_names().contains(&name).then_some(Support::Full),
     };
     Some(Support::Host(host))
