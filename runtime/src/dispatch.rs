@@ -1,16 +1,34 @@
-//! Asynchronous execution: a computation runs on its own thread and its
-//! result is a [`Future`], usable from any executor (or `block_on`).
+//! Asynchronous execution: [`crate::Context::dispatch`] hands a computation
+//! to the context's dispatch thread and returns a [`Future`] of its result,
+//! usable from any executor (or [`block_on`], pollster's).
+//!
+//! A context starts one dispatch thread, on its first `dispatch`, and runs
+//! every dispatched computation there in the order of the calls; the thread
+//! ends when the last clone of the context is gone and its queue is empty.
+//! No thread is started per call. Queueing costs no parallelism on the cpu
+//! backend: its computations share the context's worker pool, which runs
+//! them one after another anyway. A computation that panics resolves its
+//! future to [`RuntimeError::Panicked`] and the thread goes on with the next.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::thread::JoinHandle;
 
 use kiln_ir::Tensor;
 
 use crate::RuntimeError;
 
+/// Drives a future to completion on the calling thread (the `pollster`
+/// crate's).
+pub use pollster::block_on;
+
 type Outputs = Result<Vec<(String, Tensor)>, RuntimeError>;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
 
 #[derive(Default)]
 struct Slot {
@@ -24,22 +42,9 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Runs `work` on a new thread.
-    pub(crate) fn spawn(work: impl FnOnce() -> Outputs + Send + 'static) -> Self {
-        let slot = Arc::new(Mutex::new(Slot::default()));
-        let done = Arc::clone(&slot);
-        std::thread::spawn(move || {
-            let result = work();
-            let waker = {
-                let mut s = done.lock().unwrap_or_else(|p| p.into_inner());
-                s.result = Some(result);
-                s.waker.take()
-            };
-            if let Some(w) = waker {
-                w.wake();
-            }
-        });
-        Dispatch { slot }
+    /// A dispatch that is already done.
+    fn ready(result: Outputs) -> Self {
+        Dispatch { slot: Arc::new(Mutex::new(Slot { result: Some(result), waker: None })) }
     }
 }
 
@@ -58,33 +63,148 @@ impl Future for Dispatch {
     }
 }
 
-/// Wakes a thread blocked in [`block_on`].
-struct Signal {
-    woken: Mutex<bool>,
-    cv: Condvar,
+/// A context's dispatch thread and its queue.
+pub(crate) struct Dispatcher {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
 }
 
-impl Wake for Signal {
-    fn wake(self: Arc<Self>) {
-        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.cv.notify_one();
+impl Dispatcher {
+    /// Starts the thread; `None` if the system refuses a thread.
+    pub(crate) fn start() -> Option<Self> {
+        let (tx, rx) = channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("kiln-dispatch".to_string())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .ok()?;
+        Some(Dispatcher { jobs: Some(tx), thread: Some(thread) })
+    }
+
+    /// Queues `work` on `dispatcher`'s thread, or runs it now on the calling
+    /// thread where there is none (the system refused to start it).
+    pub(crate) fn submit(dispatcher: Option<&Self>, work: impl FnOnce() -> Outputs + Send + 'static) -> Dispatch {
+        let Some(jobs) = dispatcher.and_then(|d| d.jobs.as_ref()) else {
+            return Dispatch::ready(run_caught(work));
+        };
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let done = Arc::clone(&slot);
+        let job: Job = Box::new(move || {
+            let result = run_caught(work);
+            let waker = {
+                let mut s = done.lock().unwrap_or_else(|p| p.into_inner());
+                s.result = Some(result);
+                s.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        });
+        match jobs.send(job) {
+            Ok(()) => Dispatch { slot },
+            // The thread is gone (it only stops when the queue closes): run here.
+            Err(returned) => {
+                (returned.0)();
+                Dispatch { slot }
+            }
+        }
     }
 }
 
-/// Drives a future to completion on the calling thread.
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    let signal = Arc::new(Signal { woken: Mutex::new(false), cv: Condvar::new() });
-    let waker = Waker::from(Arc::clone(&signal));
-    let mut cx = TaskContext::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
-            return v;
+/// Runs `work`, turning a panic into an error.
+fn run_caught(work: impl FnOnce() -> Outputs) -> Outputs {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(RuntimeError::Panicked(message))
+    })
+}
+
+impl Drop for Dispatcher {
+    /// Closes the queue and waits for the queued computations, unless the
+    /// last owner is dropped by a computation on the dispatch thread itself
+    /// (the thread then ends on its own once that computation returns).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
         }
-        let mut woken = signal.woken.lock().unwrap_or_else(|p| p.into_inner());
-        while !*woken {
-            woken = signal.cv.wait(woken).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Every dispatched job runs on one thread, not the caller's, in the
+    /// order of the calls.
+    #[test]
+    fn dispatches_share_one_thread_in_call_order() {
+        let dispatcher = Dispatcher::start().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let pending: Vec<Dispatch> = (0..20)
+            .map(|i| {
+                let seen = Arc::clone(&seen);
+                Dispatcher::submit(Some(&dispatcher), move || {
+                    seen.lock().unwrap().push((i, std::thread::current().id()));
+                    Ok(Vec::new())
+                })
+            })
+            .collect();
+        for d in pending {
+            block_on(d).unwrap();
         }
-        *woken = false;
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..20).collect::<Vec<_>>());
+        let threads: BTreeSet<_> = seen.iter().map(|(_, t)| format!("{t:?}")).collect();
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert_ne!(seen[0].1, std::thread::current().id());
+    }
+
+    /// A panicking computation is an error, and the thread runs the next.
+    #[test]
+    fn a_panic_is_an_error_and_the_thread_goes_on() {
+        let dispatcher = Dispatcher::start().unwrap();
+        let e = block_on(Dispatcher::submit(Some(&dispatcher), || panic!("kernel bug"))).unwrap_err();
+        assert_eq!(e.to_string(), "internal: a dispatched computation panicked: kernel bug");
+        assert!(block_on(Dispatcher::submit(Some(&dispatcher), || Ok(Vec::new()))).unwrap().is_empty());
+    }
+
+    /// Dropping the dispatcher waits for what is queued; without a
+    /// dispatcher the work runs on the calling thread.
+    #[test]
+    fn drop_finishes_the_queue_and_no_dispatcher_runs_inline() {
+        let dispatcher = Dispatcher::start().unwrap();
+        let ran = Arc::new(Mutex::new(0));
+        let pending: Vec<Dispatch> = (0..5)
+            .map(|_| {
+                let ran = Arc::clone(&ran);
+                Dispatcher::submit(Some(&dispatcher), move || {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    *ran.lock().unwrap() += 1;
+                    Ok(Vec::new())
+                })
+            })
+            .collect();
+        drop(dispatcher);
+        assert_eq!(*ran.lock().unwrap(), 5);
+        for d in pending {
+            block_on(d).unwrap();
+        }
+        let here = std::thread::current().id();
+        let d = Dispatcher::submit(None, move || {
+            assert_eq!(std::thread::current().id(), here);
+            Ok(Vec::new())
+        });
+        block_on(d).unwrap();
     }
 }

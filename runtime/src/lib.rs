@@ -21,9 +21,10 @@ mod pool;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use dispatch::{block_on, Dispatch};
+use dispatch::Dispatcher;
 
 use kiln_ir::kernel::{KernelError, Program};
 use kiln_ir::{Graph, GraphError, Tensor};
@@ -109,6 +110,9 @@ pub enum RuntimeError {
     MissingBuffer(String),
     #[error("internal: a lock was poisoned by a panicking thread")]
     Poisoned,
+    /// A computation run by [`Context::dispatch`] panicked (a bug in kiln).
+    #[error("internal: a dispatched computation panicked: {0}")]
+    Panicked(String),
 }
 
 /// Options for a [`Context`]. The default: the `cpu` backend on all cores,
@@ -139,6 +143,9 @@ pub struct Context {
     pool: Arc<pool::Pool>,
     /// The device of the gpu backend.
     gpu: Option<Arc<gpu::GpuDevice>>,
+    /// The thread that runs dispatched computations, started by the first
+    /// [`Context::dispatch`] (`None` inside if the system refused it).
+    dispatcher: Arc<OnceLock<Option<Dispatcher>>>,
 }
 
 impl fmt::Debug for Context {
@@ -217,7 +224,8 @@ impl Context {
             Backend::Gpu => Some(Arc::new(gpu::GpuDevice::new()?)),
             _ => None,
         };
-        Ok(Context { backend: options.backend, optimize: options.optimize, pool: Arc::new(pool::Pool::new(threads)), gpu })
+        let pool = Arc::new(pool::Pool::new(threads));
+        Ok(Context { backend: options.backend, optimize: options.optimize, pool, gpu, dispatcher: Arc::default() })
     }
 
     /// The GPU adapter this context runs on (gpu backend), for people:
@@ -304,12 +312,15 @@ impl Context {
         }
     }
 
-    /// Like [`Context::compute`], but runs off the calling thread; the
-    /// returned future resolves to the outputs. Inputs are taken by value
-    /// (cloning a [`Tensor`] shares its bytes).
+    /// Like [`Context::compute`], but runs off the calling thread, on the
+    /// context's dispatch thread (one per context, started by the first
+    /// call; computations run in call order); the returned future resolves
+    /// to the outputs. Inputs are taken by value (cloning a [`Tensor`]
+    /// shares its bytes).
     pub fn dispatch(&self, graph: &CompiledGraph, inputs: Vec<(String, Tensor)>) -> Dispatch {
         let (ctx, graph) = (self.clone(), graph.clone());
-        Dispatch::spawn(move || {
+        let dispatcher = self.dispatcher.get_or_init(Dispatcher::start);
+        Dispatcher::submit(dispatcher.as_ref(), move || {
             let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
             ctx.compute(&graph, &feeds)
         })
