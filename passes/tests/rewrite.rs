@@ -650,3 +650,142 @@ fn a_pad_that_overflows_the_conv_padding_stays() {
     let c = g.op(Op::Conv2d { input: p, filter, options });
     rewritten(g, c, &["pad", "conv2d"]);
 }
+
+/// Rewrites `g` with the outputs `outs` (named `y0`, `y1`, ...): the
+/// rewritten graph's operators are `want`, and every output agrees with
+/// the original's within `1e-4 + 1e-4·|want|`.
+#[track_caller]
+fn rewritten_outputs(mut g: G, outs: &[OperandId], want: &[&str]) -> Rewritten {
+    for (k, &y) in outs.iter().enumerate() {
+        g.g.add_output(&format!("y{k}"), y).unwrap();
+    }
+    let (after, report) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
+    after.validate().unwrap();
+    assert_eq!(names(&after), want, "fired: {:?}", report.fired);
+    let feeds = g.feed_refs();
+    let expected = interp::run(&g.g, &feeds).unwrap();
+    let got = interp::run(&after, &feeds).unwrap();
+    assert_eq!(expected.len(), got.len());
+    for (e, r) in expected.iter().zip(&got) {
+        assert_eq!(e.desc(), r.desc());
+        let (Values::Float(want), Values::Float(have)) = (e.values(), r.values()) else { panic!("float outputs") };
+        for (i, (w, h)) in want.iter().zip(&have).enumerate() {
+            assert!((w - h).abs() <= 1e-4 + 1e-4 * w.abs(), "element {i}: {h} after, {w} before; fired {:?}", report.fired);
+        }
+    }
+    let (again, _) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
+    assert_eq!(format!("{:?}", again.nodes()), format!("{:?}", after.nodes()), "rewriting is deterministic");
+    report
+}
+
+/// Two convolutions of one input with one geometry become one wider
+/// convolution whose channel ranges (contiguous: batch 1, NCHW) are the
+/// two results; a member without bias gets zeros.
+#[test]
+fn sibling_convolutions_merge() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 4, 8, 8]);
+    let a = g.conv(x, 6, 4, 3, 1, true);
+    let b = g.conv(x, 5, 4, 3, 1, false);
+    fired(&rewritten_outputs(g, &[a, b], &["conv2d", "slice", "slice"]), "merge-conv");
+}
+
+/// The same activation of each sibling stays in the merged kernel.
+#[test]
+fn sibling_convolutions_with_one_activation_merge_with_it() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 4, 8, 8]);
+    let a = g.conv(x, 6, 4, 3, 1, true);
+    let b = g.conv(x, 5, 4, 3, 1, true);
+    let c = g.conv(x, 3, 4, 3, 1, true);
+    let (a, b, c) = (g.unary(UnaryOp::Silu, a), g.unary(UnaryOp::Silu, b), g.unary(UnaryOp::Silu, c));
+    fired(&rewritten_outputs(g, &[a, b, c], &["conv2d", "silu", "slice", "slice", "slice"]), "merge-conv");
+}
+
+/// Another stride, another activation, or a batch of 2 (whose channel
+/// ranges are not contiguous) leave the convolutions apart.
+#[test]
+fn convolutions_that_do_not_pay_or_differ_stay_apart() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 4, 8, 8]);
+    let a = g.conv(x, 6, 4, 3, 1, true);
+    let filter = g.constant(&[5, 4, 3, 3]);
+    let options = Conv2dOptions { padding: [1; 4], strides: [2, 2], ..Default::default() };
+    let b = g.op(Op::Conv2d { input: x, filter, options });
+    let report = rewritten_outputs(g, &[a, b], &["conv2d", "conv2d"]);
+    assert!(!report.fired.contains_key("merge-conv"), "{:?}", report.fired);
+
+    let mut g = G::new();
+    let x = g.input("x", &[1, 4, 8, 8]);
+    let a = g.conv(x, 6, 4, 3, 1, true);
+    let b = g.conv(x, 5, 4, 3, 1, true);
+    let (a, b) = (g.unary(UnaryOp::Relu, a), g.unary(UnaryOp::Sigmoid, b));
+    rewritten_outputs(g, &[a, b], &["conv2d", "relu", "conv2d", "sigmoid"]);
+
+    let mut g = G::new();
+    let x = g.input("x", &[2, 4, 8, 8]);
+    let a = g.conv(x, 6, 4, 3, 1, true);
+    let b = g.conv(x, 5, 4, 3, 1, true);
+    let report = rewritten_outputs(g, &[a, b], &["conv2d", "conv2d"]);
+    fired(&report, "merge-conv"); // built, but the copies cost more
+}
+
+/// Products of one row vector with two weight matrices become one product
+/// (its column ranges are contiguous); of a matrix, the column slices
+/// would be copies and the products stay apart.
+#[test]
+fn sibling_products_merge_where_the_parts_are_contiguous() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 64]);
+    let (w1, w2) = (g.constant(&[64, 48]), g.constant(&[64, 16]));
+    let a = g.op(Op::Matmul { a: x, b: w1 });
+    let b = g.op(Op::Matmul { a: x, b: w2 });
+    fired(&rewritten_outputs(g, &[a, b], &["matmul", "slice", "slice"]), "merge-matmul");
+
+    let mut g = G::new();
+    let x = g.input("x", &[8, 64]);
+    let (w1, w2) = (g.constant(&[64, 48]), g.constant(&[64, 16]));
+    let a = g.op(Op::Matmul { a: x, b: w1 });
+    let b = g.op(Op::Matmul { a: x, b: w2 });
+    let report = rewritten_outputs(g, &[a, b], &["matmul", "matmul"]);
+    fired(&report, "merge-matmul");
+}
+
+/// A 1,000-way fan-out of convolutions stays bounded: groups of at most
+/// `MAX_MEMBERS`, and the result computes the same.
+#[test]
+fn wide_fan_out_merges_in_bounded_groups() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 2, 4, 4]);
+    let outs: Vec<OperandId> = (0..1000).map(|_| g.conv(x, 1, 2, 1, 0, false)).collect();
+    for (k, &y) in outs.iter().enumerate() {
+        g.g.add_output(&format!("y{k}"), y).unwrap();
+    }
+    let (after, report) = rewrite(&g.g, &RewriteOptions::default()).unwrap();
+    after.validate().unwrap();
+    let feeds = g.feed_refs();
+    let (want, got) = (interp::run(&g.g, &feeds).unwrap(), interp::run(&after, &feeds).unwrap());
+    for (w, h) in want.iter().zip(&got) {
+        let (Values::Float(w), Values::Float(h)) = (w.values(), h.values()) else { panic!() };
+        for (w, h) in w.iter().zip(&h) {
+            assert!((w - h).abs() <= 1e-5 + 1e-5 * w.abs());
+        }
+    }
+    let convs = after.nodes().iter().filter(|n| n.op.name() == "conv2d").count();
+    assert!(convs < 1000 && convs >= 1000 / kiln_passes::rewrite::rules::merging::MAX_MEMBERS, "{convs} convs; {:?}", report.fired);
+}
+
+/// Siblings whose activation a pattern rule completes first (a decomposed
+/// SiLU) merge in a later iteration.
+#[test]
+fn sibling_convolutions_merge_after_their_activation_is_recognised() {
+    let mut g = G::new();
+    let x = g.input("x", &[1, 4, 8, 8]);
+    let a = g.conv(x, 6, 4, 3, 1, true);
+    let b = g.conv(x, 5, 4, 3, 1, true);
+    let sa = g.unary(UnaryOp::Sigmoid, a);
+    let sb = g.unary(UnaryOp::Sigmoid, b);
+    let a = g.binary(BinaryOp::Mul, a, sa);
+    let b = g.binary(BinaryOp::Mul, b, sb);
+    rewritten_outputs(g, &[a, b], &["conv2d", "silu", "slice", "slice"]);
+}

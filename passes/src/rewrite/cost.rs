@@ -7,7 +7,8 @@
 //! operator costs a kernel launch ([`LAUNCH_NS`]), its arithmetic at
 //! [`NS_PER_FLOP`] and its memory traffic (every non-constant operand read
 //! and every result written once) at [`NS_PER_BYTE`]; operators that lower to
-//! an alias of their input (reshape) cost [`ALIAS_NS`].
+//! an alias of their input (reshape, a slice that is a contiguous part:
+//! [`contiguous_part`]) cost [`ALIAS_NS`].
 //!
 //! Calibrated with `kiln bench` on the development machine (Intel Xeon,
 //! AVX-512, one thread): GEMM-bound kernels run at ~100 GFLOP/s, a
@@ -69,6 +70,11 @@ pub fn op_cost(op: &Op, inputs: &[(OperandDescriptor, bool)], outputs: &[Operand
     if matches!(op, Op::Reshape { .. } | Op::Unary { kind: UnaryOp::Identity, .. }) {
         return ALIAS_NS;
     }
+    if let (Op::Slice { starts, sizes, strides, .. }, [(input, _)]) = (op, inputs)
+        && contiguous_part(input.shape.dims(), starts, sizes, strides.as_deref())
+    {
+        return ALIAS_NS;
+    }
     let elements: usize = outputs.iter().map(|d| d.shape.element_count()).sum();
     if let Some(ns) = elementwise_ns(op) {
         return elements as f64 * ns;
@@ -77,6 +83,18 @@ pub fn op_cost(op: &Op, inputs: &[(OperandDescriptor, bool)], outputs: &[Operand
     let read: usize = inputs.iter().filter(|(_, constant)| !constant).map(|(d, _)| d.byte_length()).sum();
     let written: usize = outputs.iter().map(|d| d.byte_length()).sum();
     LAUNCH_NS + flops * NS_PER_FLOP + (read + written) as f64 * NS_PER_BYTE
+}
+
+/// Whether the slice `starts`/`sizes`/`strides` of a tensor of `dims` is
+/// one contiguous range of its elements (every axis before the first
+/// partial one of extent 1, every axis after it whole, unit strides): the
+/// views pass makes such a slice a view of its input, without a copy.
+pub fn contiguous_part(dims: &[u32], starts: &[u32], sizes: &[u32], strides: Option<&[u32]>) -> bool {
+    if strides.is_some_and(|s| s.iter().any(|&s| s != 1)) || sizes.len() != dims.len() || starts.len() != dims.len() {
+        return false;
+    }
+    let Some(first) = (0..dims.len()).find(|&j| sizes[j] != dims[j]) else { return true };
+    sizes[..first].iter().all(|&s| s == 1) && (first + 1..dims.len()).all(|j| starts[j] == 0 && sizes[j] == dims[j])
 }
 
 /// The modelled time of every node of `graph`.

@@ -10,6 +10,10 @@
 //! tree-cost best); then, for every class with more than one e-node (in
 //! class order), each alternative is tried and kept if the DAG cost of the
 //! whole choice drops and no cycle forms (coordinate descent, one sweep).
+//! A switch that does not pay alone is tried together with the other
+//! chosen classes that have an e-node reading a class the switch brought
+//! into the graph: the members of a merged operator (`merge-matmul`,
+//! `merge-conv`) pay only as a group.
 //! The chosen graph is kept with reference counts, so a try costs the
 //! classes that enter or leave it, plus a reachability walk for a switch
 //! that pays; the sweep stops after [`WORK_LIMIT`] class visits in all, so
@@ -195,6 +199,15 @@ pub fn choose(egraph: &EGraph, roots: &[Id], original: &[(Id, ENode)]) -> Choice
     }
     let roots: Vec<usize> = roots.iter().map(|&r| number[&egraph.find(r)]).collect();
     let n = classes.len();
+    // The e-nodes reading each class: (class, e-node index).
+    let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (c, nodes) in dense.children.iter().enumerate() {
+        for (i, children) in nodes.iter().enumerate() {
+            for &d in children {
+                readers[d].push((c, i));
+            }
+        }
+    }
     let mut live = Live { dense: &dense, index, refs: vec![0; n], seen: vec![0; n], walk: 0 };
     let mut work = 0;
     let mut total = live.incref(&roots, &mut work);
@@ -210,11 +223,30 @@ pub fn choose(egraph: &EGraph, roots: &[Id], original: &[(Id, ENode)]) -> Choice
             if work > WORK_LIMIT {
                 break;
             }
-            let delta = live.switch(c, current, i, &mut work);
-            if delta < -1e-9 * total.abs() && !live.cyclic(c, &mut work) {
+            // The switch, and with it every other chosen class that has an
+            // e-node reading a class the switch brought in (a merged
+            // operator's other slices): a group pays only as a whole.
+            let mut switched = vec![(c, current, i)];
+            let mut delta = live.switch(c, current, i, &mut work);
+            if delta >= -1e-9 * total.abs() {
+                let fresh: Vec<usize> = dense.children[c][i].iter().copied().filter(|&d| live.refs[d] == 1).collect();
+                for d in fresh {
+                    work += readers[d].len();
+                    for &(c2, i2) in &readers[d] {
+                        let now = live.index[c2];
+                        if c2 != c && live.refs[c2] > 0 && now != i2 && switched.iter().all(|s| s.0 != c2) {
+                            delta += live.switch(c2, now, i2, &mut work);
+                            switched.push((c2, now, i2));
+                        }
+                    }
+                }
+            }
+            if delta < -1e-9 * total.abs() && !switched.iter().any(|s| live.cyclic(s.0, &mut work)) {
                 total += delta;
             } else {
-                live.switch(c, i, current, &mut work);
+                for &(c2, from, to) in switched.iter().rev() {
+                    live.switch(c2, to, from, &mut work);
+                }
             }
         }
     }

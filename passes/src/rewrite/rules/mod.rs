@@ -12,9 +12,11 @@
 //! | [`folding`] | `batchnorm-into-conv`, `mul-into-conv`, `add-into-conv`, `pad-into-conv`, `matmul-add-to-gemm` |
 //! | [`patterns`] | `gelu-erf`, `gelu-tanh`, `hard-swish`, `silu`, `mish` |
 //! | [`normalization`] | `softmax`, `layer-norm`, `layer-norm-scale`, `layer-norm-bias` |
+//! | [`merging`] | `merge-matmul`, `merge-conv` |
 
 pub mod folding;
 pub mod identities;
+pub mod merging;
 pub mod movement;
 pub mod normalization;
 pub mod patterns;
@@ -39,7 +41,7 @@ impl std::fmt::Debug for Rule {
 
 /// Every rule, in the order they are tried.
 pub fn all() -> Vec<Rule> {
-    [identities::RULES, movement::RULES, folding::RULES, patterns::RULES, normalization::RULES].concat()
+    [identities::RULES, movement::RULES, folding::RULES, patterns::RULES, normalization::RULES, merging::RULES].concat()
 }
 
 /// The operator of an e-node and its operand classes, if it is one.
