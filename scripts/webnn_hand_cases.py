@@ -284,10 +284,11 @@ for qtype, lo, hi in [("uint8", 0, 255), ("int8", -128, 127)]:
              "zeroPoint": (z, qtype, True)}, [{"input": "input"}, {"scale": "scale"}, {"zeroPoint": "zeroPoint"}],
              y, "float32", ulp=1, why="one f32 product")
         xf = rng.uniform(-300, 300, size=shape).astype(np.float32)
-        q = np.clip(np.round(xf.astype(np.float64) / blocks(s, shape)) + blocks(z, shape), lo, hi)
+        # The quotient in float32 (the input's type), as the spec's division.
+        q = np.clip(np.round(xf / blocks(s, shape)).astype(np.float64) + blocks(z, shape), lo, hi)
         case("quantizeLinear", f"to {qtype} {name}", {"input": (xf, "float32", False), "scale": (s, "float32", True),
              "zeroPoint": (z, qtype, True)}, [{"input": "input"}, {"scale": "scale"}, {"zeroPoint": "zeroPoint"}],
-             q, qtype, ulp=1, why="f32 division can round to the other side of a tie: one quantum")
+             q, qtype)
 x = ints((2, 3), "uint8", 0, 255)
 s = np.array([[0.5], [0.25]], np.float16)
 z = np.array([[128], [3]], np.uint8)
@@ -305,10 +306,33 @@ for qtype in ["int32", "uint32"]:
          "zeroPoint": (z, qtype, True)}, [{"input": "input"}, {"scale": "scale"}, {"zeroPoint": "zeroPoint"}],
          y, "float32", ulp=1, why="one product, rounded once")
     xf = np.array([[3.0e9, -5.0, 2.5], [1.0e20, -1.0e20, 16777217.0]], np.float32)
-    q = np.clip(np.round(xf.astype(np.float64) / blocks(s, (2, 3))) + blocks(z, (2, 3)).astype(np.float64), info.min, info.max)
+    q = np.clip(np.round(xf / blocks(s, (2, 3))).astype(np.float64) + blocks(z, (2, 3)).astype(np.float64), info.min, info.max)
     case("quantizeLinear", f"to {qtype} saturating", {"input": (xf, "float32", False), "scale": (s, "float32", True),
          "zeroPoint": (z, qtype, True)}, [{"input": "input"}, {"scale": "scale"}, {"zeroPoint": "zeroPoint"}],
          q, qtype)
+# Quotients that are ties only once rounded to the input's type (the exact
+# quotient is just off k + 0.5): the division is the input type's.
+for dtype in ["float32", "float16"]:
+    found, t = [], NP[dtype]
+    step = 2.0**-23 if dtype == "float32" else 2.0**-10
+    for k in range(1, 200000):
+        # x = (h + 0.5) * s rounded to the type: its quotient by s is h + 0.5
+        # within half an ulp, often not exactly.
+        sv = t(1.0 + (k // 50 + 1) * 7 * step)
+        xv = t((k % 50 + 0.5) * float(sv))
+        q = xv / sv
+        exact = float(xv) / float(sv)
+        if float(q) % 1 == 0.5 and exact % 1 != 0.5:
+            found.append((xv, sv))
+        if len(found) == 4:
+            break
+    xf = np.array([v for v, _ in found], t).reshape(4, 1)
+    s = np.array([v for _, v in found], t).reshape(4, 1)
+    z = np.zeros((4, 1), np.int8)
+    case("quantizeLinear", f"{dtype} quotients that round to ties", {"input": (xf, dtype, False),
+         "scale": (s, dtype, True), "zeroPoint": (z, "int8", True)},
+         [{"input": "input"}, {"scale": "scale"}, {"zeroPoint": "zeroPoint"}],
+         np.clip(np.round(xf / s).astype(np.float64), -128, 127), "int8")
 xf = np.array([[0.5, 1.5, 2.5, -0.5], [-1.5, 300.0, -300.0, math.nan]], np.float16)
 s = np.array([[1.0]], np.float16)
 z = np.array([[0]], np.int8)

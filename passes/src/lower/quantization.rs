@@ -7,13 +7,15 @@
 //! Exactness: int8/uint8 values and zero points are exact in f32, so
 //! `(x - zeroPoint) * scale` rounds once, as the interpreter does (a
 //! float16 output rounds twice: to f32, then to float16). `roundEven(x /
-//! scale) + zeroPoint` divides in f32, which can land on the other side of
-//! a rounding tie than the interpreter's f64 quotient (one quantum apart,
-//! the WPT tolerance); stores saturate to the zero point's type, NaN giving
-//! 0, as the interpreter encodes. 32-bit integer operands are host kernels.
+//! scale) + zeroPoint` divides in f32 and rounds the quotient to float16
+//! for a float16 input, the quotient the interpreter rounds to the input's
+//! type (f32 division is correctly rounded, and rounding it to float16 is
+//! the same as rounding the exact quotient), so the results are exact;
+//! stores saturate to the zero point's type, NaN giving 0, as the
+//! interpreter encodes. 32-bit integer operands are host kernels.
 
 use kiln_ir::kernel::{Access, UnaryFn};
-use kiln_ir::OperandId;
+use kiln_ir::{DataType, OperandId};
 
 use super::values::{E, Row, Val, access};
 use super::{Lowerer, R};
@@ -64,13 +66,17 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    /// `quantizeLinear`: `roundEven(x / scale) + zeroPoint`, saturated by the
-    /// store.
+    /// `quantizeLinear`: `roundEven(x / scale) + zeroPoint` (the quotient
+    /// rounded to float16 first for a float16 input), saturated by the store.
     pub(super) fn quantize_linear(&mut self, input: OperandId, scale: OperandId, zero_point: OperandId, out: OperandId) -> R {
+        let half = self.desc(input).data_type == DataType::Float16;
         let (domain, inputs, y) = self.block_accesses(input, scale, zero_point, out);
         let mut e = E::new();
         let (x, s, z) = (e.load(0), e.load(1), e.load(2));
-        let q = e.div(x, s);
+        let mut q = e.div(x, s);
+        if half {
+            q = e.un(UnaryFn::RoundF16, q);
+        }
         let q = e.un(UnaryFn::RoundEven, q);
         let r = e.add(q, z);
         self.map(domain, inputs, e.done(r), y);

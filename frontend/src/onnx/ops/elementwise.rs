@@ -4,8 +4,10 @@
 //! and `Dropout`.
 //!
 //! Mapped one to one where WebNN has the operator. Decomposed, one WebNN
-//! operator per step: `Selu` (`elu` then `linear`), `Gelu` with
-//! `approximate="tanh"`, `Sign`, `IsNaN`/`IsInf` (comparisons), `Mean`
+//! operator per step: `Selu` (`elu` then `linear`), `Sign` of unsigned
+//! integers (`min(x, 1)`), `IsInf` of one sign (`isInfinite` and a
+//! comparison), `Mod` (`a - b * trunc(a / b)`, adjusted to `b`'s sign
+//! unless `fmod`), `Mean`
 //! (a sum divided by the count), `Cast` to `BOOL` (`notEqual` 0), `Pow`
 //! with an exponent of another type (casts around a same-type `pow`).
 //!
@@ -72,6 +74,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     ("Xor", |im, cx| logical(im, cx, LogicalOp::Xor)),
     ("IsNaN", is_nan),
     ("IsInf", is_inf),
+    ("Mod", modulo),
     ("Cast", cast),
     ("CastLike", cast_like),
     ("Identity", identity),
@@ -282,20 +285,16 @@ fn gelu(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     }
 }
 
-/// `Sign`: `x > 0 ? 1 : (x < 0 ? -1 : x)`, which keeps zeros and NaN.
+/// `Sign`: WebNN's `sign` (which keeps zeros and NaN); on unsigned
+/// integers, which `sign` does not take, `min(x, 1)`.
 fn sign(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     let t = im.desc(x).data_type;
-    let zero = im.scalar(t, 0.0)?;
-    let mut y = x;
-    if t.is_signed() {
-        let negative = im.op1(cx, Op::Compare { kind: CompareOp::Lesser, a: x, b: zero })?;
-        let minus_one = im.scalar(t, -1.0)?;
-        y = im.op1(cx, Op::Where { condition: negative, true_value: minus_one, false_value: y })?;
+    if t.is_float() || t.is_signed() {
+        return one(im.unary(cx, UnaryOp::Sign, x)?);
     }
-    let positive = im.op1(cx, Op::Compare { kind: CompareOp::Greater, a: x, b: zero })?;
-    let plus_one = im.scalar(t, 1.0)?;
-    one(im.op1(cx, Op::Where { condition: positive, true_value: plus_one, false_value: y })?)
+    let one_ = im.scalar(t, 1.0)?;
+    one(im.op1(cx, Op::Binary { kind: BinaryOp::Min, a: x, b: one_ })?)
 }
 
 fn where_(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
@@ -313,37 +312,69 @@ fn logical(im: &mut Importer, cx: &NodeCx, kind: LogicalOp) -> NodeResult<Vec<Va
     one(im.op1(cx, Op::Logical { kind, a, b })?)
 }
 
-/// `IsNaN`: `x != x`.
+/// `IsNaN`: WebNN's `isNaN`.
 fn is_nan(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     require_type(im, cx, x, DataType::FLOATS)?;
-    one(im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: x, b: x })?)
+    one(im.op1(cx, Op::Predicate { kind: PredicateOp::IsNaN, a: x })?)
 }
 
-/// `IsInf`: `x == +inf`, `x == -inf`, or both joined with `logicalOr`,
-/// per `detect_positive` and `detect_negative`.
+/// `IsInf`: WebNN's `isInfinite`, joined with `x > 0` or `x < 0` by
+/// `logicalAnd` when `detect_positive` or `detect_negative` is off.
 fn is_inf(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     let t = require_type(im, cx, x, DataType::FLOATS)?;
-    let mut found = Vec::new();
-    for (attr, inf) in [("detect_positive", f64::INFINITY), ("detect_negative", f64::NEG_INFINITY)] {
-        if cx.int_or(attr, 1)? != 0 {
-            let b = im.scalar(t, inf)?;
-            found.push(im.op1(cx, Op::Compare { kind: CompareOp::Equal, a: x, b })?);
-        }
-    }
-    match found[..] {
-        [] => {
+    let (positive, negative) = (cx.int_or("detect_positive", 1)? != 0, cx.int_or("detect_negative", 1)? != 0);
+    let infinite = im.op1(cx, Op::Predicate { kind: PredicateOp::IsInfinite, a: x })?;
+    let zero = im.scalar(t, 0.0)?;
+    let side = match (positive, negative) {
+        (true, true) => return one(infinite),
+        (true, false) => CompareOp::Greater,
+        (false, true) => CompareOp::Lesser,
+        (false, false) => {
             // Detects nothing: all false.
-            let zero = im.scalar(t, 0.0)?;
             let never = im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: zero, b: zero })?;
             let shape = im.desc(x).shape.0.clone();
-            one(im.op1(cx, Op::Expand { input: never, new_shape: shape })?)
+            return one(im.op1(cx, Op::Expand { input: never, new_shape: shape })?);
         }
-        [one_side] => one(one_side),
-        [a, b] => one(im.op1(cx, Op::Logical { kind: LogicalOp::Or, a, b })?),
-        _ => unreachable!(),
+    };
+    let on_side = im.op1(cx, Op::Compare { kind: side, a: x, b: zero })?;
+    one(im.op1(cx, Op::Logical { kind: LogicalOp::And, a: infinite, b: on_side })?)
+}
+
+/// `Mod`: `a - b * trunc(a / b)` with `fmod=1` (C's `fmod`, the sign of
+/// `a`; floats need it); with `fmod=0` (integers only) the remainder takes
+/// the sign of `b`: `b` is added where it is nonzero and its sign differs
+/// from `b`'s. `trunc(q)` of a float is `sign(q) * floor(|q|)`; integer
+/// `div` truncates already.
+fn modulo(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let (a, b) = (im.input(cx, 0)?, im.input(cx, 1)?);
+    let t = im.desc(a).data_type;
+    let fmod = cx.int_or("fmod", 0)? != 0;
+    if t.is_float() && !fmod {
+        return invalid("fmod must be 1 for floating-point inputs");
     }
+    let bin = |im: &mut Importer, kind, a, b| im.op1(cx, Op::Binary { kind, a, b });
+    let mut q = bin(im, BinaryOp::Div, a, b)?;
+    if t.is_float() {
+        let magnitude = im.unary(cx, UnaryOp::Abs, q)?;
+        let whole = im.unary(cx, UnaryOp::Floor, magnitude)?;
+        let sign = im.unary(cx, UnaryOp::Sign, q)?;
+        q = bin(im, BinaryOp::Mul, sign, whole)?;
+    }
+    let bq = bin(im, BinaryOp::Mul, b, q)?;
+    let r = bin(im, BinaryOp::Sub, a, bq)?;
+    if fmod || !t.is_signed() {
+        return one(r);
+    }
+    let zero = im.scalar(t, 0.0)?;
+    let nonzero = im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: r, b: zero })?;
+    let r_negative = im.op1(cx, Op::Compare { kind: CompareOp::Lesser, a: r, b: zero })?;
+    let b_negative = im.op1(cx, Op::Compare { kind: CompareOp::Lesser, a: b, b: zero })?;
+    let differ = im.op1(cx, Op::Logical { kind: LogicalOp::Xor, a: r_negative, b: b_negative })?;
+    let adjust = im.op1(cx, Op::Logical { kind: LogicalOp::And, a: nonzero, b: differ })?;
+    let shifted = bin(im, BinaryOp::Add, r, b)?;
+    one(im.op1(cx, Op::Where { condition: adjust, true_value: shifted, false_value: r })?)
 }
 
 /// `input` converted to ONNX element type `to`: `BOOL` is `input != 0`

@@ -9,7 +9,9 @@
 //! [`NodeError::Unsupported`](super::import::NodeError::Unsupported).
 
 mod elementwise;
+mod indexing;
 mod nn;
+mod quantization;
 mod shape;
 mod reduce;
 
@@ -19,7 +21,8 @@ use super::import::{Importer, NodeCx, NodeResult, Value, is_default_domain};
 pub type Handler = fn(&mut Importer, &NodeCx) -> NodeResult<Vec<Value>>;
 
 /// Every table, one per operator family.
-const TABLES: [&[(&str, Handler)]; 4] = [elementwise::TABLE, nn::TABLE, shape::TABLE, reduce::TABLE];
+const TABLES: [&[(&str, Handler)]; 6] =
+    [elementwise::TABLE, nn::TABLE, shape::TABLE, reduce::TABLE, indexing::TABLE, quantization::TABLE];
 
 /// The handler of a default-domain operator type.
 pub fn handler(domain: &str, op_type: &str) -> Option<Handler> {

@@ -1,15 +1,14 @@
 //! Reductions and the operators built on them: the ten `Reduce*`,
-//! `ArgMax`/`ArgMin`, `Softmax`, `LogSoftmax`, `Hardmax` and `Einsum`.
+//! `ArgMax`/`ArgMin`, `CumSum`, `Softmax`, `LogSoftmax`, `Hardmax` and `Einsum`.
 //!
 //! - `Reduce*`: `axes` is an attribute before opset 18 (`ReduceSum`: 13)
 //!   and a load-time constant input from then on; no axes reduce every
 //!   axis, unless `noop_with_empty_axes` makes the node an identity.
-//! - `ArgMax`/`ArgMin` have no WebNN operator: the extreme value is found
-//!   with `reduceMax`/`reduceMin`, its positions with `equal` (a NaN counts
-//!   as the extreme, as in numpy), and the first (or, with
-//!   `select_last_index`, the last) position by reducing a constant index
-//!   tensor selected with `where`; the result is cast to int64. `Hardmax`
-//!   compares that first position with the indices again.
+//! - `ArgMax`/`ArgMin` are WebNN's `argMax`/`argMin` with an int64 output
+//!   (the first extreme; a NaN counts as the extreme, as in numpy); with
+//!   `select_last_index`, of the input reversed along the axis, the
+//!   position mirrored back. `Hardmax` compares `argMax`'s position with
+//!   a constant of the positions. `CumSum` is `cumulativeSum`.
 //! - `Softmax`, `LogSoftmax`, `Hardmax` before opset 13 work on the input
 //!   flattened to 2-D at `axis` (the axes from `axis` on form one row);
 //!   from 13 on, along the single `axis`. `LogSoftmax` is `x -
@@ -40,6 +39,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     ("ReduceSumSquare", |im, cx| reduce(im, cx, ReduceOp::SumSquare)),
     ("ArgMax", |im, cx| arg_extreme(im, cx, true)),
     ("ArgMin", |im, cx| arg_extreme(im, cx, false)),
+    ("CumSum", cum_sum),
     ("Softmax", |im, cx| softmax(im, cx, Normalize::Softmax)),
     ("LogSoftmax", |im, cx| softmax(im, cx, Normalize::LogSoftmax)),
     ("Hardmax", |im, cx| softmax(im, cx, Normalize::Hardmax)),
@@ -133,59 +133,11 @@ fn reduce_empty(kind: ReduceOp, desc: &OperandDescriptor, axes: &[u32], keep: bo
     Tensor::from_values(out, &values).or_else(|e| invalid(e.to_string()))
 }
 
-/// Largest index dimension for which indices are computed in float32
-/// (exact up to 2^24); longer axes use int64.
-const MAX_F32_INDEX: u32 = 1 << 24;
-
-/// Which extreme position to find.
-#[derive(Clone, Copy)]
-struct Pick {
-    /// The maximum, else the minimum.
-    max: bool,
-    /// The last position among equal extremes, else the first.
-    last: bool,
-    /// Keep the reduced axis (size 1).
-    keep: bool,
-}
-
-/// The position of the extreme of `x` along `axis` that `pick` names.
-/// Also returns the index constant (the axis' positions, shaped to
-/// broadcast along `axis`).
-fn extreme_position(
-    im: &mut Importer,
-    cx: &NodeCx,
-    x: OperandId,
-    axis: u32,
-    Pick { max, last, keep }: Pick,
-) -> NodeResult<(OperandId, OperandId)> {
-    let desc = im.desc(x).clone();
-    let (rank, n) = (desc.shape.rank(), desc.shape.0[axis as usize]);
-    let extreme = reduce_op(im, cx, if max { ReduceOp::Max } else { ReduceOp::Min }, x, vec![axis], true)?;
-    let mut at = im.op1(cx, Op::Compare { kind: CompareOp::Equal, a: x, b: extreme })?;
-    if desc.data_type.is_float() {
-        // A NaN makes the extreme NaN, equal to nothing: numpy reports the
-        // first NaN.
-        let nan = im.op1(cx, Op::Compare { kind: CompareOp::NotEqual, a: x, b: x })?;
-        at = im.op1(cx, Op::Logical { kind: LogicalOp::Or, a: at, b: nan })?;
-    }
-    let index_type = if n <= MAX_F32_INDEX { Float32 } else { Int64 };
-    let mut index_shape = vec![n];
-    index_shape.resize(rank - axis as usize, 1);
-    let values = if index_type.is_float() {
-        Values::Float((0..n).map(f64::from).collect())
-    } else {
-        Values::Int((0..n).map(i128::from).collect())
-    };
-    let index = Tensor::from_values(OperandDescriptor::new(index_type, index_shape), &values)
-        .or_else(|e| invalid(e.to_string()))?;
-    let index = im.add_constant(None, index)?;
-    let fill = im.scalar(index_type, if last { -1.0 } else { f64::from(n) })?;
-    let candidates = im.op1(cx, Op::Where { condition: at, true_value: index, false_value: fill })?;
-    let kind = if last { ReduceOp::Max } else { ReduceOp::Min };
-    Ok((reduce_op(im, cx, kind, candidates, vec![axis], keep)?, index))
-}
-
-/// `ArgMax` (`max`) and `ArgMin`.
+/// `ArgMax` (`max`) and `ArgMin`: WebNN's `argMax`/`argMin` (the first
+/// extreme, the first NaN if any, as numpy), to int64. With
+/// `select_last_index` the axis is reversed first and the position `i`
+/// found there is `n - 1 - i` (computed in float32, exact for every axis
+/// `argMax` lowers to kernels, then cast back).
 fn arg_extreme(im: &mut Importer, cx: &NodeCx, max: bool) -> NodeResult<Vec<Value>> {
     let x = im.input(cx, 0)?;
     let shape = im.desc(x).shape.clone();
@@ -193,10 +145,40 @@ fn arg_extreme(im: &mut Importer, cx: &NodeCx, max: bool) -> NodeResult<Vec<Valu
         return invalid("the input must have rank 1 or more");
     }
     let a = axis(cx.int_or("axis", 0)?, shape.rank())?;
-    let keep = cx.int_or("keepdims", 1)? != 0;
+    let keep_dimensions = cx.int_or("keepdims", 1)? != 0;
     let last = cx.opset >= 12 && cx.int_or("select_last_index", 0)? != 0;
-    let (position, _) = extreme_position(im, cx, x, a, Pick { max, last, keep })?;
-    Ok(vec![im.op1(cx, Op::Cast { input: position, data_type: Int64 })?.into()])
+    let kind = if max { ArgOp::Max } else { ArgOp::Min };
+    if !last {
+        let op = Op::ArgMinMax { kind, input: x, axis: a, keep_dimensions, output_data_type: Int64 };
+        return Ok(vec![im.op1(cx, op)?.into()]);
+    }
+    let reversed = im.op1(cx, Op::Reverse { input: x, axes: Some(vec![a]) })?;
+    let op = Op::ArgMinMax { kind, input: reversed, axis: a, keep_dimensions, output_data_type: Int32 };
+    let i = im.op1(cx, op)?;
+    let i = im.op1(cx, Op::Cast { input: i, data_type: Float32 })?;
+    let n = f64::from(shape.0[a as usize]);
+    let i = im.op1(cx, Op::Linear { input: i, alpha: -1.0, beta: n - 1.0 })?;
+    Ok(vec![im.op1(cx, Op::Cast { input: i, data_type: Int64 })?.into()])
+}
+
+/// `CumSum`: WebNN's `cumulativeSum` along the constant `axis` input, with
+/// `exclusive` and `reverse`.
+fn cum_sum(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let x = im.input(cx, 0)?;
+    let rank = im.desc(x).shape.rank();
+    let Some(a) = im.const_ints(cx, 1)? else {
+        return unsupported("the axis input must be known at load time");
+    };
+    let [a] = a[..] else {
+        return invalid(format!("the axis input must hold one value, got {}", a.len()));
+    };
+    if rank == 0 {
+        return invalid("the input must have rank 1 or more");
+    }
+    let exclusive = cx.int_or("exclusive", 0)? != 0;
+    let reversed = cx.int_or("reverse", 0)? != 0;
+    let op = Op::CumulativeSum { input: x, axis: axis(a, rank)?, exclusive, reversed };
+    Ok(vec![im.op1(cx, op)?.into()])
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -242,8 +224,17 @@ fn softmax(im: &mut Importer, cx: &NodeCx, kind: Normalize) -> NodeResult<Vec<Va
             let y = if kind == Normalize::Softmax {
                 im.op1(cx, Op::Softmax { input, axis: along })?
             } else {
-                let (first, index) =
-                    extreme_position(im, cx, input, along, Pick { max: true, last: false, keep: true })?;
+                // The first maximum's position compared with every position.
+                let op = Op::ArgMinMax { kind: ArgOp::Max, input, axis: along, keep_dimensions: true, output_data_type: Int32 };
+                let first = im.op1(cx, op)?;
+                let rank = im.desc(input).shape.rank();
+                let n = im.desc(input).shape.0[along as usize];
+                let mut index_shape = vec![n];
+                index_shape.resize(rank - along as usize, 1);
+                let positions = Values::Int((0..n).map(i128::from).collect());
+                let index = Tensor::from_values(OperandDescriptor::new(Int32, index_shape), &positions)
+                    .or_else(|e| invalid(e.to_string()))?;
+                let index = im.add_constant(None, index)?;
                 let hot = im.op1(cx, Op::Compare { kind: CompareOp::Equal, a: index, b: first })?;
                 let data_type = im.desc(x).data_type;
                 im.op1(cx, Op::Cast { input: hot, data_type })?

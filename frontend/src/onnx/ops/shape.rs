@@ -21,9 +21,8 @@
 //!   then a `gather` with constant indices per negative-step axis.
 //! - `Pad` with negative pads crops with `slice` first; `wrap` mode is
 //!   `slice`s and a `concat` per axis (pads up to the axis size).
-//! - `Tile`: `reshape` (a size-1 axis before each tiled axis), `expand`,
-//!   `reshape`. `DepthToSpace`/`SpaceToDepth`: `reshape`, `transpose`,
-//!   `reshape`. `CenterCropPad`: `slice` and a zero `pad`.
+//! - `Tile` is WebNN's `tile`. `DepthToSpace`/`SpaceToDepth`: `reshape`,
+//!   `transpose`, `reshape`. `CenterCropPad`: `slice` and a zero `pad`.
 //! - `Gather` with constant indices normalises negative ones at load time;
 //!   runtime indices go to `gather` as they are (kiln's `gather` adds the
 //!   axis size to a negative index, as ONNX does).
@@ -565,21 +564,7 @@ fn tile(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
         return Ok(vec![empty(data_type, out)]);
     }
     let input = im.input(cx, 0)?;
-    if repeats.iter().all(|&r| r == 1) {
-        return Ok(vec![input.into()]);
-    }
-    let (mut split, mut expanded) = (Vec::new(), Vec::new());
-    for (&d, &r) in dims.iter().zip(&repeats) {
-        if r != 1 && d != 1 {
-            split.push(1);
-            expanded.push(r);
-        }
-        split.push(d);
-        expanded.push(if d == 1 { r } else { d });
-    }
-    let x = reshape(im, cx, input, &split)?;
-    let x = im.op1(cx, Op::Expand { input: x, new_shape: expanded })?;
-    Ok(vec![reshape(im, cx, x, &out)?.into()])
+    Ok(vec![im.op1(cx, Op::Tile { input, repetitions: repeats })?.into()])
 }
 
 /// `Pad`: modes constant, edge, reflect and wrap; pads as an attribute
