@@ -61,9 +61,10 @@ pub struct GraphBuilder {
 }
 
 impl GraphBuilder {
+    /// Runs `f` on the builder, a panic caught (so the lock is never poisoned).
     fn with<T>(&self, f: impl FnOnce(&kiln::GraphBuilder) -> PyResult<T>) -> PyResult<T> {
         let builder = self.inner.lock().map_err(|_| error::KilnError::new_err("the builder's lock was poisoned"))?;
-        f(&builder)
+        error::catch(|| f(&builder))
     }
 
     fn operand(&self, builder: &kiln::GraphBuilder, id: OperandId) -> PyResult<Operand> {

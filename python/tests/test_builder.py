@@ -98,6 +98,32 @@ def test_integer_and_comparison_operators():
     np.testing.assert_array_equal(out["summed"], i.sum(axis=1))
 
 
+def test_index_scan_and_predicate_operators():
+    y = random(3, 4)
+    z = random(3, 4)
+    z[0, 1], z[2, 3] = np.nan, np.inf
+    b = kiln.GraphBuilder()
+    yi, zi = b.input("y", np.float32, [3, 4]), b.input("z", np.float32, [3, 4])
+    model = b.build(
+        {
+            "arg_max": b.arg_max(yi, 1),
+            "cumsum": b.cumulative_sum(yi, 1),
+            "tile": b.tile(yi, [2, 1]),
+            "sign": b.sign(yi),
+            "is_nan": b.is_nan(zi),
+            "gather_nd": b.gather_nd(yi, b.constant(np.array([[2, 1], [0, 3]], np.int32))),
+        }
+    )
+    out = model.run({"y": y, "z": z})
+    assert out["arg_max"].dtype == np.int32
+    np.testing.assert_array_equal(out["arg_max"], np.argmax(y, axis=1))
+    assert_close(out["cumsum"], np.cumsum(y, axis=1), atol=1e-6, rtol=1e-6, what="cumulativeSum")
+    np.testing.assert_array_equal(out["tile"], np.tile(y, (2, 1)))
+    np.testing.assert_array_equal(out["sign"], np.sign(y))
+    np.testing.assert_array_equal(out["is_nan"], np.isnan(z).astype(np.uint8))
+    np.testing.assert_array_equal(out["gather_nd"], np.array([y[2, 1], y[0, 3]]))
+
+
 @pytest.mark.parametrize("backend", ["cpu", "kernels"])
 def test_a_builder_graph_matches_the_interpreter(backend):
     """Normalizations, pooling, resampling and activations, on `backend`
