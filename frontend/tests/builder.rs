@@ -226,3 +226,53 @@ fn negative_zero_options_are_not_mistaken_for_defaults() {
     let default_pad = Op::Pad { input: x, beginning_padding: vec![1], ending_padding: vec![1], options: PadOptions::default() };
     assert!(default_pad.arguments().1.is_empty());
 }
+
+#[test]
+fn the_indexing_scan_and_quantization_operators_name_the_rule_they_break() {
+    use DataType::*;
+    let b = GraphBuilder::new();
+    let x = f32_input(&b, "x", &[2, 3, 4]);
+    let input = |name: &str, t: DataType, shape: &[u32]| b.input(name, OperandDescriptor::new(t, shape)).unwrap();
+    let expect = |r: Result<OperandId, BuildError>, needles: &[&str]| {
+        let e = message(r.unwrap_err());
+        assert!(needles.iter().all(|n| e.contains(n)), "{e} lacks one of {needles:?}");
+    };
+    expect(b.arg_min_max(ArgOp::Max, x, 3, false, Int32), &["argMax", "`axis`", "axis 3 is out of range"]);
+    expect(b.arg_min_max(ArgOp::Min, x, 0, false, Float32), &["argMin", "`outputDataType`", "not one of int32, int64"]);
+    let scalar = f32_input(&b, "s", &[]);
+    expect(b.arg_min_max(ArgOp::Max, scalar, 0, false, Int32), &["argMax", "`input`", "rank must be in 1"]);
+    let bytes = input("u8", Uint8, &[2, 3]);
+    expect(b.cumulative_sum(bytes, 0, false, false), &["cumulativeSum", "`input`", "uint8 is not one of"]);
+    expect(b.sign(bytes), &["sign", "uint8 is not one of"]);
+    expect(b.reverse(x, Some(vec![1, 1])), &["reverse", "`axes`", "more than once"]);
+    expect(b.tile(x, [2, 2]), &["tile", "`repetitions`", "length 2 must equal the input rank 3"]);
+    expect(b.tile(x, [1, 0, 1]), &["tile", "`repetitions`", "greater than 0"]);
+    let row = f32_input(&b, "row", &[4]);
+    expect(b.triangular(row, true, 0), &["triangular", "`input`", "rank must be in 2"]);
+
+    let idx = input("idx", Int32, &[2, 5, 4]);
+    expect(b.gather_elements(x, idx, 2), &["gatherElements", "`indices`", "except along axis 2"]);
+    let fidx = f32_input(&b, "fidx", &[2, 3, 4]);
+    expect(b.gather_elements(x, fidx, 0), &["gatherElements", "`indices`", "float32 is not one of int32, uint32, int64"]);
+    let tuples = input("tuples", Int64, &[5, 4]);
+    expect(b.gather_nd(x, tuples), &["gatherND", "`indices`", "last dimension 4 exceeds the input rank 3"]);
+    let idx = input("idx2", Int32, &[1, 3, 4]);
+    let updates = f32_input(&b, "updates", &[1, 3, 3]);
+    expect(b.scatter_elements(x, idx, updates, 0), &["scatterElements", "`updates`", "must equal the indices' shape"]);
+    let tuples = input("tuples2", Int32, &[5, 1]);
+    let updates = f32_input(&b, "updates2", &[5, 4, 3]);
+    expect(b.scatter_nd(x, tuples, updates), &["scatterND", "`updates`", "[5, 3, 4]"]);
+
+    let q = input("q", Uint8, &[4, 6]);
+    let (scale, zero) = (f32_input(&b, "scale", &[4, 4]), input("zero", Uint8, &[4, 4]));
+    expect(b.dequantize_linear(q, scale, zero), &["dequantizeLinear", "`scale`", "dimension 1 (4) must divide the input's 6"]);
+    let (scale, zero) = (f32_input(&b, "scale2", &[2, 3]), input("zero2", Uint8, &[2, 1]));
+    expect(b.dequantize_linear(q, scale, zero), &["dequantizeLinear", "`zeroPoint`", "must equal the scale's"]);
+    let (scale, zero) = (f32_input(&b, "scale3", &[6]), input("zero3", Uint8, &[6]));
+    expect(b.dequantize_linear(q, scale, zero), &["dequantizeLinear", "`scale`", "rank 1 must equal the input rank 2"]);
+    let f = f32_input(&b, "f", &[4, 6]);
+    let (scale, zero) = (f32_input(&b, "scale4", &[1, 1]), input("zero4", Int64, &[1, 1]));
+    expect(b.quantize_linear(f, scale, zero), &["quantizeLinear", "`zeroPoint`", "int64 is not one of"]);
+    let (scale, zero) = (input("scale5", Float16, &[1, 1]), input("zero5", Int8, &[1, 1]));
+    expect(b.quantize_linear(f, scale, zero), &["quantizeLinear", "`scale`", "must match the input's float32"]);
+}
