@@ -184,6 +184,50 @@ fn large_trigonometric_arguments_call_the_c_library() {
     check_small("trig", &graph);
 }
 
+/// The operators lowered to position-comparing Reduces, scans, block-wise
+/// Maps and guarded or affine copies (reverse, tile, triangular,
+/// cumulativeSum, argMax/argMin, sign, isNaN, isInfinite,
+/// quantize/dequantizeLinear, the gathers and scatters), on every level.
+#[test]
+fn the_indexing_and_scan_operators_match_the_interpreter() {
+    use kiln::{ArgOp, Number};
+    let b = GraphBuilder::new();
+    let x = b.input("x", OperandDescriptor::new(DataType::Float32, [2, 3, 5])).unwrap();
+    let idx = |shape: &[u32], values: &[i32]| {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        b.constant(OperandDescriptor::new(DataType::Int32, shape), bytes).unwrap()
+    };
+    let mut outputs = vec![
+        ("reverse", b.reverse(x, Some(vec![0, 2])).unwrap()),
+        ("tile", b.tile(x, [2, 1, 3]).unwrap()),
+        ("triangular", b.triangular(x, false, 1).unwrap()),
+        ("cumulative_sum", b.cumulative_sum(x, 2, true, true).unwrap()),
+        ("arg_max", b.arg_min_max(ArgOp::Max, x, 1, false, DataType::Int32).unwrap()),
+        ("arg_min", b.arg_min_max(ArgOp::Min, x, 2, true, DataType::Int64).unwrap()),
+        ("sign", b.sign(x).unwrap()),
+        ("is_nan", b.is_nan(x).unwrap()),
+        ("is_infinite", b.is_infinite(x).unwrap()),
+    ];
+    let gi = idx(&[2, 2, 5], &[0, 1, 2, -1, 9, 2, 2, 1, 0, 0, -3, 0, 1, 2, 1, 1, 1, 0, 0, 2]);
+    outputs.push(("gather_elements", b.gather_elements(x, gi, 1).unwrap()));
+    let tuples = idx(&[3, 2], &[1, 2, 0, -1, 5, 0]);
+    outputs.push(("gather_nd", b.gather_nd(x, tuples).unwrap()));
+    let updates = b.constant_f32([2, 2, 5], &(0..20).map(|i| i as f32 * 0.5 - 4.0).collect::<Vec<_>>()).unwrap();
+    outputs.push(("scatter_elements", b.scatter_elements(x, gi, updates, 1).unwrap()));
+    let rows = idx(&[2, 2], &[1, 2, 0, 1]);
+    let slices = b.constant_f32([2, 5], &(0..10).map(|i| i as f32 - 5.0).collect::<Vec<_>>()).unwrap();
+    outputs.push(("scatter_nd", b.scatter_nd(x, rows, slices).unwrap()));
+    let scale = b.constant_f32([1, 3, 1], &[0.01, 0.02, 0.005]).unwrap();
+    let zero = b.constant(OperandDescriptor::new(DataType::Uint8, [1, 3, 1]), vec![128, 100, 140]).unwrap();
+    let q = b.quantize_linear(x, scale, zero).unwrap();
+    outputs.push(("quantized", q));
+    outputs.push(("dequantized", b.dequantize_linear(q, scale, zero).unwrap()));
+    let two = b.constant_scalar(DataType::Float32, Number::Float(2.0)).unwrap();
+    outputs.push(("scaled_scan", b.mul(b.cumulative_sum(x, 0, false, false).unwrap(), two).unwrap()));
+    let graph = b.build(&outputs).unwrap();
+    check_small("indexing", &graph);
+}
+
 /// Real models against ONNX Runtime's outputs (fetched by
 /// scripts/fetch_onnx_data.sh).
 fn check_model(name: &str) {

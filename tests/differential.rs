@@ -63,7 +63,15 @@ fn random_op(b: &GraphBuilder, rng: &mut Rng, pool: &[OperandId]) -> Option<Oper
         "abs", "neg", "relu", "sigmoid", "tanh", "exp", "floor", "ceil", "hardSwish", "softsign", "gelu", "erf", "sin",
         "cos", "softplus", "identity",
     ];
-    let (name, positional): (&str, Vec<ArgValue>) = match rng.below(15) {
+    // Int32 constants of `shape` with values in `lo..=hi` (indices, some
+    // negative or out of range, which the operators clamp).
+    let indices = |rng: &mut Rng, shape: &[u32], lo: i32, hi: i32| {
+        let n = shape.iter().product::<u32>() as usize;
+        let bytes: Vec<u8> =
+            (0..n).flat_map(|_| (lo + rng.below((hi - lo + 1) as usize) as i32).to_le_bytes()).collect();
+        b.constant(OperandDescriptor::new(DataType::Int32, shape), bytes).ok().map(ArgValue::Operand)
+    };
+    let (name, positional): (&str, Vec<ArgValue>) = match rng.below(17) {
         0 | 1 => {
             // floor and ceil jump where a 1-ulp difference upstream (an f32
             // exp against the interpreter's f64) crosses an integer: they
@@ -147,6 +155,70 @@ fn random_op(b: &GraphBuilder, rng: &mut Rng, pool: &[OperandId]) -> Option<Oper
         // On the graph input: the float chains before it would make the
         // truncation to integers differ between backends.
         14 => return integer_ops(b, rng, pool[0]),
+        15 if rank >= 1 => {
+            let axis = rng.range(0, rank - 1);
+            match rng.below(7) {
+                0 => {
+                    named.insert("axes".into(), ints(&[axis]));
+                    ("reverse", vec![ArgValue::Operand(x)])
+                }
+                1 => ("tile", vec![ArgValue::Operand(x), ints(&shape.iter().map(|_| rng.range(1, 2)).collect::<Vec<_>>())]),
+                2 => {
+                    named.insert("exclusive".into(), ArgValue::Bool(rng.below(2) == 0));
+                    named.insert("reversed".into(), ArgValue::Bool(rng.below(2) == 0));
+                    ("cumulativeSum", vec![ArgValue::Operand(x), int(axis)])
+                }
+                3 => (["argMax", "argMin"][rng.below(2)], vec![ArgValue::Operand(x), int(axis)]),
+                4 if rank >= 2 => {
+                    named.insert("upper".into(), ArgValue::Bool(rng.below(2) == 0));
+                    named.insert("diagonal".into(), ArgValue::Number(Number::Int(rng.range(0, 4) as i128 - 2)));
+                    ("triangular", vec![ArgValue::Operand(x)])
+                }
+                5 => (["sign", "isNaN", "isInfinite"][rng.below(3)], vec![ArgValue::Operand(x)]),
+                _ => {
+                    // Quantize to uint8 and back, per tensor or per last axis.
+                    let mut blocks = vec![1; shape.len()];
+                    if rng.below(2) == 0 {
+                        blocks[shape.len() - 1] = shape[shape.len() - 1];
+                    }
+                    let n = blocks.iter().product::<u32>() as usize;
+                    let scale: Vec<f32> = rng.values(n).iter().map(|v| 0.01 + v.abs() * 0.05).collect();
+                    let scale = b.constant_f32(blocks.as_slice(), &scale).ok()?;
+                    let zero: Vec<u8> = (0..n).map(|_| rng.range(100, 150) as u8).collect();
+                    let zero = b.constant(OperandDescriptor::new(DataType::Uint8, blocks.as_slice()), zero).ok()?;
+                    let q = b.quantize_linear(x, scale, zero).ok()?;
+                    return b.dequantize_linear(q, scale, zero).ok();
+                }
+            }
+        }
+        16 if rank >= 1 => {
+            let axis = rng.range(0, rank - 1);
+            let n = shape[axis as usize] as i32;
+            let mut idx_shape = shape.clone();
+            idx_shape[axis as usize] = rng.range(1, 4);
+            named.insert("axis".into(), int(axis));
+            match rng.below(4) {
+                0 => ("gatherElements", vec![ArgValue::Operand(x), indices(rng, &idx_shape, -n - 1, n)?]),
+                1 => {
+                    let updates = constant(rng, &idx_shape)?;
+                    ("scatterElements", vec![ArgValue::Operand(x), indices(rng, &idx_shape, -n, n - 1)?, updates])
+                }
+                nd => {
+                    named.clear();
+                    let k = rng.range(1, rank);
+                    let tuples = rng.range(1, 4);
+                    let lo = -(shape[0] as i32);
+                    let idx = indices(rng, &[tuples, k], lo, shape[0] as i32)?;
+                    if nd == 2 {
+                        ("gatherND", vec![ArgValue::Operand(x), idx])
+                    } else {
+                        let mut u_shape = vec![tuples];
+                        u_shape.extend(&shape[k as usize..]);
+                        ("scatterND", vec![ArgValue::Operand(x), idx, constant(rng, &u_shape)?])
+                    }
+                }
+            }
+        }
         _ => ("reshape", vec![ArgValue::Operand(x), ints(&[shape.iter().product()])]),
     };
     build_call(b, name, positional, named).ok().map(|outs| outs[0])
