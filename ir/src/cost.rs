@@ -52,7 +52,13 @@ pub fn op_flops<'a>(op: &Op, desc: &dyn Fn(OperandId) -> &'a OperandDescriptor, 
         | Op::Expand { .. }
         | Op::Gather { .. }
         | Op::Pad { .. }
-        | Op::Cast { .. } => 0,
+        | Op::Cast { .. }
+        | Op::Reverse { .. }
+        | Op::Tile { .. }
+        | Op::GatherElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterElements { .. }
+        | Op::ScatterNd { .. } => 0,
         _ => out,
     }
 }
