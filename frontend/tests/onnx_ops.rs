@@ -452,3 +452,31 @@ fn integer_sign_abs_not_and_cast_like() {
     assert_eq!(out[4].data_type(), DataType::Int32);
     assert_eq!(out[4].values(), Values::Int(vec![-2, 3]));
 }
+
+/// `If` with a load-time condition imports the branch it selects, whose
+/// nodes read the enclosing graph's values; a run-time condition is
+/// refused with the input to bind.
+#[test]
+fn if_with_a_constant_condition_imports_its_branch() {
+    use kiln_frontend::onnx::proto::AttributeType;
+    let branch = |name: &str, op: &str, out: &str| kiln_frontend::onnx::proto::AttributeProto {
+        g: Some(Box::new(GraphProto {
+            node: vec![node(op, &["x", "x"], &[out], vec![])],
+            name: name.into(),
+            output: vec![ValueInfoProto { name: out.into(), r#type: None }],
+            ..Default::default()
+        })),
+        ..attr(name, AttributeType::Graph)
+    };
+    let if_node = || node("If", &["cond"], &["y"], vec![branch("then_branch", "Add", "sum"), branch("else_branch", "Mul", "product")]);
+    let x = data(6, 3);
+    for (cond, twice) in [(1, true), (0, false)] {
+        let m = model(16, vec![if_node()], &[("x", &[2, 3])], vec![i64s("cond", &[], &[cond])], &["y"]);
+        let y = run(&m, &[("x", &[2, 3], &x)]);
+        let want: Vec<f64> = x.iter().map(|&v| if twice { f64::from(v + v) } else { f64::from(v * v) }).collect();
+        assert_close(&y[0], &[2, 3], &want);
+    }
+    let m = model(16, vec![if_node()], &[("x", &[2, 3]), ("cond", &[])], vec![], &["y"]);
+    let e = m.to_graph(&LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("If") && e.contains("`cond`") && e.contains("load time"), "{e}");
+}

@@ -104,6 +104,11 @@ impl NodeCx<'_> {
         }
     }
 
+    /// A subgraph attribute (`If`'s `then_branch`, `else_branch`).
+    pub fn graph(&self, name: &str) -> NodeResult<Option<&GraphProto>> {
+        Ok(self.typed_attr(name, AttributeType::Graph)?.and_then(|a| a.g.as_deref()))
+    }
+
     pub fn int(&self, name: &str) -> NodeResult<Option<i64>> {
         Ok(self.typed_attr(name, AttributeType::Int)?.map(|a| a.i))
     }
@@ -209,6 +214,16 @@ impl Importer {
             OperandKind::Constant(t) => Some(t),
             _ => None,
         }
+    }
+
+    /// The value named `name` so far, if any.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// Names `value` `name` (a subgraph's initializers and node outputs).
+    pub fn define(&mut self, name: &str, value: Value) {
+        self.values.insert(name.to_string(), value);
     }
 
     /// Input `i` of the node as an operand; an error if it is absent.
@@ -447,7 +462,10 @@ fn dependency_order(graph: &GraphProto, known: &HashMap<String, Value>) -> Resul
     let mut waiting = vec![0usize; graph.node.len()];
     let mut readers: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
     for (n, node) in graph.node.iter().enumerate() {
-        for input in node.input.iter().filter(|i| !i.is_empty()) {
+        // A subgraph's reads of this graph's values order its node too.
+        let implicit: Vec<String> =
+            outer_scope_reads(node).into_iter().filter(|i| producer.contains_key(i.as_str())).collect();
+        for input in node.input.iter().filter(|i| !i.is_empty()).chain(&implicit) {
             if known.contains_key(input) {
                 continue;
             }
@@ -487,6 +505,23 @@ fn dependency_order(graph: &GraphProto, known: &HashMap<String, Value>) -> Resul
         return Err(OnnxError::Model(format!("the graph has a cycle: nodes {} wait on each other", stuck.join(", "))));
     }
     Ok(order)
+}
+
+/// The values the subgraphs of `node` (at any depth) read from outside
+/// themselves, sorted: names their nodes read that no node, initializer
+/// or input of the subgraph defines.
+pub fn outer_scope_reads(node: &NodeProto) -> Vec<String> {
+    let mut reads = std::collections::BTreeSet::new();
+    for g in node.attribute.iter().filter_map(|a| a.g.as_deref()) {
+        let mut defined: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+        defined.extend(g.input.iter().map(|i| i.name.as_str()));
+        for inner in &g.node {
+            let needs = inner.input.iter().filter(|i| !i.is_empty()).cloned().chain(outer_scope_reads(inner));
+            reads.extend(needs.filter(|i| !defined.contains(i.as_str())));
+            defined.extend(inner.output.iter().map(String::as_str));
+        }
+    }
+    reads.into_iter().collect()
 }
 
 /// Imports `graph` (of a model at `opset`, whose external data lives in

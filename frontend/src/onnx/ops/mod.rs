@@ -8,6 +8,7 @@
 //! (attributes that became inputs) and report what kiln cannot express as
 //! [`NodeError::Unsupported`](super::import::NodeError::Unsupported).
 
+mod control;
 mod elementwise;
 mod indexing;
 mod nn;
@@ -21,8 +22,8 @@ use super::import::{Importer, NodeCx, NodeResult, Value, is_default_domain};
 pub type Handler = fn(&mut Importer, &NodeCx) -> NodeResult<Vec<Value>>;
 
 /// Every table, one per operator family.
-const TABLES: [&[(&str, Handler)]; 6] =
-    [elementwise::TABLE, nn::TABLE, shape::TABLE, reduce::TABLE, indexing::TABLE, quantization::TABLE];
+const TABLES: [&[(&str, Handler)]; 7] =
+    [elementwise::TABLE, nn::TABLE, shape::TABLE, reduce::TABLE, indexing::TABLE, quantization::TABLE, control::TABLE];
 
 /// The handler of a default-domain operator type.
 pub fn handler(domain: &str, op_type: &str) -> Option<Handler> {
