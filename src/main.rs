@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod compare;
 use kiln::{Backend, Context, ContextOptions, Graph, OperandKind, Tensor};
 
 #[derive(Parser)]
@@ -79,6 +81,15 @@ enum Command {
         /// Compile the graph as given: no constant folding, no rewrites.
         #[arg(long)]
         no_optimize: bool,
+        /// Also time a reference runtime on the same file, inputs and thread
+        /// count, interleaved with kiln in 5 rounds: onnxruntime (.onnx) or
+        /// litert (.tflite), run by a Python that imports it.
+        #[arg(long, value_name = "ENGINE", conflicts_with = "profile")]
+        compare: Option<compare::Engine>,
+        /// The Python interpreter for --compare (default: $KILN_PYTHON, else
+        /// python3 or target/bench-venv/bin/python, whichever imports it).
+        #[arg(long, value_name = "PATH", requires = "compare")]
+        python: Option<PathBuf>,
     },
     /// Show what the compiler did to a model: operators before and after the
     /// graph passes, rewrite rules fired, fusions, pass times, and the
@@ -239,9 +250,12 @@ fn main() -> ExitCode {
             Some(pass) => dump_after_pass(&model, &shapes, &target, &pass),
             None => emit(&model, &shapes, stage, &target),
         },
-        Command::Bench { model, shapes, backend, threads, runs, json, profile, top, no_optimize } => {
+        Command::Bench { model, shapes, backend, threads, runs, json, profile, top, no_optimize, compare, python } => {
             let options = BenchOptions { threads, runs, json, profile: profile.then_some(top), optimize: !no_optimize };
-            bench(&model, &shapes, &backend, &options)
+            match compare {
+                Some(engine) => bench_compare(&model, &shapes, &backend, &options, engine, python.as_deref()),
+                None => bench(&model, &shapes, &backend, &options),
+            }
         }
         Command::Compile { model, shapes, target, output, name, emit, no_optimize } => {
             compile(&model, &shapes, &target, &output, name, &emit, !no_optimize)
@@ -513,15 +527,8 @@ fn bench(model: &Path, shapes: &[String], backend: &str, options: &BenchOptions)
     let compiled = ctx.compile(graph)?;
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     ctx.compute(&compiled, &feeds)?; // warm-up
-    let mut times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            ctx.compute(&compiled, &feeds).map(|_| t.elapsed().as_secs_f64() * 1e3)
-        })
-        .collect::<Result<_, _>>()?;
-    times.sort_by(f64::total_cmp);
-    let median_ms = times[times.len() / 2];
-    let min_ms = times[0];
+    let times = time_runs(&ctx, &compiled, &feeds, runs.max(1))?;
+    let (median_ms, min_ms) = median_min(&times);
     let gflops = flops as f64 / (median_ms * 1e-3) / 1e9;
     let report = compiled.report();
     if json {
@@ -559,6 +566,96 @@ fn bench(model: &Path, shapes: &[String], backend: &str, options: &BenchOptions)
     if let Some(top) = profile {
         print_profile(&ctx, &compiled, &feeds, runs, top)?;
     }
+    Ok(())
+}
+
+/// The wall time of `n` runs, in milliseconds.
+fn time_runs(ctx: &Context, compiled: &kiln::CompiledGraph, feeds: &[(&str, &Tensor)], n: usize) -> Result<Vec<f64>, kiln::RuntimeError> {
+    (0..n)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            ctx.compute(compiled, feeds).map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+/// The median (`sorted[len / 2]`) and the minimum of `times` (not empty).
+fn median_min(times: &[f64]) -> (f64, f64) {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[sorted.len() / 2], sorted[0])
+}
+
+/// `kiln bench --compare ENGINE`: kiln and the reference runtime on the same
+/// file, the same inputs (kiln's random inputs, handed to the reference as
+/// .npy files) and the same thread count; one warm-up run each, then the
+/// timed runs in 5 rounds that alternate kiln and the reference, so that a
+/// slow spell of a shared machine hits both. Reports compile (session)
+/// time, median and min of each and kiln/reference of the medians.
+fn bench_compare(
+    model: &Path,
+    shapes: &[String],
+    backend: &str,
+    options: &BenchOptions,
+    engine: compare::Engine,
+    python: Option<&Path>,
+) -> CliResult {
+    engine.check_model(model)?;
+    let python = compare::find_python(engine, python)?;
+    let backend: Backend = backend.parse()?;
+    let threads = options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let ctx = Context::new(ContextOptions { backend, threads, optimize: options.optimize })?;
+    let graph = load(model, shapes)?;
+    let inputs = random_inputs(&graph)?;
+    let dir = std::env::temp_dir().join(format!("kiln-bench-compare-{}", std::process::id()));
+    let reference = compare::Reference::start(engine, &python, model, ctx.threads(), &inputs, &dir);
+    let _ = std::fs::remove_dir_all(&dir); // the driver has read its inputs
+    let mut reference = reference?;
+    let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let start = std::time::Instant::now();
+    let compiled = ctx.compile(graph)?;
+    let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+    ctx.compute(&compiled, &feeds)?; // warm-ups
+    reference.time(1)?;
+    let rounds = compare::round_sizes(options.runs.max(1), 5);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for &n in &rounds {
+        ours.extend(time_runs(&ctx, &compiled, &feeds, n)?);
+        theirs.extend(reference.time(n)?);
+    }
+    let (median_ms, min_ms) = median_min(&ours);
+    let (ref_median_ms, ref_min_ms) = median_min(&theirs);
+    let ratio = median_ms / ref_median_ms;
+    let name = engine.name();
+    if options.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": model.display().to_string(), "threads": ctx.threads(), "runs": ours.len(), "rounds": rounds.len(),
+                "kiln": {"backend": backend.name(), "compile_ms": compile_ms, "median_ms": median_ms, "min_ms": min_ms},
+                "reference": {
+                    "engine": name, "version": reference.version, "python": python.display().to_string(),
+                    "compile_ms": reference.compile_ms, "median_ms": ref_median_ms, "min_ms": ref_min_ms,
+                },
+                "ratio": ratio,
+            })
+        );
+        return Ok(());
+    }
+    let reference_name = format!("{name} {}", reference.version);
+    println!(
+        "{}: {} threads, {} timed runs each after a warm-up, interleaved in {} rounds",
+        model.display(),
+        ctx.threads(),
+        ours.len(),
+        rounds.len()
+    );
+    println!("  {:<10} {:>14} {:>24}", "", format!("kiln ({})", backend.name()), reference_name);
+    println!("  {:<10} {:>11.2} ms {:>21.2} ms", "compile", compile_ms, reference.compile_ms);
+    println!("  {:<10} {:>11.3} ms {:>21.3} ms", "median", median_ms, ref_median_ms);
+    println!("  {:<10} {:>11.3} ms {:>21.3} ms", "min", min_ms, ref_min_ms);
+    let verdict = if ratio <= 1.0 { "kiln is as fast or faster" } else { "kiln is slower" };
+    println!("  kiln/{name} (median): {ratio:.2} ({verdict})");
     Ok(())
 }
 

@@ -482,3 +482,83 @@ fn run_lists_the_inputs_it_needs() {
     assert!(!stderr(&o).contains("x:0: f32"), "{}", stderr(&o));
     assert_error(&kiln(&["run", model, "--input", "x=a.npy"]), "--input x: the model has no input `x`; its inputs:\n  x:0: f32[2, 3]\n  mask=1: f32[2, 3]");
 }
+
+/// The repository's benchmark environment (made by scripts/fetch_onnx_data.sh),
+/// which has onnxruntime and ai-edge-litert.
+const BENCH_PYTHON: &str = "target/bench-venv/bin/python";
+
+/// `kiln bench --compare onnxruntime` on a model whose input names hold `:`
+/// and `=`: kiln and ONNX Runtime side by side in one JSON report (the
+/// interpreter found without --python), the ratio their medians'; the
+/// text report shows both columns.
+#[test]
+fn bench_compares_with_onnx_runtime() {
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(BENCH_PYTHON).is_file(), "{BENCH_PYTHON} is missing: run scripts/fetch_onnx_data.sh");
+    let dir = scratch("bench-compare");
+    let model = awkward_model(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["bench", model.to_str().unwrap(), "--compare", "onnxruntime", "--threads", "1", "--runs", "3", "--json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("KILN_PYTHON")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((json["threads"].as_u64(), json["runs"].as_u64(), json["rounds"].as_u64()), (Some(1), Some(3), Some(3)), "{json}");
+    assert_eq!(json["reference"]["engine"], "onnxruntime");
+    assert!(!json["reference"]["version"].as_str().unwrap().is_empty(), "{json}");
+    let (kiln_ms, ort_ms) = (json["kiln"]["median_ms"].as_f64().unwrap(), json["reference"]["median_ms"].as_f64().unwrap());
+    assert!(kiln_ms > 0.0 && ort_ms > 0.0 && json["reference"]["compile_ms"].as_f64().unwrap() > 0.0, "{json}");
+    assert!((json["ratio"].as_f64().unwrap() - kiln_ms / ort_ms).abs() < 1e-9, "{json}");
+
+    let o = kiln(&["bench", model.to_str().unwrap(), "--compare", "onnxruntime", "--python", BENCH_PYTHON, "--runs", "2", "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in ["1 threads, 2 timed runs each", "kiln (cpu)", "onnxruntime 1.", "median", "kiln/onnxruntime (median): "] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+}
+
+/// `kiln bench --compare litert` on a .tflite file.
+#[test]
+fn bench_compares_with_litert() {
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tflite-data/models/mobilenet_uint8/model.tflite");
+    assert!(model.is_file(), "{} is missing: run scripts/fetch_onnx_data.sh", model.display());
+    let o = kiln(&["bench", model.to_str().unwrap(), "--compare", "litert", "--python", BENCH_PYTHON, "--threads", "1", "--runs", "2", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["reference"]["engine"], "litert");
+    assert!(json["reference"]["median_ms"].as_f64().unwrap() > 0.0, "{json}");
+}
+
+/// What `--compare` refuses, each with the reason.
+#[test]
+fn bench_compare_errors_are_clear() {
+    let tflite = "target/tflite-data/models/mobilenet_uint8/model.tflite";
+    assert_error(&kiln(&["bench", MODEL, "--compare", "onnxruntime"]), "--compare onnxruntime needs an .onnx model, not examples/small_cnn.webnn");
+    assert_error(&kiln(&["bench", tflite, "--compare", "onnxruntime"]), "for target/tflite-data/models/mobilenet_uint8/model.tflite use --compare litert");
+    let o = kiln(&["bench", tflite, "--compare", "litert", "--python", "/bin/false"]);
+    assert_error(&o, "--compare litert: the interpreter of --python cannot import `ai_edge_litert` and numpy (pip install ai-edge-litert numpy):\n  /bin/false: exited with");
+    let o = kiln(&["bench", tflite, "--compare", "litert", "--python", "/no/such/python"]);
+    assert_error(&o, "/no/such/python: cannot run it");
+    let o = kiln(&["bench", MODEL, "--compare", "tensorflow"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error: {}", stderr(&o));
+    assert!(stderr(&o).contains("expected onnxruntime (.onnx models) or litert (.tflite models)"), "{}", stderr(&o));
+    // A model kiln cannot load is kiln's error, before any Python runs.
+    let dir = scratch("bench-compare-bad");
+    let bad = dir.join("bad.onnx");
+    std::fs::write(&bad, b"\x08\x07").unwrap();
+    assert_error(&kiln(&["bench", bad.to_str().unwrap(), "--compare", "onnxruntime", "--python", BENCH_PYTHON]), "not an ONNX model");
+    // The driver's own error (here from a stand-in interpreter that imports
+    // everything and then fails to load the model) is passed on, naming the model.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let fake = dir.join("python");
+        std::fs::write(&fake, "#!/bin/sh\ncase \"$2\" in import*) exit 0;; esac\necho '{\"error\": \"InvalidGraph: cannot load\"}'\nexit 1\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let model = awkward_model(&dir);
+        let o = kiln(&["bench", model.to_str().unwrap(), "--compare", "onnxruntime", "--python", fake.to_str().unwrap()]);
+        assert_error(&o, &format!("onnxruntime on {}: InvalidGraph: cannot load", model.display()));
+    }
+}
