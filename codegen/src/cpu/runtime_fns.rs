@@ -59,6 +59,7 @@ pub struct Declared(Vec<FuncId>);
 pub struct Imported {
     refs: Vec<FuncRef>,
     fma: bool,
+    legacy_sse: bool,
 }
 
 impl Imported {
@@ -69,6 +70,15 @@ impl Imported {
     /// Whether `fma` is a native instruction (else it is a libcall).
     pub fn has_fma(&self) -> bool {
         self.fma
+    }
+
+    /// Whether vector instructions are x86-64 SSE without VEX encodings,
+    /// whose memory operands must be 16-byte aligned. Cranelift 0.135
+    /// folds an unaligned vector load into `cmpps` there (a fault at run
+    /// time), so loads of vectors are kept out of reach of that folding
+    /// (see `vector::Emitter::load_vector`).
+    pub fn is_legacy_sse(&self) -> bool {
+        self.legacy_sse
     }
 }
 
@@ -87,10 +97,11 @@ pub fn declare<M: Module>(module: &mut M) -> Result<Declared, CodegenError> {
 
 impl Declared {
     pub fn import<M: Module>(&self, module: &mut M, func: &mut Function) -> Imported {
-        Imported {
-            refs: self.0.iter().map(|&id| module.declare_func_in_func(id, func)).collect(),
-            fma: module.isa().has_native_fma(),
-        }
+        let isa = module.isa();
+        let has_avx = isa.isa_flags().iter().any(|v| v.name == "has_avx" && v.as_bool() == Some(true));
+        let fma = isa.has_native_fma();
+        let legacy_sse = isa.triple().architecture == target_lexicon::Architecture::X86_64 && !has_avx;
+        Imported { refs: self.0.iter().map(|&id| module.declare_func_in_func(id, func)).collect(), fma, legacy_sse }
     }
 }
 

@@ -258,6 +258,19 @@ impl Emitter<'_> {
             .collect()
     }
 
+    /// Four f32 lanes at `addr + offset`, which need not be aligned. On
+    /// legacy SSE the load is an integer load reinterpreted, so that no
+    /// float instruction takes it as a memory operand (which SSE requires
+    /// aligned; see [`crate::cpu::runtime_fns::Imported::is_legacy_sse`]).
+    fn load_vector(&self, fb: &mut FunctionBuilder, fl: MachMemFlags, addr: Value, offset: i32) -> Value {
+        if self.helpers.is_legacy_sse() {
+            let bits = fb.ins().load(types::I32X4, fl, addr, offset);
+            fb.ins().bitcast(types::F32X4, MachMemFlags::new().with_endianness(Endianness::Little), bits)
+        } else {
+            fb.ins().load(types::F32X4, fl, addr, offset)
+        }
+    }
+
     /// Loads `width` (1 or 4) consecutive elements at element `offset` as f32 lanes.
     fn load_lanes(&self, fb: &mut FunctionBuilder, lin: &Lin, offset: Value, width: u32) -> Value {
         if width == 1 && !lin.pure {
@@ -268,6 +281,7 @@ impl Emitter<'_> {
         let t = self.program.buffer(lin.buffer).data_type;
         let (fty, ity) = if width == 4 { (types::F32X4, types::I32X4) } else { (types::F32, types::I32) };
         match t {
+            DataType::Float32 if width == 4 => self.load_vector(fb, fl, addr, 0),
             DataType::Float32 => fb.ins().load(fty, fl, addr, 0),
             DataType::Int32 => {
                 let v = fb.ins().load(ity, fl, addr, 0);
@@ -886,8 +900,8 @@ impl Emitter<'_> {
                                             let lin = &lins[n];
                                             let offset = Self::affine(fb, lin.offset, &lin.strides, &at);
                                             let addr = self.address(fb, lin.buffer, offset);
-                                            let x = fb.ins().load(types::F32X4, load_flags(true), addr, 0);
-                                            let y = fb.ins().load(types::F32X4, load_flags(true), addr, 16);
+                                            let x = self.load_vector(fb, load_flags(true), addr, 0);
+                                            let y = self.load_vector(fb, load_flags(true), addr, 16);
                                             let even = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
                                             math::shuffle_f32x4(fb, x, y, even)
                                         } else {

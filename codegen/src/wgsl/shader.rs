@@ -338,7 +338,17 @@ impl Writer<'_> {
         for (j, &stride) in strides.iter().enumerate() {
             let (lo, hi) = a.coordinate_range(j, domain);
             let value = affine(a.base[j] as i64, &terms(&a.coef[j]));
-            let simple = value.parse::<i64>().is_ok() || value.chars().all(|c| c.is_ascii_alphanumeric());
+            if let Ok(at) = value.parse::<i64>() {
+                // A constant coordinate is decided here: outside the tensor
+                // the access never reads (and naga refuses a constant
+                // negative index even in a branch that never runs).
+                if at < 0 || at >= a.shape[j] as i64 {
+                    return (Some("false".to_string()), "0".to_string());
+                }
+                offset_terms.push((stride as i64, value));
+                continue;
+            }
+            let simple = value.chars().all(|c| c.is_ascii_alphanumeric());
             let name = if simple {
                 value
             } else {
