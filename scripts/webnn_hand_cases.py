@@ -3,7 +3,7 @@
 WebNN operators without WPT vectors in tests/data/wpt-webnn (isNaN,
 isInfinite, sign, reverse, tile, triangular, argMin, argMax, cumulativeSum,
 dequantizeLinear, quantizeLinear, gatherElements, gatherND, scatterElements,
-scatterND), in the same JSON shape, so kiln's conformance runners read them.
+scatterND) and kiln's attention, in the same JSON shape, so kiln's conformance runners read them.
 
 The expected outputs are computed here with numpy, independently of kiln,
 from the operators' definitions in the WebNN spec (indices: negative counts
@@ -460,6 +460,40 @@ for name, x, idx, upd, dtype in [
     case("scatterND", name, {"input": (x, dtype, False), "indices": (idx, str(idx.dtype), True),
          "updates": (upd, dtype, False)}, [{"input": "input"}, {"indices": "indices"}, {"updates": "updates"}],
          scatter_nd(x, idx, upd), dtype)
+
+# --- attention (kiln) -----------------------------------------------------------------
+def attention(q, k, v, mask, scale):
+    """softmax(q k^T scale + mask, last axis) v in float64, batch axes broadcast."""
+    s = np.matmul(q.astype(np.float64), np.swapaxes(k.astype(np.float64), -1, -2)) * scale
+    if mask is not None:
+        s = s + mask.astype(np.float64)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return np.matmul(e / e.sum(axis=-1, keepdims=True), v.astype(np.float64))
+
+
+for dtype, qs, ks, vs, ms, scale, atol, why in [
+    ("float32", (2, 3, 4), (2, 5, 4), (2, 5, 6), None, 1.0, 1e-5,
+     "f32 products of 4 and 5 terms and an f32 softmax of scores within ±2: well within 1e-5 of values within ±1"),
+    ("float32", (1, 2, 4, 8), (1, 2, 6, 8), (1, 2, 6, 3), (1, 1, 4, 6), 8 ** -0.5, 1e-5,
+     "f32 products of 8 and 6 terms and an f32 softmax: well within 1e-5 of values within ±1"),
+    ("float32", (2, 1, 3, 4), (1, 2, 5, 4), (5, 2), (5,), 0.5, 1e-5,
+     "broadcast batches; f32 products and softmax: well within 1e-5 of values within ±1"),
+    ("float16", (2, 3, 8), (2, 4, 8), (2, 4, 4), (3, 4), 8 ** -0.5, 1e-3,
+     "float16 operands widened, f32 arithmetic, one rounding to float16 (2^-11 of values within ±1)"),
+]:
+    q, k, v = floats(qs, dtype, -1, 1), floats(ks, dtype, -1, 1), floats(vs, dtype, -1, 1)
+    inputs = {"query": (q, dtype, False), "key": (k, dtype, False), "value": (v, dtype, False)}
+    options = {"scale": scale} if scale != 1.0 else {}
+    mask = None
+    if ms is not None:
+        mask = floats(ms, dtype, -2, 0)
+        if len(ms) > 1:
+            mask.reshape(-1)[-1] = -np.inf  # a masked-out position
+        inputs["mask"] = (mask, dtype, True)
+        options["mask"] = "mask"
+    args = [{"query": "query"}, {"key": "key"}, {"value": "value"}] + ([{"options": options}] if options else [])
+    name = f"{dtype} query {list(qs)} key {list(ks)} value {list(vs)} mask {list(ms) if ms is not None else None}"
+    case("attention", name, inputs, args, attention(q, k, v, mask, scale), dtype, atol=atol, why=why)
 
 os.makedirs(OUT, exist_ok=True)
 for op, cases in sorted(CASES.items()):

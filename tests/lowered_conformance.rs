@@ -36,20 +36,20 @@ fn wpt_cases_pass_on_the_gpu_backend() {
 }
 
 /// The hand-checked cases of the operators WPT has no vectors for here
-/// (`tests/data/webnn-hand`): all 136 pass on each lowered backend.
+/// (`tests/data/webnn-hand`): all 140 pass on each lowered backend.
 #[test]
 fn hand_checked_cases_pass_on_the_kernels_backend() {
-    check_cases(&load_cases(&hand_checked_vectors_dir()).unwrap(), Backend::Kernels, &Exclusions::none(), 136);
+    check_cases(&load_cases(&hand_checked_vectors_dir()).unwrap(), Backend::Kernels, &Exclusions::none(), 140);
 }
 
 #[test]
 fn hand_checked_cases_pass_on_the_cpu_backend() {
-    check_cases(&load_cases(&hand_checked_vectors_dir()).unwrap(), Backend::Cpu, &Exclusions::none(), 136);
+    check_cases(&load_cases(&hand_checked_vectors_dir()).unwrap(), Backend::Cpu, &Exclusions::none(), 140);
 }
 
 #[test]
 fn hand_checked_cases_pass_on_the_gpu_backend() {
-    check_cases(&load_cases(&hand_checked_vectors_dir()).unwrap(), Backend::Gpu, &Exclusions::none(), 136);
+    check_cases(&load_cases(&hand_checked_vectors_dir()).unwrap(), Backend::Gpu, &Exclusions::none(), 140);
 }
 
 fn check_backend(backend: Backend) {

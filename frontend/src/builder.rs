@@ -258,6 +258,18 @@ impl GraphBuilder {
         self.op1(Op::Matmul { a, b })
     }
 
+    /// kiln's `attention(query, key, value, {mask, scale})`: scaled
+    /// dot-product attention (see [`Op::Attention`]).
+    pub fn attention(
+        &self,
+        query: OperandId,
+        key: OperandId,
+        value: OperandId,
+        options: AttentionOptions,
+    ) -> Result<OperandId, BuildError> {
+        self.op1(Op::Attention { query, key, value, options })
+    }
+
     /// `batchNormalization(input, mean, variance, options)`.
     pub fn batch_normalization(
         &self,

@@ -455,6 +455,11 @@ pub fn build_call(
                 };
                 Op::Triangular { input, upper, diagonal }
             }
+            "attention" => {
+                let (query, key, value) = (a.operand("query")?, a.operand("key")?, a.operand("value")?);
+                let options = AttentionOptions { mask: a.opt_operand("mask")?, scale: a.opt_f64("scale", 1.0)? };
+                Op::Attention { query, key, value, options }
+            }
             other => return Err(CallError::UnknownOperator(other.to_string())),
         }
     };

@@ -212,6 +212,8 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     tile0 = tile(a, [2, 1]);
     tri0 = triangular(m);
     tri1 = triangular(m, upper=false, diagonal=-1);
+    att0 = attention(a, b, a);
+    att1 = attention(a, b, b, mask=two, scale=0.5);
     sum_again = add0;
   }
   outputs { add0; conv0; s0; s2; t1; u0; cat0; wh0; sum_again; }

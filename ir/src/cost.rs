@@ -37,6 +37,16 @@ pub fn op_flops<'a>(op: &Op, desc: &dyn Fn(OperandId) -> &'a OperandDescriptor, 
             let a = &desc(*a).shape;
             2 * out * u64::from(a.dims()[a.rank() - 1])
         }
+        Op::Attention { query, key, value, .. } => {
+            let last = |id: OperandId| {
+                let d = desc(id).shape.dims().to_vec();
+                (u64::from(d[d.len() - 2]), u64::from(d[d.len() - 1]))
+            };
+            let ((_, e), (s, _), (_, ev)) = (last(*query), last(*key), last(*value));
+            // Both products, then scale, mask, and the softmax's 3 per score.
+            let rows = out / ev.max(1);
+            2 * rows * s * (e + ev) + 5 * rows * s
+        }
         Op::Pool2d { input, options, .. } => {
             let [h, w] = resolved_window(options, &desc(*input).shape);
             out * u64::from(h) * u64::from(w)

@@ -718,6 +718,45 @@ pub fn output_descriptors<'g>(
             check_rank("input", d, 2..=usize::MAX)?;
             same(d)
         }
+        Op::Attention { query, key, value, options: o } => {
+            let (dq, dk, dv) = (desc(*query), desc(*key), desc(*value));
+            check_type("query", dq, FLOATS)?;
+            check_same_type("key", dk, dq.data_type)?;
+            check_same_type("value", dv, dq.data_type)?;
+            for (name, d) in [("query", dq), ("key", dk), ("value", dv)] {
+                check_rank(name, d, 2..=usize::MAX)?;
+            }
+            let last_two = |d: &OperandDescriptor| {
+                let r = d.shape.rank();
+                (d.shape.0[r - 2], d.shape.0[r - 1])
+            };
+            let batch = |d: &OperandDescriptor| Shape(d.shape.0[..d.shape.rank() - 2].to_vec());
+            let ((l, e), (s, ek), (sv, ev)) = (last_two(dq), last_two(dk), last_two(dv));
+            if ek != e {
+                return err("key", format!("dimension {ek} (last) must match the query's {e} (last)"));
+            }
+            if sv != s {
+                return err("value", format!("dimension {sv} (rows) must match the key's {s} (rows)"));
+            }
+            let qk = broadcast("query", &batch(dq), "key", &batch(dk))?;
+            let all = broadcast("query and key", &qk, "value", &batch(dv))?;
+            if let Some(m) = o.mask {
+                let dm = desc(m);
+                check_same_type("mask", dm, dq.data_type)?;
+                let mut scores = all.0.clone();
+                scores.extend([l, s]);
+                let scores = Shape(scores);
+                if !broadcasts_to(&dm.shape, &scores) {
+                    return err("mask", format!("shape {} does not broadcast to the scores' shape {scores}", dm.shape));
+                }
+            }
+            if !o.scale.is_finite() {
+                return err("scale", format!("must be finite, got {}", o.scale));
+            }
+            let mut out = all.0;
+            out.extend([l, ev]);
+            Ok(vec![OperandDescriptor::new(dq.data_type, out)])
+        }
     }
 }
 

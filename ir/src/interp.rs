@@ -312,6 +312,14 @@ fn eval_checked<'t>(
         Op::Reverse { input, axes } => one(movement::reverse(operand(*input), axes, out)),
         Op::Tile { input, .. } => one(movement::tile(operand(*input), out)),
         Op::Triangular { input, upper, diagonal } => one(movement::triangular(operand(*input), *upper, *diagonal, out)),
+        Op::Attention { query, key, value, options } => one(linalg::attention(
+            operand(*query),
+            operand(*key),
+            operand(*value),
+            opt(options.mask),
+            options.scale,
+            out,
+        )),
     }
 }
 

@@ -363,6 +363,21 @@ pub enum Splits {
     Sizes(Vec<u32>),
 }
 
+/// The options of kiln's `attention` operator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionOptions {
+    /// Added to the scaled scores before the softmax (broadcast to them).
+    pub mask: Option<OperandId>,
+    /// Multiplies `query x key^T` before the mask is added.
+    pub scale: f64,
+}
+
+impl Default for AttentionOptions {
+    fn default() -> Self {
+        AttentionOptions { mask: None, scale: 1.0 }
+    }
+}
+
 /// One WebNN operator applied to its operands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -430,6 +445,13 @@ pub enum Op {
     Tile { input: OperandId, repetitions: Vec<u32> },
     /// `triangular(input, {upper, diagonal})`; the spec defaults are `true` and 0.
     Triangular { input: OperandId, upper: bool, diagonal: i32 },
+    /// kiln's `attention(query, key, value, {mask, scale})`: scaled
+    /// dot-product attention, `matmul(softmax(matmul(query,
+    /// transpose(key)) * scale + mask, last axis), value)` over the last two
+    /// axes, the leading axes broadcast. Not a WebNN operator: the optimizer
+    /// recognises the decomposed form, and backends run it as one kernel
+    /// group without storing the scores twice.
+    Attention { query: OperandId, key: OperandId, value: OperandId, options: AttentionOptions },
 }
 
 /// A value in an operator's argument list, as the text form and the op
@@ -485,6 +507,7 @@ single_operators! {
     CumulativeSum => "cumulativeSum", DequantizeLinear => "dequantizeLinear", QuantizeLinear => "quantizeLinear",
     GatherElements => "gatherElements", GatherNd => "gatherND", ScatterElements => "scatterElements",
     ScatterNd => "scatterND", Reverse => "reverse", Tile => "tile", Triangular => "triangular",
+    Attention => "attention",
 }
 
 /// Every WebNN operator name of [`Op`], sorted: the one list the operator
@@ -604,6 +627,10 @@ impl Op {
                 ("trueValue", true_value),
                 ("falseValue", false_value),
             ]),
+            Op::Attention { query, key, value, options } => {
+                v.extend([("query", query), ("key", key), ("value", value)]);
+                opt(&mut v, "mask", &mut options.mask);
+            }
         }
         v
     }
@@ -833,6 +860,13 @@ impl Op {
                 push_if(&mut named, "upper", !*upper, Bool(false));
                 push_if(&mut named, "diagonal", *diagonal != 0, Int((*diagonal).into()));
                 vec![Operand(*input)]
+            }
+            Op::Attention { query, key, value, options: o } => {
+                if let Some(m) = o.mask {
+                    named.push(("mask", Operand(m)));
+                }
+                push_if(&mut named, "scale", differs(o.scale, 1.0), Float(o.scale));
+                vec![Operand(*query), Operand(*key), Operand(*value)]
             }
         };
         (positional, named)

@@ -526,6 +526,30 @@ fn gemm_and_matmul() {
     }
 }
 
+#[test]
+fn attention() {
+    // (query, key, value, mask): batches of one rank and broadcast ones, a
+    // rank-2 value, masks of the scores' shape, a row and a scalar.
+    let shapes: [(&[u32], &[u32], &[u32], Option<&[u32]>); 4] = [
+        (&[2, 3, 4], &[2, 5, 4], &[2, 5, 6], None),
+        (&[2, 3, 4], &[2, 5, 4], &[2, 5, 6], Some(&[2, 3, 5])),
+        (&[2, 1, 3, 4], &[1, 2, 5, 4], &[5, 3], Some(&[5])),
+        (&[1, 4], &[7, 4], &[7, 2], Some(&[])),
+    ];
+    for t in [Float32, Float16] {
+        for (sq, sk, sv, sm) in shapes {
+            let mut inputs = vec![(t, sq), (t, sk), (t, sv)];
+            if let Some(m) = sm {
+                inputs.push((t, m));
+            }
+            check(&format!("attention {t} {sq:?} {sk:?} {sv:?} {sm:?}"), &inputs, tol_for(t), |g, x| {
+                let options = AttentionOptions { mask: x.get(3).copied(), scale: 0.35 };
+                vec![node(g, Op::Attention { query: x[0], key: x[1], value: x[2], options })]
+            });
+        }
+    }
+}
+
 fn conv_input_shape(layout: InputLayout, n: u32, c: u32, h: u32, w: u32) -> Vec<u32> {
     match layout {
         InputLayout::Nchw => vec![n, c, h, w],

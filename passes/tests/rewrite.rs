@@ -452,6 +452,77 @@ fn a_sum_of_something_else_is_no_softmax() {
     assert!(report.fired.is_empty(), "{:?}", report.fired);
 }
 
+/// BERT-style attention heads: the key transposed to `[0, 2, 3, 1]` from
+/// `[batch, seq, heads, dim]`, the scores divided by `√dim` (or multiplied
+/// by its inverse, either side) and a mask added (either side); or a plain
+/// `softmax(q x k^T) x v` whose key is transposed in place.
+#[test]
+fn decomposed_attention_is_recognised() {
+    for (variant, masked) in [(0, true), (1, true), (2, false), (3, true)] {
+        let mut g = G::new();
+        let q = g.input("q", &[1, 2, 4, 8]);
+        let k = g.input("k", &[1, 4, 2, 8]);
+        let v = g.input("v", &[1, 2, 4, 6]);
+        let mask = g.input("mask", &[1, 1, 1, 4]);
+        let kt = g.op(Op::Transpose { input: k, permutation: Some(vec![0, 2, 3, 1]) });
+        let mm = g.op(Op::Matmul { a: q, b: kt });
+        let scaled = match variant {
+            0 => {
+                let c = g.fill(&[], 8f32.sqrt());
+                g.binary(BinaryOp::Div, mm, c)
+            }
+            1 => {
+                let c = g.fill(&[1], 1.0 / 8f32.sqrt());
+                g.binary(BinaryOp::Mul, c, mm)
+            }
+            _ => mm,
+        };
+        let scores = if masked {
+            if variant == 3 { g.binary(BinaryOp::Add, mask, scaled) } else { g.binary(BinaryOp::Add, scaled, mask) }
+        } else {
+            scaled
+        };
+        let p = g.op(Op::Softmax { input: scores, axis: 3 });
+        let y = g.op(Op::Matmul { a: p, b: v });
+        let report = rewritten(g, y, &["transpose", "attention"]);
+        fired(&report, "attention");
+    }
+}
+
+/// A softmax over another axis, a scale that is no scalar, or a mask that
+/// widens the scores is no attention.
+#[test]
+fn near_attention_patterns_stay() {
+    for variant in 0..3 {
+        let mut g = G::new();
+        let q = g.input("q", &[2, 4, 8]);
+        let kt = g.input("kt", &[2, 8, 4]);
+        let v = g.input("v", &[2, 4, 6]);
+        let mm = g.op(Op::Matmul { a: q, b: kt });
+        let (scores, axis, want): (OperandId, u32, &[&str]) = match variant {
+            0 => (mm, 1, &["matmul", "softmax", "matmul"]),
+            1 => {
+                let c = g.constant(&[4]);
+                (g.binary(BinaryOp::Mul, mm, c), 2, &["matmul", "mul", "softmax", "matmul"])
+            }
+            _ => {
+                let wide = g.input("wide", &[3, 2, 4, 4]);
+                let s = g.binary(BinaryOp::Add, mm, wide);
+                let v4 = g.op(Op::Reshape { input: v, new_shape: vec![1, 2, 4, 6] });
+                let p = g.op(Op::Softmax { input: s, axis: 3 });
+                let y = g.op(Op::Matmul { a: p, b: v4 });
+                let report = rewritten(g, y, &["matmul", "add", "softmax", "reshape", "matmul"]);
+                assert!(!report.fired.contains_key("attention"), "{:?}", report.fired);
+                continue;
+            }
+        };
+        let p = g.op(Op::Softmax { input: scores, axis });
+        let y = g.op(Op::Matmul { a: p, b: v });
+        let report = rewritten(g, y, want);
+        assert!(!report.fired.contains_key("attention"), "{:?}", report.fired);
+    }
+}
+
 /// `(x - mean) / sqrt(mean(square) + 1e-5)` over the last axis of a
 /// `[2, 4, 16]` input, the square as `pow(d, 2)` or `d * d`.
 fn exported_layer_norm(g: &mut G, x: OperandId, pow: bool) -> OperandId {

@@ -184,6 +184,10 @@ class GraphBuilder:
         a_transpose: bool = False, b_transpose: bool = False, label: str = ...,
     ) -> Operand: ...
     def matmul(self, a: Operand, b: Operand, *, label: str = ...) -> Operand: ...
+    def attention(
+        self, query: Operand, key: Operand, value: Operand, *, mask: Optional[Operand] = None, scale: float = 1.0,
+        label: str = ...,
+    ) -> Operand: ...
     def batch_normalization(
         self, input: Operand, mean: Operand, variance: Operand, *, scale: Optional[Operand] = None,
         bias: Optional[Operand] = None, axis: int = 1, epsilon: float = 1e-5, label: str = ...,

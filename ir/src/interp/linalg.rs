@@ -1,4 +1,4 @@
-//! gemm and matmul, accumulating in `f64`.
+//! gemm, matmul and attention, accumulating in `f64`.
 
 use super::{broadcast_map, encode_f64, floats, Res};
 use crate::{GemmOptions, OperandDescriptor, Tensor};
@@ -55,6 +55,63 @@ pub(super) fn matmul(a: &Tensor, b: &Tensor, out: &OperandDescriptor) -> Res<Ten
         for i in 0..m {
             for j in 0..n {
                 om[i * n + j] = (0..k).map(|p| am[i * k + p] * bm[p * n + j]).sum();
+            }
+        }
+    }
+    encode_f64(out, result)
+}
+
+/// Scaled dot-product attention over the last two axes, the leading axes
+/// broadcast: for each query row `q`, the scores `scale * (q . k_j) +
+/// mask_j` over the key rows `k_j`, their softmax `p`, and `sum_j p_j v_j`.
+/// Computed in `f64` throughout and rounded once, like every operator here;
+/// a row whose scores are all `-inf` gives NaN, as the composed softmax does.
+pub(super) fn attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    out: &OperandDescriptor,
+) -> Res<Tensor> {
+    let (q, k, v) = (floats(query)?, floats(key)?, floats(value)?);
+    let (qd, kd, vd, od) = (query.shape().dims(), key.shape().dims(), value.shape().dims(), out.shape.dims());
+    let (rq, rk, rv, ro) = (qd.len(), kd.len(), vd.len(), od.len());
+    if rq < 2 || rk < 2 || rv < 2 || ro < 2 {
+        return Err("attention takes operands of rank 2 or more".into());
+    }
+    let (l, e, s, ev) = (qd[rq - 2] as usize, qd[rq - 1] as usize, kd[rk - 2] as usize, vd[rv - 1] as usize);
+    let batch = &od[..ro - 2];
+    let q_batch = broadcast_map(&qd[..rq - 2], batch)?;
+    let k_batch = broadcast_map(&kd[..rk - 2], batch)?;
+    let v_batch = broadcast_map(&vd[..rv - 2], batch)?;
+    let mask = match mask {
+        Some(m) => {
+            let mut scores: Vec<u32> = batch.to_vec();
+            scores.extend([l as u32, s as u32]);
+            Some((floats(m)?, broadcast_map(m.shape().dims(), &scores)?))
+        }
+        None => None,
+    };
+    let mut result = vec![0.0f64; q_batch.len() * l * ev];
+    let mut p = vec![0.0f64; s];
+    for (bi, ((&qi, &ki), &vi)) in q_batch.iter().zip(&k_batch).zip(&v_batch).enumerate() {
+        let (qm, km, vm) = (&q[qi * l * e..][..l * e], &k[ki * s * e..][..s * e], &v[vi * s * ev..][..s * ev]);
+        for i in 0..l {
+            for (j, pj) in p.iter_mut().enumerate() {
+                let dot: f64 = (0..e).map(|t| qm[i * e + t] * km[j * e + t]).sum();
+                let bias = mask.as_ref().map_or(0.0, |(mv, map)| mv[map[(bi * l + i) * s + j]]);
+                *pj = scale * dot + bias;
+            }
+            let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mut sum = 0.0;
+            for pj in &mut p {
+                *pj = (*pj - max).exp();
+                sum += *pj;
+            }
+            let row = &mut result[(bi * l + i) * ev..][..ev];
+            for (c, r) in row.iter_mut().enumerate() {
+                *r = (0..s).map(|j| p[j] / sum * vm[j * ev + c]).sum();
             }
         }
     }

@@ -430,6 +430,7 @@ impl<'g> Lowerer<'g> {
             Op::Pool2d { kind, input, options } => self.pool2d(*kind, *input, options, out),
             Op::Gemm { a, b, options } => self.gemm(*a, *b, options, out),
             Op::Matmul { a, b } => self.matmul(*a, *b, out),
+            Op::Attention { query, key, value, options } => self.attention(*query, *key, *value, options, out),
             Op::BatchNormalization { input, mean, variance, options } => {
                 self.batch_normalization(*input, *mean, *variance, options, out)
             }

@@ -141,17 +141,22 @@ impl Lowerer<'_> {
     /// `softmax` along `axis`: `exp(x - max) / Σ exp(x - max)`.
     pub(super) fn softmax(&mut self, input: OperandId, axis: u32, out: OperandId) -> R {
         let x = self.val(input);
-        let plan = RedPlan::new(&x.shape, &[axis as usize]);
-        let (max, sum) = self.max_and_exp_sum(&x, &plan);
         let y = self.dest(out);
+        self.softmax_of(&x, axis as usize, &y);
+        Ok(())
+    }
+
+    /// The softmax of `x` along `axis` into `y` (same shape).
+    pub(super) fn softmax_of(&mut self, x: &Val, axis: usize, y: &Val) {
+        let plan = RedPlan::new(&x.shape, &[axis]);
+        let (max, sum) = self.max_and_exp_sum(x, &plan);
         let (m_acc, s_acc) = (plan.kept_on_input(&max, x.rank()), plan.kept_on_input(&sum, x.rank()));
         let mut e = E::new();
         let (xv, mv, sv) = (e.load(0), e.load(1), e.load(2));
         let d = e.sub(xv, mv);
         let ex = e.un(UnaryFn::Exp, d);
         let r = e.div(ex, sv);
-        self.map(x.shape.clone(), vec![ident(&x), m_acc, s_acc], e.done(r), ident(&y));
-        Ok(())
+        self.map(x.shape.clone(), vec![ident(x), m_acc, s_acc], e.done(r), ident(y));
     }
 }
 

@@ -12,8 +12,10 @@
 //! | [`folding`] | `batchnorm-into-conv`, `mul-into-conv`, `add-into-conv`, `pad-into-conv`, `matmul-add-to-gemm` |
 //! | [`patterns`] | `gelu-erf`, `gelu-tanh`, `hard-swish`, `silu`, `mish` |
 //! | [`normalization`] | `softmax`, `layer-norm`, `layer-norm-scale`, `layer-norm-bias` |
+//! | [`attention`] | `attention` |
 //! | [`merging`] | `merge-matmul`, `merge-conv` |
 
+pub mod attention;
 pub mod folding;
 pub mod identities;
 pub mod merging;
@@ -41,7 +43,16 @@ impl std::fmt::Debug for Rule {
 
 /// Every rule, in the order they are tried.
 pub fn all() -> Vec<Rule> {
-    [identities::RULES, movement::RULES, folding::RULES, patterns::RULES, normalization::RULES, merging::RULES].concat()
+    [
+        identities::RULES,
+        movement::RULES,
+        folding::RULES,
+        patterns::RULES,
+        normalization::RULES,
+        attention::RULES,
+        merging::RULES,
+    ]
+    .concat()
 }
 
 /// The operator of an e-node and its operand classes, if it is one.
