@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod compare;
+mod progress;
+use progress::Progress;
 use kiln::{Backend, Context, ContextOptions, Graph, OperandKind, Tensor};
 
 #[derive(Parser)]
@@ -289,7 +291,9 @@ fn compile(
     if target == "wgsl" {
         let start = Instant::now();
         let graph = load(model, shapes)?;
+        let progress = Progress::step(format!("compiling {} operators for WebGPU", graph.nodes().len()));
         let bundle = kiln::web::compile(&graph, &kiln::web::WebOptions { name, optimize })?;
+        drop(progress);
         let written = bundle.write(output)?;
         eprintln!(
             "compiled {} for WebGPU in {:.0} ms: {} files",
@@ -307,7 +311,9 @@ fn compile(
     let start = Instant::now();
     let graph = load(model, shapes)?;
     let loaded = start.elapsed();
+    let progress = Progress::step(format!("compiling {} operators for {target}", graph.nodes().len()));
     let artifact = kiln::aot::compile(&graph, &kiln::aot::AotOptions { target, name, optimize })?;
+    drop(progress);
     let compiled = start.elapsed() - loaded;
     let written = artifact.write(output, &emit)?;
     eprintln!(
@@ -334,7 +340,15 @@ fn identifier(model: &Path) -> String {
 
 /// Loads a model with the `--shape` bindings.
 fn load(model: &Path, shapes: &[String]) -> Result<Graph, Box<dyn std::error::Error>> {
-    Ok(kiln::load_graph(model, &load_options(shapes)?)?)
+    let options = load_options(shapes)?;
+    let _progress = Progress::step(format!("loading {}", model.display()));
+    Ok(kiln::load_graph(model, &options)?)
+}
+
+/// Compiles `graph` on `ctx`, with a spinner on a terminal.
+fn compile_graph(ctx: &Context, graph: Graph) -> Result<kiln::CompiledGraph, kiln::RuntimeError> {
+    let _progress = Progress::step(format!("compiling {} operators", graph.nodes().len()));
+    ctx.compile(graph)
 }
 
 /// The `--shape` bindings as load options.
@@ -461,7 +475,7 @@ fn run(model: &Path, shapes: &[String], inputs: &[String], output_dir: &Path, ou
     let files = input_files(&graph, inputs)?;
     let paths = output_paths(&graph, output_dir, outputs)?;
     let feeds = files.iter().map(|(name, file)| read_input(name, file)).collect::<Result<Vec<_>, _>>()?;
-    let compiled = ctx.compile(graph)?;
+    let compiled = compile_graph(&ctx, graph)?;
     let feed_refs: Vec<(&str, &Tensor)> = feeds.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let results = ctx.compute(&compiled, &feed_refs)?;
     for (name, path) in &paths {
@@ -524,7 +538,7 @@ fn bench(model: &Path, shapes: &[String], backend: &str, options: &BenchOptions)
     let inputs = random_inputs(&graph)?;
     let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let start = Instant::now();
-    let compiled = ctx.compile(graph)?;
+    let compiled = compile_graph(&ctx, graph)?;
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     ctx.compute(&compiled, &feeds)?; // warm-up
     let times = time_runs(&ctx, &compiled, &feeds, runs.max(1))?;
@@ -613,7 +627,7 @@ fn bench_compare(
     let mut reference = reference?;
     let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let start = std::time::Instant::now();
-    let compiled = ctx.compile(graph)?;
+    let compiled = compile_graph(&ctx, graph)?;
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     ctx.compute(&compiled, &feeds)?; // warm-ups
     reference.time(1)?;
@@ -857,7 +871,9 @@ fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResul
 fn explain(model: &Path, shapes: &[String], target: &str, json: bool) -> CliResult {
     let target: kiln::codegen::cpu::Target = target.parse()?;
     let graph = load(model, shapes)?;
+    let progress = Progress::step(format!("compiling {} operators", graph.nodes().len()));
     let compiled = kiln::runtime::pipeline_for(&target).run(&graph)?;
+    drop(progress);
     if json {
         println!("{}", kiln::explain::to_json(&graph, &compiled));
     } else {
@@ -893,7 +909,7 @@ fn dump_after_pass(model: &Path, shapes: &[String], target: &str, pass: &str) ->
 }
 
 fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, exclusions: Option<&Path>) -> CliResult {
-    use kiln_harness::conformance::{load_cases, run_cases, Exclusions};
+    use kiln_harness::conformance::{load_cases, run_cases_observed, Exclusions, Outcome};
     let backend: Backend = backend.parse()?;
     let exclusions = match exclusions {
         Some(file) => Exclusions::load(file)?,
@@ -903,7 +919,13 @@ fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, excl
     for path in paths {
         cases.extend(load_cases(path)?);
     }
-    let report = run_cases(&cases, backend, &exclusions);
+    let progress = Progress::bar(cases.len(), "cases");
+    let mut failed = 0;
+    let report = run_cases_observed(&cases, backend, &exclusions, |r| {
+        failed += usize::from(matches!(r.outcome, Outcome::Failed(_)));
+        progress.advance(if failed == 0 { r.op.clone() } else { format!("{} ({failed} failed)", r.op) });
+    });
+    drop(progress);
     if json {
         println!("{}", report.to_json());
     } else {
@@ -917,17 +939,25 @@ fn conformance(paths: &[PathBuf], backend: &str, json: bool, verbose: bool, excl
 }
 
 fn onnx_tests(root: &Path, filter: &str, backend: &str, verbose: bool) -> CliResult {
-    use kiln_harness::onnx_tests::{CaseOutcome, Tolerance, counts, run_suite};
+    use kiln_harness::onnx_tests::{CaseOutcome, Tolerance, case_dirs, counts, run_suite};
     let backend: Backend = backend.parse()?;
-    let results = run_suite(root, backend, filter, Tolerance::default(), |r| match &r.outcome {
-        CaseOutcome::Passed if verbose && !r.bound.is_empty() => {
-            println!("pass      {} (bound at load time: {})", r.name, r.bound.join(", "))
+    let selected = case_dirs(root)
+        .map(|dirs| dirs.iter().filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().contains(filter))).count())
+        .unwrap_or(0);
+    let progress = Progress::bar(selected, "cases");
+    let results = run_suite(root, backend, filter, Tolerance::default(), |r| {
+        match &r.outcome {
+            CaseOutcome::Passed if verbose && !r.bound.is_empty() => {
+                progress.println(&format!("pass      {} (bound at load time: {})", r.name, r.bound.join(", ")))
+            }
+            CaseOutcome::Passed if verbose => progress.println(&format!("pass      {}", r.name)),
+            CaseOutcome::Failed(e) => progress.println(&format!("FAIL      {}: {e}", r.name)),
+            CaseOutcome::Unmapped(ops) if verbose => progress.println(&format!("unmapped  {} ({})", r.name, ops.join(", "))),
+            _ => {}
         }
-        CaseOutcome::Passed if verbose => println!("pass      {}", r.name),
-        CaseOutcome::Failed(e) => println!("FAIL      {}: {e}", r.name),
-        CaseOutcome::Unmapped(ops) if verbose => println!("unmapped  {} ({})", r.name, ops.join(", ")),
-        _ => {}
+        progress.advance(r.name.clone());
     })?;
+    drop(progress);
     let (total, per_op) = counts(&results);
     println!("\n{:<28} {:>6} {:>6} {:>8}", "operator", "passed", "failed", "unmapped");
     for (op, c) in &per_op {

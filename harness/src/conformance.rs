@@ -206,6 +206,17 @@ pub fn run_case(context: &Context, case: &Case) -> Result<(), Failure> {
 /// reports each outcome, in the order of `cases`. A panic inside kiln fails
 /// that case ([`Failure::Panic`]) and the run goes on.
 pub fn run_cases(cases: &[Case], backend: Backend, exclusions: &Exclusions) -> Report {
+    run_cases_observed(cases, backend, exclusions, |_| {})
+}
+
+/// [`run_cases`], with `observe` seeing each result as it completes (for
+/// progress).
+pub fn run_cases_observed(
+    cases: &[Case],
+    backend: Backend,
+    exclusions: &Exclusions,
+    mut observe: impl FnMut(&CaseResult),
+) -> Report {
     #[allow(clippy::needless_update)]
     let context = Context::new(ContextOptions { backend, ..ContextOptions::default() });
     let results = cases
@@ -216,7 +227,9 @@ pub fn run_cases(cases: &[Case], backend: Backend, exclusions: &Exclusions) -> R
                 (None, Err(e)) => Outcome::Failed(Failure::Run(format!("cannot create a {backend} context: {e}"))),
                 (None, Ok(context)) => outcome_of(run_guarded(context, case)),
             };
-            CaseResult { op: case.op.clone(), name: case.name.clone(), outcome }
+            let result = CaseResult { op: case.op.clone(), name: case.name.clone(), outcome };
+            observe(&result);
+            result
         })
         .collect();
     Report { backend, results }
