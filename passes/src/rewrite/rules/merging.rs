@@ -226,9 +226,7 @@ fn merge_conv(egraph: &EGraph, node: &ENode) -> Option<Term> {
     // act(conv2d(x, ..)): the members are the convolutions of x that the
     // same activation (equal with slots) reads.
     let &[c] = children else { return None };
-    if elementwise_ns(o).is_none() {
-        return None;
-    }
+    elementwise_ns(o)?;
     let tag = OpTag::new(o.clone());
     let (x, options, filter) = conv_of(egraph, c)?;
     let convs = conv_readers(egraph, x, &options, &filter);
