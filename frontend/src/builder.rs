@@ -270,6 +270,65 @@ impl GraphBuilder {
         self.op1(Op::Attention { query, key, value, options })
     }
 
+    /// `gru(input, weight, recurrentWeight, steps, hiddenSize, options)`:
+    /// the last hidden state, then the sequence if `returnSequence`.
+    pub fn gru(
+        &self,
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        steps: u32,
+        hidden_size: u32,
+        options: GruOptions,
+    ) -> Result<Vec<OperandId>, BuildError> {
+        self.op(Op::Gru { input, weight, recurrent_weight, steps, hidden_size, options }, "")
+    }
+
+    /// `gruCell(input, weight, recurrentWeight, hiddenState, hiddenSize, options)`.
+    pub fn gru_cell(
+        &self,
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        hidden_state: OperandId,
+        hidden_size: u32,
+        options: GruCellOptions,
+    ) -> Result<OperandId, BuildError> {
+        self.op1(Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options })
+    }
+
+    /// `lstm(input, weight, recurrentWeight, steps, hiddenSize, options)`:
+    /// the last hidden and cell states, then the sequence if
+    /// `returnSequence`.
+    pub fn lstm(
+        &self,
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        steps: u32,
+        hidden_size: u32,
+        options: LstmOptions,
+    ) -> Result<Vec<OperandId>, BuildError> {
+        self.op(Op::Lstm { input, weight, recurrent_weight, steps, hidden_size, options }, "")
+    }
+
+    /// `lstmCell(input, weight, recurrentWeight, hiddenState, cellState,
+    /// hiddenSize, options)`: the new hidden and cell states.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_cell(
+        &self,
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        hidden_state: OperandId,
+        cell_state: OperandId,
+        hidden_size: u32,
+        options: LstmCellOptions,
+    ) -> Result<Vec<OperandId>, BuildError> {
+        let op = Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options };
+        self.op(op, "")
+    }
+
     /// `batchNormalization(input, mean, variance, options)`.
     pub fn batch_normalization(
         &self,

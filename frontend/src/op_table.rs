@@ -170,6 +170,52 @@ impl Args<'_> {
         }
     }
 
+    /// `activations`: exactly `N` names of `MLRecurrentNetworkActivation`.
+    fn opt_activations<const N: usize>(
+        &mut self,
+        default: [RecurrentActivation; N],
+    ) -> Result<[RecurrentActivation; N], CallError> {
+        let name = "activations";
+        let Some(v) = self.option(name) else { return Ok(default) };
+        let ArgValue::List(items) = v else {
+            return self.error(name, format!("expected a list of {N} activation names, got {v:?}"));
+        };
+        let parsed = items
+            .into_iter()
+            .map(|item| {
+                let s = self.as_str(name, item)?;
+                RecurrentActivation::from_name(&s).map_or_else(|| self.error(name, format!("unknown activation \"{s}\"")), Ok)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = parsed.len();
+        <[RecurrentActivation; N]>::try_from(parsed)
+            .or_else(|_| self.error(name, format!("expected {N} activations, got {count}")))
+    }
+
+    /// The options of `gruCell`, also the cell part of `gru`'s.
+    fn gru_cell_options(&mut self) -> Result<GruCellOptions, CallError> {
+        let d = GruCellOptions::default();
+        Ok(GruCellOptions {
+            bias: self.opt_operand("bias")?,
+            recurrent_bias: self.opt_operand("recurrentBias")?,
+            reset_after: self.opt_bool_or("resetAfter", d.reset_after)?,
+            layout: self.opt_enum("layout", GruWeightLayout::from_name)?,
+            activations: self.opt_activations(d.activations)?,
+        })
+    }
+
+    /// The options of `lstmCell`, also the cell part of `lstm`'s.
+    fn lstm_cell_options(&mut self) -> Result<LstmCellOptions, CallError> {
+        let d = LstmCellOptions::default();
+        Ok(LstmCellOptions {
+            bias: self.opt_operand("bias")?,
+            recurrent_bias: self.opt_operand("recurrentBias")?,
+            peephole_weight: self.opt_operand("peepholeWeight")?,
+            layout: self.opt_enum("layout", LstmWeightLayout::from_name)?,
+            activations: self.opt_activations(d.activations)?,
+        })
+    }
+
     /// Fails on any argument the signature did not consume.
     fn finish(mut self) -> Result<(), CallError> {
         if self.positional.next().is_some() {
@@ -459,6 +505,56 @@ pub fn build_call(
                 let (query, key, value) = (a.operand("query")?, a.operand("key")?, a.operand("value")?);
                 let options = AttentionOptions { mask: a.opt_operand("mask")?, scale: a.opt_f64("scale", 1.0)? };
                 Op::Attention { query, key, value, options }
+            }
+            "gru" => {
+                let (input, weight, recurrent_weight) =
+                    (a.operand("input")?, a.operand("weight")?, a.operand("recurrentWeight")?);
+                let (steps, hidden_size) = (a.u32_pos("steps")?, a.u32_pos("hiddenSize")?);
+                let cell = a.gru_cell_options()?;
+                let options = GruOptions {
+                    cell,
+                    initial_hidden_state: a.opt_operand("initialHiddenState")?,
+                    return_sequence: a.opt_bool("returnSequence")?,
+                    direction: a.opt_enum("direction", RecurrentDirection::from_name)?,
+                };
+                Op::Gru { input, weight, recurrent_weight, steps, hidden_size, options }
+            }
+            "gruCell" => {
+                let (input, weight, recurrent_weight, hidden_state) = (
+                    a.operand("input")?,
+                    a.operand("weight")?,
+                    a.operand("recurrentWeight")?,
+                    a.operand("hiddenState")?,
+                );
+                let hidden_size = a.u32_pos("hiddenSize")?;
+                let options = a.gru_cell_options()?;
+                Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options }
+            }
+            "lstm" => {
+                let (input, weight, recurrent_weight) =
+                    (a.operand("input")?, a.operand("weight")?, a.operand("recurrentWeight")?);
+                let (steps, hidden_size) = (a.u32_pos("steps")?, a.u32_pos("hiddenSize")?);
+                let cell = a.lstm_cell_options()?;
+                let options = LstmOptions {
+                    cell,
+                    initial_hidden_state: a.opt_operand("initialHiddenState")?,
+                    initial_cell_state: a.opt_operand("initialCellState")?,
+                    return_sequence: a.opt_bool("returnSequence")?,
+                    direction: a.opt_enum("direction", RecurrentDirection::from_name)?,
+                };
+                Op::Lstm { input, weight, recurrent_weight, steps, hidden_size, options }
+            }
+            "lstmCell" => {
+                let (input, weight, recurrent_weight, hidden_state, cell_state) = (
+                    a.operand("input")?,
+                    a.operand("weight")?,
+                    a.operand("recurrentWeight")?,
+                    a.operand("hiddenState")?,
+                    a.operand("cellState")?,
+                );
+                let hidden_size = a.u32_pos("hiddenSize")?;
+                let options = a.lstm_cell_options()?;
+                Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options }
             }
             other => return Err(CallError::UnknownOperator(other.to_string())),
         }

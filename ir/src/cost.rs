@@ -47,6 +47,20 @@ pub fn op_flops<'a>(op: &Op, desc: &dyn Fn(OperandId) -> &'a OperandDescriptor, 
             let rows = out / ev.max(1);
             2 * rows * s * (e + ev) + 5 * rows * s
         }
+        Op::Gru { input, weight, recurrent_weight, .. }
+        | Op::GruCell { input, weight, recurrent_weight, .. }
+        | Op::Lstm { input, weight, recurrent_weight, .. }
+        | Op::LstmCell { input, weight, recurrent_weight, .. } => {
+            // Both products for every step and direction (the weights hold
+            // every direction's gates), then a few operations per gate value.
+            let d = desc(*input).shape.dims().to_vec();
+            let rows: u64 = d[..d.len() - 1].iter().map(|&x| u64::from(x)).product();
+            let gates_per_row = desc(*weight).shape.dims()[..desc(*weight).shape.rank() - 1]
+                .iter()
+                .map(|&x| u64::from(x))
+                .product::<u64>();
+            2 * rows * (count(*weight) + count(*recurrent_weight)) + 4 * rows * gates_per_row
+        }
         Op::Pool2d { input, options, .. } => {
             let [h, w] = resolved_window(options, &desc(*input).shape);
             out * u64::from(h) * u64::from(w)

@@ -757,7 +757,146 @@ pub fn output_descriptors<'g>(
             out.extend([l, ev]);
             Ok(vec![OperandDescriptor::new(dq.data_type, out)])
         }
+        Op::Gru { input, weight, recurrent_weight, steps, hidden_size, options: o } => {
+            let c = &o.cell;
+            let dirs = recurrent_directions(o.direction);
+            let (t, batch) = recurrent(
+                desc,
+                Recurrent { input: *input, weight: *weight, recurrent_weight: *recurrent_weight, gates: 3 },
+                Some((*steps, dirs)),
+                *hidden_size,
+                &[("bias", c.bias, 3), ("recurrentBias", c.recurrent_bias, 3)],
+                &[("initialHiddenState", o.initial_hidden_state)],
+            )?;
+            let state = OperandDescriptor::new(t, [dirs, batch, *hidden_size]);
+            let mut out = vec![state];
+            if o.return_sequence {
+                out.push(OperandDescriptor::new(t, [*steps, dirs, batch, *hidden_size]));
+            }
+            Ok(out)
+        }
+        Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options: c } => {
+            let (t, batch) = recurrent(
+                desc,
+                Recurrent { input: *input, weight: *weight, recurrent_weight: *recurrent_weight, gates: 3 },
+                None,
+                *hidden_size,
+                &[("bias", c.bias, 3), ("recurrentBias", c.recurrent_bias, 3)],
+                &[("hiddenState", Some(*hidden_state))],
+            )?;
+            Ok(vec![OperandDescriptor::new(t, [batch, *hidden_size])])
+        }
+        Op::Lstm { input, weight, recurrent_weight, steps, hidden_size, options: o } => {
+            let c = &o.cell;
+            let dirs = recurrent_directions(o.direction);
+            let (t, batch) = recurrent(
+                desc,
+                Recurrent { input: *input, weight: *weight, recurrent_weight: *recurrent_weight, gates: 4 },
+                Some((*steps, dirs)),
+                *hidden_size,
+                &[("bias", c.bias, 4), ("recurrentBias", c.recurrent_bias, 4), ("peepholeWeight", c.peephole_weight, 3)],
+                &[("initialHiddenState", o.initial_hidden_state), ("initialCellState", o.initial_cell_state)],
+            )?;
+            let state = OperandDescriptor::new(t, [dirs, batch, *hidden_size]);
+            let mut out = vec![state.clone(), state];
+            if o.return_sequence {
+                out.push(OperandDescriptor::new(t, [*steps, dirs, batch, *hidden_size]));
+            }
+            Ok(out)
+        }
+        Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options: c } => {
+            let (t, batch) = recurrent(
+                desc,
+                Recurrent { input: *input, weight: *weight, recurrent_weight: *recurrent_weight, gates: 4 },
+                None,
+                *hidden_size,
+                &[("bias", c.bias, 4), ("recurrentBias", c.recurrent_bias, 4), ("peepholeWeight", c.peephole_weight, 3)],
+                &[("hiddenState", Some(*hidden_state)), ("cellState", Some(*cell_state))],
+            )?;
+            let state = OperandDescriptor::new(t, [batch, *hidden_size]);
+            Ok(vec![state.clone(), state])
+        }
     }
+}
+
+/// How many networks a recurrent operator runs: 2 for `both` directions.
+pub fn recurrent_directions(direction: RecurrentDirection) -> u32 {
+    match direction {
+        RecurrentDirection::Both => 2,
+        RecurrentDirection::Forward | RecurrentDirection::Backward => 1,
+    }
+}
+
+/// The operands every recurrent operator has; `gates` is 3 (GRU) or 4 (LSTM).
+struct Recurrent {
+    input: OperandId,
+    weight: OperandId,
+    recurrent_weight: OperandId,
+    gates: u32,
+}
+
+/// Checks a recurrent operator's operands and returns its data type and
+/// batch size. `sequence` is `Some((steps, directions))` for `gru`/`lstm`,
+/// whose input is `[steps, batch, inputSize]` and whose other operands
+/// have a leading direction axis; `None` for the cells, whose input is
+/// `[batch, inputSize]`. `vectors` are the optional per-gate vectors with
+/// their length in blocks of `hiddenSize`; `states` are the `[batch,
+/// hiddenSize]` states (optional for the sequences, given for the cells).
+fn recurrent<'g>(
+    desc: &dyn Fn(OperandId) -> &'g OperandDescriptor,
+    ops: Recurrent,
+    sequence: Option<(u32, u32)>,
+    hidden_size: u32,
+    vectors: &[(&str, Option<OperandId>, u32)],
+    states: &[(&str, Option<OperandId>)],
+) -> R<(DataType, u32)> {
+    let dx = desc(ops.input);
+    check_type("input", dx, FLOATS)?;
+    let t = dx.data_type;
+    let (prefix, batch, input_size) = match sequence {
+        Some((steps, dirs)) => {
+            check_rank("input", dx, 3..=3)?;
+            let d = dx.shape.dims();
+            if steps == 0 {
+                return err("steps", "must be greater than 0");
+            }
+            if d[0] != steps {
+                return err("steps", format!("{steps} must equal the input's first dimension {}", d[0]));
+            }
+            (vec![dirs], d[1], d[2])
+        }
+        None => {
+            check_rank("input", dx, 2..=2)?;
+            let d = dx.shape.dims();
+            (vec![], d[0], d[1])
+        }
+    };
+    if hidden_size == 0 {
+        return err("hiddenSize", "must be greater than 0");
+    }
+    let rows = mul_dims("hiddenSize", ops.gates, hidden_size)?;
+    let shaped = |tail: &[u32]| Shape(prefix.iter().chain(tail).copied().collect());
+    let check = |name: &str, id: OperandId, expected: Shape| -> R<()> {
+        let d = desc(id);
+        check_same_type(name, d, t)?;
+        if d.shape != expected {
+            return err(name, format!("shape must be {expected}, got {}", d.shape));
+        }
+        Ok(())
+    };
+    check("weight", ops.weight, shaped(&[rows, input_size]))?;
+    check("recurrentWeight", ops.recurrent_weight, shaped(&[rows, hidden_size]))?;
+    for &(name, id, blocks) in vectors {
+        if let Some(id) = id {
+            check(name, id, shaped(&[mul_dims(name, blocks, hidden_size)?]))?;
+        }
+    }
+    for &(name, id) in states {
+        if let Some(id) = id {
+            check(name, id, shaped(&[batch, hidden_size]))?;
+        }
+    }
+    Ok((t, batch))
 }
 
 /// `quantizeLinear` and `dequantizeLinear`: `scale` has the input's rank and

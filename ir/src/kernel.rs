@@ -802,6 +802,7 @@ fn fmt_host(h: &HostKernel) -> String {
             Attr::Float(x) => format!("{x:?}"),
             Attr::Bool(b) => b.to_string(),
             Attr::Str(s) => format!("{s:?}"),
+            Attr::Strs(v) => list(v.iter().map(|s| format!("{s:?}")).collect()),
             Attr::Ints(v) => list(v.iter().map(|i| i.to_string()).collect()),
             Attr::Floats(v) => list(v.iter().map(|x| format!("{x:?}")).collect()),
         }

@@ -143,6 +143,52 @@ kinds!(
     InterpolationMode { #[default] NearestNeighbor => "nearest-neighbor", Linear => "linear" }
 );
 kinds!(
+    /// `MLRecurrentNetworkDirection`: the order in which `gru` and `lstm`
+    /// walk the time steps (`both`: one network each way).
+    #[derive(Default)]
+    RecurrentDirection { #[default] Forward => "forward", Backward => "backward", Both => "both" }
+);
+kinds!(
+    /// `MLRecurrentNetworkActivation`: a gate activation of the recurrent operators.
+    RecurrentActivation { Relu => "relu", Sigmoid => "sigmoid", Tanh => "tanh" }
+);
+kinds!(
+    /// `MLGruWeightLayout`: the order of the update (z), reset (r) and new
+    /// (n) gates' rows in the weights and biases.
+    #[derive(Default)]
+    GruWeightLayout { #[default] Zrn => "zrn", Rzn => "rzn" }
+);
+kinds!(
+    /// `MLLstmWeightLayout`: the order of the input (i), output (o), forget
+    /// (f) and cell (g) gates' rows in the weights and biases.
+    #[derive(Default)]
+    LstmWeightLayout { #[default] Iofg => "iofg", Ifgo => "ifgo" }
+);
+
+impl GruWeightLayout {
+    /// The row block (in units of `hiddenSize`) of the update, reset and
+    /// new gates, in that order.
+    pub fn blocks(self) -> [usize; 3] {
+        match self {
+            GruWeightLayout::Zrn => [0, 1, 2],
+            GruWeightLayout::Rzn => [1, 0, 2],
+        }
+    }
+}
+
+impl LstmWeightLayout {
+    /// The row block (in units of `hiddenSize`) of the input, output,
+    /// forget and cell gates, in that order. (`peepholeWeight` is always
+    /// input, output, forget: blocks 0, 1, 2.)
+    pub fn blocks(self) -> [usize; 4] {
+        match self {
+            LstmWeightLayout::Iofg => [0, 1, 2, 3],
+            LstmWeightLayout::Ifgo => [0, 3, 1, 2],
+        }
+    }
+}
+
+kinds!(
     /// `MLPaddingMode`.
     #[derive(Default)]
     PaddingMode { #[default] Constant => "constant", Edge => "edge", Reflection => "reflection" }
@@ -378,6 +424,81 @@ impl Default for AttentionOptions {
     }
 }
 
+/// `MLGruCellOptions`, also the per-step part of [`GruOptions`]. In a
+/// `gru`, `bias` and `recurrentBias` have a leading direction axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GruCellOptions {
+    pub bias: Option<OperandId>,
+    pub recurrent_bias: Option<OperandId>,
+    /// Whether the reset gate multiplies the recurrent product (`true`, the
+    /// default) or the hidden state before it.
+    pub reset_after: bool,
+    pub layout: GruWeightLayout,
+    /// The gates' activation and the new gate's activation.
+    pub activations: [RecurrentActivation; 2],
+}
+
+impl Default for GruCellOptions {
+    fn default() -> Self {
+        GruCellOptions {
+            bias: None,
+            recurrent_bias: None,
+            reset_after: true,
+            layout: GruWeightLayout::Zrn,
+            activations: [RecurrentActivation::Sigmoid, RecurrentActivation::Tanh],
+        }
+    }
+}
+
+/// `MLGruOptions`: the cell's options plus the sequence's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GruOptions {
+    pub cell: GruCellOptions,
+    pub initial_hidden_state: Option<OperandId>,
+    /// Whether a second output holds every step's hidden state.
+    pub return_sequence: bool,
+    pub direction: RecurrentDirection,
+}
+
+/// `MLLstmCellOptions`, also the per-step part of [`LstmOptions`]. In an
+/// `lstm`, `bias`, `recurrentBias` and `peepholeWeight` have a leading
+/// direction axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmCellOptions {
+    pub bias: Option<OperandId>,
+    pub recurrent_bias: Option<OperandId>,
+    /// `3 * hiddenSize` weights of the input, output and forget gates'
+    /// connections to the (previous) cell state.
+    pub peephole_weight: Option<OperandId>,
+    pub layout: LstmWeightLayout,
+    /// The gates' activation, the cell gate's and the one applied to the
+    /// cell state for the hidden state.
+    pub activations: [RecurrentActivation; 3],
+}
+
+impl Default for LstmCellOptions {
+    fn default() -> Self {
+        LstmCellOptions {
+            bias: None,
+            recurrent_bias: None,
+            peephole_weight: None,
+            layout: LstmWeightLayout::Iofg,
+            activations: [RecurrentActivation::Sigmoid, RecurrentActivation::Tanh, RecurrentActivation::Tanh],
+        }
+    }
+}
+
+/// `MLLstmOptions`: the cell's options plus the sequence's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LstmOptions {
+    pub cell: LstmCellOptions,
+    pub initial_hidden_state: Option<OperandId>,
+    pub initial_cell_state: Option<OperandId>,
+    /// Whether a third output holds every step's hidden state.
+    pub return_sequence: bool,
+    pub direction: RecurrentDirection,
+}
+
 /// One WebNN operator applied to its operands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -452,6 +573,48 @@ pub enum Op {
     /// recognises the decomposed form, and backends run it as one kernel
     /// group without storing the scores twice.
     Attention { query: OperandId, key: OperandId, value: OperandId, options: AttentionOptions },
+    /// `gru(input, weight, recurrentWeight, steps, hiddenSize, options)`:
+    /// outputs the last hidden state, and the sequence of them when
+    /// `returnSequence`.
+    Gru {
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        steps: u32,
+        hidden_size: u32,
+        options: GruOptions,
+    },
+    /// `gruCell(input, weight, recurrentWeight, hiddenState, hiddenSize, options)`.
+    GruCell {
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        hidden_state: OperandId,
+        hidden_size: u32,
+        options: GruCellOptions,
+    },
+    /// `lstm(input, weight, recurrentWeight, steps, hiddenSize, options)`:
+    /// outputs the last hidden and cell states, and the sequence of hidden
+    /// states when `returnSequence`.
+    Lstm {
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        steps: u32,
+        hidden_size: u32,
+        options: LstmOptions,
+    },
+    /// `lstmCell(input, weight, recurrentWeight, hiddenState, cellState,
+    /// hiddenSize, options)`: outputs the new hidden and cell states.
+    LstmCell {
+        input: OperandId,
+        weight: OperandId,
+        recurrent_weight: OperandId,
+        hidden_state: OperandId,
+        cell_state: OperandId,
+        hidden_size: u32,
+        options: LstmCellOptions,
+    },
 }
 
 /// A value in an operator's argument list, as the text form and the op
@@ -464,6 +627,7 @@ pub enum Attr {
     Float(f64),
     Bool(bool),
     Str(&'static str),
+    Strs(Vec<&'static str>),
     Ints(Vec<u32>),
     Floats(Vec<f64>),
 }
@@ -507,7 +671,7 @@ single_operators! {
     CumulativeSum => "cumulativeSum", DequantizeLinear => "dequantizeLinear", QuantizeLinear => "quantizeLinear",
     GatherElements => "gatherElements", GatherNd => "gatherND", ScatterElements => "scatterElements",
     ScatterNd => "scatterND", Reverse => "reverse", Tile => "tile", Triangular => "triangular",
-    Attention => "attention",
+    Attention => "attention", Gru => "gru", GruCell => "gruCell", Lstm => "lstm", LstmCell => "lstmCell",
 }
 
 /// Every WebNN operator name of [`Op`], sorted: the one list the operator
@@ -630,6 +794,42 @@ impl Op {
             Op::Attention { query, key, value, options } => {
                 v.extend([("query", query), ("key", key), ("value", value)]);
                 opt(&mut v, "mask", &mut options.mask);
+            }
+            Op::Gru { input, weight, recurrent_weight, options: o, .. } => {
+                v.extend([("input", input), ("weight", weight), ("recurrentWeight", recurrent_weight)]);
+                opt(&mut v, "bias", &mut o.cell.bias);
+                opt(&mut v, "recurrentBias", &mut o.cell.recurrent_bias);
+                opt(&mut v, "initialHiddenState", &mut o.initial_hidden_state);
+            }
+            Op::GruCell { input, weight, recurrent_weight, hidden_state, options: o, .. } => {
+                v.extend([
+                    ("input", input),
+                    ("weight", weight),
+                    ("recurrentWeight", recurrent_weight),
+                    ("hiddenState", hidden_state),
+                ]);
+                opt(&mut v, "bias", &mut o.bias);
+                opt(&mut v, "recurrentBias", &mut o.recurrent_bias);
+            }
+            Op::Lstm { input, weight, recurrent_weight, options: o, .. } => {
+                v.extend([("input", input), ("weight", weight), ("recurrentWeight", recurrent_weight)]);
+                opt(&mut v, "bias", &mut o.cell.bias);
+                opt(&mut v, "recurrentBias", &mut o.cell.recurrent_bias);
+                opt(&mut v, "peepholeWeight", &mut o.cell.peephole_weight);
+                opt(&mut v, "initialHiddenState", &mut o.initial_hidden_state);
+                opt(&mut v, "initialCellState", &mut o.initial_cell_state);
+            }
+            Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, options: o, .. } => {
+                v.extend([
+                    ("input", input),
+                    ("weight", weight),
+                    ("recurrentWeight", recurrent_weight),
+                    ("hiddenState", hidden_state),
+                    ("cellState", cell_state),
+                ]);
+                opt(&mut v, "bias", &mut o.bias);
+                opt(&mut v, "recurrentBias", &mut o.recurrent_bias);
+                opt(&mut v, "peepholeWeight", &mut o.peephole_weight);
             }
         }
         v
@@ -868,9 +1068,89 @@ impl Op {
                 push_if(&mut named, "scale", differs(o.scale, 1.0), Float(o.scale));
                 vec![Operand(*query), Operand(*key), Operand(*value)]
             }
+            Op::Gru { input, weight, recurrent_weight, steps, hidden_size, options: o } => {
+                gru_cell_arguments(&mut named, &o.cell);
+                if let Some(h) = o.initial_hidden_state {
+                    named.push(("initialHiddenState", Operand(h)));
+                }
+                push_if(&mut named, "returnSequence", o.return_sequence, Bool(true));
+                push_if(&mut named, "direction", o.direction != RecurrentDirection::Forward, Str(o.direction.name()));
+                let sizes = [Int((*steps).into()), Int((*hidden_size).into())];
+                [Operand(*input), Operand(*weight), Operand(*recurrent_weight)].into_iter().chain(sizes).collect()
+            }
+            Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options: o } => {
+                gru_cell_arguments(&mut named, o);
+                vec![
+                    Operand(*input),
+                    Operand(*weight),
+                    Operand(*recurrent_weight),
+                    Operand(*hidden_state),
+                    Int((*hidden_size).into()),
+                ]
+            }
+            Op::Lstm { input, weight, recurrent_weight, steps, hidden_size, options: o } => {
+                lstm_cell_arguments(&mut named, &o.cell);
+                if let Some(h) = o.initial_hidden_state {
+                    named.push(("initialHiddenState", Operand(h)));
+                }
+                if let Some(c) = o.initial_cell_state {
+                    named.push(("initialCellState", Operand(c)));
+                }
+                push_if(&mut named, "returnSequence", o.return_sequence, Bool(true));
+                push_if(&mut named, "direction", o.direction != RecurrentDirection::Forward, Str(o.direction.name()));
+                let sizes = [Int((*steps).into()), Int((*hidden_size).into())];
+                [Operand(*input), Operand(*weight), Operand(*recurrent_weight)].into_iter().chain(sizes).collect()
+            }
+            Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options: o } => {
+                lstm_cell_arguments(&mut named, o);
+                vec![
+                    Operand(*input),
+                    Operand(*weight),
+                    Operand(*recurrent_weight),
+                    Operand(*hidden_state),
+                    Operand(*cell_state),
+                    Int((*hidden_size).into()),
+                ]
+            }
         };
         (positional, named)
     }
+}
+
+/// The options of a `gruCell` (and the cell part of a `gru`) that differ
+/// from their defaults.
+fn gru_cell_arguments(named: &mut Vec<(&'static str, Attr)>, o: &GruCellOptions) {
+    let d = GruCellOptions::default();
+    if let Some(b) = o.bias {
+        named.push(("bias", Attr::Operand(b)));
+    }
+    if let Some(b) = o.recurrent_bias {
+        named.push(("recurrentBias", Attr::Operand(b)));
+    }
+    push_if(named, "resetAfter", !o.reset_after, Attr::Bool(false));
+    push_if(named, "layout", o.layout != d.layout, Attr::Str(o.layout.name()));
+    push_if(named, "activations", o.activations != d.activations, activation_names(&o.activations));
+}
+
+/// The options of an `lstmCell` (and the cell part of an `lstm`) that
+/// differ from their defaults.
+fn lstm_cell_arguments(named: &mut Vec<(&'static str, Attr)>, o: &LstmCellOptions) {
+    let d = LstmCellOptions::default();
+    if let Some(b) = o.bias {
+        named.push(("bias", Attr::Operand(b)));
+    }
+    if let Some(b) = o.recurrent_bias {
+        named.push(("recurrentBias", Attr::Operand(b)));
+    }
+    if let Some(p) = o.peephole_weight {
+        named.push(("peepholeWeight", Attr::Operand(p)));
+    }
+    push_if(named, "layout", o.layout != d.layout, Attr::Str(o.layout.name()));
+    push_if(named, "activations", o.activations != d.activations, activation_names(&o.activations));
+}
+
+fn activation_names(activations: &[RecurrentActivation]) -> Attr {
+    Attr::Strs(activations.iter().map(|a| a.name()).collect())
 }
 
 /// Whether a float option differs from its default, bit for bit (so that

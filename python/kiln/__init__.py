@@ -24,7 +24,7 @@ __all__ = ["GraphBuilder", "KilnError", "Model", "Operand", "TensorInfo", "__ver
 
 # Operators whose number of outputs depends on their arguments: their
 # methods return a list of operands, every other method one operand.
-_LIST_RESULT = frozenset({"split"})
+_LIST_RESULT = frozenset({"split", "gru", "lstm", "lstmCell"})
 
 
 def _snake(name: str) -> str:

@@ -188,6 +188,35 @@ class GraphBuilder:
         self, query: Operand, key: Operand, value: Operand, *, mask: Optional[Operand] = None, scale: float = 1.0,
         label: str = ...,
     ) -> Operand: ...
+    # Recurrent networks: gru returns [hidden, sequence?], lstm [hidden, cell,
+    # sequence?] (the sequence when return_sequence), lstm_cell [hidden, cell].
+    def gru(
+        self, input: Operand, weight: Operand, recurrent_weight: Operand, steps: int, hidden_size: int, *,
+        bias: Optional[Operand] = None, recurrent_bias: Optional[Operand] = None,
+        initial_hidden_state: Optional[Operand] = None, reset_after: bool = True, return_sequence: bool = False,
+        direction: Literal["forward", "backward", "both"] = "forward", layout: Literal["zrn", "rzn"] = "zrn",
+        activations: Sequence[Literal["relu", "sigmoid", "tanh"]] = ("sigmoid", "tanh"), label: str = ...,
+    ) -> list[Operand]: ...
+    def gru_cell(
+        self, input: Operand, weight: Operand, recurrent_weight: Operand, hidden_state: Operand, hidden_size: int, *,
+        bias: Optional[Operand] = None, recurrent_bias: Optional[Operand] = None, reset_after: bool = True,
+        layout: Literal["zrn", "rzn"] = "zrn",
+        activations: Sequence[Literal["relu", "sigmoid", "tanh"]] = ("sigmoid", "tanh"), label: str = ...,
+    ) -> Operand: ...
+    def lstm(
+        self, input: Operand, weight: Operand, recurrent_weight: Operand, steps: int, hidden_size: int, *,
+        bias: Optional[Operand] = None, recurrent_bias: Optional[Operand] = None,
+        peephole_weight: Optional[Operand] = None, initial_hidden_state: Optional[Operand] = None,
+        initial_cell_state: Optional[Operand] = None, return_sequence: bool = False,
+        direction: Literal["forward", "backward", "both"] = "forward", layout: Literal["iofg", "ifgo"] = "iofg",
+        activations: Sequence[Literal["relu", "sigmoid", "tanh"]] = ("sigmoid", "tanh", "tanh"), label: str = ...,
+    ) -> list[Operand]: ...
+    def lstm_cell(
+        self, input: Operand, weight: Operand, recurrent_weight: Operand, hidden_state: Operand, cell_state: Operand,
+        hidden_size: int, *, bias: Optional[Operand] = None, recurrent_bias: Optional[Operand] = None,
+        peephole_weight: Optional[Operand] = None, layout: Literal["iofg", "ifgo"] = "iofg",
+        activations: Sequence[Literal["relu", "sigmoid", "tanh"]] = ("sigmoid", "tanh", "tanh"), label: str = ...,
+    ) -> list[Operand]: ...
     def batch_normalization(
         self, input: Operand, mean: Operand, variance: Operand, *, scale: Optional[Operand] = None,
         bias: Optional[Operand] = None, axis: int = 1, epsilon: float = 1e-5, label: str = ...,

@@ -141,6 +141,17 @@ impl NodeCx<'_> {
             .transpose()
     }
 
+    pub fn strings(&self, name: &str) -> NodeResult<Option<Vec<String>>> {
+        self.typed_attr(name, AttributeType::Strings)?
+            .map(|a| {
+                a.strings
+                    .iter()
+                    .map(|s| String::from_utf8(s.to_vec()).or_else(|_| invalid(format!("attribute `{name}` is not UTF-8"))))
+                    .collect()
+            })
+            .transpose()
+    }
+
     pub fn string_or(&self, name: &str, default: &str) -> NodeResult<String> {
         Ok(self.string(name)?.unwrap_or_else(|| default.to_string()))
     }

@@ -336,6 +336,7 @@ pub(super) fn graph_document(graph: &Graph, name: &str) -> (Document, BTreeMap<S
             Attr::Float(x) => Value::Float(x),
             Attr::Bool(b) => Value::Bool(b),
             Attr::Str(s) => Value::Str(s.to_string()),
+            Attr::Strs(v) => Value::Array(v.into_iter().map(|s| Value::Str(s.to_string())).collect()),
             Attr::Ints(v) => Value::Array(v.into_iter().map(|i| Value::Int(i.into())).collect()),
             Attr::Floats(v) => Value::Array(v.into_iter().map(Value::Float).collect()),
         }

@@ -400,7 +400,7 @@ impl Lowerer<'_> {
 /// `sigmoid(x)`: with t = e^-|x| (never overflows), 1 / (1 + t) for x >= 0
 /// and t / (1 + t) for x < 0, so tiny results keep their precision. The
 /// micro-kernels recognise exactly this form (codegen's `bias_clamp`).
-fn sigmoid(e: &mut E, x: V) -> V {
+pub(super) fn sigmoid(e: &mut E, x: V) -> V {
     let one = e.c(1.0);
     let a = e.un(UnaryFn::Abs, x);
     let na = e.un(UnaryFn::Neg, a);

@@ -13,6 +13,7 @@ mod elementwise;
 mod indexing;
 mod nn;
 mod quantization;
+mod recurrent;
 mod shape;
 mod reduce;
 
@@ -22,8 +23,16 @@ use super::import::{Importer, NodeCx, NodeResult, Value, is_default_domain};
 pub type Handler = fn(&mut Importer, &NodeCx) -> NodeResult<Vec<Value>>;
 
 /// Every table, one per operator family.
-const TABLES: [&[(&str, Handler)]; 7] =
-    [elementwise::TABLE, nn::TABLE, shape::TABLE, reduce::TABLE, indexing::TABLE, quantization::TABLE, control::TABLE];
+const TABLES: [&[(&str, Handler)]; 8] = [
+    elementwise::TABLE,
+    nn::TABLE,
+    shape::TABLE,
+    reduce::TABLE,
+    indexing::TABLE,
+    quantization::TABLE,
+    control::TABLE,
+    recurrent::TABLE,
+];
 
 /// The handler of a default-domain operator type.
 pub fn handler(domain: &str, op_type: &str) -> Option<Handler> {
