@@ -19,7 +19,7 @@
 #   3. node: the ONNX backend node tests from the onnx 1.22.0 wheel, unzipped to
 #      target/onnx-data/node/<case>/{model.onnx,test_data_set_0/{input,output}_N.pb}.
 #   4. models: target/onnx-data/models/<name>/ in the same layout for mobilenetv2,
-#      squeezenet1.1, resnet50, bert_encoder, yolov8n, byte_classifier
+#      squeezenet1.1, resnet50, bert_encoder, yolov8n, byte_classifier, speech_rnn
 #      (scripts/onnx_models.py) and ppocr_det, ppocr_cls, ppocr_rec (from the
 #      rapidocr-onnxruntime wheel); expected outputs by onnxruntime
 #      (scripts/onnx_data.py). Each model has its own stamp, a digest of the pins,
@@ -135,7 +135,7 @@ fi
 
 # 4. models -----------------------------------------------------------------------
 key="$(digest "$pins" scripts/requirements.txt scripts/onnx_models.py scripts/onnx_data.py)"
-for name in mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n byte_classifier ppocr_det ppocr_cls ppocr_rec; do
+for name in mobilenetv2 squeezenet1.1 resnet50 bert_encoder yolov8n byte_classifier speech_rnn ppocr_det ppocr_cls ppocr_rec; do
     dir="$data/models/$name"
     if fresh "$stamps/model-$name" "$key" && [[ -f "$dir/model.onnx" && -d "$dir/test_data_set_0" ]]; then
         say "$name: up to date"

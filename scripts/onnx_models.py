@@ -5,7 +5,7 @@
 
 By default writes the three benchmark CNNs, OUT_DIR/mobilenetv2.onnx,
 OUT_DIR/squeezenet1.1.onnx and OUT_DIR/resnet50.onnx; `--models` picks any of
-mobilenetv2, squeezenet1.1, resnet50, bert_encoder, yolov8n, byte_classifier (or "all"). The CNN architectures
+mobilenetv2, squeezenet1.1, resnet50, bert_encoder, yolov8n, byte_classifier, speech_rnn (or "all"). The CNN architectures
 mirror examples/zoo.rs layer for layer (batch 1, NCHW, float32, 224x224 input named
 "input", output "probs" [1, 1000]):
 
@@ -53,6 +53,14 @@ byte_classifier is a file-type classifier over 1024 bytes: input "bytes" int32
 Cast (kiln does not map OneHot), Transpose to [1, 256, 1024], four 1-D Conv + Relu
 (k 8/4, k 5/2, k 3, k 3; MaxPool 2 after the second and third), GlobalAveragePool,
 Reshape, Gemm to 20 classes, Softmax; output "probs" [1, 20].
+
+speech_rnn is a voice-activity-style recurrent model as torch.onnx exports nn.LSTM and
+nn.GRU with batch_first=True: input "features" float32 [1, 100, 40] (frames of 40
+features), Transpose to [100, 1, 40], an LSTM (hidden 64, zero initial states as
+initializers, B = [W_b, R_b]), Squeeze of the direction axis, a bidirectional GRU
+(hidden 32, linear_before_reset=1 as PyTorch computes it), Transpose and Reshape to
+[100, 64], Gemm to 2 classes and Softmax; outputs "probs" [100, 2] and the LSTM's last
+states "hn" and "cn" [1, 1, 64]. Weights uniform in +-1/sqrt(hidden), PyTorch's init.
 
 Each model is validated with onnx.checker (full check) and, unless --no-run, run once
 through onnxruntime to check the output shape ([1, 1000] with rows summing to 1 for
@@ -456,6 +464,53 @@ def byte_classifier(length=1024, classes=20):
     return b.model("bytes", out, in_shape=(1, length), in_type=TensorProto.INT32, out_shape=(1, classes))
 
 
+def speech_rnn(frames=100, features=40, hidden=64, gru_hidden=32, classes=2):
+    """A voice-activity-style recurrent model as torch.onnx exports nn.LSTM and nn.GRU."""
+    b = Builder("speech_rnn", 0x7370_6565_6368)
+    # batch_first=True: the exporter transposes to [steps, batch, features] and back.
+    x = b.node("Transpose", ["features"], perm=[1, 0, 2])
+    s = float(1.0 / np.sqrt(hidden))
+    w = b.uniform([1, 4 * hidden, features], s)  # iofc, as the exporter reorders PyTorch's ifgo
+    r = b.uniform([1, 4 * hidden, hidden], s)
+    bias = b.uniform([1, 8 * hidden], s)  # [W_b, R_b]
+    h0 = b.const(np.zeros((1, 1, hidden)), np.float32, "h0")
+    c0 = b.const(np.zeros((1, 1, hidden)), np.float32, "c0")
+    b.nodes.append(
+        helper.make_node("LSTM", [x, w, r, bias, "", h0, c0], ["lstm_y", "hn", "cn"], name="lstm", hidden_size=hidden)
+    )
+    y = b.node("Squeeze", ["lstm_y", b.const_i64([1], "axes")])  # [T, 1, H]
+    # A bidirectional GRU; PyTorch's formulation is linear_before_reset=1.
+    s = float(1.0 / np.sqrt(gru_hidden))
+    gw = b.uniform([2, 3 * gru_hidden, hidden], s)
+    gr = b.uniform([2, 3 * gru_hidden, gru_hidden], s)
+    gb = b.uniform([2, 6 * gru_hidden], s)
+    b.nodes.append(
+        helper.make_node(
+            "GRU",
+            [y, gw, gr, gb],
+            ["gru_y", "gru_h"],
+            name="gru",
+            hidden_size=gru_hidden,
+            direction="bidirectional",
+            linear_before_reset=1,
+        )
+    )
+    z = b.node("Transpose", ["gru_y"], perm=[0, 2, 1, 3])  # [T, 1, 2, Hg]
+    z = b.node("Reshape", [z, b.const_i64([frames, 2 * gru_hidden], "shape")])
+    logits = b.fc(z, 2 * gru_hidden, classes)
+    b.nodes.append(helper.make_node("Softmax", [logits], ["probs"], name="softmax", axis=1))
+    inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, frames, features])]
+    outputs = [
+        helper.make_tensor_value_info("probs", TensorProto.FLOAT, [frames, classes]),
+        helper.make_tensor_value_info("hn", TensorProto.FLOAT, [1, 1, hidden]),
+        helper.make_tensor_value_info("cn", TensorProto.FLOAT, [1, 1, hidden]),
+    ]
+    graph = helper.make_graph(b.nodes, b.name, inputs, outputs, initializer=b.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="kiln scripts/onnx_models.py")
+    m.ir_version = 8
+    return m
+
+
 def bert_encoder(seq=128, hidden=768, heads=12, ffn=3072):
     """One BERT-base encoder layer, as torch.onnx exports transformers' BertLayer."""
     rng = np.random.default_rng(0x6265_7274)
@@ -560,6 +615,7 @@ MODELS = [
     ("bert_encoder", bert_encoder),
     ("yolov8n", yolov8n),
     ("byte_classifier", byte_classifier),
+    ("speech_rnn", speech_rnn),
 ]
 # What `onnx_models.py OUT_DIR` writes without --models (scripts/compare.sh relies on it).
 DEFAULT_MODELS = ["mobilenetv2", "squeezenet1.1", "resnet50"]
@@ -612,6 +668,14 @@ def validate(path, run=True):
         soft = float(((scores > 0.01) & (scores < 0.99)).mean())
         if soft < 0.5:
             raise SystemExit(f"{path}: only {soft:.0%} of the class scores lie in (0.01, 0.99); activations collapse")
+        return None
+    if names == ["features"]:  # speech_rnn
+        x = np.random.default_rng(0).standard_normal((1, 100, 40), dtype=np.float32)
+        probs, hn, cn = sess.run(None, {"features": x})
+        if probs.shape != (100, 2) or hn.shape != (1, 1, 64) or cn.shape != (1, 1, 64):
+            raise SystemExit(f"{path}: output shapes {probs.shape}, {hn.shape}, {cn.shape}")
+        if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4) or not np.isfinite(cn).all():
+            raise SystemExit(f"{path}: probabilities do not sum to 1 or states are not finite")
         return None
     if names == ["bytes"]:  # byte_classifier
         x = np.random.default_rng(0).integers(0, 256, (1, 1024), dtype=np.int32)

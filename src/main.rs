@@ -53,7 +53,12 @@ enum Command {
         shapes: Vec<String>,
     },
     /// Print the operator support table (operator x backend).
-    Ops,
+    Ops {
+        /// Print WebNN's opSupportLimits instead, as JSON: per operator and
+        /// operand, the data types and the rank range accepted.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure compile time and latency of a model on random inputs.
     Bench {
         /// The model file (.onnx, .tflite or .webnn).
@@ -243,8 +248,12 @@ fn main() -> ExitCode {
             run(&model, &shapes, &inputs, &output_dir, &outputs, &backend)
         }
         Command::Info { model, shapes } => info(&model, &shapes),
-        Command::Ops => {
-            ops();
+        Command::Ops { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&limits_json()).expect("JSON values serialize"));
+            } else {
+                ops();
+            }
             Ok(())
         }
         Command::Explain { model, shapes, target, json } => explain(&model, &shapes, &target, json),
@@ -852,6 +861,34 @@ fn ops() {
         }
         println!("(A WebGPU bundle, `kiln compile --target wgsl`, has no host: models with host kernels are refused.)");
     }
+}
+
+/// `MLOpSupportLimits` as the spec's dictionary: `preferredInputLayout`,
+/// `maxTensorByteLength`, `input`/`constant`/`output` data types, and per
+/// operator, per operand, `dataTypes` and `rankRange` (`max` 4294967295:
+/// no limit).
+fn limits_json() -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let ctx_limits = kiln::limits::op_support_limits();
+    let types = |t: &[kiln::DataType]| Value::from(t.iter().map(|t| t.name()).collect::<Vec<_>>());
+    let mut root = Map::new();
+    root.insert("preferredInputLayout".into(), ctx_limits.preferred_input_layout.name().into());
+    root.insert("maxTensorByteLength".into(), ctx_limits.max_tensor_byte_length.into());
+    for (key, list) in [("input", &ctx_limits.input), ("constant", &ctx_limits.constant), ("output", &ctx_limits.output)] {
+        root.insert(key.into(), json!({ "dataTypes": types(list) }));
+    }
+    for (name, operands) in &ctx_limits.operators {
+        let mut op = Map::new();
+        for l in operands {
+            let max = l.ranks.max.map_or(u64::from(u32::MAX), |m| m as u64);
+            op.insert(
+                l.operand.into(),
+                json!({ "dataTypes": types(&l.data_types), "rankRange": { "min": l.ranks.min, "max": max } }),
+            );
+        }
+        root.insert((*name).into(), Value::Object(op));
+    }
+    Value::Object(root)
 }
 
 fn emit(model: &Path, shapes: &[String], stage: Stage, target: &str) -> CliResult {

@@ -137,6 +137,28 @@ fn ops_lists_every_operator() {
     }
 }
 
+/// `kiln ops --json`: opSupportLimits, every operator with every operand's
+/// data types and rank range, as the context reports them.
+#[test]
+fn ops_json_prints_the_support_limits() {
+    let o = kiln(&["ops", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["preferredInputLayout"], "nchw");
+    assert_eq!(v["maxTensorByteLength"], kiln::MAX_TENSOR_BYTES);
+    let ctx = kiln::Context::new(kiln::ContextOptions::default()).unwrap();
+    for (name, operands) in &ctx.op_support_limits().operators {
+        for l in operands {
+            let entry = &v[*name][l.operand];
+            let types: Vec<&str> = l.data_types.iter().map(|t| t.name()).collect();
+            assert_eq!(entry["dataTypes"], serde_json::json!(types), "{name}.{}", l.operand);
+            assert_eq!(entry["rankRange"]["min"], l.ranks.min, "{name}.{}", l.operand);
+        }
+    }
+    assert_eq!(v["conv2d"]["filter"]["rankRange"]["max"], 4);
+    assert_eq!(v["lstm"]["peepholeWeight"]["dataTypes"], serde_json::json!(["float32", "float16"]));
+}
+
 #[test]
 fn emit_graph_reparses_to_the_same_text() {
     let o = kiln(&["emit", MODEL, "--stage", "graph"]);

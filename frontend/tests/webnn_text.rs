@@ -72,6 +72,9 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     h: f16[2, 3];
     gi: i32[2, 3];
     nd: i64[2, 1];
+    rs: f32[2, 2, 3];
+    hs: f32[1, 2, 2];
+    hc: f32[2, 2];
   }
   consts {
     w: f32[4, 3, 3, 3] @weights("w");
@@ -95,6 +98,17 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     negzero: f32[] @scalar(-0.0);
     qs: f32[1, 1] @scalar(0.5);
     qz: u8[1, 1] @scalar(128);
+    gw: f32[1, 6, 3] @weights("gw");
+    gr: f32[1, 6, 2] @weights("gr");
+    gb: f32[1, 6] @weights("gb");
+    lw: f32[1, 8, 3] @weights("lw");
+    lr: f32[1, 8, 2] @weights("lr");
+    lb: f32[1, 8] @weights("lb");
+    lp: f32[1, 6] @weights("lp");
+    cgw: f32[6, 3] @weights("cgw");
+    cgr: f32[6, 2] @weights("cgr");
+    clw: f32[8, 3] @weights("clw");
+    clr: f32[8, 2] @weights("clr");
   }
   nodes {
     add0 = add(a, b);
@@ -214,6 +228,12 @@ const EVERY_OP: &str = r#"webnn_graph "every_op" v1 {
     tri1 = triangular(m, upper=false, diagonal=-1);
     att0 = attention(a, b, a);
     att1 = attention(a, b, b, mask=two, scale=0.5);
+    gru0 = gru(rs, gw, gr, 2, 2);
+    [gru1, gru2] = gru(rs, gw, gr, 2, 2, bias=gb, recurrentBias=gb, resetAfter=false, layout="rzn", activations=["relu", "tanh"], initialHiddenState=hs, returnSequence=true, direction="backward");
+    gc0 = gruCell(a, cgw, cgr, hc, 2);
+    [lstm0, lstm1] = lstm(rs, lw, lr, 2, 2);
+    [lstm2, lstm3, lstm4] = lstm(rs, lw, lr, 2, 2, bias=lb, recurrentBias=lb, peepholeWeight=lp, layout="ifgo", activations=["sigmoid", "relu", "tanh"], initialHiddenState=hs, initialCellState=hs, returnSequence=true, direction="backward");
+    [lc0, lc1] = lstmCell(a, clw, clr, hc, hc, 2);
     sum_again = add0;
   }
   outputs { add0; conv0; s0; s2; t1; u0; cat0; wh0; sum_again; }
@@ -330,6 +350,24 @@ fn temp_dir(test: &str) -> PathBuf {
 
 fn graph_text(graph: &Graph, name: &str) -> String {
     print(&from_graph(graph, name))
+}
+
+/// Every operand of every operator (`EVERY_OP` has them all) is named in
+/// the operator's limits table, so the validator checks its type and rank.
+#[test]
+fn every_operand_of_every_operator_has_limits() {
+    let doc = parse(EVERY_OP).unwrap();
+    let graph = to_graph(&doc, &weights_for(&doc)).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for node in graph.nodes() {
+        let limits = kiln_ir::limits::operand_limits(node.op.name()).unwrap();
+        for (name, _) in node.op.inputs() {
+            assert!(limits.iter().any(|l| l.operand == name), "{}: operand `{name}` has no limits", node.op.name());
+        }
+        seen.insert(node.op.name());
+    }
+    let missing: Vec<_> = kiln_ir::operator_names().into_iter().filter(|n| !seen.contains(n)).collect();
+    assert!(missing.is_empty(), "EVERY_OP lacks {missing:?}");
 }
 
 fn parse_err(text: &str) -> (u32, u32, String) {

@@ -13,6 +13,7 @@ pub mod cost;
 pub mod infer;
 pub mod interp;
 pub mod kernel;
+pub mod limits;
 mod op;
 mod shape;
 mod tensor;

@@ -550,6 +550,139 @@ fn attention() {
     }
 }
 
+/// `gru` and `lstm` in every direction, layout, reset mode and activation
+/// set, with and without the optional operands, and their cells: the
+/// lowering's step loop against the interpreter. Operands are graph
+/// inputs (random values), so no product is folded away.
+#[test]
+fn recurrent_networks() {
+    use RecurrentActivation::{Relu, Sigmoid, Tanh};
+    let (steps, batch, input, hidden) = (3u32, 2u32, 5u32, 4u32);
+    for t in [Float32, Float16] {
+        let tol = tol_for(t);
+        for (direction, full) in [
+            (RecurrentDirection::Forward, false),
+            (RecurrentDirection::Backward, true),
+            (RecurrentDirection::Both, true),
+            (RecurrentDirection::Both, false),
+        ] {
+            let dirs = kiln_ir::infer::recurrent_directions(direction);
+            for (layout, reset_after, activations) in
+                [(GruWeightLayout::Zrn, true, [Sigmoid, Tanh]), (GruWeightLayout::Rzn, false, [Sigmoid, Relu])]
+            {
+                let mut inputs: Vec<(DataType, Vec<u32>)> = vec![
+                    (t, vec![steps, batch, input]),
+                    (t, vec![dirs, 3 * hidden, input]),
+                    (t, vec![dirs, 3 * hidden, hidden]),
+                ];
+                if full {
+                    inputs.extend([(t, vec![dirs, 3 * hidden]), (t, vec![dirs, 3 * hidden]), (t, vec![dirs, batch, hidden])]);
+                }
+                let shapes: Vec<(DataType, &[u32])> = inputs.iter().map(|(t, s)| (*t, s.as_slice())).collect();
+                let name = format!("gru {t} {direction:?} {layout:?} reset_after={reset_after} full={full}");
+                check(&name, &shapes, tol, |g, x| {
+                    let cell = GruCellOptions {
+                        bias: x.get(3).copied(),
+                        recurrent_bias: x.get(4).copied(),
+                        reset_after,
+                        layout,
+                        activations,
+                    };
+                    let options =
+                        GruOptions { cell, initial_hidden_state: x.get(5).copied(), return_sequence: full, direction };
+                    let op = Op::Gru { input: x[0], weight: x[1], recurrent_weight: x[2], steps, hidden_size: hidden, options };
+                    g.add_node(op, "").unwrap()
+                });
+            }
+            for (layout, activations) in
+                [(LstmWeightLayout::Iofg, [Sigmoid, Tanh, Tanh]), (LstmWeightLayout::Ifgo, [Sigmoid, Relu, Tanh])]
+            {
+                let mut inputs: Vec<(DataType, Vec<u32>)> = vec![
+                    (t, vec![steps, batch, input]),
+                    (t, vec![dirs, 4 * hidden, input]),
+                    (t, vec![dirs, 4 * hidden, hidden]),
+                ];
+                if full {
+                    inputs.extend([
+                        (t, vec![dirs, 4 * hidden]),
+                        (t, vec![dirs, 4 * hidden]),
+                        (t, vec![dirs, 3 * hidden]),
+                        (t, vec![dirs, batch, hidden]),
+                        (t, vec![dirs, batch, hidden]),
+                    ]);
+                }
+                let shapes: Vec<(DataType, &[u32])> = inputs.iter().map(|(t, s)| (*t, s.as_slice())).collect();
+                let name = format!("lstm {t} {direction:?} {layout:?} full={full}");
+                check(&name, &shapes, tol, |g, x| {
+                    let cell = LstmCellOptions {
+                        bias: x.get(3).copied(),
+                        recurrent_bias: x.get(4).copied(),
+                        peephole_weight: x.get(5).copied(),
+                        layout,
+                        activations,
+                    };
+                    let options = LstmOptions {
+                        cell,
+                        initial_hidden_state: x.get(6).copied(),
+                        initial_cell_state: x.get(7).copied(),
+                        return_sequence: full,
+                        direction,
+                    };
+                    let op =
+                        Op::Lstm { input: x[0], weight: x[1], recurrent_weight: x[2], steps, hidden_size: hidden, options };
+                    g.add_node(op, "").unwrap()
+                });
+            }
+        }
+        let cell_inputs = |gates: u32| {
+            vec![
+                (t, vec![batch, input]),
+                (t, vec![gates * hidden, input]),
+                (t, vec![gates * hidden, hidden]),
+                (t, vec![batch, hidden]),
+                (t, vec![batch, hidden]),
+                (t, vec![gates * hidden]),
+                (t, vec![gates * hidden]),
+                (t, vec![3 * hidden]),
+            ]
+        };
+        let gru_cell = cell_inputs(3);
+        let shapes: Vec<(DataType, &[u32])> = gru_cell.iter().take(7).map(|(t, s)| (*t, s.as_slice())).collect();
+        check(&format!("gruCell {t}"), &shapes, tol, |g, x| {
+            let options = GruCellOptions { bias: Some(x[5]), recurrent_bias: Some(x[6]), ..Default::default() };
+            let op = Op::GruCell {
+                input: x[0],
+                weight: x[1],
+                recurrent_weight: x[2],
+                hidden_state: x[3],
+                hidden_size: hidden,
+                options,
+            };
+            g.add_node(op, "").unwrap()
+        });
+        let lstm_cell = cell_inputs(4);
+        let shapes: Vec<(DataType, &[u32])> = lstm_cell.iter().map(|(t, s)| (*t, s.as_slice())).collect();
+        check(&format!("lstmCell {t}"), &shapes, tol, |g, x| {
+            let options = LstmCellOptions {
+                bias: Some(x[5]),
+                recurrent_bias: Some(x[6]),
+                peephole_weight: Some(x[7]),
+                ..Default::default()
+            };
+            let op = Op::LstmCell {
+                input: x[0],
+                weight: x[1],
+                recurrent_weight: x[2],
+                hidden_state: x[3],
+                cell_state: x[4],
+                hidden_size: hidden,
+                options,
+            };
+            g.add_node(op, "").unwrap()
+        });
+    }
+}
+
 fn conv_input_shape(layout: InputLayout, n: u32, c: u32, h: u32, w: u32) -> Vec<u32> {
     match layout {
         InputLayout::Nchw => vec![n, c, h, w],

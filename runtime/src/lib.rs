@@ -243,6 +243,16 @@ impl Context {
         self.backend
     }
 
+    /// WebNN's `opSupportLimits()`: the data types and ranks every operand
+    /// of every operator accepts, the preferred layout and the largest
+    /// tensor. The validator checks graphs against the same table
+    /// ([`kiln_ir::limits`]), and every backend runs everything it allows
+    /// (host kernels where generated code is not exact), so the limits are
+    /// the same for every backend.
+    pub fn op_support_limits(&self) -> kiln_ir::limits::OpSupportLimits {
+        kiln_ir::limits::op_support_limits()
+    }
+
     /// Loads a model file (`.onnx` or `.webnn`, see [`kiln_frontend::load`])
     /// and compiles it for this context's backend.
     pub fn load(&self, path: impl AsRef<std::path::Path>, options: &LoadOptions) -> Result<CompiledGraph, RuntimeError> {
