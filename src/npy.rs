@@ -1,6 +1,13 @@
 //! NumPy `.npy` files (format versions 1.0 to 3.0): the tensors `kiln run`
 //! reads and writes. Only little-endian, C-order arrays of the eight WebNN
 //! data types are accepted; anything else is a clear error.
+//!
+//! Written here rather than taken from a crate: the format is a magic, a
+//! length, a one-line Python dict literal and the raw bytes, and the three
+//! keys kiln needs are found without parsing Python; the maintained reader
+//! (npyz) parses the header with a general Python-literal parser (py_literal
+//! on pest and its derive macros), more to build on a 2-core machine than
+//! this whole file.
 
 use kiln_ir::{DataType, OperandDescriptor, Shape, Tensor};
 
@@ -60,6 +67,9 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, NpyError> {
         return fail("Fortran-order arrays are not supported; save with np.ascontiguousarray");
     }
     let shape = parse_shape(&dict_value(header, "shape")?)?;
+    if shape.dims().contains(&0) {
+        return fail(format!("shape {shape} has a zero dimension; WebNN tensors are never empty"));
+    }
     let desc = OperandDescriptor::new(data_type, shape);
     let data = bytes[header_end..].to_vec();
     Tensor::from_bytes(desc, data).map_err(|e| NpyError(format!("the data does not match the header: {e}")))
@@ -67,11 +77,14 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, NpyError> {
 
 /// The text of `key`'s value in the header's Python dict literal.
 fn dict_value(header: &str, key: &str) -> Result<String, NpyError> {
-    let pattern = format!("'{key}':");
-    let Some(start) = header.find(&pattern) else {
+    // numpy writes 'key'; accept "key" from other writers too.
+    let found = [format!("'{key}'"), format!("\"{key}\"")]
+        .into_iter()
+        .find_map(|quoted| header.find(&quoted).map(|at| at + quoted.len()));
+    let Some(after) = found.and_then(|at| header[at..].trim_start().strip_prefix(':')) else {
         return fail(format!("the header has no '{key}'"));
     };
-    let rest = header[start + pattern.len()..].trim_start();
+    let rest = after.trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')').map(|i| i + 1)
     } else {
@@ -164,6 +177,16 @@ mod tests {
         assert!(parse(&long_header).unwrap_err().0.contains("past the end"));
         let fortran = replace_bytes(&good, b"False", b"True ");
         assert!(parse(&fortran).unwrap_err().0.contains("Fortran"));
+        let empty = replace_bytes(&good, b"(2,)", b"(0,)");
+        assert!(parse(&empty).unwrap_err().0.contains("zero dimension"));
+    }
+
+    #[test]
+    fn double_quoted_keys_are_read() {
+        let good = to_bytes(&Tensor::from_f32([2], &[1.0, 2.0]).unwrap());
+        let quoted = replace_bytes(&replace_bytes(&good, b"'descr'", b"\"descr\""), b"'shape'", b"\"shape\"");
+        let t = parse(&quoted).unwrap();
+        assert_eq!(t.shape().dims(), &[2]);
     }
 
     fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
