@@ -39,7 +39,7 @@ pub use kiln_codegen as codegen;
 pub use kiln_passes as passes;
 pub use kiln_ir::*;
 pub use kiln_runtime as runtime;
-pub use kiln_runtime::{Backend, CompiledGraph, Context, ContextOptions, RuntimeError};
+pub use kiln_runtime::{Backend, CompiledGraph, Context, ContextOptions, DeviceTensor, RuntimeError, TensorUsage};
 
 pub use emit::{emit, EmitError, Stage};
 pub use kiln_frontend::{LoadError, LoadOptions, load as load_graph};

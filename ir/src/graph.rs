@@ -137,7 +137,9 @@ impl Graph {
         }
     }
 
-    fn check_descriptor(desc: &OperandDescriptor) -> Result<(), String> {
+    /// Whether a tensor of `desc` may exist: no zero dimension, at most
+    /// [`MAX_TENSOR_BYTES`]; the rule broken, if not.
+    pub fn check_descriptor(desc: &OperandDescriptor) -> Result<(), String> {
         if desc.shape.dims().contains(&0) {
             return Err(format!("shape {} has a zero dimension; WebNN tensors are never empty", desc.shape));
         }

@@ -26,32 +26,34 @@ use crate::RuntimeError;
 /// crate's).
 pub use pollster::block_on;
 
-type Outputs = Result<Vec<(String, Tensor)>, RuntimeError>;
+/// What a graph dispatch resolves to: the named outputs.
+pub type Outputs = Vec<(String, Tensor)>;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-#[derive(Default)]
-struct Slot {
-    result: Option<Outputs>,
+struct Slot<T> {
+    result: Option<Result<T, RuntimeError>>,
     waker: Option<Waker>,
 }
 
-/// The pending result of [`crate::Context::dispatch`].
-pub struct Dispatch {
-    slot: Arc<Mutex<Slot>>,
+/// The pending result of [`crate::Context::dispatch`] (the named outputs),
+/// or of a tensor operation ([`crate::Context::read_tensor`],
+/// [`crate::Context::dispatch_tensors`]).
+pub struct Dispatch<T = Outputs> {
+    slot: Arc<Mutex<Slot<T>>>,
 }
 
-impl Dispatch {
+impl<T> Dispatch<T> {
     /// A dispatch that is already done.
-    fn ready(result: Outputs) -> Self {
+    pub(crate) fn ready(result: Result<T, RuntimeError>) -> Self {
         Dispatch { slot: Arc::new(Mutex::new(Slot { result: Some(result), waker: None })) }
     }
 }
 
-impl Future for Dispatch {
-    type Output = Outputs;
+impl<T> Future for Dispatch<T> {
+    type Output = Result<T, RuntimeError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outputs> {
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<T, RuntimeError>> {
         let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         match s.result.take() {
             Some(r) => Poll::Ready(r),
@@ -86,11 +88,14 @@ impl Dispatcher {
 
     /// Queues `work` on `dispatcher`'s thread, or runs it now on the calling
     /// thread where there is none (the system refused to start it).
-    pub(crate) fn submit(dispatcher: Option<&Self>, work: impl FnOnce() -> Outputs + Send + 'static) -> Dispatch {
+    pub(crate) fn submit<T: Send + 'static>(
+        dispatcher: Option<&Self>,
+        work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Dispatch<T> {
         let Some(jobs) = dispatcher.and_then(|d| d.jobs.as_ref()) else {
             return Dispatch::ready(run_caught(work));
         };
-        let slot = Arc::new(Mutex::new(Slot::default()));
+        let slot = Arc::new(Mutex::new(Slot { result: None, waker: None }));
         let done = Arc::clone(&slot);
         let job: Job = Box::new(move || {
             let result = run_caught(work);
@@ -115,7 +120,7 @@ impl Dispatcher {
 }
 
 /// Runs `work`, turning a panic into an error.
-fn run_caught(work: impl FnOnce() -> Outputs) -> Outputs {
+fn run_caught<T>(work: impl FnOnce() -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
     catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| {
         let message = payload
             .downcast_ref::<&str>()
@@ -174,9 +179,9 @@ mod tests {
     #[test]
     fn a_panic_is_an_error_and_the_thread_goes_on() {
         let dispatcher = Dispatcher::start().unwrap();
-        let e = block_on(Dispatcher::submit(Some(&dispatcher), || panic!("kernel bug"))).unwrap_err();
+        let e = block_on(Dispatcher::submit::<Outputs>(Some(&dispatcher), || panic!("kernel bug"))).unwrap_err();
         assert_eq!(e.to_string(), "internal: a dispatched computation panicked: kernel bug");
-        assert!(block_on(Dispatcher::submit(Some(&dispatcher), || Ok(Vec::new()))).unwrap().is_empty());
+        assert!(block_on(Dispatcher::submit::<Outputs>(Some(&dispatcher), || Ok(Vec::new()))).unwrap().is_empty());
     }
 
     /// Dropping the dispatcher waits for what is queued; without a
@@ -203,7 +208,7 @@ mod tests {
         let here = std::thread::current().id();
         let d = Dispatcher::submit(None, move || {
             assert_eq!(std::thread::current().id(), here);
-            Ok(Vec::new())
+            Ok(())
         });
         block_on(d).unwrap();
     }

@@ -18,12 +18,14 @@ mod cpu;
 mod dispatch;
 mod gpu;
 mod pool;
+mod tensors;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-pub use dispatch::{block_on, Dispatch};
+pub use dispatch::{block_on, Dispatch, Outputs};
+pub use tensors::{DeviceTensor, TensorUsage};
 use dispatch::Dispatcher;
 
 use kiln_ir::kernel::{KernelError, Program};
@@ -113,6 +115,12 @@ pub enum RuntimeError {
     /// A computation run by [`Context::dispatch`] panicked (a bug in kiln).
     #[error("internal: a dispatched computation panicked: {0}")]
     Panicked(String),
+    /// A graph or tensor was used after `destroy`.
+    #[error("{0} was destroyed")]
+    Destroyed(&'static str),
+    /// A tensor operation broke a rule (see [`DeviceTensor`]).
+    #[error("tensor: {0}")]
+    Tensor(String),
 }
 
 /// Options for a [`Context`]. The default: the `cpu` backend on all cores,
@@ -166,6 +174,8 @@ struct Compiled {
     executable: Executable,
     /// What the compiler's passes did (backends that lower the graph).
     report: Option<Report>,
+    /// Set by [`CompiledGraph::destroy`].
+    destroyed: std::sync::atomic::AtomicBool,
 }
 
 /// What a backend runs.
@@ -183,6 +193,20 @@ impl fmt::Debug for CompiledGraph {
 }
 
 impl CompiledGraph {
+    /// Marks the graph destroyed (every clone shares it): computing it
+    /// afterwards is an error. Runs already queued finish.
+    pub fn destroy(&self) {
+        self.inner.destroyed.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_destroyed(&self) -> bool {
+        self.inner.destroyed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn check_live(&self) -> Result<(), RuntimeError> {
+        if self.is_destroyed() { Err(RuntimeError::Destroyed("the graph")) } else { Ok(()) }
+    }
+
     /// The graph this was compiled from.
     pub fn graph(&self) -> &Graph {
         &self.inner.graph
@@ -283,7 +307,8 @@ impl Context {
                 (Executable::Gpu(Box::new(executable)), Some(compiled.report))
             }
         };
-        Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable, report }) })
+        let destroyed = Default::default();
+        Ok(CompiledGraph { inner: Arc::new(Compiled { graph, executable, report, destroyed }) })
     }
 
     /// `pipeline`, without the graph passes if this context does not optimize.
@@ -298,6 +323,7 @@ impl Context {
         graph: &CompiledGraph,
         inputs: &[(&str, &Tensor)],
     ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        graph.check_live()?;
         let g = graph.graph();
         g.check_feeds(inputs)?;
         match &graph.inner.executable {
@@ -315,6 +341,7 @@ impl Context {
     /// program, host kernels included, in program order (`cpu` backend
     /// only).
     pub fn profile(&self, graph: &CompiledGraph, inputs: &[(&str, &Tensor)]) -> Result<Vec<std::time::Duration>, RuntimeError> {
+        graph.check_live()?;
         graph.graph().check_feeds(inputs)?;
         match &graph.inner.executable {
             Executable::Cpu(exe) => exe.profile(inputs, &self.pool),
