@@ -26,7 +26,7 @@
 pub mod aot;
 mod emit;
 pub mod explain;
-pub mod npy;
+pub use kiln_frontend::npy;
 pub mod output_files;
 pub mod web;
 

@@ -9,6 +9,7 @@
 //! - [`webnn_text`]: the `.webnn` graph text format and its weights sidecars.
 
 pub mod builder;
+pub mod npy;
 pub mod onnx;
 pub mod tflite;
 pub mod op_table;
