@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target (cargo-fuzz, libFuzzer) for a while:
 #
-#   scripts/fuzz.sh TARGET SECONDS      # TARGET: onnx, tflite, webnn_text, npy
+#   scripts/fuzz.sh TARGET SECONDS      # TARGET: onnx, tflite, webnn_text, npy, differential
 #
 # Each target is the function of the same name in harness/src/fuzz.rs
 # (fuzz/fuzz_targets/TARGET.rs calls it): bytes in, and it must return
@@ -20,8 +20,8 @@ seconds="${2:-}"
 die() { printf '[fuzz] error: %s\n' "$*" >&2; exit 1; }
 say() { printf '[fuzz] %s\n' "$*" >&2; }
 case "$target" in
-    onnx | tflite | webnn_text | npy) ;;
-    *) die "usage: scripts/fuzz.sh onnx|tflite|webnn_text|npy SECONDS" ;;
+    onnx | tflite | webnn_text | npy | differential) ;;
+    *) die "usage: scripts/fuzz.sh onnx|tflite|webnn_text|npy|differential SECONDS" ;;
 esac
 [[ "$seconds" =~ ^[0-9]+$ ]] || die "SECONDS must be a whole number, got '$seconds'"
 
@@ -47,6 +47,9 @@ if [[ -z "$(ls -A "$corpus")" ]]; then
             for f in examples/*.webnn tests/golden/*.webnn; do seed "$f"; done ;;
         npy)
             for f in examples/*.npy; do seed "$f"; done ;;
+        differential)
+            # Eight bytes are a seed of kiln_harness::differential::random_graph.
+            for s in 1 2 3 4 5 6 7 8; do printf '%08d' "$s" > "$corpus/seed$s"; done ;;
     esac
     for f in tests/data/fuzz/"$target"/*; do seed "$f"; done
     [[ -n "$(ls -A "$corpus")" ]] || printf '\0' > "$corpus/empty"

@@ -16,8 +16,13 @@ pub type Target = fn(&[u8]);
 
 /// Every target: its name (the fuzz target's and the regression folder's)
 /// and its entry point.
-pub const TARGETS: &[(&str, Target)] =
-    &[("onnx", onnx_model), ("tflite", tflite_model), ("webnn_text", webnn_text_file), ("npy", npy_file)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("onnx", onnx_model),
+    ("tflite", tflite_model),
+    ("webnn_text", webnn_text_file),
+    ("npy", npy_file),
+    ("differential", differential),
+];
 
 /// Where no file exists: ONNX external data is looked up here, and found
 /// nowhere.
@@ -65,5 +70,21 @@ pub fn npy_file(data: &[u8]) {
         let back = npy::parse(&npy::to_bytes(&tensor)).expect("kiln reads the .npy files it writes");
         assert_eq!(back.desc(), tensor.desc());
         assert_eq!(back.bytes(), tensor.bytes());
+    }
+}
+
+/// A random graph ([`crate::differential::random_graph`] of the seed in the
+/// first 8 bytes) on the kernels and cpu backends against the interpreter:
+/// a difference beyond the tolerance is a finding (a panic naming the seed
+/// and the graph).
+pub fn differential(data: &[u8]) {
+    let mut seed = [0u8; 8];
+    let n = data.len().min(8);
+    seed[..n].copy_from_slice(&data[..n]);
+    let seed = u64::from_le_bytes(seed);
+    for backend in [kiln_runtime::Backend::Kernels, kiln_runtime::Backend::Cpu] {
+        if let Err(e) = crate::differential::check(seed, backend) {
+            panic!("seed {seed}: {e}");
+        }
     }
 }
