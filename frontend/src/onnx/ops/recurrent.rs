@@ -1,4 +1,8 @@
-//! Recurrent networks: `LSTM` and `GRU` are WebNN's `lstm` and `gru`.
+//! Recurrent networks: `LSTM` and `GRU` are WebNN's `lstm` and `gru`;
+//! `RNN` (WebNN has none) is decomposed, unrolled over its steps: one
+//! `gemm` projects every step's input (`X W^T + Wb + Rb`), then each step is
+//! `activation(gemm(H, R, bTranspose, c = the step's rows))`, and the
+//! sequence output is their `concat`.
 //!
 //! ONNX's gate orders are WebNN's default layouts (LSTM `iofc` = `iofg`,
 //! GRU `zrh` = `zrn`); the bias `B` is `[bias, recurrentBias]` side by side
@@ -18,9 +22,10 @@
 use kiln_ir::*;
 
 use super::Handler;
+use super::shape::reshape;
 use crate::onnx::import::{Importer, NodeCx, NodeResult, Value, invalid, unsupported};
 
-pub const TABLE: &[(&str, Handler)] = &[("GRU", gru), ("LSTM", lstm)];
+pub const TABLE: &[(&str, Handler)] = &[("GRU", gru), ("LSTM", lstm), ("RNN", rnn)];
 
 /// What the two networks share: the operands after the layout and bias
 /// conversions, and the sequence options.
@@ -38,7 +43,8 @@ struct Common {
     activations: Vec<Vec<String>>,
 }
 
-/// Reads the inputs and attributes `LSTM` and `GRU` share; `gates` is 4 or 3.
+/// Reads the inputs and attributes the recurrent operators share; `gates`
+/// is 4 (LSTM), 3 (GRU) or 1 (RNN).
 fn common(im: &mut Importer, cx: &NodeCx, gates: u32) -> NodeResult<Common> {
     let op = &cx.node.op_type;
     let x = im.input(cx, 0)?;
@@ -79,7 +85,11 @@ fn common(im: &mut Importer, cx: &NodeCx, gates: u32) -> NodeResult<Common> {
     if cx.floats("activation_alpha")?.is_some() || cx.floats("activation_beta")?.is_some() {
         return unsupported(format!("{op} activations with alpha/beta parameters"));
     }
-    let per_direction = if gates == 4 { 3 } else { 2 };
+    let per_direction = match gates {
+        4 => 3,
+        3 => 2,
+        _ => 1,
+    };
     let activations = match cx.strings("activations")? {
         None => vec![],
         Some(names) if names.len() == per_direction * dirs as usize => {
@@ -241,4 +251,88 @@ fn gru(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
     };
     let results = im.op(cx, op)?;
     outputs(im, cx, &c, results, 1)
+}
+
+/// `RNN`: decomposed into `gemm`, `slice`, the activation and `concat` (see
+/// the module documentation).
+fn rnn(im: &mut Importer, cx: &NodeCx) -> NodeResult<Vec<Value>> {
+    let c = common(im, cx, 1)?;
+    let [activation] = activations("RNN", &c.activations, [RecurrentActivation::Tanh])?;
+    let kind = match activation {
+        RecurrentActivation::Tanh => UnaryOp::Tanh,
+        RecurrentActivation::Sigmoid => UnaryOp::Sigmoid,
+        RecurrentActivation::Relu => UnaryOp::Relu,
+    };
+    let d = im.desc(c.input).shape.dims().to_vec();
+    let (steps, batch, input) = (d[0], d[1], d[2]);
+    let h = c.hidden_size;
+    let dirs = kiln_ir::infer::recurrent_directions(c.direction);
+    let initial = initial_state(im, cx, 5, &c)?;
+    let slice = |im: &mut Importer, x: OperandId, starts: Vec<u32>, sizes: Vec<u32>| {
+        im.op1(cx, Op::Slice { input: x, starts, sizes, strides: None })
+    };
+    let gemm = |im: &mut Importer, a: OperandId, b: OperandId, bias: Option<OperandId>| {
+        let options = GemmOptions { c: bias, b_transpose: true, ..Default::default() };
+        im.op1(cx, Op::Gemm { a, b, options })
+    };
+    let rows = reshape(im, cx, c.input, &[steps * batch, input])?;
+    let mut finals = Vec::new();
+    let mut sequences = Vec::new();
+    for dir in 0..dirs {
+        let backward = c.direction == RecurrentDirection::Backward || dir == 1;
+        let w = slice(im, c.weight, vec![dir, 0, 0], vec![1, h, input])?;
+        let w = reshape(im, cx, w, &[h, input])?;
+        let r = slice(im, c.recurrent_weight, vec![dir, 0, 0], vec![1, h, h])?;
+        let r = reshape(im, cx, r, &[h, h])?;
+        let bias = match (c.bias, c.recurrent_bias) {
+            (Some(b), Some(rb)) => {
+                let b = slice(im, b, vec![dir, 0], vec![1, h])?;
+                let rb = slice(im, rb, vec![dir, 0], vec![1, h])?;
+                Some(im.op1(cx, Op::Binary { kind: BinaryOp::Add, a: b, b: rb })?)
+            }
+            _ => None,
+        };
+        let projected = gemm(im, rows, w, bias)?;
+        let mut state = match initial {
+            Some(s) => {
+                let s = slice(im, s, vec![dir, 0, 0], vec![1, batch, h])?;
+                Some(reshape(im, cx, s, &[batch, h])?)
+            }
+            None => None,
+        };
+        let mut states = vec![None; steps as usize];
+        for step in 0..steps {
+            let t = if backward { steps - 1 - step } else { step };
+            let xt = slice(im, projected, vec![t * batch, 0], vec![batch, h])?;
+            let pre = match state {
+                Some(hp) => gemm(im, hp, r, Some(xt))?,
+                None => xt,
+            };
+            let ht = im.unary(cx, kind, pre)?;
+            states[t as usize] = Some(ht);
+            state = Some(ht);
+        }
+        let last = state.expect("an RNN has at least one step");
+        finals.push(reshape(im, cx, last, &[1, batch, h])?);
+        if cx.has_output(0) {
+            let per_step = states
+                .into_iter()
+                .map(|s| reshape(im, cx, s.expect("every step ran"), &[1, 1, batch, h]))
+                .collect::<NodeResult<Vec<_>>>()?;
+            sequences.push(concat(im, cx, per_step, 0)?);
+        }
+    }
+    let mut results = vec![concat(im, cx, finals, 0)?];
+    if !sequences.is_empty() {
+        results.push(concat(im, cx, sequences, 1)?);
+    }
+    outputs(im, cx, &c, results, 1)
+}
+
+/// `inputs` joined along `axis` (one input: itself).
+fn concat(im: &mut Importer, cx: &NodeCx, inputs: Vec<OperandId>, axis: u32) -> NodeResult<OperandId> {
+    match inputs.as_slice() {
+        [one] => Ok(*one),
+        _ => im.op1(cx, Op::Concat { inputs, axis }),
+    }
 }
