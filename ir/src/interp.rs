@@ -321,85 +321,13 @@ fn eval_checked<'t>(
             options.scale,
             out,
         )),
-        Op::Gru { input, weight, recurrent_weight, hidden_size, options: o, .. } => {
-            let net = recurrent::Network {
-                gates: recurrent::Gates::Gru(&o.cell),
-                input: operand(*input),
-                weight: operand(*weight),
-                recurrent_weight: operand(*recurrent_weight),
-                bias: opt(o.cell.bias),
-                recurrent_bias: opt(o.cell.recurrent_bias),
-                peephole_weight: None,
-                hidden_state: opt(o.initial_hidden_state),
-                cell_state: None,
-                hidden_size: *hidden_size as usize,
-                backward: directions(o.direction),
-                return_sequence: o.return_sequence,
-            };
-            recurrent::run(&net, outputs)
-        }
-        Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options: o } => {
-            let net = recurrent::Network {
-                gates: recurrent::Gates::Gru(o),
-                input: operand(*input),
-                weight: operand(*weight),
-                recurrent_weight: operand(*recurrent_weight),
-                bias: opt(o.bias),
-                recurrent_bias: opt(o.recurrent_bias),
-                peephole_weight: None,
-                hidden_state: Some(operand(*hidden_state)),
-                cell_state: None,
-                hidden_size: *hidden_size as usize,
-                backward: vec![false],
-                return_sequence: false,
-            };
-            recurrent::run(&net, outputs)
-        }
-        Op::Lstm { input, weight, recurrent_weight, hidden_size, options: o, .. } => {
-            let net = recurrent::Network {
-                gates: recurrent::Gates::Lstm(&o.cell),
-                input: operand(*input),
-                weight: operand(*weight),
-                recurrent_weight: operand(*recurrent_weight),
-                bias: opt(o.cell.bias),
-                recurrent_bias: opt(o.cell.recurrent_bias),
-                peephole_weight: opt(o.cell.peephole_weight),
-                hidden_state: opt(o.initial_hidden_state),
-                cell_state: opt(o.initial_cell_state),
-                hidden_size: *hidden_size as usize,
-                backward: directions(o.direction),
-                return_sequence: o.return_sequence,
-            };
-            recurrent::run(&net, outputs)
-        }
-        Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options: o } => {
-            let net = recurrent::Network {
-                gates: recurrent::Gates::Lstm(o),
-                input: operand(*input),
-                weight: operand(*weight),
-                recurrent_weight: operand(*recurrent_weight),
-                bias: opt(o.bias),
-                recurrent_bias: opt(o.recurrent_bias),
-                peephole_weight: opt(o.peephole_weight),
-                hidden_state: Some(operand(*hidden_state)),
-                cell_state: Some(operand(*cell_state)),
-                hidden_size: *hidden_size as usize,
-                backward: vec![false],
-                return_sequence: false,
-            };
-            recurrent::run(&net, outputs)
+        Op::Gru { .. } | Op::GruCell { .. } | Op::Lstm { .. } | Op::LstmCell { .. } => {
+            let net = op.recurrent().ok_or("a recurrent operator describes its network")?;
+            recurrent::run(&net, operand, outputs)
         }
     }
 }
 
-/// Per direction of a `gru`/`lstm`, whether it walks the steps backward.
-fn directions(direction: crate::RecurrentDirection) -> Vec<bool> {
-    match direction {
-        crate::RecurrentDirection::Forward => vec![false],
-        crate::RecurrentDirection::Backward => vec![true],
-        crate::RecurrentDirection::Both => vec![false, true],
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Helpers shared by the operator modules.

@@ -499,6 +499,47 @@ pub struct LstmOptions {
     pub direction: RecurrentDirection,
 }
 
+/// Which recurrent network, with its per-step options.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RecurrentGates<'o> {
+    Gru(&'o GruCellOptions),
+    Lstm(&'o LstmCellOptions),
+}
+
+/// The four recurrent operators seen one way ([`Op::recurrent`]): a cell
+/// is a network of one step and one forward direction whose operands lack
+/// the step and direction axes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurrentNetwork<'o> {
+    pub gates: RecurrentGates<'o>,
+    pub input: OperandId,
+    pub weight: OperandId,
+    pub recurrent_weight: OperandId,
+    pub bias: Option<OperandId>,
+    pub recurrent_bias: Option<OperandId>,
+    pub peephole_weight: Option<OperandId>,
+    /// The initial (sequence) or given (cell) states.
+    pub hidden_state: Option<OperandId>,
+    pub cell_state: Option<OperandId>,
+    pub hidden_size: u32,
+    /// `Some` for `gru`/`lstm`, whose operands have step and direction
+    /// axes; `None` for the cells.
+    pub direction: Option<RecurrentDirection>,
+    pub return_sequence: bool,
+}
+
+impl RecurrentNetwork<'_> {
+    /// Per direction, whether it walks the steps backward (a cell: one,
+    /// forward).
+    pub fn backward(&self) -> Vec<bool> {
+        match self.direction {
+            None | Some(RecurrentDirection::Forward) => vec![false],
+            Some(RecurrentDirection::Backward) => vec![true],
+            Some(RecurrentDirection::Both) => vec![false, true],
+        }
+    }
+}
+
 /// One WebNN operator applied to its operands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -704,6 +745,72 @@ impl Op {
             Op::Reduce { kind, .. } => kind.name(),
             other => other.single_name().expect("every other variant is declared in single_operators!"),
         }
+    }
+
+    /// `gru`, `gruCell`, `lstm` and `lstmCell` as one description; `None`
+    /// for every other operator.
+    pub fn recurrent(&self) -> Option<RecurrentNetwork<'_>> {
+        Some(match self {
+            Op::Gru { input, weight, recurrent_weight, hidden_size, options: o, .. } => RecurrentNetwork {
+                gates: RecurrentGates::Gru(&o.cell),
+                input: *input,
+                weight: *weight,
+                recurrent_weight: *recurrent_weight,
+                bias: o.cell.bias,
+                recurrent_bias: o.cell.recurrent_bias,
+                peephole_weight: None,
+                hidden_state: o.initial_hidden_state,
+                cell_state: None,
+                hidden_size: *hidden_size,
+                direction: Some(o.direction),
+                return_sequence: o.return_sequence,
+            },
+            Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options: o } => RecurrentNetwork {
+                gates: RecurrentGates::Gru(o),
+                input: *input,
+                weight: *weight,
+                recurrent_weight: *recurrent_weight,
+                bias: o.bias,
+                recurrent_bias: o.recurrent_bias,
+                peephole_weight: None,
+                hidden_state: Some(*hidden_state),
+                cell_state: None,
+                hidden_size: *hidden_size,
+                direction: None,
+                return_sequence: false,
+            },
+            Op::Lstm { input, weight, recurrent_weight, hidden_size, options: o, .. } => RecurrentNetwork {
+                gates: RecurrentGates::Lstm(&o.cell),
+                input: *input,
+                weight: *weight,
+                recurrent_weight: *recurrent_weight,
+                bias: o.cell.bias,
+                recurrent_bias: o.cell.recurrent_bias,
+                peephole_weight: o.cell.peephole_weight,
+                hidden_state: o.initial_hidden_state,
+                cell_state: o.initial_cell_state,
+                hidden_size: *hidden_size,
+                direction: Some(o.direction),
+                return_sequence: o.return_sequence,
+            },
+            Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options: o } => {
+                RecurrentNetwork {
+                    gates: RecurrentGates::Lstm(o),
+                    input: *input,
+                    weight: *weight,
+                    recurrent_weight: *recurrent_weight,
+                    bias: o.bias,
+                    recurrent_bias: o.recurrent_bias,
+                    peephole_weight: o.peephole_weight,
+                    hidden_state: Some(*hidden_state),
+                    cell_state: Some(*cell_state),
+                    hidden_size: *hidden_size,
+                    direction: None,
+                    return_sequence: false,
+                }
+            }
+            _ => return None,
+        })
     }
 
     /// Every operand the operator reads, each with its spec name, in order.

@@ -11,31 +11,7 @@
 //! of the input step they were computed from.
 
 use super::{encode_f64, floats, Res};
-use crate::{GruCellOptions, LstmCellOptions, OperandDescriptor, RecurrentActivation, Tensor};
-
-/// Which network, with its per-step options.
-pub(super) enum Gates<'o> {
-    Gru(&'o GruCellOptions),
-    Lstm(&'o LstmCellOptions),
-}
-
-/// A recurrent operator's operands. Every optional one is absent or has
-/// the shape the shape rule requires.
-pub(super) struct Network<'t, 'o> {
-    pub gates: Gates<'o>,
-    pub input: &'t Tensor,
-    pub weight: &'t Tensor,
-    pub recurrent_weight: &'t Tensor,
-    pub bias: Option<&'t Tensor>,
-    pub recurrent_bias: Option<&'t Tensor>,
-    pub peephole_weight: Option<&'t Tensor>,
-    pub hidden_state: Option<&'t Tensor>,
-    pub cell_state: Option<&'t Tensor>,
-    pub hidden_size: usize,
-    /// One entry per direction: whether it walks the steps backward.
-    pub backward: Vec<bool>,
-    pub return_sequence: bool,
-}
+use crate::{OperandDescriptor, OperandId, RecurrentActivation, RecurrentGates, RecurrentNetwork, Tensor};
 
 fn activate(a: RecurrentActivation, x: f64) -> f64 {
     match a {
@@ -48,25 +24,31 @@ fn activate(a: RecurrentActivation, x: f64) -> f64 {
 /// Runs the network; the results are, in order, the last hidden state, the
 /// last cell state (LSTM only) and the sequence of hidden states (when
 /// `return_sequence`), encoded with `outputs`' descriptors.
-pub(super) fn run(net: &Network, outputs: &[OperandDescriptor]) -> Res<Vec<Tensor>> {
-    let opt = |t: Option<&Tensor>| t.map(floats).transpose();
-    let (x, w, r) = (floats(net.input)?, floats(net.weight)?, floats(net.recurrent_weight)?);
+pub(super) fn run<'t>(
+    net: &RecurrentNetwork,
+    operand: &dyn Fn(OperandId) -> &'t Tensor,
+    outputs: &[OperandDescriptor],
+) -> Res<Vec<Tensor>> {
+    let opt = |id: Option<OperandId>| id.map(|id| floats(operand(id))).transpose();
+    let input = operand(net.input);
+    let (x, w, r) = (floats(input)?, floats(operand(net.weight))?, floats(operand(net.recurrent_weight))?);
     let (b, rb, p) = (opt(net.bias)?, opt(net.recurrent_bias)?, opt(net.peephole_weight)?);
     let (h0, c0) = (opt(net.hidden_state)?, opt(net.cell_state)?);
-    let dims = net.input.shape().dims();
+    let dims = input.shape().dims();
     let (batch, input_size) = (dims[dims.len() - 2] as usize, dims[dims.len() - 1] as usize);
     let steps = x.len() / (batch * input_size).max(1);
-    let h = net.hidden_size;
+    let h = net.hidden_size as usize;
     let gates = match net.gates {
-        Gates::Gru(_) => 3,
-        Gates::Lstm(_) => 4,
+        RecurrentGates::Gru(_) => 3,
+        RecurrentGates::Lstm(_) => 4,
     };
-    let dirs = net.backward.len();
+    let backward = net.backward();
+    let dirs = backward.len();
     let state_len = batch * h;
     let mut hidden_out = vec![0.0; dirs * state_len];
     let mut cell_out = vec![0.0; dirs * state_len];
     let mut sequence = vec![0.0; steps * dirs * state_len];
-    for (d, &backward) in net.backward.iter().enumerate() {
+    for (d, &backward) in backward.iter().enumerate() {
         let wd = &w[d * gates * h * input_size..][..gates * h * input_size];
         let rd = &r[d * gates * h * h..][..gates * h * h];
         let bd = b.as_ref().map(|v| &v[d * gates * h..][..gates * h]);
@@ -91,7 +73,7 @@ pub(super) fn run(net: &Network, outputs: &[OperandDescriptor]) -> Res<Vec<Tenso
                     dot + rbd.map_or(0.0, |v| v[j])
                 };
                 match net.gates {
-                    Gates::Gru(o) => {
+                    RecurrentGates::Gru(o) => {
                         let [zb, rbk, nb] = o.layout.blocks().map(|blk| blk * h);
                         let [fa, ga] = o.activations;
                         let z: Vec<f64> =
@@ -109,7 +91,7 @@ pub(super) fn run(net: &Network, outputs: &[OperandDescriptor]) -> Res<Vec<Tenso
                             new_h[n * h + u] = z[u] * hr[u] + nv * (1.0 - z[u]);
                         }
                     }
-                    Gates::Lstm(o) => {
+                    RecurrentGates::Lstm(o) => {
                         let [ib, ob, fb, gb] = o.layout.blocks().map(|blk| blk * h);
                         let [fa, ga, ha] = o.activations;
                         for u in 0..h {
@@ -134,7 +116,7 @@ pub(super) fn run(net: &Network, outputs: &[OperandDescriptor]) -> Res<Vec<Tenso
         cell_out[d * state_len..][..state_len].copy_from_slice(&cs);
     }
     let mut results = vec![hidden_out];
-    if let Gates::Lstm(_) = net.gates {
+    if let RecurrentGates::Lstm(_) = net.gates {
         results.push(cell_out);
     }
     if net.return_sequence {

@@ -467,68 +467,8 @@ impl<'g> Lowerer<'g> {
             Op::Reverse { input, axes } => self.reverse(*input, axes, out),
             Op::Tile { input, repetitions } => self.tile(*input, repetitions, out),
             Op::Triangular { input, upper, diagonal } => self.triangular(*input, *upper, *diagonal, out),
-            Op::Gru { input, weight, recurrent_weight, hidden_size, options: o, .. } => {
-                let net = recurrent::Network {
-                    gates: recurrent::Gates::Gru(&o.cell),
-                    input: *input,
-                    weight: *weight,
-                    recurrent_weight: *recurrent_weight,
-                    bias: o.cell.bias,
-                    recurrent_bias: o.cell.recurrent_bias,
-                    peephole_weight: None,
-                    hidden_state: o.initial_hidden_state,
-                    cell_state: None,
-                    hidden_size: *hidden_size as usize,
-                    direction: Some(o.direction),
-                };
-                self.recurrent(&net, &node.outputs)
-            }
-            Op::GruCell { input, weight, recurrent_weight, hidden_state, hidden_size, options: o } => {
-                let net = recurrent::Network {
-                    gates: recurrent::Gates::Gru(o),
-                    input: *input,
-                    weight: *weight,
-                    recurrent_weight: *recurrent_weight,
-                    bias: o.bias,
-                    recurrent_bias: o.recurrent_bias,
-                    peephole_weight: None,
-                    hidden_state: Some(*hidden_state),
-                    cell_state: None,
-                    hidden_size: *hidden_size as usize,
-                    direction: None,
-                };
-                self.recurrent(&net, &node.outputs)
-            }
-            Op::Lstm { input, weight, recurrent_weight, hidden_size, options: o, .. } => {
-                let net = recurrent::Network {
-                    gates: recurrent::Gates::Lstm(&o.cell),
-                    input: *input,
-                    weight: *weight,
-                    recurrent_weight: *recurrent_weight,
-                    bias: o.cell.bias,
-                    recurrent_bias: o.cell.recurrent_bias,
-                    peephole_weight: o.cell.peephole_weight,
-                    hidden_state: o.initial_hidden_state,
-                    cell_state: o.initial_cell_state,
-                    hidden_size: *hidden_size as usize,
-                    direction: Some(o.direction),
-                };
-                self.recurrent(&net, &node.outputs)
-            }
-            Op::LstmCell { input, weight, recurrent_weight, hidden_state, cell_state, hidden_size, options: o } => {
-                let net = recurrent::Network {
-                    gates: recurrent::Gates::Lstm(o),
-                    input: *input,
-                    weight: *weight,
-                    recurrent_weight: *recurrent_weight,
-                    bias: o.bias,
-                    recurrent_bias: o.recurrent_bias,
-                    peephole_weight: o.peephole_weight,
-                    hidden_state: Some(*hidden_state),
-                    cell_state: Some(*cell_state),
-                    hidden_size: *hidden_size as usize,
-                    direction: None,
-                };
+            Op::Gru { .. } | Op::GruCell { .. } | Op::Lstm { .. } | Op::LstmCell { .. } => {
+                let net = node.op.recurrent().ok_or("a recurrent operator describes its network")?;
                 self.recurrent(&net, &node.outputs)
             }
         }

@@ -18,45 +18,18 @@
 //! The semantics are the interpreter's (`kiln_ir::interp`, recurrent.rs).
 
 use kiln_ir::kernel::{Access, Expr, Kernel};
-use kiln_ir::{
-    DataType, GruCellOptions, LstmCellOptions, OperandId, RecurrentActivation, RecurrentDirection,
-};
+use kiln_ir::{DataType, OperandId, RecurrentActivation, RecurrentGates, RecurrentNetwork};
 
 use super::elementwise::sigmoid;
 use super::values::{E, Row, V, Val, access, ident};
 use super::{Lowerer, R};
 
-/// Which network, with its per-step options.
-#[derive(Clone, Copy)]
-pub(super) enum Gates<'o> {
-    Gru(&'o GruCellOptions),
-    Lstm(&'o LstmCellOptions),
-}
-
-impl Gates<'_> {
-    fn count(self) -> usize {
-        match self {
-            Gates::Gru(_) => 3,
-            Gates::Lstm(_) => 4,
-        }
+/// The number of gates of a network.
+fn gate_count(gates: RecurrentGates) -> usize {
+    match gates {
+        RecurrentGates::Gru(_) => 3,
+        RecurrentGates::Lstm(_) => 4,
     }
-}
-
-/// A recurrent operator's operands and shape, as the lowering needs them.
-pub(super) struct Network<'o> {
-    pub gates: Gates<'o>,
-    pub input: OperandId,
-    pub weight: OperandId,
-    pub recurrent_weight: OperandId,
-    pub bias: Option<OperandId>,
-    pub recurrent_bias: Option<OperandId>,
-    pub peephole_weight: Option<OperandId>,
-    pub hidden_state: Option<OperandId>,
-    pub cell_state: Option<OperandId>,
-    pub hidden_size: usize,
-    /// `Some(direction)` for `gru`/`lstm` (operands with step and
-    /// direction axes); `None` for a cell.
-    pub direction: Option<RecurrentDirection>,
 }
 
 /// The operands in memory, every one seen with a leading direction axis
@@ -129,14 +102,10 @@ impl State {
 impl Lowerer<'_> {
     /// Lowers a recurrent operator; `outputs` are its results in order
     /// (hidden state, cell state for LSTM, then the sequence if asked).
-    pub(super) fn recurrent(&mut self, net: &Network, outputs: &[OperandId]) -> R {
-        let h = net.hidden_size;
-        let g = net.gates.count();
-        let backward: Vec<bool> = match net.direction {
-            None | Some(RecurrentDirection::Forward) => vec![false],
-            Some(RecurrentDirection::Backward) => vec![true],
-            Some(RecurrentDirection::Both) => vec![false, true],
-        };
+    pub(super) fn recurrent(&mut self, net: &RecurrentNetwork, outputs: &[OperandId]) -> R {
+        let h = net.hidden_size as usize;
+        let g = gate_count(net.gates);
+        let backward = net.backward();
         let dirs = backward.len();
         let with_dir = |v: Val| if net.direction.is_some() { v } else { v.view(&[[1].as_slice(), &v.shape].concat()) };
         let x = self.val(net.input);
@@ -162,8 +131,8 @@ impl Lowerer<'_> {
         };
         let h0 = state(self, net.hidden_state);
         let c0 = match net.gates {
-            Gates::Lstm(_) => Some(state(self, net.cell_state)),
-            Gates::Gru(_) => None,
+            RecurrentGates::Lstm(_) => Some(state(self, net.cell_state)),
+            RecurrentGates::Gru(_) => None,
         };
         let projected = self.input_projection(&ops, dirs, steps * batch, g * h, input_size);
         let dests: Vec<Val> = outputs.iter().map(|&o| with_dir(self.dest(o))).collect();
@@ -184,7 +153,7 @@ impl Lowerer<'_> {
                 };
                 let new_h = self.scratch(DataType::Float32, &[batch, h]);
                 match net.gates {
-                    Gates::Lstm(o) => {
+                    RecurrentGates::Lstm(o) => {
                         let c = cell.clone().expect("an LSTM has a cell state");
                         let hr = self.recurrent_product(&ops, d, &hidden, g * h, 0);
                         let [ib, ob, fb, gb] = o.layout.blocks();
@@ -234,7 +203,7 @@ impl Lowerer<'_> {
                         self.map(vec![batch, h], inputs, e.done(hv), ident(&new_h));
                         cell = Some(State { val: new_c, dir: None });
                     }
-                    Gates::Gru(o) => {
+                    RecurrentGates::Gru(o) => {
                         let [zb, rb, nb] = o.layout.blocks();
                         let [fa, ga] = o.activations;
                         let (inputs, n_pre) = if o.reset_after {
