@@ -101,11 +101,17 @@ fn write_results(
 }
 
 /// Runs `kernels` in order, each split into one task per pool thread, with
-/// a barrier between kernels.
+/// a barrier between kernels. A panicking task is an error of the run
+/// ([`RuntimeError::Panicked`]); the pool stays usable.
 ///
 /// With `times`, task 0 records each kernel's wall time (start to the
 /// barrier after it: the time the slowest task took).
-fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool, times: Option<&Mutex<Vec<Duration>>>) {
+fn execute(
+    kernels: &[KernelFn],
+    pointers: &Pointers,
+    pool: &Pool,
+    times: Option<&Mutex<Vec<Duration>>>,
+) -> Result<(), RuntimeError> {
     let tasks = pool.threads() as u64;
     pool.run(&|task, barrier| {
         for kernel in kernels {
@@ -122,7 +128,8 @@ fn execute(kernels: &[KernelFn], pointers: &Pointers, pool: &Pool, times: Option
                 times.lock().unwrap_or_else(|p| p.into_inner()).push(start.elapsed());
             }
         }
-    });
+    })
+    .map_err(RuntimeError::Panicked)
 }
 
 impl CpuExecutable {
@@ -226,7 +233,12 @@ impl CpuExecutable {
         let mut result = Ok(());
         for step in &self.steps {
             match step {
-                Step::Generated(kernels) => execute(kernels, &pointers, pool, times),
+                Step::Generated(kernels) => {
+                    result = execute(kernels, &pointers, pool, times);
+                    if result.is_err() {
+                        break;
+                    }
+                }
                 Step::Host(k) => {
                     let start = Instant::now();
                     result = self.run_host(*k, &pointers);

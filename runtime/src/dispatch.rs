@@ -180,7 +180,7 @@ mod tests {
     fn a_panic_is_an_error_and_the_thread_goes_on() {
         let dispatcher = Dispatcher::start().unwrap();
         let e = block_on(Dispatcher::submit::<Outputs>(Some(&dispatcher), || panic!("kernel bug"))).unwrap_err();
-        assert_eq!(e.to_string(), "internal: a dispatched computation panicked: kernel bug");
+        assert_eq!(e.to_string(), "internal: a computation panicked: kernel bug");
         assert!(block_on(Dispatcher::submit::<Outputs>(Some(&dispatcher), || Ok(Vec::new()))).unwrap().is_empty());
     }
 

@@ -112,8 +112,9 @@ pub enum RuntimeError {
     MissingBuffer(String),
     #[error("internal: a lock was poisoned by a panicking thread")]
     Poisoned,
-    /// A computation run by [`Context::dispatch`] panicked (a bug in kiln).
-    #[error("internal: a dispatched computation panicked: {0}")]
+    /// A computation panicked (a bug in kiln): on the dispatch thread, or in
+    /// a task of the worker pool. The context stays usable.
+    #[error("internal: a computation panicked: {0}")]
     Panicked(String),
     /// A graph or tensor was used after `destroy`.
     #[error("{0} was destroyed")]

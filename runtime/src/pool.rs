@@ -12,7 +12,8 @@
 //! (futex wait and wake-up) would cost as much again per kernel.
 
 use std::hint::spin_loop;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,16 +24,24 @@ const SPINS_BEFORE_YIELD: u32 = 1 << 14;
 
 /// A reusable barrier for `n` tasks that waits by spinning, then by
 /// yielding (never sleeping on a futex). Everything a task wrote before
-/// [`SpinBarrier::wait`] is visible to every task after it returns.
+/// [`SpinBarrier::wait`] is visible to every task after it returns. A
+/// barrier [`SpinBarrier::break_open`] (a task panicked and will not
+/// arrive) lets every wait return at once.
 pub struct SpinBarrier {
     n: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    broken: AtomicBool,
 }
 
 impl SpinBarrier {
     pub fn new(n: usize) -> Self {
-        SpinBarrier { n, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+        SpinBarrier { n, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0), broken: AtomicBool::new(false) }
+    }
+
+    /// Releases every waiting task now and every later wait at once.
+    fn break_open(&self) {
+        self.broken.store(true, Ordering::Release);
     }
 
     /// Returns once all `n` tasks have called `wait` in this round.
@@ -46,7 +55,7 @@ impl SpinBarrier {
             return;
         }
         let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
+        while self.generation.load(Ordering::Acquire) == generation && !self.broken.load(Ordering::Acquire) {
             if spins < SPINS_BEFORE_YIELD {
                 spins += 1;
                 spin_loop();
@@ -93,13 +102,21 @@ impl Pool {
 
     /// Runs `task(t)` for every `t` in `0..self.threads()`, `t = 0` on the
     /// calling thread, and returns when all have finished. `task` receives
-    /// a barrier shared by all tasks.
-    pub fn run(&self, task: &(dyn Fn(usize, &SpinBarrier) + Sync)) {
+    /// a barrier shared by all tasks. A task that panics breaks the barrier
+    /// open (the others run on without waiting for it) and makes the run
+    /// an error with the panic's message; the workers survive, so the pool
+    /// stays usable.
+    pub fn run(&self, task: &(dyn Fn(usize, &SpinBarrier) + Sync)) -> Result<(), String> {
         let n = self.threads();
         let barrier = Arc::new(SpinBarrier::new(n));
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let outcome = |failure: &Mutex<Option<String>>| match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(message) => Err(message),
+            None => Ok(()),
+        };
         if n == 1 {
-            task(0, &barrier);
-            return;
+            guarded(task, 0, &barrier, &failure);
+            return outcome(&failure);
         }
         // SAFETY: the borrowed `task` outlives every job: each job ends by
         // waiting on `done`, and this function does not return before it
@@ -109,9 +126,9 @@ impl Pool {
         {
             let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
             for (i, tx) in senders.iter().enumerate() {
-                let (barrier, done) = (Arc::clone(&barrier), Arc::clone(&done));
+                let (barrier, done, failure) = (Arc::clone(&barrier), Arc::clone(&done), Arc::clone(&failure));
                 let job: Job = Box::new(move || {
-                    task(i + 1, &barrier);
+                    guarded(task, i + 1, &barrier, &failure);
                     done.wait();
                 });
                 if tx.send(job).is_err() {
@@ -119,8 +136,23 @@ impl Pool {
                 }
             }
         }
-        task(0, &barrier);
+        guarded(task, 0, &barrier, &failure);
         done.wait();
+        outcome(&failure)
+    }
+}
+
+/// Runs task `t`; a panic breaks the barrier open and is recorded in
+/// `failure` (the first one wins) instead of unwinding further.
+fn guarded(task: &(dyn Fn(usize, &SpinBarrier) + Sync), t: usize, barrier: &SpinBarrier, failure: &Mutex<Option<String>>) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task(t, barrier))) {
+        barrier.break_open();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(format!("task {t}: {message}"));
     }
 }
 
@@ -146,7 +178,7 @@ mod tests {
         let pool = Pool::new(TASKS);
         let counter = AtomicUsize::new(0);
         let failures = AtomicUsize::new(0);
-        pool.run(&|_, barrier| {
+        let result = pool.run(&|_, barrier| {
             for round in 1..=ROUNDS {
                 counter.fetch_add(1, Ordering::Relaxed);
                 barrier.wait();
@@ -156,7 +188,33 @@ mod tests {
                 barrier.wait();
             }
         });
+        result.unwrap();
         assert_eq!(counter.load(Ordering::Relaxed), ROUNDS * TASKS);
         assert_eq!(failures.load(Ordering::Relaxed), 0);
+    }
+
+    /// A panicking task makes the run an error (no hang at the barriers
+    /// the others wait on), and the pool runs the next computation.
+    #[test]
+    fn a_panicking_task_is_an_error_and_the_pool_goes_on() {
+        let pool = Pool::new(3);
+        let e = pool
+            .run(&|task, barrier| {
+                for round in 0..100 {
+                    if task == 1 && round == 5 {
+                        panic!("kernel bug");
+                    }
+                    barrier.wait();
+                }
+            })
+            .unwrap_err();
+        assert_eq!(e, "task 1: kernel bug");
+        let ran = AtomicUsize::new(0);
+        pool.run(&|_, barrier| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            barrier.wait();
+        })
+        .unwrap();
+        assert_eq!(ran.load(Ordering::Relaxed), 3);
     }
 }
