@@ -108,8 +108,8 @@ impl Lowerer<'_> {
         let backward = net.backward();
         let dirs = backward.len();
         let with_dir = |v: Val| if net.direction.is_some() { v } else { v.view(&[[1].as_slice(), &v.shape].concat()) };
-        let x = self.val(net.input);
-        let x = if net.direction.is_some() { x } else { x.view(&[[1].as_slice(), &x.shape].concat()) };
+        // A cell's input gets a step axis of 1 the same way.
+        let x = with_dir(self.val(net.input));
         let (steps, batch, input_size) = (x.shape[0], x.shape[1], x.shape[2]);
         let ops = Operands {
             x,
