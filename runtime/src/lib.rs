@@ -357,8 +357,7 @@ impl Context {
     /// shares its bytes).
     pub fn dispatch(&self, graph: &CompiledGraph, inputs: Vec<(String, Tensor)>) -> Dispatch {
         let (ctx, graph) = (self.clone(), graph.clone());
-        let dispatcher = self.dispatcher.get_or_init(Dispatcher::start);
-        Dispatcher::submit(dispatcher.as_ref(), move || {
+        Dispatcher::submit(self.dispatcher(), move || {
             let feeds: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
             ctx.compute(&graph, &feeds)
         })

@@ -117,7 +117,8 @@ impl Context {
         Arc::as_ptr(&self.dispatcher) as usize
     }
 
-    fn dispatcher(&self) -> Option<&Dispatcher> {
+    /// The dispatch thread, started by the first call that queues work.
+    pub(crate) fn dispatcher(&self) -> Option<&Dispatcher> {
         self.dispatcher.get_or_init(Dispatcher::start).as_ref()
     }
 
